@@ -1,0 +1,121 @@
+//! CAR v1: export a DAG as one stream, import one with every block verified and the DAG checked
+//! complete before anything becomes visible.
+
+use std::collections::HashSet;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cid::Cid;
+use futures::{StreamExt, TryStreamExt};
+use iroh_car::{CarHeader, CarReader};
+use prost::encoding::encode_varint;
+use tokio_util::io::StreamReader;
+
+use super::block::{Block, DAG_PB, check_supported};
+use super::blocks::Blocks;
+use super::dagpb::PbNode;
+use super::store::{BlockBatch, ByteStream, storage_key};
+use crate::error::{Error, Result};
+
+const IDENTITY: u64 = 0x00;
+
+/// What a CAR import stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarImport {
+    pub roots: Vec<Cid>,
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// The DAG under `root` as a CAR v1 stream, depth-first, each block once (identity blocks are
+/// inline in their CIDs and not written).
+pub fn export(blocks: Blocks, root: Cid) -> ByteStream {
+    async_stream::try_stream! {
+        let header = CarHeader::new_v1(vec![root])
+            .encode()
+            .map_err(|e| Error::Store(format!("encoding a CAR header: {e}")))?;
+        yield length_prefixed(&[&header]);
+        let mut seen = HashSet::new();
+        let mut stack = vec![root];
+        while let Some(cid) = stack.pop() {
+            if cid.hash().code() == IDENTITY || !seen.insert(storage_key(&cid)) {
+                continue;
+            }
+            let block = blocks.get(&cid).await?;
+            if cid.codec() == DAG_PB {
+                let node = PbNode::decode_block(&cid, block.data().clone())?;
+                for link in node.links.iter().rev() {
+                    stack.push(link.target(&cid)?);
+                }
+            }
+            yield length_prefixed(&[&cid.to_bytes(), block.data()]);
+        }
+    }
+    .boxed()
+}
+
+fn length_prefixed(parts: &[&[u8]]) -> Bytes {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = BytesMut::with_capacity(len + 10);
+    let mut prefix = Vec::with_capacity(10);
+    encode_varint(len as u64, &mut prefix);
+    out.put_slice(&prefix);
+    for part in parts {
+        out.put_slice(part);
+    }
+    out.freeze()
+}
+
+/// Reads a CAR v1 stream into `batch`, verifying every block, and checks that every root and every
+/// block linked from a dag-pb block is either in the CAR or already stored. The caller commits.
+pub async fn import(blocks: &Blocks, input: ByteStream, batch: &mut dyn BlockBatch) -> Result<CarImport> {
+    let reader = StreamReader::new(input.map_err(|e| std::io::Error::other(e.to_string())));
+    let mut car = CarReader::new(reader).await.map_err(car_error)?;
+    let roots = car.header().roots().to_vec();
+    let mut received = HashSet::new();
+    let mut referenced = Vec::new();
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    while let Some((cid, data)) = car.next_block().await.map_err(car_error)? {
+        check_supported(&cid)?;
+        let block = Block::verified(cid, data.into()).map_err(|e| match e {
+            Error::HashMismatch(cid) => Error::InvalidCar(format!("block {cid} does not match its CID")),
+            other => other,
+        })?;
+        if cid.codec() == DAG_PB {
+            let node = PbNode::decode_block(&cid, block.data().clone())?;
+            for link in &node.links {
+                referenced.push(link.target(&cid)?);
+            }
+        }
+        received.insert(storage_key(&cid));
+        count += 1;
+        bytes += block.data().len() as u64;
+        batch.put(block).await?;
+    }
+    let first_root = roots[0];
+    for cid in roots.iter().chain(&referenced) {
+        if !received.contains(&storage_key(cid)) && !blocks.has(cid).await? {
+            return Err(Error::IncompleteDag {
+                root: first_root,
+                missing: *cid,
+            });
+        }
+    }
+    Ok(CarImport {
+        roots,
+        blocks: count,
+        bytes,
+    })
+}
+
+fn car_error(e: iroh_car::Error) -> Error {
+    match e {
+        iroh_car::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::InvalidCar("truncated: the stream ends inside a block".into())
+        }
+        iroh_car::Error::Parsing(msg) if msg.contains("eof") => {
+            Error::InvalidCar(format!("truncated: the stream ends inside a block ({msg})"))
+        }
+        other => Error::InvalidCar(other.to_string()),
+    }
+}

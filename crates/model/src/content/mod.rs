@@ -1,0 +1,24 @@
+//! Content addressing the IPFS way: blocks, UnixFS import and reads, directories, CAR.
+
+pub mod block;
+pub mod blocks;
+pub mod car;
+pub mod dagpb;
+pub mod directory;
+pub mod importer;
+pub mod node;
+pub mod reader;
+pub mod repository;
+pub mod service;
+pub mod store;
+
+pub use block::{Block, parse_cid};
+pub use blocks::Blocks;
+pub use car::CarImport;
+pub use directory::DirEntry;
+pub use importer::{ImportOptions, ImportSummary};
+pub use node::NodeKind;
+pub use reader::ByteRange;
+pub use repository::{ContentRecord, ContentRepository, MemoryContentRepository, Page};
+pub use service::{AddRequest, ContentNode, ContentService, GcReport, NodeStat, VerifyReport};
+pub use store::{BlockBatch, BlockStore, ByteStream, MemoryBlockStore};

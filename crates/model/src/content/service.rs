@@ -1,0 +1,346 @@
+//! The content service: the one port the HTTP and CLI faces use for content.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use cid::{Cid, Version};
+use tokio::sync::RwLock;
+
+use super::block::{Block, DAG_PB};
+use super::blocks::Blocks;
+use super::car::{self, CarImport};
+use super::dagpb::PbNode;
+use super::directory::{self, DirEntry};
+use super::importer::{self, ImportOptions, ImportSummary};
+use super::node::{Node, NodeKind};
+use super::reader::{ByteRange, read_file_range};
+use super::repository::{ContentRecord, ContentRepository, Page};
+use super::store::{BlockStore, ByteStream, storage_key};
+use crate::error::{Error, Result};
+
+/// What describes an upload besides its bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddRequest {
+    pub options: ImportOptions,
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub pin: bool,
+    /// Bytes accepted at most; more fails with `TooLarge` and stores nothing.
+    pub limit: Option<u64>,
+}
+
+/// A node's kind and sizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStat {
+    pub cid: Cid,
+    pub kind: NodeKind,
+    /// Content bytes of a file (the target's length for a symlink, 0 for a directory).
+    pub size: u64,
+    /// Bytes of the whole DAG: this block plus every link's recorded size.
+    pub dag_size: u64,
+    /// Direct links of the root block.
+    pub links: usize,
+}
+
+/// The result of a garbage collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub kept: u64,
+    pub removed: Vec<Cid>,
+}
+
+/// The result of rehashing every stored block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub corrupted: Vec<Cid>,
+}
+
+/// Adding, reading, pinning and collecting content.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ContentService: Send + Sync {
+    /// Imports a byte stream as a UnixFS file; nothing is visible unless it all arrives.
+    async fn add(&self, input: ByteStream, request: AddRequest) -> Result<ContentRecord>;
+
+    async fn stat(&self, cid: &Cid) -> Result<NodeStat>;
+
+    /// The CID at a path of names under `root`.
+    async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Cid>;
+
+    /// A byte range of a file, fetched and verified block by block as it is consumed.
+    async fn read(&self, cid: &Cid, range: ByteRange) -> Result<ByteStream>;
+
+    async fn list_directory(&self, cid: &Cid) -> Result<Vec<DirEntry>>;
+
+    /// One verified block.
+    async fn block(&self, cid: &Cid) -> Result<Block>;
+
+    async fn export_car(&self, root: &Cid) -> Result<ByteStream>;
+
+    /// Imports a CAR; nothing is visible unless every block verifies and the DAG is complete.
+    async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport>;
+
+    async fn pin(&self, cid: &Cid) -> Result<()>;
+
+    async fn unpin(&self, cid: &Cid) -> Result<()>;
+
+    async fn pins(&self) -> Result<Vec<Cid>>;
+
+    /// Unpins and forgets a root; its blocks go at the next collection.
+    async fn remove(&self, cid: &Cid) -> Result<()>;
+
+    async fn record(&self, cid: &Cid) -> Result<Option<ContentRecord>>;
+
+    async fn records(&self, page: Page) -> Result<(Vec<ContentRecord>, u64)>;
+
+    /// Deletes every block not reachable from a pin.
+    async fn collect_garbage(&self) -> Result<GcReport>;
+
+    /// Rehashes every stored block and names those that do not match.
+    async fn verify_store(&self) -> Result<VerifyReport>;
+}
+
+/// [`ContentService`] over a block store and a content repository.
+pub struct ContentNode {
+    blocks: Blocks,
+    records: Arc<dyn ContentRepository>,
+    /// Taken shared by commits and exclusively by garbage collection, so a collection never
+    /// deletes blocks of a commit it did not see.
+    collection: RwLock<()>,
+}
+
+impl ContentNode {
+    pub fn new(store: Arc<dyn BlockStore>, records: Arc<dyn ContentRepository>) -> Self {
+        Self {
+            blocks: Blocks::new(store),
+            records,
+            collection: RwLock::new(()),
+        }
+    }
+
+    async fn file_root(&self, cid: &Cid) -> Result<(Block, u64)> {
+        let block = self.blocks.get(cid).await?;
+        match Node::parse(&block)? {
+            Node::File { size, .. } => Ok((block, size)),
+            other => Err(Error::WrongKind {
+                cid: *cid,
+                expected: "file",
+                actual: other.kind().as_str(),
+            }),
+        }
+    }
+
+    /// Every block reachable from `roots` (storage keys), fetching only dag-pb blocks.
+    async fn reachable(&self, roots: &[Cid]) -> Result<HashSet<Cid>> {
+        let mut marked = HashSet::new();
+        let mut stack = roots.to_vec();
+        while let Some(cid) = stack.pop() {
+            if !marked.insert(storage_key(&cid)) || cid.codec() != DAG_PB {
+                continue;
+            }
+            let block = self.blocks.get(&cid).await?;
+            for link in PbNode::decode_block(&cid, block.data().clone())?.links {
+                stack.push(link.target(&cid)?);
+            }
+        }
+        Ok(marked)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn version_number(cid: &Cid) -> u8 {
+    match cid.version() {
+        Version::V0 => 0,
+        Version::V1 => 1,
+    }
+}
+
+#[async_trait]
+impl ContentService for ContentNode {
+    async fn add(&self, input: ByteStream, request: AddRequest) -> Result<ContentRecord> {
+        let mut batch = self.blocks.store().begin().await?;
+        let ImportSummary { root, size, blocks, .. } =
+            importer::import(input, request.options, batch.as_mut(), request.limit).await?;
+        let _commit = self.collection.read().await;
+        batch.commit(&[root]).await?;
+        if request.pin {
+            self.blocks.store().pin(&root).await?;
+        }
+        let record = ContentRecord {
+            cid: root,
+            size,
+            name: request.name,
+            content_type: request.content_type,
+            cid_version: version_number(&root),
+            blocks,
+            created_at_ms: now_ms(),
+            pinned: request.pin,
+        };
+        self.records.save(&record).await?;
+        tracing::info!(cid = %root, size, blocks, "content added");
+        Ok(self.records.get(&root).await?.unwrap_or(record))
+    }
+
+    async fn stat(&self, cid: &Cid) -> Result<NodeStat> {
+        let block = self.blocks.get(cid).await?;
+        let block_len = block.data().len() as u64;
+        let node = Node::parse(&block)?;
+        let (size, links, linked): (u64, usize, u64) = match &node {
+            Node::File { size, children, .. } => {
+                let linked = if children.is_empty() {
+                    0
+                } else {
+                    PbNode::decode_block(cid, block.data().clone())?.links.iter().map(|l| l.tsize.unwrap_or(0)).sum()
+                };
+                (*size, children.len(), linked)
+            }
+            Node::Directory { links } | Node::HamtShard { links, .. } => {
+                (0, links.len(), links.iter().map(|l| l.tsize).sum())
+            }
+            Node::Symlink { target } => (target.len() as u64, 0, 0),
+        };
+        Ok(NodeStat {
+            cid: *cid,
+            kind: node.kind(),
+            size,
+            dag_size: block_len + linked,
+            links,
+        })
+    }
+
+    async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Cid> {
+        directory::resolve(&self.blocks, root, path).await
+    }
+
+    async fn read(&self, cid: &Cid, range: ByteRange) -> Result<ByteStream> {
+        let (root, size) = self.file_root(cid).await?;
+        let (start, end) = range.clamp(cid, size)?;
+        Ok(read_file_range(self.blocks.clone(), root, start, end))
+    }
+
+    async fn list_directory(&self, cid: &Cid) -> Result<Vec<DirEntry>> {
+        directory::list(&self.blocks, cid).await
+    }
+
+    async fn block(&self, cid: &Cid) -> Result<Block> {
+        self.blocks.get(cid).await
+    }
+
+    async fn export_car(&self, root: &Cid) -> Result<ByteStream> {
+        // Fail before the first byte when the root itself is unusable.
+        self.blocks.get(root).await?;
+        Ok(car::export(self.blocks.clone(), *root))
+    }
+
+    async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport> {
+        let mut batch = self.blocks.store().begin().await?;
+        let imported = car::import(&self.blocks, input, batch.as_mut()).await?;
+        let _commit = self.collection.read().await;
+        batch.commit(&imported.roots).await?;
+        for root in &imported.roots {
+            if pin {
+                self.blocks.store().pin(root).await?;
+            }
+            let stat = self.stat(root).await?;
+            let record = ContentRecord {
+                cid: *root,
+                size: stat.size,
+                name: None,
+                content_type: None,
+                cid_version: version_number(root),
+                blocks: imported.blocks,
+                created_at_ms: now_ms(),
+                pinned: pin,
+            };
+            self.records.save(&record).await?;
+        }
+        tracing::info!(roots = ?imported.roots, blocks = imported.blocks, "CAR imported");
+        Ok(imported)
+    }
+
+    async fn pin(&self, cid: &Cid) -> Result<()> {
+        if self.records.set_pinned(cid, true).await? {
+            return self.blocks.store().pin(cid).await;
+        }
+        // Pinning content the server was not given directly (a subpath, a block from a CAR):
+        // record it, so it shows up in pin listings.
+        let stat = self.stat(cid).await?;
+        self.blocks.store().pin(cid).await?;
+        self.records
+            .save(&ContentRecord {
+                cid: *cid,
+                size: stat.size,
+                name: None,
+                content_type: None,
+                cid_version: version_number(cid),
+                blocks: 0,
+                created_at_ms: now_ms(),
+                pinned: true,
+            })
+            .await
+    }
+
+    async fn unpin(&self, cid: &Cid) -> Result<()> {
+        if !self.records.set_pinned(cid, false).await? {
+            return Err(Error::NotFound(*cid));
+        }
+        self.blocks.store().unpin(cid).await
+    }
+
+    async fn pins(&self) -> Result<Vec<Cid>> {
+        self.records.pinned().await
+    }
+
+    async fn remove(&self, cid: &Cid) -> Result<()> {
+        let record = self.records.get(cid).await?.ok_or(Error::NotFound(*cid))?;
+        if record.pinned {
+            self.blocks.store().unpin(cid).await?;
+        }
+        self.records.delete(cid).await?;
+        Ok(())
+    }
+
+    async fn record(&self, cid: &Cid) -> Result<Option<ContentRecord>> {
+        self.records.get(cid).await
+    }
+
+    async fn records(&self, page: Page) -> Result<(Vec<ContentRecord>, u64)> {
+        self.records.list(page).await
+    }
+
+    async fn collect_garbage(&self) -> Result<GcReport> {
+        let _exclusive = self.collection.write().await;
+        let pins = self.records.pinned().await?;
+        let keep = self.reachable(&pins).await?;
+        let mut report = GcReport::default();
+        for key in self.blocks.store().list().await? {
+            if keep.contains(&key) {
+                report.kept += 1;
+            } else if self.blocks.store().delete(&key).await? {
+                report.removed.push(key);
+            }
+        }
+        tracing::info!(kept = report.kept, removed = report.removed.len(), "garbage collected");
+        Ok(report)
+    }
+
+    async fn verify_store(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for key in self.blocks.store().list().await? {
+            report.checked += 1;
+            match self.blocks.get(&key).await {
+                Ok(_) => {}
+                Err(Error::HashMismatch(cid)) => report.corrupted.push(cid),
+                Err(Error::NotFound(_)) => {} // deleted meanwhile
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(report)
+    }
+}

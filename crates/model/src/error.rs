@@ -1,0 +1,60 @@
+//! The model's one error type.
+
+use cid::Cid;
+
+/// Everything that can go wrong in the model. Adapters convert their own errors into
+/// [`Error::Store`] (or a more precise variant) at their edge.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A string that is not a CID.
+    #[error("invalid CID {input:?}: {reason}")]
+    InvalidCid { input: String, reason: String },
+    /// A CID whose codec this server does not read.
+    #[error("unsupported codec 0x{codec:x} in {cid} (supported: dag-pb, raw)")]
+    UnsupportedCodec { cid: Cid, codec: u64 },
+    /// A CID whose multihash function this server does not compute.
+    #[error("unsupported hash function 0x{code:x} in {cid} (supported: sha2-256, sha2-512, blake3, identity)")]
+    UnsupportedHash { cid: Cid, code: u64 },
+    /// No block with this CID in the store.
+    #[error("block not found: {0}")]
+    NotFound(Cid),
+    /// A path segment that names nothing in its directory.
+    #[error("no link named {name:?} under {parent}")]
+    NoSuchPath { parent: Cid, name: String },
+    /// A block whose bytes do not hash to its CID.
+    #[error("block {0} does not match its CID (corrupted or forged data)")]
+    HashMismatch(Cid),
+    /// A block that is not valid dag-pb/UnixFS.
+    #[error("malformed block {cid}: {reason}")]
+    MalformedBlock { cid: Cid, reason: String },
+    /// The operation needs a file but got something else (or the reverse).
+    #[error("{cid} is a {actual}, not a {expected}")]
+    WrongKind { cid: Cid, expected: &'static str, actual: &'static str },
+    /// A byte range that starts past the end of the content.
+    #[error("range start {start} is past the end of {cid} ({size} bytes)")]
+    RangeNotSatisfiable { cid: Cid, start: u64, size: u64 },
+    /// Options given to an import that make no sense.
+    #[error("invalid import option {option}: {reason}")]
+    InvalidOption { option: &'static str, reason: String },
+    /// A CAR stream that cannot be imported.
+    #[error("invalid CAR: {0}")]
+    InvalidCar(String),
+    /// A DAG that lacks blocks it links to.
+    #[error("incomplete DAG under {root}: block {missing} is missing")]
+    IncompleteDag { root: Cid, missing: Cid },
+    /// An input stream that failed while it was read.
+    #[error("input failed: {0}")]
+    Input(String),
+    /// An input larger than the limit the caller set.
+    #[error("input exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The operation is not offered by this backend.
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
+    /// A failure in a storage adapter (disk, database, remote node).
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+/// The model's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
