@@ -1,1 +1,23 @@
-//! placeholder
+//! Adapters that implement the model's ports: the SQLite database (sqlx, migrations in
+//! `migrations/`), the filesystem block store, and the Kubo RPC block store.
+//!
+//! ```no_run
+//! # async fn open() -> Result<(), persistence::Error> {
+//! let dir = std::path::Path::new("./ipfs-stream-data");
+//! let pool = persistence::database::open(&dir.join("ipfs-stream.db")).await?;
+//! let records = persistence::SqlContentRepository::new(pool);
+//! let blocks = persistence::FsBlockStore::open(dir).await?;
+//! # let _ = (records, blocks);
+//! # Ok(()) }
+//! ```
+
+pub mod content_repository;
+pub mod database;
+pub mod error;
+pub mod fs_blocks;
+pub mod kubo;
+
+pub use content_repository::SqlContentRepository;
+pub use error::Error;
+pub use fs_blocks::FsBlockStore;
+pub use kubo::KuboBlockStore;

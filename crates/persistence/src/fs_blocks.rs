@@ -1,0 +1,195 @@
+//! [`BlockStore`] on the filesystem: one file per block under `blocks/<shard>/<key>`, where the
+//! key is the block's multihash as a CIDv1 raw string and the shard is its next-to-last two
+//! characters (as Kubo's flatfs shards).
+//!
+//! Writes go to a batch's own directory under `staging/`; commit renames each file into place
+//! (an atomic step per block), roots last. A block file is therefore either absent or whole under
+//! its final name, and a root never appears before the blocks under it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cid::Cid;
+use model::content::store::storage_key;
+use model::content::{Block, BlockBatch, BlockStore};
+use tokio::task::JoinSet;
+
+use crate::error::{Error, io_error};
+
+/// Writes in flight per batch, so writing overlaps hashing without unbounded memory.
+const WRITES_IN_FLIGHT: usize = 4;
+
+/// Blocks as files under a directory.
+#[derive(Clone)]
+pub struct FsBlockStore {
+    inner: Arc<Layout>,
+}
+
+struct Layout {
+    blocks: PathBuf,
+    staging: PathBuf,
+}
+
+impl FsBlockStore {
+    /// Opens the store under `root`, creating it, and clears batches a crash left behind.
+    pub async fn open(root: &Path) -> Result<Self, Error> {
+        let blocks = root.join("blocks");
+        let staging = root.join("staging");
+        tokio::fs::create_dir_all(&blocks).await.map_err(|e| io_error(&blocks, e))?;
+        if tokio::fs::try_exists(&staging).await.map_err(|e| io_error(&staging, e))? {
+            tokio::fs::remove_dir_all(&staging).await.map_err(|e| io_error(&staging, e))?;
+        }
+        tokio::fs::create_dir_all(&staging).await.map_err(|e| io_error(&staging, e))?;
+        Ok(Self {
+            inner: Arc::new(Layout { blocks, staging }),
+        })
+    }
+
+    /// The final path of a block.
+    pub fn path_of(&self, cid: &Cid) -> PathBuf {
+        let key = storage_key(cid).to_string();
+        self.inner.blocks.join(shard(&key)).join(key)
+    }
+}
+
+fn shard(key: &str) -> &str {
+    let end = key.len() - 1;
+    &key[end - 2..end]
+}
+
+fn not_found_is_none<T>(result: std::io::Result<T>, path: &Path) -> Result<Option<T>, Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+#[async_trait]
+impl BlockStore for FsBlockStore {
+    async fn get(&self, cid: &Cid) -> model::Result<Option<Bytes>> {
+        let path = self.path_of(cid);
+        Ok(not_found_is_none(tokio::fs::read(&path).await, &path)?.map(Bytes::from))
+    }
+
+    async fn has(&self, cid: &Cid) -> model::Result<bool> {
+        let path = self.path_of(cid);
+        Ok(tokio::fs::try_exists(&path).await.map_err(|e| io_error(&path, e))?)
+    }
+
+    async fn begin(&self) -> model::Result<Box<dyn BlockBatch>> {
+        let dir = self.inner.staging.join(uuid::Uuid::new_v4().to_string());
+        tokio::fs::create_dir(&dir).await.map_err(|e| io_error(&dir, e))?;
+        Ok(Box::new(FsBatch {
+            store: self.clone(),
+            dir,
+            staged: Vec::new(),
+            seen: HashSet::new(),
+            writes: JoinSet::new(),
+        }))
+    }
+
+    async fn delete(&self, cid: &Cid) -> model::Result<bool> {
+        let path = self.path_of(cid);
+        Ok(not_found_is_none(tokio::fs::remove_file(&path).await, &path)?.is_some())
+    }
+
+    async fn list(&self) -> model::Result<Vec<Cid>> {
+        let root = self.inner.blocks.clone();
+        let listed = tokio::task::spawn_blocking(move || -> Result<Vec<Cid>, Error> {
+            let mut cids = Vec::new();
+            for shard in std::fs::read_dir(&root).map_err(|e| io_error(&root, e))? {
+                let shard = shard.map_err(|e| io_error(&root, e))?.path();
+                for file in std::fs::read_dir(&shard).map_err(|e| io_error(&shard, e))? {
+                    let file = file.map_err(|e| io_error(&shard, e))?;
+                    match file.file_name().to_str().map(Cid::try_from) {
+                        Some(Ok(cid)) => cids.push(cid),
+                        _ => tracing::warn!(path = %file.path().display(), "not a block file; ignored"),
+                    }
+                }
+            }
+            Ok(cids)
+        })
+        .await
+        .map_err(|e| model::Error::Store(format!("listing blocks: {e}")))??;
+        Ok(listed)
+    }
+}
+
+/// A batch staged in its own directory; dropped uncommitted, it is removed.
+struct FsBatch {
+    store: FsBlockStore,
+    dir: PathBuf,
+    /// Keys staged, in order, each once.
+    staged: Vec<Cid>,
+    seen: HashSet<Cid>,
+    writes: JoinSet<Result<(), Error>>,
+}
+
+impl FsBatch {
+    async fn settle_one(&mut self) -> model::Result<()> {
+        match self.writes.join_next().await {
+            Some(joined) => Ok(joined.map_err(|e| model::Error::Store(format!("block write task: {e}")))??),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl BlockBatch for FsBatch {
+    async fn put(&mut self, block: Block) -> model::Result<()> {
+        while self.writes.len() >= WRITES_IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        let key = storage_key(block.cid());
+        if !self.seen.insert(key) {
+            return Ok(()); // the same bytes again (repeated chunks)
+        }
+        let path = self.dir.join(key.to_string());
+        self.staged.push(key);
+        self.writes.spawn_blocking(move || std::fs::write(&path, block.data()).map_err(|e| io_error(&path, e)));
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, roots: &[Cid]) -> model::Result<()> {
+        while !self.writes.is_empty() {
+            self.settle_one().await?;
+        }
+        let root_keys: Vec<Cid> = roots.iter().map(storage_key).collect();
+        let mut order: Vec<Cid> = self.staged.iter().filter(|k| !root_keys.contains(k)).copied().collect();
+        order.extend(root_keys.iter().filter(|k| self.seen.contains(k)));
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let mut made_shards = HashSet::new();
+            for key in order {
+                let target = store.path_of(&key);
+                let parent = target.parent().expect("a block path has a shard directory");
+                if made_shards.insert(parent.to_path_buf()) {
+                    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+                }
+                let staged = dir.join(key.to_string());
+                std::fs::rename(&staged, &target).map_err(|e| io_error(&staged, e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| model::Error::Store(format!("block commit task: {e}")))??;
+        Ok(())
+    }
+}
+
+impl Drop for FsBatch {
+    fn drop(&mut self) {
+        self.writes.abort_all();
+        // Committed or not, the staging directory goes: after a commit it holds only duplicates.
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove a staging directory");
+        }
+    }
+}
