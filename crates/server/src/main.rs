@@ -1,1 +1,76 @@
-fn main() {}
+//! `ipfs-stream`: stores content the IPFS way and streams it.
+
+mod cli;
+mod commands;
+mod error;
+mod serve;
+mod wiring;
+
+use clap::Parser;
+use cli::{CarCommand, Cli, Command, LogFormat, PinCommand, RepoCommand};
+use error::Error;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<bool, Error> {
+    let services = wiring::build(&cli.global).await?;
+    match cli.command {
+        Command::Serve { listen } => serve::run(services, listen).await?,
+        Command::Add {
+            path,
+            cid_version,
+            raw_leaves,
+            chunker,
+            quiet,
+            pin,
+        } => {
+            let args = commands::AddArgs {
+                path: &path,
+                cid_version,
+                raw_leaves,
+                chunker: &chunker,
+                quiet,
+                pin,
+            };
+            commands::add(&services, args).await?
+        }
+        Command::Cat { path, offset, length } => commands::cat(&services, &path, offset, length).await?,
+        Command::Ls { path } => commands::ls(&services, &path).await?,
+        Command::Pin { action } => match action {
+            PinCommand::Add { cid } => commands::pin_add(&services, &cid).await?,
+            PinCommand::Rm { cid } => commands::pin_rm(&services, &cid).await?,
+            PinCommand::Ls => commands::pin_ls(&services).await?,
+        },
+        Command::Repo { action } => match action {
+            RepoCommand::Verify => return commands::repo_verify(&services).await,
+            RepoCommand::Gc => commands::repo_gc(&services).await?,
+        },
+        Command::Car { action } => match action {
+            CarCommand::Export { cid } => commands::car_export(&services, &cid).await?,
+            CarCommand::Import { path } => commands::car_import(&services, &path).await?,
+        },
+    }
+    Ok(true)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    init_tracing(cli.global.log_format, default_level);
+    match actix_web::rt::System::new().block_on(run(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

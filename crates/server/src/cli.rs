@@ -1,0 +1,123 @@
+//! The command line: global options and subcommands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Store content the IPFS way and stream it.
+#[derive(Parser, Debug)]
+#[command(name = "ipfs-stream", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOptions {
+    /// Directory of the embedded store and the database.
+    #[arg(long, global = true, env = "IPFS_STREAM_DATA_DIR", default_value = "./ipfs-stream-data")]
+    pub data_dir: PathBuf,
+    /// Keep blocks in a Kubo node reached over its RPC API (e.g. http://127.0.0.1:5001) instead of
+    /// the embedded store.
+    #[arg(long, global = true, env = "IPFS_STREAM_KUBO_API")]
+    pub kubo_api: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "IPFS_STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "IPFS_STREAM_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Add a file (or stdin with `-`); prints `added <CID> <name>`.
+    Add {
+        /// File to add, or `-` for standard input.
+        path: PathBuf,
+        /// CID version: 0 (Kubo's default) or 1 (raw leaves unless --raw-leaves=false).
+        #[arg(long, default_value_t = 0)]
+        cid_version: u8,
+        /// Store leaves as raw blocks.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        raw_leaves: Option<bool>,
+        /// Chunker: size-N, N from 1024 to 1048576.
+        #[arg(long, default_value = "size-262144")]
+        chunker: String,
+        /// Print only the CID.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Pin the added content.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        pin: bool,
+    },
+    /// Write a file's bytes to stdout.
+    Cat {
+        /// CID, optionally followed by a path: CID/dir/file.
+        path: String,
+        /// First byte to write.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Bytes to write at most.
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// List a directory: CID, size, name per line.
+    Ls {
+        /// CID, optionally followed by a path.
+        path: String,
+    },
+    /// Pins: content kept by garbage collection.
+    Pin {
+        #[command(subcommand)]
+        action: PinCommand,
+    },
+    /// Store maintenance.
+    Repo {
+        #[command(subcommand)]
+        action: RepoCommand,
+    },
+    /// CAR v1 archives.
+    Car {
+        #[command(subcommand)]
+        action: CarCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PinCommand {
+    /// Pin a CID (and its DAG).
+    Add { cid: String },
+    /// Unpin a CID.
+    Rm { cid: String },
+    /// List pinned CIDs.
+    Ls,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Rehash every block; name the corrupted ones (exit code 1 if any).
+    Verify,
+    /// Delete every block not reachable from a pin.
+    Gc,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CarCommand {
+    /// Write the DAG under a CID to stdout as a CAR.
+    Export { cid: String },
+    /// Import a CAR file (or stdin with `-`); pins its roots.
+    Import { path: PathBuf },
+}

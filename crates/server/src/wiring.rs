@@ -1,0 +1,35 @@
+//! Builds the model's services over the configured adapters.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::content::{BlockStore, ContentNode};
+use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, database};
+
+use crate::cli::GlobalOptions;
+use crate::error::Error;
+
+/// Timeout of each call to a Kubo node.
+const KUBO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The services of one process.
+pub struct Services {
+    pub content: Arc<ContentNode>,
+}
+
+pub async fn build(options: &GlobalOptions) -> Result<Services, Error> {
+    let data_dir = &options.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
+    let pool = database::open(&data_dir.join("ipfs-stream.db")).await?;
+    let store: Arc<dyn BlockStore> = match &options.kubo_api {
+        Some(api) => {
+            tracing::info!(api, "blocks kept by a Kubo node");
+            Arc::new(KuboBlockStore::new(api, KUBO_TIMEOUT)?)
+        }
+        None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
+    };
+    let content = Arc::new(ContentNode::new(store, Arc::new(SqlContentRepository::new(pool))));
+    Ok(Services { content })
+}
