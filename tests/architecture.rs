@@ -50,15 +50,29 @@ fn layers_depend_only_inwards() {
     let forbidden: [(&str, &[&str]); 3] = [
         (
             "ipfs-stream-model",
-            &["actix-web", "actix-ws", "sqlx", "utoipa", "reqwest", "ipfs-stream-persistence", "ipfs-stream-controllers"],
+            &[
+                "actix-web",
+                "actix-ws",
+                "sqlx",
+                "utoipa",
+                "reqwest",
+                "ipfs-stream-persistence",
+                "ipfs-stream-controllers",
+            ],
         ),
         ("ipfs-stream-controllers", &["ipfs-stream-persistence", "sqlx"]),
-        ("ipfs-stream-persistence", &["actix-web", "actix-ws", "utoipa", "ipfs-stream-controllers"]),
+        (
+            "ipfs-stream-persistence",
+            &["actix-web", "actix-ws", "utoipa", "ipfs-stream-controllers"],
+        ),
     ];
     for (package, banned) in forbidden {
         let deps = normal_dependencies(&metadata, package);
         for name in banned {
-            assert!(!deps.contains(*name), "{package} must not depend on {name}, even indirectly");
+            assert!(
+                !deps.contains(*name),
+                "{package} must not depend on {name}, even indirectly"
+            );
         }
     }
     // The rule has teeth: the server does see everything.

@@ -13,7 +13,10 @@ fn add_prints_kubo_cids_in_both_profiles_and_from_stdin() {
     let repo = Repo::new();
     let file = repo.write_file("hello.txt", b"hello world\n");
     let file = file.to_str().unwrap();
-    assert_eq!(repo.run_text(&["add", file]), "added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o hello.txt\n");
+    assert_eq!(
+        repo.run_text(&["add", file]),
+        "added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o hello.txt\n"
+    );
     assert_eq!(
         repo.run_text(&["add", "-q", "--cid-version", "1", file]),
         "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4\n"
@@ -23,7 +26,16 @@ fn add_prints_kubo_cids_in_both_profiles_and_from_stdin() {
         "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD\n"
     );
     // v1 with dag-pb leaves, and a small chunker: a multi-block file.
-    let cid = repo.run_text(&["add", "-q", "--cid-version", "1", "--raw-leaves=false", "--chunker", "size-1024", file]);
+    let cid = repo.run_text(&[
+        "add",
+        "-q",
+        "--cid-version",
+        "1",
+        "--raw-leaves=false",
+        "--chunker",
+        "size-1024",
+        file,
+    ]);
     assert!(cid.starts_with("bafybei"), "{cid}");
 }
 
@@ -36,8 +48,19 @@ fn cat_returns_any_range_of_the_original() {
     let cid = cid.trim();
     assert_eq!(repo.run(&["cat", cid]), data);
     for (offset, length) in [(0usize, 1usize), (65_535, 2), (1_000_000, 400_000), (1_499_999, 10)] {
-        let got = repo.run(&["cat", "--offset", &offset.to_string(), "--length", &length.to_string(), cid]);
-        assert_eq!(got, data[offset..(offset + length).min(data.len())], "{offset}+{length}");
+        let got = repo.run(&[
+            "cat",
+            "--offset",
+            &offset.to_string(),
+            "--length",
+            &length.to_string(),
+            cid,
+        ]);
+        assert_eq!(
+            got,
+            data[offset..(offset + length).min(data.len())],
+            "{offset}+{length}"
+        );
     }
 }
 
@@ -46,8 +69,14 @@ fn bad_input_fails_with_one_line_naming_the_problem() {
     let repo = Repo::new();
     let cases: [(&[&str], &str); 6] = [
         (&["cat", "not-a-cid"], "invalid CID"),
-        (&["cat", "bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmqqme5yje"], "unsupported codec"),
-        (&["cat", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"], "block not found"),
+        (
+            &["cat", "bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmqqme5yje"],
+            "unsupported codec",
+        ),
+        (
+            &["cat", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"],
+            "block not found",
+        ),
         (&["add", "--chunker", "rabin", "Cargo.toml"], "chunker"),
         (&["add", "/no/such/file"], "cannot open /no/such/file"),
         (&["car", "import", "Cargo.toml"], "invalid CAR"),
@@ -56,7 +85,10 @@ fn bad_input_fails_with_one_line_naming_the_problem() {
         let output = repo.fail(args);
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
     }
     let hello = repo.write_file("h.txt", b"hello world\n");
     let cid = repo.run_text(&["add", "-q", hello.to_str().unwrap()]);
@@ -83,26 +115,48 @@ fn directories_list_and_paths_resolve_after_a_car_import() {
 fn corrupted_blocks_are_named_by_verify_and_never_served() {
     let repo = Repo::new();
     let file = repo.write_file("data.bin", &bytes(5000, 2));
-    let cid = repo.run_text(&["add", "-q", "--cid-version", "1", "--chunker", "size-1024", file.to_str().unwrap()]);
+    let cid = repo.run_text(&[
+        "add",
+        "-q",
+        "--cid-version",
+        "1",
+        "--chunker",
+        "size-1024",
+        file.to_str().unwrap(),
+    ]);
     let cid = cid.trim();
     assert!(repo.command(&["repo", "verify"]).status().unwrap().success());
     // Corrupt one leaf file in place.
-    let leaf = walkdir(repo.path().join("blocks")).into_iter().find(|p| std::fs::metadata(p).unwrap().len() == 1024).unwrap();
+    let leaf = walkdir(repo.path().join("blocks"))
+        .into_iter()
+        .find(|p| std::fs::metadata(p).unwrap().len() == 1024)
+        .unwrap();
     std::fs::write(&leaf, vec![0u8; 1024]).unwrap();
     let output = repo.fail(&["repo", "verify"]);
     let bad = String::from_utf8(output.stdout).unwrap();
     assert_eq!(bad.lines().count(), 1);
     assert!(bad.starts_with("corrupted ") && leaf.ends_with(bad.trim().strip_prefix("corrupted ").unwrap()));
     let output = repo.fail(&["cat", cid]);
-    assert!(String::from_utf8(output.stderr).unwrap().contains("does not match its CID"));
-    assert!(output.stdout.len() < 5000, "the corrupted block's bytes were not served");
+    assert!(
+        String::from_utf8(output.stderr)
+            .unwrap()
+            .contains("does not match its CID")
+    );
+    assert!(
+        output.stdout.len() < 5000,
+        "the corrupted block's bytes were not served"
+    );
 }
 
 fn walkdir(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walkdir(path)) } else { files.push(path) }
+        if path.is_dir() {
+            files.extend(walkdir(path))
+        } else {
+            files.push(path)
+        }
     }
     files
 }
@@ -113,10 +167,17 @@ fn pins_gc_and_unpins() {
     let kept = repo.write_file("kept.bin", &bytes(300_000, 3));
     let dropped = repo.write_file("dropped.bin", &bytes(300_000, 4));
     let kept = repo.run_text(&["add", "-q", kept.to_str().unwrap()]).trim().to_owned();
-    let dropped = repo.run_text(&["add", "-q", "--pin=false", dropped.to_str().unwrap()]).trim().to_owned();
+    let dropped = repo
+        .run_text(&["add", "-q", "--pin=false", dropped.to_str().unwrap()])
+        .trim()
+        .to_owned();
     assert_eq!(repo.run_text(&["pin", "ls"]), format!("{kept} recursive\n"));
     let removed = repo.run_text(&["repo", "gc"]);
-    assert_eq!(removed.lines().count(), 3, "two leaves and the root of the unpinned file: {removed}");
+    assert_eq!(
+        removed.lines().count(),
+        3,
+        "two leaves and the root of the unpinned file: {removed}"
+    );
     assert!(!repo.command(&["cat", &dropped]).output().unwrap().status.success());
     assert_eq!(repo.run(&["cat", &kept]).len(), 300_000);
     repo.run(&["pin", "rm", &kept]);
@@ -139,7 +200,11 @@ fn ureq_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').unwrap();
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

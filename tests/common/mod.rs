@@ -14,7 +14,9 @@ pub struct Repo {
 
 impl Repo {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -23,14 +25,21 @@ impl Repo {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BINARY);
-        command.args(args).env("IPFS_STREAM_DATA_DIR", self.path()).env_remove("IPFS_STREAM_KUBO_API");
+        command
+            .args(args)
+            .env("IPFS_STREAM_DATA_DIR", self.path())
+            .env_remove("IPFS_STREAM_KUBO_API");
         command
     }
 
     /// Runs a command; panics with its stderr unless it succeeds.
     pub fn run(&self, args: &[&str]) -> Vec<u8> {
         let output = self.command(args).output().unwrap();
-        assert!(output.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         output.stdout
     }
 
@@ -47,7 +56,12 @@ impl Repo {
 
     /// Runs a command with `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> String {
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success());
@@ -77,7 +91,10 @@ impl Server {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("the server prints its address").unwrap();
-        let base = first.strip_prefix("listening on ").expect("a 'listening on' line").to_owned();
+        let base = first
+            .strip_prefix("listening on ")
+            .expect("a 'listening on' line")
+            .to_owned();
         Self { child, base }
     }
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health)).route("/ready", web::get().to(ready));
+    cfg.route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready));
 }
 
 #[derive(Serialize)]
@@ -30,8 +31,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"error": "not_ready", "message": e.to_string()}))
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": "not_ready", "message": e.to_string()}))
         }
     }
 }
@@ -67,7 +67,8 @@ mod tests {
         assert_eq!(call(up, "/ready").await.0, 200);
 
         let mut down = MockContentService::new();
-        down.expect_records().returning(|_| Err(model::Error::Store("database is locked".into())));
+        down.expect_records()
+            .returning(|_| Err(model::Error::Store("database is locked".into())));
         let (status, body) = call(down, "/ready").await;
         assert_eq!(status, 503);
         assert_eq!(body["error"], "not_ready");

@@ -29,7 +29,11 @@ pub enum Error {
     MalformedBlock { cid: Cid, reason: String },
     /// The operation needs a file but got something else (or the reverse).
     #[error("{cid} is a {actual}, not a {expected}")]
-    WrongKind { cid: Cid, expected: &'static str, actual: &'static str },
+    WrongKind {
+        cid: Cid,
+        expected: &'static str,
+        actual: &'static str,
+    },
     /// A byte range that starts past the end of the content.
     #[error("range start {start} is past the end of {cid} ({size} bytes)")]
     RangeNotSatisfiable { cid: Cid, start: u64, size: u64 },
@@ -39,9 +43,9 @@ pub enum Error {
     /// A CAR stream that cannot be imported.
     #[error("invalid CAR: {0}")]
     InvalidCar(String),
-    /// A DAG that lacks blocks it links to.
+    /// A DAG that lacks blocks it links to (boxed: two CIDs would make every `Result` of the model large).
     #[error("incomplete DAG under {root}: block {missing} is missing")]
-    IncompleteDag { root: Cid, missing: Cid },
+    IncompleteDag { root: Box<Cid>, missing: Box<Cid> },
     /// An input stream that failed while it was read.
     #[error("input failed: {0}")]
     Input(String),

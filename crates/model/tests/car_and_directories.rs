@@ -17,9 +17,14 @@ async fn kubo_cars_import_and_export_byte_for_byte() {
         let (node, _) = node();
         let imported = node.import_car(file_stream(path), true).await.unwrap();
         assert_eq!(imported.roots.len(), 1, "{path}");
-        let exported = collect(node.export_car(&imported.roots[0]).await.unwrap()).await.unwrap();
+        let exported = collect(node.export_car(&imported.roots[0]).await.unwrap())
+            .await
+            .unwrap();
         let original = std::fs::read(fixture(path)).unwrap();
-        assert!(exported == original, "{path}: our export differs from Kubo's dag export");
+        assert!(
+            exported == original,
+            "{path}: our export differs from Kubo's dag export"
+        );
     }
 }
 
@@ -30,14 +35,29 @@ async fn directories_list_and_resolve_paths() {
     let root = node.import_car(file_stream(car), true).await.unwrap().roots[0];
     let stat = node.stat(&root).await.unwrap();
     assert_eq!(stat.kind, NodeKind::Directory);
-    let names: Vec<String> = node.list_directory(&root).await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = node
+        .list_directory(&root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["ascii-copy.txt", "ascii.txt", "hello.txt", "multiblock.txt"]);
     let hello = node.resolve(&root, &["hello.txt".into()]).await.unwrap();
-    assert_eq!(collect(node.read(&hello, ByteRange::full()).await.unwrap()).await.unwrap(), b"hello world\n");
+    assert_eq!(
+        collect(node.read(&hello, ByteRange::full()).await.unwrap())
+            .await
+            .unwrap(),
+        b"hello world\n"
+    );
     let multiblock = node.resolve(&root, &["multiblock.txt".into()]).await.unwrap();
-    let text = collect(node.read(&multiblock, ByteRange::full()).await.unwrap()).await.unwrap();
+    let text = collect(node.read(&multiblock, ByteRange::full()).await.unwrap())
+        .await
+        .unwrap();
     assert!(text.starts_with(b"Lorem ipsum dolor sit amet"));
-    let middle = collect(node.read(&multiblock, ByteRange::new(250, Some(20))).await.unwrap()).await.unwrap();
+    let middle = collect(node.read(&multiblock, ByteRange::new(250, Some(20))).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(middle, text[250..270]);
     assert!(matches!(
         node.resolve(&root, &["missing.txt".into()]).await,
@@ -45,9 +65,15 @@ async fn directories_list_and_resolve_paths() {
     ));
     assert!(matches!(
         node.resolve(&root, &["hello.txt".into(), "deeper".into()]).await,
-        Err(Error::WrongKind { expected: "directory", .. })
+        Err(Error::WrongKind {
+            expected: "directory",
+            ..
+        })
     ));
-    assert!(matches!(node.read(&root, ByteRange::full()).await, Err(Error::WrongKind { expected: "file", .. })));
+    assert!(matches!(
+        node.read(&root, ByteRange::full()).await,
+        Err(Error::WrongKind { expected: "file", .. })
+    ));
 }
 
 #[tokio::test]
@@ -82,7 +108,10 @@ async fn a_truncated_car_is_rejected_and_nothing_is_visible() {
     let mut bytes = std::fs::read(fixture("gateway-conformance/path_gateway_unixfs/dir-with-files.car")).unwrap();
     bytes.truncate(bytes.len() - 40);
     let err = node.import_car(pieces(bytes, 100), true).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidCar(ref m) if m.contains("truncated")), "got {err}");
+    assert!(
+        matches!(err, Error::InvalidCar(ref m) if m.contains("truncated")),
+        "got {err}"
+    );
     assert!(store.list().await.unwrap().is_empty());
 }
 
@@ -93,14 +122,20 @@ async fn a_car_with_a_forged_block_is_rejected_and_nothing_is_visible() {
     let at = bytes.windows(5).position(|w| w == b"Lorem").unwrap();
     bytes[at] = b'l';
     let err = node.import_car(pieces(bytes, 100), true).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidCar(ref m) if m.contains("does not match its CID")), "got {err}");
+    assert!(
+        matches!(err, Error::InvalidCar(ref m) if m.contains("does not match its CID")),
+        "got {err}"
+    );
     assert!(store.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn garbage_is_not_a_car() {
     let (node, _) = node();
-    let err = node.import_car(pieces(b"definitely not a CAR".to_vec(), 7), true).await.unwrap_err();
+    let err = node
+        .import_car(pieces(b"definitely not a CAR".to_vec(), 7), true)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidCar(_)), "got {err}");
 }
 
@@ -108,18 +143,32 @@ async fn garbage_is_not_a_car() {
 async fn exported_content_imports_into_another_node() {
     let (first, _) = node();
     let data: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let added = first.add(pieces(data.clone(), 50_000), add_request(ImportOptions::default())).await.unwrap();
+    let added = first
+        .add(pieces(data.clone(), 50_000), add_request(ImportOptions::default()))
+        .await
+        .unwrap();
     let car = collect(first.export_car(&added.cid).await.unwrap()).await.unwrap();
     let (second, _) = node();
     let imported = second.import_car(pieces(car, 9999), true).await.unwrap();
     assert_eq!(imported.roots, vec![added.cid]);
-    assert_eq!(collect(second.read(&added.cid, ByteRange::full()).await.unwrap()).await.unwrap(), data);
+    assert_eq!(
+        collect(second.read(&added.cid, ByteRange::full()).await.unwrap())
+            .await
+            .unwrap(),
+        data
+    );
 }
 
 #[tokio::test]
 async fn gc_removes_exactly_the_unpinned_blocks() {
     let (node, store) = node();
-    let kept = node.add(pieces(vec![1u8; 600_000], 60_000), add_request(ImportOptions::default())).await.unwrap();
+    let kept = node
+        .add(
+            pieces(vec![1u8; 600_000], 60_000),
+            add_request(ImportOptions::default()),
+        )
+        .await
+        .unwrap();
     let mut unpinned = add_request(ImportOptions::new(Some(1), None, None).unwrap());
     unpinned.pin = false;
     let dropped = node.add(pieces(vec![2u8; 600_000], 60_000), unpinned).await.unwrap();
@@ -127,7 +176,12 @@ async fn gc_removes_exactly_the_unpinned_blocks() {
     // Two full chunks of ones are one block; with the short last leaf and the root: 3 blocks.
     assert_eq!(report.kept, 3);
     assert!(!store.has(&dropped.cid).await.unwrap());
-    assert_eq!(collect(node.read(&kept.cid, ByteRange::full()).await.unwrap()).await.unwrap(), vec![1u8; 600_000]);
+    assert_eq!(
+        collect(node.read(&kept.cid, ByteRange::full()).await.unwrap())
+            .await
+            .unwrap(),
+        vec![1u8; 600_000]
+    );
 
     node.remove(&kept.cid).await.unwrap();
     node.collect_garbage().await.unwrap();

@@ -7,7 +7,11 @@ use support::{add_request, kubo_bytes, node, pieces};
 
 async fn cid_of(data: Vec<u8>, options: ImportOptions, piece: usize) -> String {
     let (node, _) = node();
-    node.add(pieces(data, piece), add_request(options)).await.unwrap().cid.to_string()
+    node.add(pieces(data, piece), add_request(options))
+        .await
+        .unwrap()
+        .cid
+        .to_string()
 }
 
 fn v0() -> ImportOptions {
@@ -38,8 +42,16 @@ async fn small_files_match_kubo_in_both_profiles() {
         ),
     ];
     for (content, expected_v0, expected_v1) in cases {
-        assert_eq!(cid_of(content.to_vec(), v0(), 3).await, expected_v0, "v0 of {content:?}");
-        assert_eq!(cid_of(content.to_vec(), v1(), 5).await, expected_v1, "v1 of {content:?}");
+        assert_eq!(
+            cid_of(content.to_vec(), v0(), 3).await,
+            expected_v0,
+            "v0 of {content:?}"
+        );
+        assert_eq!(
+            cid_of(content.to_vec(), v1(), 5).await,
+            expected_v1,
+            "v1 of {content:?}"
+        );
     }
 }
 
@@ -50,7 +62,10 @@ async fn one_chunk_and_one_byte_more_match_kubo() {
         cid_of(data[..262_144].to_vec(), v0(), 100_000).await,
         "QmWmRj3dFDZdb6ABvbmKhEL6TmPbAfBZ1t5BxsEyJrcZhE"
     );
-    assert_eq!(cid_of(data, v0(), 65_536).await, "QmYyLxtzZyW22zpoVAtKANLRHpDjZtNeDjQdJrcQNWoRkJ");
+    assert_eq!(
+        cid_of(data, v0(), 65_536).await,
+        "QmYyLxtzZyW22zpoVAtKANLRHpDjZtNeDjQdJrcQNWoRkJ"
+    );
 }
 
 #[tokio::test]
@@ -60,11 +75,17 @@ async fn a_full_node_and_one_leaf_more_match_kubo() {
         cid_of(data[..174 * 262_144].to_vec(), v0(), 1 << 20).await,
         "QmUbBALi174SnogsUzLpYbD4xPiBSFANF4iztWCsHbMKh2"
     );
-    assert_eq!(cid_of(data, v0(), 1 << 20).await, "QmepeWtdmS1hHXx1oZXsPUv6bMrfRRKfZcoPPU4eEfjnbf");
+    assert_eq!(
+        cid_of(data, v0(), 1 << 20).await,
+        "QmepeWtdmS1hHXx1oZXsPUv6bMrfRRKfZcoPPU4eEfjnbf"
+    );
 }
 
 #[tokio::test]
 async fn zeros_spanning_two_tree_levels_match_kubo() {
     let data = vec![0u8; 45_900_000];
-    assert_eq!(cid_of(data, v0(), 1 << 20).await, "QmRdPboiJQoZ5cdazR9a8vGqdJvWg6M5bfdtUSKNHpuscj");
+    assert_eq!(
+        cid_of(data, v0(), 1 << 20).await,
+        "QmRdPboiJQoZ5cdazR9a8vGqdJvWg6M5bfdtUSKNHpuscj"
+    );
 }

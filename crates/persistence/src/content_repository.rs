@@ -82,11 +82,11 @@ impl ContentRepository for SqlContentRepository {
 
     async fn list(&self, page: Page) -> model::Result<(Vec<ContentRecord>, u64)> {
         let rows = sqlx::query(select_content!("ORDER BY created_at_ms DESC, cid LIMIT $1 OFFSET $2"))
-        .bind(page.limit as i64)
-        .bind(page.offset as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::from)?;
+            .bind(page.limit as i64)
+            .bind(page.offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM content")
             .fetch_one(&self.pool)
             .await
@@ -112,8 +112,7 @@ impl ContentRepository for SqlContentRepository {
             .map_err(Error::from)?;
         rows.iter()
             .map(|cid| {
-                Cid::try_from(cid.as_str())
-                    .map_err(|e| Error::InvalidRecord(format!("cid {cid:?}: {e}")).into())
+                Cid::try_from(cid.as_str()).map_err(|e| Error::InvalidRecord(format!("cid {cid:?}: {e}")).into())
             })
             .collect()
     }

@@ -17,7 +17,10 @@ pub async fn open(path: &Path) -> Result<SqlitePool, Error> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
     sqlx::migrate!("../../migrations").run(&pool).await?;
     Ok(pool)
 }

@@ -38,11 +38,20 @@ impl FsBlockStore {
     pub async fn open(root: &Path) -> Result<Self, Error> {
         let blocks = root.join("blocks");
         let staging = root.join("staging");
-        tokio::fs::create_dir_all(&blocks).await.map_err(|e| io_error(&blocks, e))?;
-        if tokio::fs::try_exists(&staging).await.map_err(|e| io_error(&staging, e))? {
-            tokio::fs::remove_dir_all(&staging).await.map_err(|e| io_error(&staging, e))?;
+        tokio::fs::create_dir_all(&blocks)
+            .await
+            .map_err(|e| io_error(&blocks, e))?;
+        if tokio::fs::try_exists(&staging)
+            .await
+            .map_err(|e| io_error(&staging, e))?
+        {
+            tokio::fs::remove_dir_all(&staging)
+                .await
+                .map_err(|e| io_error(&staging, e))?;
         }
-        tokio::fs::create_dir_all(&staging).await.map_err(|e| io_error(&staging, e))?;
+        tokio::fs::create_dir_all(&staging)
+            .await
+            .map_err(|e| io_error(&staging, e))?;
         Ok(Self {
             inner: Arc::new(Layout { blocks, staging }),
         })
@@ -150,7 +159,8 @@ impl BlockBatch for FsBatch {
         }
         let path = self.dir.join(key.to_string());
         self.staged.push(key);
-        self.writes.spawn_blocking(move || std::fs::write(&path, block.data()).map_err(|e| io_error(&path, e)));
+        self.writes
+            .spawn_blocking(move || std::fs::write(&path, block.data()).map_err(|e| io_error(&path, e)));
         Ok(())
     }
 

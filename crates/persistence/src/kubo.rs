@@ -44,10 +44,13 @@ struct BlockPutReply {
 impl KuboBlockStore {
     /// A store over the API at `api` (e.g. `http://127.0.0.1:5001`).
     pub fn new(api: &str, timeout: Duration) -> Result<Self, Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| Error::Kubo {
-            endpoint: api.to_owned(),
-            message: e.to_string(),
-        })?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| Error::Kubo {
+                endpoint: api.to_owned(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             client,
             api: api.trim_end_matches('/').to_owned(),
@@ -59,7 +62,12 @@ impl KuboBlockStore {
     }
 
     /// POSTs to an endpoint; a non-2xx reply becomes an error carrying Kubo's message.
-    async fn call(&self, endpoint: &str, args: &[(&str, String)], form: Option<Form>) -> Result<reqwest::Response, Error> {
+    async fn call(
+        &self,
+        endpoint: &str,
+        args: &[(&str, String)],
+        form: Option<Form>,
+    ) -> Result<reqwest::Response, Error> {
         let failed = |message: String| Error::Kubo {
             endpoint: endpoint.to_owned(),
             message,
@@ -122,7 +130,9 @@ impl BlockStore for KuboBlockStore {
     }
 
     async fn list(&self) -> model::Result<Vec<Cid>> {
-        Err(model::Error::Unsupported("listing every block (Kubo runs its own `repo gc` and `repo verify`)"))
+        Err(model::Error::Unsupported(
+            "listing every block (Kubo runs its own `repo gc` and `repo verify`)",
+        ))
     }
 
     async fn pin(&self, root: &Cid) -> model::Result<()> {

@@ -33,7 +33,9 @@ fn arg(req: &HttpRequest) -> Option<Cid> {
 }
 
 async fn block_get(req: HttpRequest, double: web::Data<Double>) -> HttpResponse {
-    let Some(cid) = arg(&req) else { return kubo_error("invalid path: argument \"arg\" is required") };
+    let Some(cid) = arg(&req) else {
+        return kubo_error("invalid path: argument \"arg\" is required");
+    };
     match double.blocks.lock().unwrap().get(&cid.hash().to_bytes()) {
         Some(data) => HttpResponse::Ok().content_type("text/plain").body(data.clone()),
         None => kubo_error("block was not found locally (offline): ipld: could not find node"),
@@ -41,7 +43,9 @@ async fn block_get(req: HttpRequest, double: web::Data<Double>) -> HttpResponse 
 }
 
 async fn block_stat(req: HttpRequest, double: web::Data<Double>) -> HttpResponse {
-    let Some(cid) = arg(&req) else { return kubo_error("argument \"arg\" is required") };
+    let Some(cid) = arg(&req) else {
+        return kubo_error("argument \"arg\" is required");
+    };
     match double.blocks.lock().unwrap().get(&cid.hash().to_bytes()) {
         Some(data) => HttpResponse::Ok().json(serde_json::json!({"Key": cid.to_string(), "Size": data.len()})),
         None => kubo_error("ipld: could not find node: block not found locally"),
@@ -55,7 +59,9 @@ async fn block_put(req: HttpRequest, mut form: Multipart, double: web::Data<Doub
         Some("raw") | None => 0x55,
         Some(other) => return kubo_error(&format!("unknown cid-codec {other}")),
     };
-    let Some(Ok(mut field)) = form.next().await else { return kubo_error("file argument 'data' is required") };
+    let Some(Ok(mut field)) = form.next().await else {
+        return kubo_error("file argument 'data' is required");
+    };
     let mut data = Vec::new();
     while let Some(chunk) = field.next().await {
         data.extend_from_slice(&chunk.unwrap());
@@ -68,13 +74,17 @@ async fn block_put(req: HttpRequest, mut form: Multipart, double: web::Data<Doub
 }
 
 async fn pin_add(req: HttpRequest, double: web::Data<Double>) -> HttpResponse {
-    let Some(cid) = arg(&req) else { return kubo_error("argument \"arg\" is required") };
+    let Some(cid) = arg(&req) else {
+        return kubo_error("argument \"arg\" is required");
+    };
     double.pins.lock().unwrap().insert(cid.to_string());
     HttpResponse::Ok().json(serde_json::json!({"Pins": [cid.to_string()]}))
 }
 
 async fn pin_rm(req: HttpRequest, double: web::Data<Double>) -> HttpResponse {
-    let Some(cid) = arg(&req) else { return kubo_error("argument \"arg\" is required") };
+    let Some(cid) = arg(&req) else {
+        return kubo_error("argument \"arg\" is required");
+    };
     if double.pins.lock().unwrap().remove(&cid.to_string()) {
         HttpResponse::Ok().json(serde_json::json!({"Pins": [cid.to_string()]}))
     } else {
@@ -120,9 +130,19 @@ async fn content_added_through_kubo_reads_back_verified_and_pinned() {
     let store = KuboBlockStore::new(&api, Duration::from_secs(10)).unwrap();
     let node = ContentNode::new(Arc::new(store.clone()), Arc::new(MemoryContentRepository::new()));
     let data: Vec<u8> = (0..700_000u32).map(|i| (i % 241) as u8).collect();
-    for options in [ImportOptions::default(), ImportOptions::new(Some(1), None, Some("size-65536")).unwrap()] {
+    for options in [
+        ImportOptions::default(),
+        ImportOptions::new(Some(1), None, Some("size-65536")).unwrap(),
+    ] {
         let added = node
-            .add(input(&data), AddRequest { options, pin: true, ..Default::default() })
+            .add(
+                input(&data),
+                AddRequest {
+                    options,
+                    pin: true,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         // The CID is the one a local import gives (and so Kubo's `add`).
@@ -130,12 +150,26 @@ async fn content_added_through_kubo_reads_back_verified_and_pinned() {
             Arc::new(model::content::MemoryBlockStore::new()),
             Arc::new(MemoryContentRepository::new()),
         );
-        let expected = local.add(input(&data), AddRequest { options, ..Default::default() }).await.unwrap();
+        let expected = local
+            .add(
+                input(&data),
+                AddRequest {
+                    options,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(added.cid, expected.cid);
         assert!(double.pins.lock().unwrap().contains(&added.cid.to_string()));
 
-        let range: Vec<Bytes> =
-            node.read(&added.cid, ByteRange::new(300_000, Some(70_000))).await.unwrap().try_collect().await.unwrap();
+        let range: Vec<Bytes> = node
+            .read(&added.cid, ByteRange::new(300_000, Some(70_000)))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(range.concat(), data[300_000..370_000]);
     }
 }
@@ -160,14 +194,24 @@ async fn kubo_errors_and_missing_blocks_are_reported() {
     let missing = Cid::try_from("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e").unwrap();
     assert_eq!(store.get(&missing).await.unwrap(), None);
     assert!(!store.has(&missing).await.unwrap());
-    store.unpin(&missing).await.expect("unpinning what is not pinned is not an error");
+    store
+        .unpin(&missing)
+        .await
+        .expect("unpinning what is not pinned is not an error");
     assert!(matches!(store.list().await, Err(Error::Unsupported(_))));
 
     // The double answers GET with 405, as Kubo does; our client only POSTs.
-    let reply = reqwest::Client::new().get(format!("{api}/api/v0/block/get?arg={missing}")).send().await.unwrap();
+    let reply = reqwest::Client::new()
+        .get(format!("{api}/api/v0/block/get?arg={missing}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reply.status(), 405);
 
     let unreachable = KuboBlockStore::new("http://127.0.0.1:9", Duration::from_secs(2)).unwrap();
     let err = unreachable.get(&missing).await.unwrap_err();
-    assert!(matches!(err, Error::Store(ref m) if m.contains("block/get")), "got {err}");
+    assert!(
+        matches!(err, Error::Store(ref m) if m.contains("block/get")),
+        "got {err}"
+    );
 }

@@ -44,7 +44,11 @@ async fn records_persist_across_reopening_and_keep_pins_and_first_dates() {
     let a = repo.get(&A.parse().unwrap()).await.unwrap().unwrap();
     assert!(a.pinned);
     assert_eq!(a.created_at_ms, 100);
-    assert_eq!(a.name.as_deref(), Some("hello.txt"), "a missing name does not erase the known one");
+    assert_eq!(
+        a.name.as_deref(),
+        Some("hello.txt"),
+        "a missing name does not erase the known one"
+    );
     let (page, total) = repo.list(Page { offset: 0, limit: 1 }).await.unwrap();
     assert_eq!(total, 2);
     assert_eq!(page[0].cid.to_string(), B, "newest first");
@@ -60,7 +64,10 @@ async fn records_persist_across_reopening_and_keep_pins_and_first_dates() {
 async fn the_database_runs_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let pool = database::open(&dir.path().join("db.sqlite")).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -98,11 +105,25 @@ fn staging_is_empty(dir: &std::path::Path) -> bool {
 #[tokio::test]
 async fn files_round_trip_through_the_disk_store() {
     let n = node().await;
-    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let added = n.node.add(input(&data), AddRequest { pin: true, ..Default::default() }).await.unwrap();
+    let data: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let added = n
+        .node
+        .add(
+            input(&data),
+            AddRequest {
+                pin: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(read_all(&n.node, &added.cid, ByteRange::full()).await.unwrap(), data);
     assert_eq!(
-        read_all(&n.node, &added.cid, ByteRange::new(262_000, Some(1000))).await.unwrap(),
+        read_all(&n.node, &added.cid, ByteRange::new(262_000, Some(1000)))
+            .await
+            .unwrap(),
         data[262_000..263_000]
     );
     assert_eq!(n.store.list().await.unwrap().len() as u64, added.blocks);
@@ -112,7 +133,10 @@ async fn files_round_trip_through_the_disk_store() {
 #[tokio::test]
 async fn an_aborted_upload_leaves_no_block_and_no_staging() {
     let n = node().await;
-    let failing = stream::iter(vec![Ok(Bytes::from(vec![3u8; 600_000])), Err(Error::Input("client went away".into()))]);
+    let failing = stream::iter(vec![
+        Ok(Bytes::from(vec![3u8; 600_000])),
+        Err(Error::Input("client went away".into())),
+    ]);
     let err = n.node.add(failing.boxed(), AddRequest::default()).await.unwrap_err();
     assert!(matches!(err, Error::Input(_)));
     assert!(n.store.list().await.unwrap().is_empty());
@@ -124,14 +148,29 @@ async fn a_block_corrupted_on_disk_is_refused_and_named_by_verify() {
     let n = node().await;
     let options = ImportOptions::new(Some(1), None, Some("size-1024")).unwrap();
     let data = vec![9u8; 3000];
-    let added = n.node.add(input(&data), AddRequest { options, pin: true, ..Default::default() }).await.unwrap();
+    let added = n
+        .node
+        .add(
+            input(&data),
+            AddRequest {
+                options,
+                pin: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let root = n.node.block(&added.cid).await.unwrap();
-    let leaf = model::content::dagpb::PbNode::decode_block(root.cid(), root.data().clone()).unwrap().links[2]
+    let leaf = model::content::dagpb::PbNode::decode_block(root.cid(), root.data().clone())
+        .unwrap()
+        .links[2]
         .target(&added.cid)
         .unwrap();
     std::fs::write(n.store.path_of(&leaf), b"flipped bits").unwrap();
 
-    let err = read_all(&n.node, &added.cid, ByteRange::new(2500, None)).await.unwrap_err();
+    let err = read_all(&n.node, &added.cid, ByteRange::new(2500, None))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::HashMismatch(cid) if cid == leaf));
     let report = n.node.verify_store().await.unwrap();
     assert_eq!(report.checked, 3, "two distinct leaves and the root");
@@ -142,7 +181,17 @@ async fn a_block_corrupted_on_disk_is_refused_and_named_by_verify() {
 #[tokio::test]
 async fn gc_frees_removed_content_on_disk() {
     let n = node().await;
-    let added = n.node.add(input(&[5u8; 300_000]), AddRequest { pin: true, ..Default::default() }).await.unwrap();
+    let added = n
+        .node
+        .add(
+            input(&[5u8; 300_000]),
+            AddRequest {
+                pin: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(n.node.collect_garbage().await.unwrap().removed.len(), 0);
     n.node.remove(&added.cid).await.unwrap();
     let report = n.node.collect_garbage().await.unwrap();

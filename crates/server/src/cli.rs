@@ -18,7 +18,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOptions {
     /// Directory of the embedded store and the database.
-    #[arg(long, global = true, env = "IPFS_STREAM_DATA_DIR", default_value = "./ipfs-stream-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "IPFS_STREAM_DATA_DIR",
+        default_value = "./ipfs-stream-data"
+    )]
     pub data_dir: PathBuf,
     /// Keep blocks in a Kubo node reached over its RPC API (e.g. http://127.0.0.1:5001) instead of
     /// the embedded store.

@@ -88,7 +88,10 @@ pub async fn add(services: &Services, args: AddArgs<'_>) -> Result<(), Error> {
         pin: args.pin,
         ..Default::default()
     };
-    let added = services.content.add(with_progress(input, size, args.quiet), request).await?;
+    let added = services
+        .content
+        .add(with_progress(input, size, args.quiet), request)
+        .await?;
     if args.quiet {
         println!("{}", added.cid);
     } else {
@@ -153,7 +156,11 @@ pub async fn repo_verify(services: &Services) -> Result<bool, Error> {
     for cid in &report.corrupted {
         println!("corrupted {cid}");
     }
-    eprintln!("verified {} blocks, {} corrupted", report.checked, report.corrupted.len());
+    eprintln!(
+        "verified {} blocks, {} corrupted",
+        report.checked,
+        report.corrupted.len()
+    );
     Ok(report.corrupted.is_empty())
 }
 
@@ -192,6 +199,9 @@ mod tests {
         assert_eq!(path, ["a", "b.txt"]);
         let (_, path) = parse_content_path("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o/").unwrap();
         assert!(path.is_empty());
-        assert!(matches!(parse_content_path("nope/a"), Err(Error::Model(model::Error::InvalidCid { .. }))));
+        assert!(matches!(
+            parse_content_path("nope/a"),
+            Err(Error::Model(model::Error::InvalidCid { .. }))
+        ));
     }
 }

@@ -13,7 +13,9 @@ use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -63,7 +65,11 @@ async fn run(cli: Cli) -> Result<bool, Error> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     init_tracing(cli.global.log_format, default_level);
     match actix_web::rt::System::new().block_on(run(cli)) {
         Ok(true) => std::process::ExitCode::SUCCESS,

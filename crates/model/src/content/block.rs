@@ -33,8 +33,7 @@ impl Block {
     /// Hashes `data` with sha2-256 and addresses it with the given CID version and codec.
     pub fn encode(version: Version, codec: u64, data: Bytes) -> Self {
         let cid = match version {
-            Version::V0 => Cid::new_v0(Code::Sha2_256.digest(&data))
-                .expect("a sha2-256 multihash is a valid CIDv0"),
+            Version::V0 => Cid::new_v0(Code::Sha2_256.digest(&data)).expect("a sha2-256 multihash is a valid CIDv0"),
             Version::V1 => Cid::new_v1(codec, Code::Sha2_256.digest(&data)),
         };
         Self { cid, data }

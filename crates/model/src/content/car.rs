@@ -96,8 +96,8 @@ pub async fn import(blocks: &Blocks, input: ByteStream, batch: &mut dyn BlockBat
     for cid in roots.iter().chain(&referenced) {
         if !received.contains(&storage_key(cid)) && !blocks.has(cid).await? {
             return Err(Error::IncompleteDag {
-                root: first_root,
-                missing: *cid,
+                root: Box::new(first_root),
+                missing: Box::new(*cid),
             });
         }
     }

@@ -70,7 +70,11 @@ async fn lookup(blocks: &Blocks, dir: &Cid, name: &str) -> Result<Cid> {
         name: name.to_owned(),
     };
     match Node::parse(&blocks.get(dir).await?)? {
-        Node::Directory { links } => links.into_iter().find(|l| l.name == name).map(|l| l.cid).ok_or_else(not_found),
+        Node::Directory { links } => links
+            .into_iter()
+            .find(|l| l.name == name)
+            .map(|l| l.cid)
+            .ok_or_else(not_found),
         Node::HamtShard { mut links, mut fanout } => {
             let hash = hamt_hash(name.as_bytes());
             let mut bits = BitReader::new(&hash);
@@ -116,7 +120,10 @@ fn entry(link: NamedLink) -> DirEntry {
 fn not_a_shard(cid: &Cid, node: &Node) -> Error {
     Error::MalformedBlock {
         cid: *cid,
-        reason: format!("a HAMT shard links to a {} where a sub-shard belongs", node.kind().as_str()),
+        reason: format!(
+            "a HAMT shard links to a {} where a sub-shard belongs",
+            node.kind().as_str()
+        ),
     }
 }
 

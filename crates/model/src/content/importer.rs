@@ -200,7 +200,11 @@ fn leaf_block(chunk: Bytes, options: ImportOptions) -> (Block, PendingLink) {
     let block = if options.raw_leaves {
         Block::encode(Version::V1, RAW, chunk)
     } else {
-        Block::encode(options.cid_version, DAG_PB, unixfs_block(&[], &UnixFsData::file_leaf(chunk)))
+        Block::encode(
+            options.cid_version,
+            DAG_PB,
+            unixfs_block(&[], &UnixFsData::file_leaf(chunk)),
+        )
     };
     let link = PendingLink {
         cid: *block.cid(),
@@ -314,7 +318,12 @@ async fn join(job: Option<tokio::task::JoinHandle<(Block, PendingLink)>>) -> Res
         .map_err(|e| Error::Store(format!("hashing task failed: {e}")))
 }
 
-async fn store_leaf(batch: &mut dyn BlockBatch, tree: &mut BalancedTree, leaf: Block, link: PendingLink) -> Result<u64> {
+async fn store_leaf(
+    batch: &mut dyn BlockBatch,
+    tree: &mut BalancedTree,
+    leaf: Block,
+    link: PendingLink,
+) -> Result<u64> {
     batch.put(leaf).await?;
     let closed = tree.push_leaf(link);
     let written = 1 + closed.len() as u64;

@@ -26,11 +26,22 @@ pub struct NamedLink {
 #[derive(Clone, Debug)]
 pub enum Node {
     /// Content bytes: a raw block, or a file node's own data followed by its children.
-    File { data: Bytes, children: Vec<FileChild>, size: u64 },
-    Directory { links: Vec<NamedLink> },
+    File {
+        data: Bytes,
+        children: Vec<FileChild>,
+        size: u64,
+    },
+    Directory {
+        links: Vec<NamedLink>,
+    },
     /// A HAMT shard of a large directory: links are prefixed with the bucket index.
-    HamtShard { links: Vec<NamedLink>, fanout: u64 },
-    Symlink { target: Bytes },
+    HamtShard {
+        links: Vec<NamedLink>,
+        fanout: u64,
+    },
+    Symlink {
+        target: Bytes,
+    },
 }
 
 /// The kinds of node, as named in stats and errors.
@@ -86,7 +97,12 @@ impl Node {
                     .links
                     .iter()
                     .zip(&unixfs.blocksizes)
-                    .map(|(link, size)| Ok(FileChild { cid: link.target(cid)?, size: *size }))
+                    .map(|(link, size)| {
+                        Ok(FileChild {
+                            cid: link.target(cid)?,
+                            size: *size,
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let size = data.len() as u64 + unixfs.blocksizes.iter().sum::<u64>();
                 Ok(Node::File { data, children, size })
@@ -97,10 +113,15 @@ impl Node {
             Some(DataType::HamtShard) => {
                 let fanout = unixfs.fanout.unwrap_or(0);
                 if !fanout.is_power_of_two() || !(2..=4096).contains(&fanout) {
-                    return Err(malformed(format!("HAMT fanout {fanout} is not a power of two up to 4096")));
+                    return Err(malformed(format!(
+                        "HAMT fanout {fanout} is not a power of two up to 4096"
+                    )));
                 }
                 if unixfs.hash_type != Some(HAMT_MURMUR3) {
-                    return Err(malformed(format!("HAMT hash type {:?} is not murmur3-x64-64", unixfs.hash_type)));
+                    return Err(malformed(format!(
+                        "HAMT hash type {:?} is not murmur3-x64-64",
+                        unixfs.hash_type
+                    )));
                 }
                 Ok(Node::HamtShard {
                     links: named_links(cid, &node.links)?,

@@ -91,14 +91,26 @@ impl ContentRepository for MemoryContentRepository {
     async fn list(&self, page: Page) -> Result<(Vec<ContentRecord>, u64)> {
         let records = self.lock();
         let mut all: Vec<_> = records.values().cloned().collect();
-        all.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(a.cid.to_string().cmp(&b.cid.to_string())));
+        all.sort_by(|a, b| {
+            b.created_at_ms
+                .cmp(&a.created_at_ms)
+                .then(a.cid.to_string().cmp(&b.cid.to_string()))
+        });
         let total = all.len() as u64;
-        let page = all.into_iter().skip(page.offset as usize).take(page.limit as usize).collect();
+        let page = all
+            .into_iter()
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+            .collect();
         Ok((page, total))
     }
 
     async fn set_pinned(&self, cid: &Cid, pinned: bool) -> Result<bool> {
-        Ok(self.lock().get_mut(&cid.to_string()).map(|r| r.pinned = pinned).is_some())
+        Ok(self
+            .lock()
+            .get_mut(&cid.to_string())
+            .map(|r| r.pinned = pinned)
+            .is_some())
     }
 
     async fn pinned(&self) -> Result<Vec<Cid>> {

@@ -151,7 +151,10 @@ impl ContentNode {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn version_number(cid: &Cid) -> u8 {
@@ -196,7 +199,11 @@ impl ContentService for ContentNode {
                 let linked = if children.is_empty() {
                     0
                 } else {
-                    PbNode::decode_block(cid, block.data().clone())?.links.iter().map(|l| l.tsize.unwrap_or(0)).sum()
+                    PbNode::decode_block(cid, block.data().clone())?
+                        .links
+                        .iter()
+                        .map(|l| l.tsize.unwrap_or(0))
+                        .sum()
                 };
                 (*size, children.len(), linked)
             }

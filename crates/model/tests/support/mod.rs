@@ -48,7 +48,9 @@ pub async fn collect(stream: ByteStream) -> model::Result<Vec<u8>> {
 }
 
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(path)
 }
 
 pub fn file_stream(path: &str) -> ByteStream {
