@@ -83,8 +83,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(repo: &Repo) -> Self {
+        Self::start_with(repo, &[])
+    }
+
+    /// Starts the server with extra `serve` options.
+    pub fn start_with(repo: &Repo, options: &[&str]) -> Self {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(options);
         let mut child = repo
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .command(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -112,4 +119,20 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut data = vec![0u8; len];
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
     data
+}
+
+/// A server with the given fixture CARs imported; returns it with the CARs' roots.
+pub fn server_with_cars(repo: &Repo, cars: &[&str]) -> (Server, Vec<String>) {
+    let roots = cars
+        .iter()
+        .map(|car| {
+            let path = format!("{}/../../tests/fixtures/{car}", env!("CARGO_MANIFEST_DIR"));
+            let out = repo.run_text(&["car", "import", &path]);
+            out.trim()
+                .strip_prefix("imported ")
+                .expect("an imported root")
+                .to_owned()
+        })
+        .collect();
+    (Server::start(repo), roots)
 }

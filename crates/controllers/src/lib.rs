@@ -14,14 +14,28 @@
 //! let _app = App::new().configure(|cfg| controllers::configure(cfg, state.clone()));
 //! ```
 
+pub mod content_api;
+pub mod error;
+pub mod extract;
+pub mod gateway;
 pub mod health;
+pub mod range;
 pub mod state;
+pub mod upload;
 
-pub use state::AppState;
+pub use error::ApiError;
+pub use state::{AppState, Limits};
 
 use actix_web::web;
 
-/// Registers every route of the server on an actix-web app.
+/// Registers every route of the server on an actix-web app, and JSON errors for bad queries, bad
+/// JSON and unknown routes.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
-    cfg.app_data(web::Data::new(state)).configure(health::routes);
+    cfg.app_data(web::Data::new(state))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::JsonConfig::default().error_handler(error::json_error))
+        .configure(health::routes)
+        .configure(gateway::routes)
+        .configure(content_api::routes)
+        .default_service(web::to(error::unknown_route));
 }

@@ -43,14 +43,24 @@ async fn directories_list_and_resolve_paths() {
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["ascii-copy.txt", "ascii.txt", "hello.txt", "multiblock.txt"]);
-    let hello = node.resolve(&root, &["hello.txt".into()]).await.unwrap();
+    let hello = *node
+        .resolve(&root, &["hello.txt".into()])
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
     assert_eq!(
         collect(node.read(&hello, ByteRange::full()).await.unwrap())
             .await
             .unwrap(),
         b"hello world\n"
     );
-    let multiblock = node.resolve(&root, &["multiblock.txt".into()]).await.unwrap();
+    let multiblock = *node
+        .resolve(&root, &["multiblock.txt".into()])
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
     let text = collect(node.read(&multiblock, ByteRange::full()).await.unwrap())
         .await
         .unwrap();
@@ -85,6 +95,8 @@ async fn hamt_sharded_directories_resolve_every_entry_by_hash() {
     assert!(entries.len() > 2, "a sharded directory has many entries");
     for entry in &entries {
         let resolved = node.resolve(&root, std::slice::from_ref(&entry.name)).await.unwrap();
+        assert_eq!(resolved.len(), 2);
+        let resolved = resolved[1];
         assert_eq!(resolved, entry.cid, "{}", entry.name);
     }
     assert!(matches!(

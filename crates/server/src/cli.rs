@@ -47,6 +47,9 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "IPFS_STREAM_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Largest upload accepted, in bytes (larger gets 413 and stores nothing).
+        #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+        max_upload_bytes: u64,
     },
     /// Add a file (or stdin with `-`); prints `added <CID> <name>`.
     Add {

@@ -27,7 +27,8 @@ pub fn parse_content_path(input: &str) -> Result<(Cid, Vec<String>), Error> {
 
 async fn resolve(services: &Services, path: &str) -> Result<Cid, Error> {
     let (root, segments) = parse_content_path(path)?;
-    Ok(services.content.resolve(&root, &segments).await?)
+    let trail = services.content.resolve(&root, &segments).await?;
+    Ok(*trail.last().expect("a trail holds at least the root"))
 }
 
 fn reader_stream<R: tokio::io::AsyncRead + Send + 'static>(reader: R) -> ByteStream {

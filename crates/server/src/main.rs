@@ -25,7 +25,10 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 async fn run(cli: Cli) -> Result<bool, Error> {
     let services = wiring::build(&cli.global).await?;
     match cli.command {
-        Command::Serve { listen } => serve::run(services, listen).await?,
+        Command::Serve {
+            listen,
+            max_upload_bytes,
+        } => serve::run(services, listen, controllers::Limits { max_upload_bytes }).await?,
         Command::Add {
             path,
             cid_version,

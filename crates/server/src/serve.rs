@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, middleware};
+use actix_web::{App, HttpServer};
 
 use crate::error::Error;
 use crate::wiring::Services;
@@ -11,13 +11,11 @@ use crate::wiring::Services;
 /// How long in-flight responses may take to finish after SIGTERM or Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-pub async fn run(services: Services, listen: SocketAddr) -> Result<(), Error> {
-    let state = controllers::AppState::new(services.content);
+pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Limits) -> Result<(), Error> {
+    let state = controllers::AppState::new(services.content).with_limits(limits);
     let server = HttpServer::new(move || {
         let state = state.clone();
-        App::new()
-            .wrap(middleware::NormalizePath::trim())
-            .configure(move |cfg| controllers::configure(cfg, state))
+        App::new().configure(move |cfg| controllers::configure(cfg, state))
     })
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
     .bind(listen)

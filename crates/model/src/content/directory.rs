@@ -55,13 +55,15 @@ pub async fn list(blocks: &Blocks, cid: &Cid) -> Result<Vec<DirEntry>> {
     }
 }
 
-/// The CID at `path` under `root` (segments already split and percent-decoded).
-pub async fn resolve(blocks: &Blocks, root: &Cid, path: &[String]) -> Result<Cid> {
-    let mut current = *root;
+/// The CIDs along `path` under `root` (segments already split and percent-decoded): the root first,
+/// then the CID each segment resolves to, the target last.
+pub async fn resolve(blocks: &Blocks, root: &Cid, path: &[String]) -> Result<Vec<Cid>> {
+    let mut trail = vec![*root];
     for name in path.iter().filter(|s| !s.is_empty()) {
-        current = lookup(blocks, &current, name).await?;
+        let next = lookup(blocks, trail.last().expect("the trail starts with the root"), name).await?;
+        trail.push(next);
     }
-    Ok(current)
+    Ok(trail)
 }
 
 async fn lookup(blocks: &Blocks, dir: &Cid, name: &str) -> Result<Cid> {

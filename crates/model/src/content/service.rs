@@ -67,8 +67,8 @@ pub trait ContentService: Send + Sync {
 
     async fn stat(&self, cid: &Cid) -> Result<NodeStat>;
 
-    /// The CID at a path of names under `root`.
-    async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Cid>;
+    /// The CIDs along a path of names under `root`: the root first, the target last.
+    async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Vec<Cid>>;
 
     /// A byte range of a file, fetched and verified block by block as it is consumed.
     async fn read(&self, cid: &Cid, range: ByteRange) -> Result<ByteStream>;
@@ -221,7 +221,7 @@ impl ContentService for ContentNode {
         })
     }
 
-    async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Cid> {
+    async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Vec<Cid>> {
         directory::resolve(&self.blocks, root, path).await
     }
 

@@ -1,0 +1,226 @@
+//! The REST API for content under `/api/v1`: add, list, stat, remove, import CARs.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use model::content::{AddRequest, ContentRecord, ImportOptions, NodeStat, Page, parse_cid};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::AppState;
+use crate::error::{ApiError, method_not_allowed};
+use crate::extract::Checked;
+use crate::upload::body_stream;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/content")
+            .route(web::post().to(add))
+            .route(web::get().to(list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/content/{cid}")
+            .route(web::get().to(stat))
+            .route(web::delete().to(remove))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/car")
+            .route(web::post().to(import_car))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// Options of an upload, as `ipfs add` takes them.
+#[derive(Debug, Default, Deserialize, Validate)]
+pub struct AddQuery {
+    /// 0 (Kubo's default) or 1 (raw leaves unless `raw_leaves=false`).
+    #[validate(range(max = 1, message = "must be 0 or 1"))]
+    pub cid_version: Option<u8>,
+    pub raw_leaves: Option<bool>,
+    /// `size-N`, N from 1024 to 1048576.
+    #[validate(length(max = 32, message = "must be size-N"))]
+    pub chunker: Option<String>,
+    /// Keep the content through garbage collection (default true).
+    pub pin: Option<bool>,
+    /// A name to remember the content by.
+    #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    pub name: Option<String>,
+}
+
+/// Content the server holds.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ContentItem {
+    pub cid: String,
+    pub size: u64,
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub cid_version: u8,
+    pub blocks: u64,
+    pub pinned: bool,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+impl From<ContentRecord> for ContentItem {
+    fn from(r: ContentRecord) -> Self {
+        Self {
+            cid: r.cid.to_string(),
+            size: r.size,
+            name: r.name,
+            content_type: r.content_type,
+            cid_version: r.cid_version,
+            blocks: r.blocks,
+            pinned: r.pinned,
+            created_at_ms: r.created_at_ms,
+        }
+    }
+}
+
+async fn add(
+    req: HttpRequest,
+    payload: web::Payload,
+    query: Checked<AddQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let options = ImportOptions::new(query.cid_version, query.raw_leaves, query.chunker.as_deref())?;
+    let limit = state.limits.max_upload_bytes;
+    let input = body_stream(&req, payload, limit)?;
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| is_media_type(t))
+        .map(str::to_owned);
+    let request = AddRequest {
+        options,
+        name: query.name.clone(),
+        content_type,
+        pin: query.pin.unwrap_or(true),
+        limit: Some(limit),
+    };
+    let added = state.content.add(input, request).await?;
+    Ok(HttpResponse::Created().json(ContentItem::from(added)))
+}
+
+/// Whether a request's Content-Type describes the content (not the request's own encoding).
+fn is_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    !essence.is_empty()
+        && !essence.starts_with("multipart/")
+        && essence != "application/octet-stream"
+        && essence != "application/x-www-form-urlencoded"
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub offset: u64,
+    #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    #[serde(default = "default_limit")]
+    pub limit: u64,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContentPage {
+    pub items: Vec<ContentItem>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+async fn list(query: Checked<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (records, total) = state
+        .content
+        .records(Page {
+            offset: query.offset,
+            limit: query.limit,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ContentPage {
+        items: records.into_iter().map(ContentItem::from).collect(),
+        total,
+        offset: query.offset,
+        limit: query.limit,
+    }))
+}
+
+/// A node's kind and sizes, and what the server recorded about it.
+#[derive(Debug, Serialize)]
+pub struct ContentStat {
+    pub cid: String,
+    /// `file`, `directory` or `symlink`.
+    pub kind: &'static str,
+    pub size: u64,
+    /// Bytes of the whole DAG.
+    pub dag_size: u64,
+    pub links: usize,
+    /// Present when the content was added or pinned here.
+    pub record: Option<ContentItem>,
+}
+
+impl ContentStat {
+    fn new(stat: NodeStat, record: Option<ContentRecord>) -> Self {
+        Self {
+            cid: stat.cid.to_string(),
+            kind: stat.kind.as_str(),
+            size: stat.size,
+            dag_size: stat.dag_size,
+            links: stat.links,
+            record: record.map(ContentItem::from),
+        }
+    }
+}
+
+async fn stat(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    let stat = state.content.stat(&cid).await?;
+    let record = state.content.record(&cid).await?;
+    Ok(HttpResponse::Ok().json(ContentStat::new(stat, record)))
+}
+
+async fn remove(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    state.content.remove(&cid).await.map_err(|e| match e {
+        model::Error::NotFound(cid) => ApiError::not_found(format!("{cid} was not added to this server")),
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct CarQuery {
+    /// Pin the CAR's roots (default true).
+    pub pin: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CarImported {
+    pub roots: Vec<String>,
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+async fn import_car(
+    req: HttpRequest,
+    payload: web::Payload,
+    query: Checked<CarQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body_stream(&req, payload, state.limits.max_upload_bytes)?;
+    let imported = state.content.import_car(input, query.pin.unwrap_or(true)).await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(CarImported {
+        roots: imported.roots.iter().map(ToString::to_string).collect(),
+        blocks: imported.blocks,
+        bytes: imported.bytes,
+    }))
+}

@@ -1,0 +1,178 @@
+//! The one mapping of errors to HTTP: a status and a JSON body `{"error", "message", "field"?}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// An error as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A stable, machine-readable code (`invalid_cid`, `not_found`, ...).
+    pub code: &'static str,
+    pub message: String,
+    /// The request field (query parameter, header, body part) at fault, when there is one.
+    pub field: Option<String>,
+}
+
+/// The JSON body of every error reply.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'a str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_parameter(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: self.code,
+            message: &self.message,
+            field: self.field.as_deref(),
+        })
+    }
+}
+
+impl From<model::Error> for ApiError {
+    fn from(e: model::Error) -> Self {
+        use model::Error as E;
+        let message = e.to_string();
+        let (status, code) = match &e {
+            E::InvalidCid { .. } => (StatusCode::BAD_REQUEST, "invalid_cid"),
+            E::UnsupportedCodec { .. } => (StatusCode::BAD_REQUEST, "unsupported_codec"),
+            E::UnsupportedHash { .. } => (StatusCode::BAD_REQUEST, "unsupported_hash"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::NoSuchPath { .. } => (StatusCode::NOT_FOUND, "no_such_path"),
+            E::WrongKind { .. } => (StatusCode::BAD_REQUEST, "wrong_kind"),
+            E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
+            E::InvalidOption { option, .. } => {
+                return Self::bad_parameter(option, message);
+            }
+            E::InvalidCar(_) => (StatusCode::BAD_REQUEST, "invalid_car"),
+            E::IncompleteDag { .. } => (StatusCode::BAD_REQUEST, "incomplete_dag"),
+            E::Input(_) => (StatusCode::BAD_REQUEST, "input_failed"),
+            E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            E::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+            E::HashMismatch(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted_block"),
+            E::MalformedBlock { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "malformed_block"),
+            E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let by_field = errors.field_errors();
+        let mut fields: Vec<(&str, String)> = by_field
+            .iter()
+            .map(|(field, errs)| {
+                let reasons: Vec<String> = errs
+                    .iter()
+                    .map(|e| {
+                        e.message
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_else(|| e.code.to_string())
+                    })
+                    .collect();
+                (field.as_ref(), reasons.join(", "))
+            })
+            .collect();
+        fields.sort();
+        let message = fields
+            .iter()
+            .map(|(f, r)| format!("{f}: {r}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            field: Some(fields.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(",")),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+        }
+    }
+}
+
+/// JSON 404 for any path no route matches.
+pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_route",
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// JSON 405 for a known path asked with a method it does not take.
+pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// Query-string and JSON parse failures, as API errors naming what was wrong.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    let message = err.to_string();
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| "query".to_owned());
+    ApiError {
+        field: Some(field),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("invalid query: {message}"),
+        )
+    }
+    .into()
+}
+
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("invalid JSON body: {err}"),
+    )
+    .into()
+}

@@ -1,0 +1,527 @@
+//! The IPFS path gateway, `GET|HEAD /ipfs/{cid}[/{path}]`, following the path and trustless
+//! gateway specs: byte ranges, ETags, immutable caching, raw blocks and CARs, directories.
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use bytes::Bytes;
+use cid::Cid;
+use futures::{StreamExt, TryStreamExt, stream};
+use model::content::{ByteRange, ByteStream, DirEntry, NodeKind, parse_cid};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::{ApiError, method_not_allowed};
+use crate::extract::Checked;
+use crate::range::{self, RangeRequest};
+
+/// Cache lifetime of immutable responses: what Kubo's gateway sends.
+pub const IMMUTABLE: &str = "public, max-age=29030400, immutable";
+/// Bytes read from the start of a file to sniff its type when its name says nothing.
+const SNIFF_LEN: u64 = 512;
+pub const RAW_BLOCK: &str = "application/vnd.ipld.raw";
+pub const CAR: &str = "application/vnd.ipld.car";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/ipfs/{cid}", "/ipfs/{cid}/{path:.*}"])
+            .route(web::get().to(get))
+            .route(web::head().to(get))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// Query parameters of the gateway.
+#[derive(Debug, Default, Deserialize, validator::Validate)]
+pub struct GatewayQuery {
+    /// `raw` (the block) or `car` (the DAG as a CAR); otherwise the deserialized content.
+    pub format: Option<String>,
+    /// Name to give the download (sets Content-Disposition and the Content-Type guess).
+    pub filename: Option<String>,
+    /// With `true`, Content-Disposition is `attachment`.
+    pub download: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Content,
+    Raw,
+    Car,
+}
+
+fn requested_format(query: &GatewayQuery, headers: &HeaderMap) -> Result<Format, ApiError> {
+    match query.format.as_deref() {
+        Some("raw") => return Ok(Format::Raw),
+        Some("car") => return Ok(Format::Car),
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                "format",
+                format!("format {other:?} is not raw or car"),
+            ));
+        }
+        None => {}
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let wants = |mime: &str| {
+        accept
+            .split(',')
+            .any(|part| part.trim().split(';').next() == Some(mime))
+    };
+    Ok(if wants(RAW_BLOCK) {
+        Format::Raw
+    } else if wants(CAR) {
+        Format::Car
+    } else {
+        Format::Content
+    })
+}
+
+/// Splits `/ipfs/<cid>/<path>` into the CID and percent-decoded segments.
+fn parse_request_path(path: &str) -> Result<(Cid, Vec<String>), ApiError> {
+    let rest = path.strip_prefix("/ipfs/").unwrap_or(path);
+    let mut parts = rest.split('/');
+    let cid = decode_segment(parts.next().unwrap_or_default())?;
+    let cid = parse_cid(&cid)?;
+    let segments = parts
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect::<Result<_, _>>()?;
+    Ok((cid, segments))
+}
+
+fn decode_segment(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                format!("{segment:?} is not UTF-8"),
+            )
+        })
+}
+
+async fn get(
+    req: HttpRequest,
+    query: Checked<GatewayQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (root, segments) = parse_request_path(req.path())?;
+    let format = requested_format(&query, req.headers())?;
+    let trail = state.content.resolve(&root, &segments).await?;
+    let target = *trail.last().expect("a trail holds at least the root");
+    let content_path = req.path().to_owned();
+    let roots = trail.iter().map(Cid::to_string).collect::<Vec<_>>().join(",");
+    let ctx = Context {
+        req: &req,
+        state: &state,
+        query: &query,
+        target,
+        content_path,
+        roots,
+        name: query.filename.clone().or_else(|| segments.last().cloned()),
+    };
+    match format {
+        Format::Raw => ctx.raw_block().await,
+        Format::Car => ctx.car().await,
+        Format::Content => {
+            let stat = state.content.stat(&target).await?;
+            match stat.kind {
+                NodeKind::File => ctx.file(target, stat.size, ctx.name.clone()).await,
+                NodeKind::Directory => ctx.directory().await,
+                NodeKind::Symlink => Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not_supported",
+                    format!("{target} is a symlink; the gateway does not follow symlinks"),
+                )),
+            }
+        }
+    }
+}
+
+/// What every branch of one gateway request needs.
+struct Context<'a> {
+    req: &'a HttpRequest,
+    state: &'a web::Data<AppState>,
+    query: &'a GatewayQuery,
+    target: Cid,
+    content_path: String,
+    roots: String,
+    name: Option<String>,
+}
+
+impl Context<'_> {
+    /// Status and the headers every content response carries.
+    fn builder(&self, status: StatusCode, etag: &str) -> HttpResponseBuilder {
+        let mut builder = HttpResponse::build(status);
+        builder
+            .insert_header((header::ETAG, etag.to_owned()))
+            .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+            .insert_header(("X-Ipfs-Path", self.content_path.clone()))
+            .insert_header(("X-Ipfs-Roots", self.roots.clone()));
+        builder
+    }
+
+    fn not_modified(&self, etag: &str) -> Option<HttpResponse> {
+        let header = self.req.headers().get(header::IF_NONE_MATCH)?.to_str().ok()?;
+        let matches = header
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag));
+        matches.then(|| self.builder(StatusCode::NOT_MODIFIED, etag).finish())
+    }
+
+    async fn raw_block(&self) -> Result<HttpResponse, ApiError> {
+        let etag = format!("\"{}.raw\"", self.target);
+        if let Some(response) = self.not_modified(&etag) {
+            return Ok(response);
+        }
+        let block = self.state.content.block(&self.target).await?;
+        let name = self
+            .query
+            .filename
+            .clone()
+            .unwrap_or_else(|| format!("{}.bin", self.target));
+        Ok(self
+            .builder(StatusCode::OK, &etag)
+            .content_type(RAW_BLOCK)
+            .insert_header((header::CONTENT_DISPOSITION, disposition("attachment", &name)))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
+            .body(block.data().clone()))
+    }
+
+    async fn car(&self) -> Result<HttpResponse, ApiError> {
+        let etag = format!("\"{}.car\"", self.target);
+        if let Some(response) = self.not_modified(&etag) {
+            return Ok(response);
+        }
+        let car = self.state.content.export_car(&self.target).await?;
+        let name = self
+            .query
+            .filename
+            .clone()
+            .unwrap_or_else(|| format!("{}.car", self.target));
+        Ok(self
+            .builder(StatusCode::OK, &etag)
+            .content_type(format!("{CAR}; version=1; order=dfs; dups=n"))
+            .insert_header((header::CONTENT_DISPOSITION, disposition("attachment", &name)))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
+            .insert_header((header::ACCEPT_RANGES, "none"))
+            .streaming(car))
+    }
+
+    async fn file(&self, cid: Cid, size: u64, name: Option<String>) -> Result<HttpResponse, ApiError> {
+        let etag = format!("\"{cid}\"");
+        if let Some(response) = self.not_modified(&etag) {
+            return Ok(response);
+        }
+        let content_type = self.content_type(&cid, size, name.as_deref()).await?;
+        let range_header = self.req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+        let mut builder = self.builder(StatusCode::OK, &etag);
+        builder.insert_header((header::ACCEPT_RANGES, "bytes"));
+        if let Some(filename) = &self.query.filename {
+            let kind = if self.query.download == Some(true) {
+                "attachment"
+            } else {
+                "inline"
+            };
+            builder.insert_header((header::CONTENT_DISPOSITION, disposition(kind, filename)));
+        } else if self.query.download == Some(true) {
+            builder.insert_header((
+                header::CONTENT_DISPOSITION,
+                disposition("attachment", name.as_deref().unwrap_or(&cid.to_string())),
+            ));
+        }
+        match range::parse(range_header, size) {
+            RangeRequest::Whole => {
+                let body = self.state.content.read(&cid, ByteRange::full()).await?;
+                Ok(builder.content_type(content_type).body(SizedStream::new(size, body)))
+            }
+            RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
+                let (start, end) = ranges[0];
+                let body = self
+                    .state
+                    .content
+                    .read(&cid, ByteRange::new(start, Some(end - start)))
+                    .await?;
+                Ok(builder
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .content_type(content_type)
+                    .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)))
+                    .body(SizedStream::new(end - start, body)))
+            }
+            RangeRequest::Ranges(ranges) => {
+                let (boundary, length, body) = self.multipart(&cid, size, &content_type, ranges).await?;
+                Ok(builder
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .content_type(format!("multipart/byteranges; boundary={boundary}"))
+                    .body(SizedStream::new(length, body)))
+            }
+            RangeRequest::Unsatisfiable => {
+                let error = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    format!(
+                        "no range of {:?} is inside the {size} bytes of {cid}",
+                        range_header.unwrap_or_default()
+                    ),
+                );
+                let mut response = actix_web::ResponseError::error_response(&error);
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}")).expect("ASCII"),
+                );
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                Ok(response)
+            }
+        }
+    }
+
+    /// A `multipart/byteranges` body: its boundary, exact length and stream.
+    async fn multipart(
+        &self,
+        cid: &Cid,
+        size: u64,
+        content_type: &str,
+        ranges: Vec<(u64, u64)>,
+    ) -> Result<(String, u64, ByteStream), ApiError> {
+        let boundary = format!(
+            "ipfs-stream-{}",
+            &cid.to_string()[cid.to_string().len().saturating_sub(16)..]
+        );
+        let mut parts: Vec<ByteStream> = Vec::with_capacity(ranges.len() * 2 + 1);
+        let mut length = 0u64;
+        for (start, end) in ranges {
+            let head = format!(
+                "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{}/{size}\r\n\r\n",
+                end - 1
+            );
+            length += head.len() as u64 + (end - start);
+            parts.push(stream::once(async move { Ok(Bytes::from(head)) }).boxed());
+            parts.push(
+                self.state
+                    .content
+                    .read(cid, ByteRange::new(start, Some(end - start)))
+                    .await?,
+            );
+        }
+        let tail = format!("\r\n--{boundary}--\r\n");
+        length += tail.len() as u64;
+        parts.push(stream::once(async move { Ok(Bytes::from(tail)) }).boxed());
+        Ok((boundary, length, stream::iter(parts).flatten().boxed()))
+    }
+
+    /// From the file name when it says, else from the first bytes.
+    async fn content_type(&self, cid: &Cid, size: u64, name: Option<&str>) -> Result<String, ApiError> {
+        if let Some(mime) = name.and_then(|n| mime_guess::from_path(n).first()) {
+            return Ok(with_charset(mime.essence_str()));
+        }
+        let head: Vec<Bytes> = self
+            .state
+            .content
+            .read(cid, ByteRange::new(0, Some(SNIFF_LEN.min(size))))
+            .await?
+            .try_collect()
+            .await?;
+        Ok(sniff(&head.concat()))
+    }
+
+    async fn directory(&self) -> Result<HttpResponse, ApiError> {
+        let entries = self.state.content.list_directory(&self.target).await?;
+        if let Some(index) = entries.iter().find(|e| e.name == "index.html") {
+            if !self.req.path().ends_with('/') {
+                let mut location = format!("{}/", self.req.path());
+                if !self.req.query_string().is_empty() {
+                    location = format!("{location}?{}", self.req.query_string());
+                }
+                return Ok(HttpResponse::MovedPermanently()
+                    .insert_header((header::LOCATION, location))
+                    .finish());
+            }
+            let stat = self.state.content.stat(&index.cid).await?;
+            return self.file(index.cid, stat.size, Some("index.html".into())).await;
+        }
+        let etag = format!("\"DirIndex-{}-{}\"", env!("CARGO_PKG_VERSION"), self.target);
+        if let Some(response) = self.not_modified(&etag) {
+            return Ok(response);
+        }
+        let accept = self
+            .req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut builder = self.builder(StatusCode::OK, &etag);
+        if accept.contains("application/json") && !accept.contains("text/html") {
+            let listing = Listing {
+                cid: self.target.to_string(),
+                path: self.content_path.clone(),
+                entries: entries.iter().map(ListingEntry::from).collect(),
+            };
+            return Ok(builder.json(listing));
+        }
+        Ok(builder.content_type("text/html; charset=utf-8").body(listing_html(
+            &self.content_path,
+            &self.target,
+            &entries,
+        )))
+    }
+}
+
+/// A directory listing as JSON.
+#[derive(Serialize)]
+pub struct Listing {
+    pub cid: String,
+    pub path: String,
+    pub entries: Vec<ListingEntry>,
+}
+
+#[derive(Serialize)]
+pub struct ListingEntry {
+    pub name: String,
+    pub cid: String,
+    /// Bytes of the entry's DAG, as its link records it.
+    pub size: u64,
+}
+
+impl From<&DirEntry> for ListingEntry {
+    fn from(e: &DirEntry) -> Self {
+        Self {
+            name: e.name.clone(),
+            cid: e.cid.to_string(),
+            size: e.tsize,
+        }
+    }
+}
+
+fn listing_html(path: &str, cid: &Cid, entries: &[DirEntry]) -> String {
+    let base = path.trim_end_matches('/');
+    let rows: String = entries
+        .iter()
+        .map(|e| {
+            let href = format!(
+                "{base}/{}",
+                percent_encoding::utf8_percent_encode(&e.name, PATH_SEGMENT)
+            );
+            format!(
+                "<tr><td><a href=\"{}\">{}</a></td><td><code>{}</code></td><td>{}</td></tr>\n",
+                escape_html(&href),
+                escape_html(&e.name),
+                e.cid,
+                e.tsize
+            )
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td{{padding:.2em 1em}}</style></head>\n\
+         <body><h1>Index of {title}</h1><p><code>{cid}</code></p>\n\
+         <table><tr><th>Name</th><th>CID</th><th>Size</th></tr>\n{rows}</table></body></html>\n",
+        title = escape_html(path),
+    )
+}
+
+/// Characters escaped in a path segment of a link.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// `inline|attachment; filename="..."`, plus RFC 5987 `filename*` for names beyond ASCII.
+fn disposition(kind: &str, name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if ascii == name {
+        format!("{kind}; filename=\"{name}\"")
+    } else {
+        let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    }
+}
+
+fn with_charset(mime: &str) -> String {
+    if mime.starts_with("text/") {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    }
+}
+
+/// The type of content from its first bytes: known magic numbers, else text if it reads as UTF-8.
+pub fn sniff(head: &[u8]) -> String {
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type().to_owned();
+    }
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // Cut inside a multi-byte character at the end of the sample.
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
+    };
+    if head.is_empty() || (text && !head.contains(&0)) {
+        "text/plain; charset=utf-8".to_owned()
+    } else {
+        "application/octet-stream".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_names_media_text_and_binary() {
+        let mut mp4 = vec![0, 0, 0, 0x18];
+        mp4.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2avc1mp41");
+        assert_eq!(sniff(&mp4), "video/mp4");
+        assert_eq!(
+            sniff(&[
+                0x1A, 0x45, 0xDF, 0xA3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84, b'w', b'e', b'b', b'm'
+            ]),
+            "video/webm"
+        );
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
+        assert_eq!(sniff("héllo wörld".as_bytes()), "text/plain; charset=utf-8");
+        assert_eq!(
+            sniff(&"é".as_bytes()[..1]),
+            "text/plain; charset=utf-8",
+            "a character cut by the sample"
+        );
+        assert_eq!(sniff(&[0, 159, 146, 150, 1, 2]), "application/octet-stream");
+    }
+
+    #[test]
+    fn dispositions_quote_ascii_and_encode_the_rest() {
+        assert_eq!(disposition("inline", "a b.txt"), "inline; filename=\"a b.txt\"");
+        assert_eq!(
+            disposition("attachment", "España.txt"),
+            "attachment; filename=\"Espa_a.txt\"; filename*=UTF-8''Espa%C3%B1a%2Etxt"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The REST API under /api/v1 end to end: uploads (raw and multipart), limits, listing, stat, delete,
+//! CAR import.
+
+mod common;
+
+use common::{Repo, Server, bytes};
+use serde_json::Value;
+
+async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn uploads_give_the_cids_of_the_cli_and_read_back() {
+    let repo = Repo::new();
+    let data = bytes(700_000, 9);
+    let file = repo.write_file("data.bin", &data);
+    let cli_v0 = repo.run_text(&["add", "-q", file.to_str().unwrap()]).trim().to_owned();
+    let cli_v1 = repo
+        .run_text(&["add", "-q", "--cid-version", "1", file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+
+    let (status, raw) = json(
+        client
+            .post(format!("{}/api/v1/content?name=data.bin", server.base))
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{raw}");
+    assert_eq!(raw["cid"], cli_v0.as_str());
+    assert_eq!(raw["size"], 700_000);
+    assert_eq!(raw["name"], "data.bin");
+
+    let part = reqwest::multipart::Part::bytes(data.clone()).file_name("data.bin");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let (status, multipart) = json(
+        client
+            .post(format!("{}/api/v1/content?cid_version=1", server.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{multipart}");
+    assert_eq!(multipart["cid"], cli_v1.as_str());
+
+    let body = client
+        .get(format!("{}/ipfs/{cli_v1}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(body == data);
+
+    let (status, stat) = json(
+        client
+            .get(format!("{}/api/v1/content/{cli_v0}", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(stat["kind"], "file");
+    assert_eq!(stat["size"], 700_000);
+    assert_eq!(stat["links"], 3);
+    assert_eq!(stat["record"]["pinned"], true);
+
+    let (status, page) = json(
+        client
+            .get(format!("{}/api/v1/content?limit=1", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_parameters_are_named() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let cases = [
+        ("/api/v1/content?cid_version=2", "cid_version"),
+        ("/api/v1/content?cid_version=x", "cid_version"),
+        ("/api/v1/content?chunker=rabin", "chunker"),
+        ("/api/v1/content?chunker=size-10", "chunker"),
+        ("/api/v1/content?pin=perhaps", "pin"),
+        ("/api/v1/content?name=", "name"),
+    ];
+    for (path, field) in cases {
+        let (status, body) = json(
+            client
+                .post(format!("{}{path}", server.base))
+                .body("x")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_parameter", "{path}");
+        assert_eq!(body["field"], field, "{path}: {body}");
+    }
+    let (status, body) = json(
+        client
+            .get(format!("{}/api/v1/content?limit=5000", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("limit")));
+    let (status, body) = json(
+        client
+            .get(format!("{}/api/v1/content/nope", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_cid")));
+}
+
+#[tokio::test]
+async fn oversized_uploads_get_413_and_store_nothing() {
+    let repo = Repo::new();
+    let server = Server::start_with(&repo, &["--max-upload-bytes", "100000"]);
+    let client = reqwest::Client::new();
+    // Declared too large by Content-Length.
+    let response = client
+        .post(format!("{}/api/v1/content", server.base))
+        .body(vec![1u8; 200_000])
+        .send()
+        .await;
+    // The server may answer before reading the body and close; either way nothing is stored.
+    if let Ok(response) = response {
+        let (status, body) = json(response).await;
+        assert_eq!((status, body["error"].as_str()), (413, Some("too_large")));
+    }
+    // Streamed without a length: cut off when it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![2u8; 10_000])).collect();
+    let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    if let Ok(response) = client
+        .post(format!("{}/api/v1/content", server.base))
+        .body(streamed)
+        .send()
+        .await
+    {
+        assert_eq!(response.status(), 413);
+    }
+    let (_, page) = json(
+        client
+            .get(format!("{}/api/v1/content", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["total"], 0);
+    drop(server);
+    assert!(
+        std::fs::read_dir(repo.path().join("blocks")).unwrap().next().is_none(),
+        "no block was stored"
+    );
+}
+
+#[tokio::test]
+async fn cars_import_and_content_deletes() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let fixtures = format!(
+        "{}/../../tests/fixtures/gateway-conformance",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let car = std::fs::read(format!("{fixtures}/path_gateway_unixfs/dir-with-files.car")).unwrap();
+    let (status, imported) = json(
+        client
+            .post(format!("{}/api/v1/car", server.base))
+            .body(car)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{imported}");
+    let root = imported["roots"][0].as_str().unwrap().to_owned();
+    assert_eq!(imported["blocks"], 9);
+
+    let broken = std::fs::read(format!(
+        "{fixtures}/trustless_gateway_car/file-3k-and-3-blocks-missing-block.car"
+    ))
+    .unwrap();
+    let (status, body) = json(
+        client
+            .post(format!("{}/api/v1/car", server.base))
+            .body(broken)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("incomplete_dag")));
+
+    let response = client
+        .delete(format!("{}/api/v1/content/{root}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let response = client
+        .delete(format!("{}/api/v1/content/{root}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let (_, page) = json(
+        client
+            .get(format!("{}/api/v1/content", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["total"], 0);
+}
