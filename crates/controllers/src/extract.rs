@@ -70,9 +70,7 @@ mod tests {
         let err = parse_query::<Sample>("version=3").unwrap_err();
         assert_eq!(err.field.as_deref(), Some("version"));
         assert!(err.message.contains("must be 0 or 1"));
-        assert_eq!(
-            parse_query::<Sample>("version=1&other=ignored").unwrap().version,
-            Some(1)
-        );
+        let parsed = parse_query::<Sample>("version=1&flag=true&other=ignored").unwrap();
+        assert_eq!((parsed.version, parsed.flag), (Some(1), Some(true)));
     }
 }
