@@ -500,12 +500,11 @@ mod tests {
         let mut mp4 = vec![0, 0, 0, 0x18];
         mp4.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2avc1mp41");
         assert_eq!(sniff(&mp4), "video/mp4");
-        assert_eq!(
-            sniff(&[
-                0x1A, 0x45, 0xDF, 0xA3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84, b'w', b'e', b'b', b'm'
-            ]),
-            "video/webm"
-        );
+        // An EBML header whose DocType is "webm", padded as a real file's first 512 bytes would be.
+        let mut webm = vec![0x1A, 0x45, 0xDF, 0xA3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84];
+        webm.extend_from_slice(b"webm");
+        webm.resize(512, 0);
+        assert_eq!(sniff(&webm), "video/webm");
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
         assert_eq!(sniff("héllo wörld".as_bytes()), "text/plain; charset=utf-8");
         assert_eq!(
