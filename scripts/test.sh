@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, persistence, end-to-end), then the importer parity
-# check against the reference JavaScript UnixFS importer.
+# check against the reference JavaScript UnixFS importer, then the Kubo RPC subset driven by the
+# kubo-rpc-client npm package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
 
-if [ ! -d scripts/importer-parity/node_modules ]; then
-  (cd scripts/importer-parity && npm ci --no-audit --no-fund --loglevel=error)
-fi
+for dir in scripts/importer-parity scripts/kubo-client; do
+  if [ ! -d "$dir/node_modules" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+node scripts/kubo-client/client.mjs target/debug/ipfs-stream
 node scripts/importer-parity/parity.mjs target/debug/ipfs-stream "${PARITY_CASES:-24}"

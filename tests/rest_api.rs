@@ -239,3 +239,56 @@ async fn cars_import_and_content_deletes() {
     .await;
     assert_eq!(page["total"], 0);
 }
+
+#[tokio::test]
+async fn the_kubo_rpc_subset_answers_in_kubo_shapes() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let api = format!("{}/api/v0", server.base);
+
+    let response = client.get(format!("{api}/add")).send().await.unwrap();
+    assert_eq!(response.status(), 405, "GET is not allowed, as in Kubo");
+
+    let part = reqwest::multipart::Part::bytes(b"hello world\n".to_vec()).file_name("hello.txt");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = client
+        .post(format!("{api}/add?progress=true"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0], serde_json::json!({"Name": "hello.txt", "Bytes": 12}));
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"Name": "hello.txt", "Hash": "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", "Size": "20"})
+    );
+
+    let cat = client
+        .post(format!(
+            "{api}/cat?arg=/ipfs/QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o&offset=6&length=5"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cat.text().await.unwrap(), "world");
+
+    let (status, error) = json(client.post(format!("{api}/cat")).send().await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["Type"], "error");
+    let (status, error) = json(
+        client
+            .post(format!(
+                "{api}/block/get?arg=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(error["Message"].as_str().unwrap().contains("not found"), "{error}");
+}

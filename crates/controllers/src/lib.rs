@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod health;
+pub mod kubo_rpc;
 pub mod range;
 pub mod state;
 pub mod upload;
@@ -37,5 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(health::routes)
         .configure(gateway::routes)
         .configure(content_api::routes)
+        .configure(kubo_rpc::routes)
         .default_service(web::to(error::unknown_route));
 }

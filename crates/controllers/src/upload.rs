@@ -24,7 +24,7 @@ pub fn body_stream(req: &HttpRequest, payload: web::Payload, limit: u64) -> Resu
     {
         return Err(ApiError::from(model::Error::TooLarge { limit }));
     }
-    let (sender, receiver) = mpsc::channel::<model::Result<Bytes>>(IN_FLIGHT);
+    let (sender, stream) = channel();
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -36,7 +36,19 @@ pub fn body_stream(req: &HttpRequest, payload: web::Payload, limit: u64) -> Resu
     } else {
         actix_web::rt::spawn(pump(payload.map(|r| r.map_err(|e| e.to_string())), sender, limit));
     }
-    Ok(futures::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+    Ok(stream)
+}
+
+/// A bounded channel whose receiving end is a model byte stream.
+pub fn channel() -> (mpsc::Sender<model::Result<Bytes>>, ByteStream) {
+    let (sender, receiver) = mpsc::channel::<model::Result<Bytes>>(IN_FLIGHT);
+    let stream = futures::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    (sender, stream.boxed())
+}
+
+/// Forwards one multipart field into `sender`; see [`pump`].
+pub async fn pump_field(field: actix_multipart::Field, sender: mpsc::Sender<model::Result<Bytes>>, limit: u64) {
+    pump(field.map(|r| r.map_err(|e| e.to_string())), sender, limit).await
 }
 
 /// Forwards `source` until it ends, fails, passes `limit` bytes, or the receiver goes away.
@@ -70,7 +82,7 @@ async fn pump_first_file(mut multipart: Multipart, sender: mpsc::Sender<model::R
                 let is_file = field.content_disposition().is_some_and(|d| d.get_filename().is_some())
                     || field.name() == Some("file");
                 if is_file {
-                    pump(field.map(|r| r.map_err(|e| e.to_string())), sender, limit).await;
+                    pump_field(field, sender, limit).await;
                     return;
                 }
             }

@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         cid_version: u8,
         /// Store leaves as raw blocks.
-        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         raw_leaves: Option<bool>,
         /// Chunker: size-N, N from 1024 to 1048576.
         #[arg(long, default_value = "size-262144")]

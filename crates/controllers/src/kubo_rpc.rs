@@ -1,0 +1,301 @@
+//! The part of Kubo's RPC API (`/api/v0`) that IPFS clients use, with Kubo's shapes: POST only,
+//! arguments in `?arg=`, NDJSON replies from `add`, errors as 500 + `{"Message", "Code", "Type"}`.
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use cid::Cid;
+use futures::StreamExt;
+use model::content::{AddRequest, ByteRange, ImportOptions, parse_cid};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::method_not_allowed;
+use crate::upload::{channel, pump_field};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(post("/api/v0/add").route(web::post().to(add)))
+        .service(post("/api/v0/cat").route(web::post().to(cat)))
+        .service(post("/api/v0/block/get").route(web::post().to(block_get)))
+        .service(post("/api/v0/block/stat").route(web::post().to(block_stat)))
+        .service(post("/api/v0/dag/export").route(web::post().to(dag_export)))
+        .service(post("/api/v0/dag/import").route(web::post().to(dag_import)))
+        .service(post("/api/v0/pin/add").route(web::post().to(pin_add)))
+        .service(post("/api/v0/pin/rm").route(web::post().to(pin_rm)))
+        .service(post("/api/v0/pin/ls").route(web::post().to(pin_ls)))
+        .service(post("/api/v0/version").route(web::post().to(version)));
+}
+
+/// A resource that answers any method but its own with 405, as Kubo does for GET.
+fn post(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// An error as Kubo reports it.
+#[derive(Debug)]
+pub struct KuboError {
+    status: StatusCode,
+    message: String,
+}
+
+impl std::fmt::Display for KuboError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for KuboError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = if self.status == StatusCode::BAD_REQUEST { 1 } else { 0 };
+        HttpResponse::build(self.status).json(json!({"Message": self.message, "Code": code, "Type": "error"}))
+    }
+}
+
+impl From<model::Error> for KuboError {
+    fn from(e: model::Error) -> Self {
+        let status = match e {
+            model::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            // Kubo answers 500 to everything that is not a malformed request.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn bad_argument(message: impl Into<String>) -> KuboError {
+    KuboError {
+        status: StatusCode::BAD_REQUEST,
+        message: message.into(),
+    }
+}
+
+/// `?arg=` as an IPFS path (`CID[/path]` or `/ipfs/CID[/path]`), resolved to its target.
+async fn resolve_arg(state: &AppState, arg: Option<&str>) -> Result<Cid, KuboError> {
+    let arg = arg.ok_or_else(|| bad_argument("argument \"ipfs-path\" is required"))?;
+    let trimmed = arg.strip_prefix("/ipfs/").unwrap_or(arg);
+    let mut parts = trimmed.split('/');
+    let root = parse_cid(parts.next().unwrap_or_default()).map_err(|e| bad_argument(e.to_string()))?;
+    let segments: Vec<String> = parts.filter(|p| !p.is_empty()).map(str::to_owned).collect();
+    let trail = state.content.resolve(&root, &segments).await?;
+    Ok(*trail.last().expect("a trail holds at least the root"))
+}
+
+/// Kubo's booleans: `true`/`false`, also `1`/`0` and an empty value for true.
+fn flag(value: Option<&str>, name: &str, default: bool) -> Result<bool, KuboError> {
+    match value {
+        None => Ok(default),
+        Some("" | "true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(bad_argument(format!("option \"{name}\": {other:?} is not a boolean"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ArgQuery {
+    pub arg: Option<String>,
+    pub offset: Option<u64>,
+    pub length: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AddQuery {
+    pub cid_version: Option<u8>,
+    pub raw_leaves: Option<String>,
+    pub chunker: Option<String>,
+    pub pin: Option<String>,
+    pub quiet: Option<String>,
+    pub progress: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AddedLine {
+    name: String,
+    hash: String,
+    /// The DAG's cumulative size, as a string (Kubo's shape).
+    size: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProgressLine {
+    name: String,
+    bytes: u64,
+}
+
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, KuboError> {
+    serde_urlencoded::from_str(req.query_string()).map_err(|e| bad_argument(format!("invalid option: {e}")))
+}
+
+async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: AddQuery = query(&req)?;
+    let raw_leaves = q
+        .raw_leaves
+        .as_deref()
+        .map(|v| flag(Some(v), "raw-leaves", true))
+        .transpose()?;
+    let options = ImportOptions::new(q.cid_version, raw_leaves, q.chunker.as_deref())?;
+    let pin = flag(q.pin.as_deref(), "pin", true)?;
+    flag(q.quiet.as_deref(), "quiet", false)?;
+    let progress = flag(q.progress.as_deref(), "progress", false)?;
+    let limit = state.limits.max_upload_bytes;
+    let mut lines = String::new();
+    while let Some(field) = form.next().await {
+        let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
+        let Some(name) = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let (sender, input) = channel();
+        let request = AddRequest {
+            options,
+            name: Some(name.clone()),
+            content_type: None,
+            pin,
+            limit: Some(limit),
+        };
+        let (added, ()) = futures::join!(state.content.add(input, request), pump_field(field, sender, limit));
+        let added = added?;
+        let stat = state.content.stat(&added.cid).await?;
+        if progress {
+            lines += &serde_json::to_string(&ProgressLine {
+                name: name.clone(),
+                bytes: added.size,
+            })
+            .expect("JSON");
+            lines.push('\n');
+        }
+        lines += &serde_json::to_string(&AddedLine {
+            name,
+            hash: added.cid.to_string(),
+            size: stat.dag_size.to_string(),
+        })
+        .expect("JSON");
+        lines.push('\n');
+    }
+    if lines.is_empty() {
+        return Err(bad_argument("file argument 'path' is required"));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("X-Chunked-Output", "1"))
+        .body(lines))
+}
+
+async fn cat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: ArgQuery = query(&req)?;
+    let cid = resolve_arg(&state, q.arg.as_deref()).await?;
+    let body = state
+        .content
+        .read(&cid, ByteRange::new(q.offset.unwrap_or(0), q.length))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain")
+        .insert_header(("X-Stream-Output", "1"))
+        .streaming(body))
+}
+
+async fn block_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: ArgQuery = query(&req)?;
+    let cid = resolve_arg(&state, q.arg.as_deref()).await?;
+    let block = state.content.block(&cid).await?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body(block.data().clone()))
+}
+
+async fn block_stat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: ArgQuery = query(&req)?;
+    let cid = resolve_arg(&state, q.arg.as_deref()).await?;
+    let block = state.content.block(&cid).await?;
+    Ok(HttpResponse::Ok().json(json!({"Key": cid.to_string(), "Size": block.data().len()})))
+}
+
+async fn dag_export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: ArgQuery = query(&req)?;
+    let cid = resolve_arg(&state, q.arg.as_deref()).await?;
+    let car = state.content.export_car(&cid).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.ipld.car")
+        .streaming(car))
+}
+
+async fn dag_import(
+    req: HttpRequest,
+    mut form: Multipart,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, KuboError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct ImportQuery {
+        pin_roots: Option<String>,
+    }
+    let q: ImportQuery = query(&req)?;
+    let pin = flag(q.pin_roots.as_deref(), "pin-roots", true)?;
+    let limit = state.limits.max_upload_bytes;
+    let mut lines = String::new();
+    while let Some(field) = form.next().await {
+        let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
+        let (sender, input) = channel();
+        let (imported, ()) = futures::join!(state.content.import_car(input, pin), pump_field(field, sender, limit));
+        for root in imported?.roots {
+            lines += &json!({"Root": {"Cid": {"/": root.to_string()}, "PinErrorMsg": ""}}).to_string();
+            lines.push('\n');
+        }
+    }
+    if lines.is_empty() {
+        return Err(bad_argument("file argument 'path' is required"));
+    }
+    Ok(HttpResponse::Ok().content_type("application/json").body(lines))
+}
+
+async fn pin_add(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: ArgQuery = query(&req)?;
+    let cid = resolve_arg(&state, q.arg.as_deref()).await?;
+    state.content.pin(&cid).await?;
+    Ok(HttpResponse::Ok().json(json!({"Pins": [cid.to_string()]})))
+}
+
+async fn pin_rm(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let q: ArgQuery = query(&req)?;
+    let cid = resolve_arg(&state, q.arg.as_deref()).await?;
+    state.content.unpin(&cid).await.map_err(|e| match e {
+        model::Error::NotFound(_) => KuboError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "not pinned or pinned indirectly".into(),
+        },
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::Ok().json(json!({"Pins": [cid.to_string()]})))
+}
+
+async fn pin_ls(state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let keys: serde_json::Map<String, serde_json::Value> = state
+        .content
+        .pins()
+        .await?
+        .into_iter()
+        .map(|cid| (cid.to_string(), json!({"Type": "recursive"})))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"Keys": keys})))
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "Commit": "",
+        "Repo": "ipfs-stream",
+        "System": format!("{}/{}", std::env::consts::ARCH, std::env::consts::OS),
+        "Golang": "",
+    }))
+}
