@@ -15,26 +15,26 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Args, Debug, Clone)]
+/// Options every command takes. Each falls back to the config file, then to its default.
+#[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// Directory of the embedded store and the database.
-    #[arg(
-        long,
-        global = true,
-        env = "IPFS_STREAM_DATA_DIR",
-        default_value = "./ipfs-stream-data"
-    )]
-    pub data_dir: PathBuf,
+    /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes).
+    #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store and the database [default: ./ipfs-stream-data].
+    #[arg(long, global = true, env = "IPFS_STREAM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Keep blocks in a Kubo node reached over its RPC API (e.g. http://127.0.0.1:5001) instead of
     /// the embedded store.
     #[arg(long, global = true, env = "IPFS_STREAM_KUBO_API")]
     pub kubo_api: Option<String>,
-    /// Log format on stderr.
-    #[arg(long, global = true, env = "IPFS_STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    /// Log format on stderr [default: pretty].
+    #[arg(long, global = true, env = "IPFS_STREAM_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
     Json,
@@ -43,14 +43,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "IPFS_STREAM_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Largest upload accepted, in bytes (larger gets 413 and stores nothing).
-        #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
-        max_upload_bytes: u64,
-    },
+    Serve(ServeOptions),
     /// Add a file (or stdin with `-`); prints `added <CID> <name>`.
     Add {
         /// File to add, or `-` for standard input.
@@ -102,6 +95,17 @@ pub enum Command {
         #[command(subcommand)]
         action: CarCommand,
     },
+}
+
+/// Options of the server. Each falls back to the config file, then to its default.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "IPFS_STREAM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Largest upload accepted, in bytes; larger gets 413 and stores nothing [default: 10 GiB].
+    #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

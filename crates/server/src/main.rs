@@ -2,12 +2,14 @@
 
 mod cli;
 mod commands;
+mod config;
 mod error;
 mod serve;
 mod wiring;
 
 use clap::Parser;
 use cli::{CarCommand, Cli, Command, LogFormat, PinCommand, RepoCommand};
+use config::Config;
 use error::Error;
 use tracing_subscriber::EnvFilter;
 
@@ -22,13 +24,15 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     }
 }
 
-async fn run(cli: Cli) -> Result<bool, Error> {
-    let services = wiring::build(&cli.global).await?;
+async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
+    let services = wiring::build(&config).await?;
     match cli.command {
-        Command::Serve {
-            listen,
-            max_upload_bytes,
-        } => serve::run(services, listen, controllers::Limits { max_upload_bytes }).await?,
+        Command::Serve(_) => {
+            let limits = controllers::Limits {
+                max_upload_bytes: config.max_upload_bytes,
+            };
+            serve::run(services, config.listen, limits).await?
+        }
         Command::Add {
             path,
             cid_version,
@@ -68,13 +72,19 @@ async fn run(cli: Cli) -> Result<bool, Error> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
+    let serve = match &cli.command {
+        Command::Serve(options) => Some(options),
+        _ => None,
     };
-    init_tracing(cli.global.log_format, default_level);
-    match actix_web::rt::System::new().block_on(run(cli)) {
+    let config = match Config::load(&cli.global, serve) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    init_tracing(config.log_format, if serve.is_some() { "info" } else { "warn" });
+    match actix_web::rt::System::new().block_on(run(cli, config)) {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {

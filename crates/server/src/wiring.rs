@@ -7,7 +7,7 @@ use std::time::Duration;
 use model::content::{BlockStore, ContentNode};
 use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, database};
 
-use crate::cli::GlobalOptions;
+use crate::config::Config;
 use crate::error::Error;
 
 /// Timeout of each call to a Kubo node.
@@ -18,7 +18,7 @@ pub struct Services {
     pub content: Arc<ContentNode>,
 }
 
-pub async fn build(options: &GlobalOptions) -> Result<Services, Error> {
+pub async fn build(options: &Config) -> Result<Services, Error> {
     let data_dir = &options.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;

@@ -1,0 +1,163 @@
+//! The configuration: flags and `IPFS_STREAM_*` variables over an optional TOML file over defaults,
+//! gathered into one struct whose validation names the bad key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::{GlobalOptions, LogFormat, ServeOptions};
+use crate::error::Error;
+
+/// Everything the process is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub kubo_api: Option<String>,
+    pub log_format: LogFormat,
+    pub listen: SocketAddr,
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./ipfs-stream-data"),
+            kubo_api: None,
+            log_format: LogFormat::Pretty,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// The keys a config file may hold; an unknown key is an error that names it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    kubo_api: Option<String>,
+    log_format: Option<LogFormat>,
+    listen: Option<String>,
+    max_upload_bytes: Option<u64>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read config {}", path.display()), e))?;
+    toml::from_str(&text).map_err(|e| {
+        // Name the key of the line the error points at: toml's message alone may not.
+        let key = e.span().and_then(|span| {
+            let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+            let line = text[line_start..].lines().next()?;
+            line.split_once('=').map(|(key, _)| key.trim().to_owned())
+        });
+        match key {
+            Some(key) => Error::Config(format!("{}: {key}: {}", path.display(), e.message())),
+            None => Error::Config(format!("{}: {}", path.display(), e.message())),
+        }
+    })
+}
+
+impl Config {
+    /// Flags (and their environment variables) first, then the config file, then defaults.
+    pub fn load(global: &GlobalOptions, serve: Option<&ServeOptions>) -> Result<Self, Error> {
+        let file = global.config.as_deref().map(read_file).transpose()?.unwrap_or_default();
+        let defaults = Config::default();
+        let listen = match (serve.and_then(|s| s.listen), file.listen) {
+            (Some(listen), _) => listen,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|e| Error::Config(format!("listen: {text:?} is not an address:port ({e})")))?,
+            (None, None) => defaults.listen,
+        };
+        let config = Config {
+            data_dir: global.data_dir.clone().or(file.data_dir).unwrap_or(defaults.data_dir),
+            kubo_api: global.kubo_api.clone().or(file.kubo_api),
+            log_format: global.log_format.or(file.log_format).unwrap_or(defaults.log_format),
+            listen,
+            max_upload_bytes: serve
+                .and_then(|s| s.max_upload_bytes)
+                .or(file.max_upload_bytes)
+                .unwrap_or(defaults.max_upload_bytes),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values together; the error names the key at fault.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::Config("data_dir: must not be empty".into()));
+        }
+        if self.max_upload_bytes == 0 {
+            return Err(Error::Config("max_upload_bytes: must be at least 1".into()));
+        }
+        if let Some(api) = &self.kubo_api {
+            let rest = api.strip_prefix("http://").ok_or_else(|| {
+                Error::Config(format!(
+                    "kubo_api: {api:?} must be an http:// URL (Kubo's RPC API is local)"
+                ))
+            })?;
+            if rest.trim_end_matches('/').is_empty() {
+                return Err(Error::Config(format!("kubo_api: {api:?} has no host")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let config = file(
+            "data_dir = \"/srv/ipfs\"\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\nlog_format = \"json\"\n",
+        );
+        let global = GlobalOptions {
+            config: Some(config.path().to_owned()),
+            data_dir: Some("/flag/dir".into()),
+            ..Default::default()
+        };
+        let loaded = Config::load(&global, Some(&ServeOptions::default())).unwrap();
+        assert_eq!(loaded.data_dir, PathBuf::from("/flag/dir"));
+        assert_eq!(loaded.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(loaded.max_upload_bytes, 5);
+        assert_eq!(loaded.log_format, LogFormat::Json);
+        assert_eq!(
+            Config::load(&GlobalOptions::default(), None).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("listen = \"nowhere\"", "listen"),
+            ("max_upload_bytes = 0", "max_upload_bytes"),
+            ("kubo_api = \"https://example.invalid\"", "kubo_api"),
+            ("log_format = \"xml\"", "log_format"),
+            ("colour = \"blue\"", "colour"),
+            ("max_upload_bytes = \"lots\"", "max_upload_bytes"),
+        ];
+        for (text, key) in cases {
+            let config = file(text);
+            let global = GlobalOptions {
+                config: Some(config.path().to_owned()),
+                ..Default::default()
+            };
+            let err = Config::load(&global, Some(&ServeOptions::default()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}
