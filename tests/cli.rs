@@ -210,3 +210,55 @@ fn ureq_get(url: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let repo = Repo::new();
+    let mut server = Server::start(&repo);
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+}
+
+#[test]
+fn a_bad_config_file_names_the_key() {
+    let repo = Repo::new();
+    let config = repo.write_file("config.toml", b"listen = \"127.0.0.1:0\"\nmax_upload_bytes = 0\n");
+    let output = repo.fail(&["--config", config.to_str().unwrap(), "serve"]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: invalid configuration: max_upload_bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let repo = Repo::new();
+    let generated = repo.run_text(&["openapi"]);
+    let path = format!("{}/../../openapi/openapi.json", env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        generated.trim_end() == committed.trim_end(),
+        "openapi/openapi.json is out of date: run `ipfs-stream openapi > openapi/openapi.json`"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+}

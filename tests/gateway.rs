@@ -320,3 +320,46 @@ async fn unknown_routes_and_methods_answer_in_json() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn the_api_documents_itself_offline() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let served: serde_json::Value = client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/../../openapi/openapi.json", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, committed);
+    let docs = client.get(format!("{}/docs/", server.base)).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "the docs page is Swagger UI");
+    for asset in ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-initializer.js"] {
+        assert!(page.contains(asset), "{asset} is referenced");
+        let response = client
+            .get(format!("{}/docs/{asset}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{asset} is served by the server itself");
+    }
+    assert!(!page.contains("https://"), "nothing is fetched from a CDN");
+    let initializer = client
+        .get(format!("{}/docs/swagger-initializer.js", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(initializer.contains("/openapi.json"));
+}

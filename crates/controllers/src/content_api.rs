@@ -32,7 +32,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Options of an upload, as `ipfs add` takes them.
-#[derive(Debug, Default, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AddQuery {
     /// 0 (Kubo's default) or 1 (raw leaves unless `raw_leaves=false`).
     #[validate(range(max = 1, message = "must be 0 or 1"))]
@@ -49,7 +50,9 @@ pub struct AddQuery {
 }
 
 /// Content the server holds.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({"cid": "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", "size": 12, "name": "hello.txt",
+    "content_type": "text/plain", "cid_version": 0, "blocks": 1, "pinned": true, "created_at_ms": 1_795_595_467_827_i64}))]
 pub struct ContentItem {
     pub cid: String,
     pub size: u64,
@@ -77,7 +80,24 @@ impl From<ContentRecord> for ContentItem {
     }
 }
 
-async fn add(
+/// Adds a file: the raw request body, or the first file part of a multipart body. The CID equals
+/// Kubo's `ipfs add` for the same bytes and options.
+#[utoipa::path(
+    post,
+    path = "/api/v1/content",
+    tag = "content",
+    params(AddQuery),
+    request_body(description = "The file's bytes", content(
+        (crate::openapi::Binary = "application/octet-stream"),
+        (crate::openapi::UploadForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, description = "Stored", body = ContentItem),
+        (status = 400, description = "A bad parameter (named in `field`) or a failed upload", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than the server's upload limit; nothing stored", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn add(
     req: HttpRequest,
     payload: web::Payload,
     query: Checked<AddQuery>,
@@ -117,10 +137,13 @@ fn is_media_type(content_type: &str) -> bool {
         && essence != "application/x-www-form-urlencoded"
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Records to skip.
     #[serde(default)]
     pub offset: u64,
+    /// Records to return, 1 to 1000 (default 100).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
     #[serde(default = "default_limit")]
     pub limit: u64,
@@ -130,7 +153,8 @@ fn default_limit() -> u64 {
     100
 }
 
-#[derive(Debug, Serialize)]
+/// A page of content records, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContentPage {
     pub items: Vec<ContentItem>,
     pub total: u64,
@@ -138,7 +162,18 @@ pub struct ContentPage {
     pub limit: u64,
 }
 
-async fn list(query: Checked<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Content added to this server, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/content",
+    tag = "content",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of records", body = ContentPage),
+        (status = 400, description = "A bad parameter", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn list(query: Checked<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (records, total) = state
         .content
         .records(Page {
@@ -155,7 +190,7 @@ async fn list(query: Checked<ListQuery>, state: web::Data<AppState>) -> Result<H
 }
 
 /// A node's kind and sizes, and what the server recorded about it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContentStat {
     pub cid: String,
     /// `file`, `directory` or `symlink`.
@@ -181,14 +216,38 @@ impl ContentStat {
     }
 }
 
-async fn stat(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The kind and sizes of any stored CID, with its record when it was added here.
+#[utoipa::path(
+    get,
+    path = "/api/v1/content/{cid}",
+    tag = "content",
+    params(("cid" = String, Path, description = "CID", example = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o")),
+    responses(
+        (status = 200, description = "Found", body = ContentStat),
+        (status = 400, description = "Malformed CID", body = crate::error::ErrorBody),
+        (status = 404, description = "Not stored", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn stat(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&path)?;
     let stat = state.content.stat(&cid).await?;
     let record = state.content.record(&cid).await?;
     Ok(HttpResponse::Ok().json(ContentStat::new(stat, record)))
 }
 
-async fn remove(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Unpins and forgets content; its blocks are freed by the next garbage collection.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/content/{cid}",
+    tag = "content",
+    params(("cid" = String, Path, description = "CID")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed CID", body = crate::error::ErrorBody),
+        (status = 404, description = "Not added to this server", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn remove(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&path)?;
     state.content.remove(&cid).await.map_err(|e| match e {
         model::Error::NotFound(cid) => ApiError::not_found(format!("{cid} was not added to this server")),
@@ -197,20 +256,35 @@ async fn remove(path: web::Path<String>, state: web::Data<AppState>) -> Result<H
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CarQuery {
     /// Pin the CAR's roots (default true).
     pub pin: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+/// What a CAR import stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CarImported {
     pub roots: Vec<String>,
     pub blocks: u64,
     pub bytes: u64,
 }
 
-async fn import_car(
+/// Imports a CAR v1: every block is verified and the DAG checked complete before anything is visible.
+#[utoipa::path(
+    post,
+    path = "/api/v1/car",
+    tag = "content",
+    params(CarQuery),
+    request_body(description = "A CAR v1 stream", content((crate::openapi::Binary = "application/vnd.ipld.car"))),
+    responses(
+        (status = 201, description = "Imported", body = CarImported),
+        (status = 400, description = "Not a CAR, a block that does not match its CID, or missing blocks", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than the upload limit", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn import_car(
     req: HttpRequest,
     payload: web::Payload,
     query: Checked<CarQuery>,

@@ -16,12 +16,16 @@ pub struct ApiError {
 }
 
 /// The JSON body of every error reply.
-#[derive(Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: &'a str,
-    pub message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "invalid_parameter", "message": "cid_version: must be 0 or 1", "field": "cid_version"}))]
+pub struct ErrorBody {
+    /// A stable, machine-readable code.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'a str>,
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -62,9 +66,9 @@ impl ResponseError for ApiError {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         HttpResponse::build(self.status).json(ErrorBody {
-            error: self.code,
-            message: &self.message,
-            field: self.field.as_deref(),
+            error: self.code.to_owned(),
+            message: self.message.clone(),
+            field: self.field.clone(),
         })
     }
 }

@@ -33,7 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Query parameters of the gateway.
-#[derive(Debug, Default, Deserialize, validator::Validate)]
+#[derive(Debug, Default, Deserialize, validator::Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GatewayQuery {
     /// `raw` (the block) or `car` (the DAG as a CAR); otherwise the deserialized content.
     pub format: Option<String>,
@@ -103,7 +104,34 @@ fn decode_segment(segment: &str) -> Result<String, ApiError> {
         })
 }
 
-async fn get(
+/// Content by CID and path, as the IPFS path and trustless gateway specs say: a file (byte ranges
+/// per RFC 9110), a directory (index.html, else a listing), a raw block or a CAR.
+#[utoipa::path(
+    get,
+    path = "/ipfs/{cid}/{path}",
+    tag = "gateway",
+    params(
+        ("cid" = String, Path, description = "Root CID (CIDv0 or CIDv1)", example = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"),
+        ("path" = String, Path, description = "Path inside the root's DAG; may be empty or contain '/'"),
+        ("Range" = Option<String>, Header, description = "Byte ranges, e.g. bytes=0-1023"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag from an earlier reply"),
+        ("Accept" = Option<String>, Header, description = "application/vnd.ipld.raw, application/vnd.ipld.car or application/json (directories)"),
+        GatewayQuery,
+    ),
+    responses(
+        (status = 200, description = "The content (or listing, block, CAR)", content(
+            (crate::openapi::Binary = "application/octet-stream"),
+            (Listing = "application/json"),
+        )),
+        (status = 206, description = "Part of a file; several ranges come as multipart/byteranges", content_type = "application/octet-stream", body = crate::openapi::Binary),
+        (status = 301, description = "A directory with index.html asked without its trailing slash"),
+        (status = 304, description = "If-None-Match matched"),
+        (status = 400, description = "Malformed CID or parameter", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown CID or path", body = crate::error::ErrorBody),
+        (status = 416, description = "No range inside the content", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn get(
     req: HttpRequest,
     query: Checked<GatewayQuery>,
     state: web::Data<AppState>,
@@ -372,14 +400,14 @@ impl Context<'_> {
 }
 
 /// A directory listing as JSON.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Listing {
     pub cid: String,
     pub path: String,
     pub entries: Vec<ListingEntry>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListingEntry {
     pub name: String,
     pub cid: String,

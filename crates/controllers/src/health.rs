@@ -11,14 +11,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(ready));
 }
 
-#[derive(Serialize)]
-struct Health {
+/// Liveness of the process.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
     status: &'static str,
+    #[schema(example = "0.1.0")]
     version: &'static str,
 }
 
 /// The process is up.
-async fn health() -> HttpResponse {
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Up", body = Health)))]
+pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
@@ -26,7 +30,11 @@ async fn health() -> HttpResponse {
 }
 
 /// The process can serve content: its content repository answers.
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/ready", tag = "health", responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "The content repository does not answer", body = crate::error::ErrorBody),
+))]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match state.content.records(Page { offset: 0, limit: 1 }).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
         Err(e) => {

@@ -98,15 +98,20 @@ fn flag(value: Option<&str>, name: &str, default: bool) -> Result<bool, KuboErro
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ArgQuery {
+    /// An IPFS path: `CID[/path]` or `/ipfs/CID[/path]`.
     pub arg: Option<String>,
+    /// First byte (cat).
     pub offset: Option<u64>,
+    /// Bytes at most (cat).
     pub length: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "kebab-case")]
+#[into_params(parameter_in = Query)]
 pub struct AddQuery {
     pub cid_version: Option<u8>,
     pub raw_leaves: Option<String>,
@@ -116,9 +121,10 @@ pub struct AddQuery {
     pub progress: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One NDJSON line of `add`'s reply.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
-struct AddedLine {
+pub struct AddedLine {
     name: String,
     hash: String,
     /// The DAG's cumulative size, as a string (Kubo's shape).
@@ -136,7 +142,16 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, KuboErr
     serde_urlencoded::from_str(req.query_string()).map_err(|e| bad_argument(format!("invalid option: {e}")))
 }
 
-async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// Adds the files of a multipart body; one NDJSON line `{Name, Hash, Size}` per file (with `progress`, a `{Name, Bytes}` line first).
+#[utoipa::path(
+    post,
+    path = "/api/v0/add",
+    tag = "kubo-rpc",
+    params(AddQuery),
+    request_body(description = "Files as multipart/form-data parts", content((crate::openapi::UploadForm = "multipart/form-data"))),
+    responses((status = 200, description = "NDJSON lines", body = AddedLine), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: AddQuery = query(&req)?;
     let raw_leaves = q
         .raw_leaves
@@ -194,7 +209,15 @@ async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppState>) 
         .body(lines))
 }
 
-async fn cat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// The bytes of a file, optionally a range of them.
+#[utoipa::path(
+    post,
+    path = "/api/v0/cat",
+    tag = "kubo-rpc",
+    params(ArgQuery),
+    responses((status = 200, description = "The bytes", content_type = "text/plain", body = crate::openapi::Binary), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn cat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
     let body = state
@@ -207,21 +230,45 @@ async fn cat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         .streaming(body))
 }
 
-async fn block_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// One raw block.
+#[utoipa::path(
+    post,
+    path = "/api/v0/block/get",
+    tag = "kubo-rpc",
+    params(ArgQuery),
+    responses((status = 200, description = "The block", content_type = "text/plain", body = crate::openapi::Binary), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn block_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
     let block = state.content.block(&cid).await?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(block.data().clone()))
 }
 
-async fn block_stat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// A block's CID and size: `{Key, Size}`.
+#[utoipa::path(
+    post,
+    path = "/api/v0/block/stat",
+    tag = "kubo-rpc",
+    params(ArgQuery),
+    responses((status = 200, description = "Key and size"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn block_stat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
     let block = state.content.block(&cid).await?;
     Ok(HttpResponse::Ok().json(json!({"Key": cid.to_string(), "Size": block.data().len()})))
 }
 
-async fn dag_export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// The DAG under a CID as a CAR v1 stream.
+#[utoipa::path(
+    post,
+    path = "/api/v0/dag/export",
+    tag = "kubo-rpc",
+    params(ArgQuery),
+    responses((status = 200, description = "The CAR", content_type = "application/vnd.ipld.car", body = crate::openapi::Binary), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn dag_export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
     let car = state.content.export_car(&cid).await?;
@@ -230,7 +277,16 @@ async fn dag_export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .streaming(car))
 }
 
-async fn dag_import(
+/// Imports CARs from a multipart body; one NDJSON line with the root's CID per root.
+#[utoipa::path(
+    post,
+    path = "/api/v0/dag/import",
+    tag = "kubo-rpc",
+    params(("pin-roots" = Option<bool>, Query, description = "Pin the roots (default true)")),
+    request_body(description = "CAR files as multipart/form-data parts", content((crate::openapi::UploadForm = "multipart/form-data"))),
+    responses((status = 200, description = "NDJSON lines"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn dag_import(
     req: HttpRequest,
     mut form: Multipart,
     state: web::Data<AppState>,
@@ -259,14 +315,30 @@ async fn dag_import(
     Ok(HttpResponse::Ok().content_type("application/json").body(lines))
 }
 
-async fn pin_add(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// Pins a CID: `{Pins: [cid]}`.
+#[utoipa::path(
+    post,
+    path = "/api/v0/pin/add",
+    tag = "kubo-rpc",
+    params(ArgQuery),
+    responses((status = 200, description = "Pinned"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn pin_add(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
     state.content.pin(&cid).await?;
     Ok(HttpResponse::Ok().json(json!({"Pins": [cid.to_string()]})))
 }
 
-async fn pin_rm(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// Unpins a CID: `{Pins: [cid]}`.
+#[utoipa::path(
+    post,
+    path = "/api/v0/pin/rm",
+    tag = "kubo-rpc",
+    params(ArgQuery),
+    responses((status = 200, description = "Unpinned"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn pin_rm(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
     state.content.unpin(&cid).await.map_err(|e| match e {
@@ -279,7 +351,14 @@ async fn pin_rm(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(json!({"Pins": [cid.to_string()]})))
 }
 
-async fn pin_ls(state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+/// Every pin, each of type recursive.
+#[utoipa::path(
+    post,
+    path = "/api/v0/pin/ls",
+    tag = "kubo-rpc",
+    responses((status = 200, description = "The pins"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn pin_ls(state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let keys: serde_json::Map<String, serde_json::Value> = state
         .content
         .pins()
@@ -290,7 +369,14 @@ async fn pin_ls(state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     Ok(HttpResponse::Ok().json(json!({"Keys": keys})))
 }
 
-async fn version() -> HttpResponse {
+/// The server's version, in Kubo's shape.
+#[utoipa::path(
+    post,
+    path = "/api/v0/version",
+    tag = "kubo-rpc",
+    responses((status = 200, description = "Version, Commit, Repo, System, Golang"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn version() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "Version": env!("CARGO_PKG_VERSION"),
         "Commit": "",

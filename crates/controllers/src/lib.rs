@@ -20,6 +20,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod kubo_rpc;
+pub mod openapi;
 pub mod range;
 pub mod state;
 pub mod upload;
@@ -39,5 +40,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(gateway::routes)
         .configure(content_api::routes)
         .configure(kubo_rpc::routes)
+        .configure(openapi::routes)
         .default_service(web::to(error::unknown_route));
 }

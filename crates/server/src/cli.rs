@@ -90,6 +90,8 @@ pub enum Command {
         #[command(subcommand)]
         action: RepoCommand,
     },
+    /// Print the OpenAPI document of the HTTP API (what `/openapi.json` serves).
+    Openapi,
     /// CAR v1 archives.
     Car {
         #[command(subcommand)]

@@ -25,6 +25,13 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 }
 
 async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
+    if let Command::Openapi = cli.command {
+        let json = controllers::openapi::document()
+            .to_pretty_json()
+            .expect("the document serializes");
+        println!("{json}");
+        return Ok(true);
+    }
     let services = wiring::build(&config).await?;
     match cli.command {
         Command::Serve(_) => {
@@ -62,6 +69,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
             RepoCommand::Verify => return commands::repo_verify(&services).await,
             RepoCommand::Gc => commands::repo_gc(&services).await?,
         },
+        Command::Openapi => unreachable!("answered before the store is opened"),
         Command::Car { action } => match action {
             CarCommand::Export { cid } => commands::car_export(&services, &cid).await?,
             CarCommand::Import { path } => commands::car_import(&services, &path).await?,

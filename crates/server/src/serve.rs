@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::error::Error;
 use crate::wiring::Services;
@@ -18,14 +19,29 @@ pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Li
         App::new().configure(move |cfg| controllers::configure(cfg, state))
     })
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    // Signals are ours (below): installed before the address is announced, so a signal sent as
+    // soon as the server is up is never missed.
+    .disable_signals()
     .bind(listen)
     .map_err(|e| Error::io(format!("cannot listen on {listen}"), e))?;
-    for address in server.addrs() {
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::io("installing a SIGTERM handler", e))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing a SIGINT handler", e))?;
+    let addresses = server.addrs();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: finishing in-flight responses"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: finishing in-flight responses"),
+        }
+        handle.stop(true).await;
+    });
+    for address in addresses {
         // Tests and scripts read the bound address (the port may be 0 in the options).
         println!("listening on http://{address}");
         tracing::info!(%address, "listening");
     }
-    server.run().await.map_err(|e| Error::io("server", e))?;
+    server.await.map_err(|e| Error::io("server", e))?;
     tracing::info!("stopped");
     Ok(())
 }
