@@ -112,6 +112,35 @@ async fn a_range_fetches_only_the_blocks_it_touches() {
     .unwrap();
     assert_eq!(got, vec![7u8; 10]);
     assert_eq!(store.gets.load(Ordering::SeqCst), 3);
+    // The same range again comes from the cache of verified blocks.
+    let again = collect(
+        node.read(&added.cid, ByteRange::new(1_000_000, Some(10)))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, vec![7u8; 10]);
+    assert_eq!(store.gets.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn without_a_cache_every_read_goes_to_the_store() {
+    let store = CountingStore::default();
+    let node = ContentNode::with_cache(Arc::new(store.clone()), Arc::new(MemoryContentRepository::new()), 0);
+    let added = node
+        .add(
+            pieces(b"hello world\n".to_vec(), 4),
+            add_request(ImportOptions::default()),
+        )
+        .await
+        .unwrap();
+    for expected in [1, 2] {
+        collect(node.read(&added.cid, ByteRange::full()).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(store.gets.load(Ordering::SeqCst), expected);
+    }
 }
 
 #[tokio::test]

@@ -30,6 +30,11 @@ impl Block {
         Ok(Self { cid, data })
     }
 
+    /// Wraps bytes already verified against `cid` (by [`super::Blocks`]).
+    pub(crate) fn trusted(cid: Cid, data: Bytes) -> Self {
+        Self { cid, data }
+    }
+
     /// Hashes `data` with sha2-256 and addresses it with the given CID version and codec.
     pub fn encode(version: Version, codec: u64, data: Bytes) -> Self {
         let cid = match version {

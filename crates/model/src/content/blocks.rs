@@ -1,25 +1,52 @@
 //! Verified block access: the only read path from a store to the rest of the model.
+//!
+//! Verified blocks are kept in a small in-memory cache (by total bytes): the root and internal
+//! nodes of a file are read again by every range request, and re-hashing them each time would cost
+//! more than the read. A cached block was verified when it entered the cache and a CID's bytes never
+//! change, so serving it from memory keeps the guarantee.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cid::Cid;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
 
-use super::block::{Block, check_supported};
-use super::store::BlockStore;
+use super::block::{Block, check_supported, verify};
+use super::store::{BlockStore, storage_key};
 use crate::error::{Error, Result};
 
 const IDENTITY: u64 = 0x00;
+/// Blocks at least this large are hashed on a blocking thread, so the read-ahead of a range read
+/// hashes several blocks at once on several cores.
+const HASH_OFF_THREAD: usize = 32 * 1024;
+/// Bytes of verified blocks kept in memory by default.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+#[derive(Clone)]
+struct ByLength;
+
+impl Weighter<Cid, Bytes> for ByLength {
+    fn weight(&self, _: &Cid, data: &Bytes) -> u64 {
+        data.len() as u64 + 1
+    }
+}
 
 /// A block store seen through verification: every block returned hashes to its CID.
 #[derive(Clone)]
 pub struct Blocks {
     store: Arc<dyn BlockStore>,
+    cache: Arc<Cache<Cid, Bytes, ByLength>>,
 }
 
 impl Blocks {
-    pub fn new(store: Arc<dyn BlockStore>) -> Self {
-        Self { store }
+    /// Verified reads from `store`, caching up to `cache_bytes` of verified blocks (0: none).
+    pub fn new(store: Arc<dyn BlockStore>, cache_bytes: u64) -> Self {
+        let estimated_items = (cache_bytes / (64 * 1024)).max(16) as usize;
+        Self {
+            store,
+            cache: Arc::new(Cache::with_weighter(estimated_items, cache_bytes.max(1), ByLength)),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn BlockStore> {
@@ -33,13 +60,35 @@ impl Blocks {
             let inline = Bytes::copy_from_slice(cid.hash().digest());
             return Block::verified(*cid, inline);
         }
+        // Keyed by multihash, as the stores are: one entry for the same bytes under any CID.
+        let key = storage_key(cid);
+        if let Some(data) = self.cache.get(&key) {
+            return Ok(Block::trusted(*cid, data));
+        }
+        let block = self.read_verified(cid).await?;
+        self.cache.insert(key, block.data().clone());
+        Ok(block)
+    }
+
+    /// Reads and rehashes the stored copy, bypassing the cache (for verification passes).
+    pub async fn read_verified(&self, cid: &Cid) -> Result<Block> {
+        check_supported(cid)?;
         let data = self.store.get(cid).await?.ok_or(Error::NotFound(*cid))?;
-        match Block::verified(*cid, data) {
+        let checked = if data.len() >= HASH_OFF_THREAD {
+            let (cid, data) = (*cid, data.clone());
+            tokio::task::spawn_blocking(move || verify(&cid, &data))
+                .await
+                .map_err(|e| Error::Store(format!("hashing task failed: {e}")))?
+        } else {
+            verify(cid, &data)
+        };
+        match checked {
+            Ok(()) => Ok(Block::trusted(*cid, data)),
             Err(Error::HashMismatch(cid)) => {
                 tracing::error!(%cid, "stored block does not match its CID; refusing to serve it");
                 Err(Error::HashMismatch(cid))
             }
-            other => other,
+            Err(other) => Err(other),
         }
     }
 
@@ -49,5 +98,10 @@ impl Blocks {
             return Ok(true);
         }
         self.store.has(cid).await
+    }
+
+    /// Forgets a block from the cache (after it was deleted from the store).
+    pub fn forget(&self, cid: &Cid) {
+        self.cache.remove(&storage_key(cid));
     }
 }

@@ -9,7 +9,7 @@ use cid::{Cid, Version};
 use tokio::sync::RwLock;
 
 use super::block::{Block, DAG_PB};
-use super::blocks::Blocks;
+use super::blocks::{Blocks, DEFAULT_CACHE_BYTES};
 use super::car::{self, CarImport};
 use super::dagpb::PbNode;
 use super::directory::{self, DirEntry};
@@ -113,9 +113,15 @@ pub struct ContentNode {
 }
 
 impl ContentNode {
+    /// A node with the default cache of verified blocks.
     pub fn new(store: Arc<dyn BlockStore>, records: Arc<dyn ContentRepository>) -> Self {
+        Self::with_cache(store, records, DEFAULT_CACHE_BYTES)
+    }
+
+    /// A node keeping up to `cache_bytes` of verified blocks in memory.
+    pub fn with_cache(store: Arc<dyn BlockStore>, records: Arc<dyn ContentRepository>, cache_bytes: u64) -> Self {
         Self {
-            blocks: Blocks::new(store),
+            blocks: Blocks::new(store, cache_bytes),
             records,
             collection: RwLock::new(()),
         }
@@ -333,6 +339,9 @@ impl ContentService for ContentNode {
                 report.removed.push(key);
             }
         }
+        for key in &report.removed {
+            self.blocks.forget(key);
+        }
         tracing::info!(kept = report.kept, removed = report.removed.len(), "garbage collected");
         Ok(report)
     }
@@ -341,7 +350,7 @@ impl ContentService for ContentNode {
         let mut report = VerifyReport::default();
         for key in self.blocks.store().list().await? {
             report.checked += 1;
-            match self.blocks.get(&key).await {
+            match self.blocks.read_verified(&key).await {
                 Ok(_) => {}
                 Err(Error::HashMismatch(cid)) => report.corrupted.push(cid),
                 Err(Error::NotFound(_)) => {} // deleted meanwhile
