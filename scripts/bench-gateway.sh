@@ -51,7 +51,6 @@ events { worker_connections 1024; }
 http {
   access_log off;
   sendfile on;
-  tcp_nopush on;
   keepalive_requests 100000;
   client_body_temp_path $work/nginx/body;
   proxy_temp_path $work/nginx/proxy;

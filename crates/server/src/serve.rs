@@ -18,6 +18,12 @@ pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Li
         let state = state.clone();
         App::new().configure(move |cfg| controllers::configure(cfg, state))
     })
+    // Small replies (range requests, JSON) go out at once instead of waiting on delayed ACKs.
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
     // Signals are ours (below): installed before the address is announced, so a signal sent as
     // soon as the server is up is never missed.
