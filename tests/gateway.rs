@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Repo, Server, server_with_cars};
+use futures::StreamExt;
 use reqwest::header::HeaderMap;
 
 const DIR_WITH_FILES: &str = "gateway-conformance/path_gateway_unixfs/dir-with-files.car";
@@ -362,4 +363,76 @@ async fn the_api_documents_itself_offline() {
         .await
         .unwrap();
     assert!(initializer.contains("/openapi.json"));
+}
+
+/// A CAR of a directory holding `index.html` (and `style.css`), built with the model's own encoders.
+async fn website_car() -> (String, Vec<u8>) {
+    use futures::TryStreamExt;
+    use model::content::dagpb::{DataType, PbLink, UnixFsData, unixfs_block};
+    use model::content::{
+        AddRequest, BlockStore, ContentNode, ContentService, MemoryBlockStore, MemoryContentRepository,
+    };
+    use std::sync::Arc;
+
+    let store = MemoryBlockStore::new();
+    let node = ContentNode::new(Arc::new(store.clone()), Arc::new(MemoryContentRepository::new()));
+    let mut links = Vec::new();
+    for (name, text) in [("index.html", "<h1>home</h1>\n"), ("style.css", "h1 { color: red }\n")] {
+        let input = futures::stream::iter([Ok(bytes::Bytes::from(text))]).boxed();
+        let added = node.add(input, AddRequest::default()).await.unwrap();
+        links.push(PbLink::named(&added.cid, name.to_owned(), text.len() as u64 + 6));
+    }
+    let data = UnixFsData {
+        r#type: DataType::Directory as i32,
+        ..Default::default()
+    };
+    let directory = model::content::Block::encode(cid::Version::V0, 0x70, unixfs_block(&links, &data));
+    let mut batch = store.begin().await.unwrap();
+    batch.put(directory.clone()).await.unwrap();
+    batch.commit(&[*directory.cid()]).await.unwrap();
+    let car: Vec<bytes::Bytes> = node
+        .export_car(directory.cid())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    (directory.cid().to_string(), car.concat())
+}
+
+#[tokio::test]
+async fn a_directory_with_index_html_is_served_as_a_website() {
+    let (root, car) = website_car().await;
+    let repo = Repo::new();
+    let car_path = repo.write_file("site.car", &car);
+    assert_eq!(
+        repo.run_text(&["car", "import", car_path.to_str().unwrap()]).trim(),
+        format!("imported {root}")
+    );
+    let server = Server::start(&repo);
+    check(
+        &server,
+        Case {
+            expect_headers: vec![("location", format!("/ipfs/{root}/"))],
+            ..case("no trailing slash redirects", format!("/ipfs/{root}"), 301)
+        },
+    )
+    .await;
+    check(
+        &server,
+        Case {
+            expect_headers: vec![("content-type", "text/html; charset=utf-8".into())],
+            body: Some(b"<h1>home</h1>\n".to_vec()),
+            ..case("index.html", format!("/ipfs/{root}/"), 200)
+        },
+    )
+    .await;
+    check(
+        &server,
+        Case {
+            expect_headers: vec![("content-type", "text/css; charset=utf-8".into())],
+            ..case("a sibling file", format!("/ipfs/{root}/style.css"), 200)
+        },
+    )
+    .await;
 }
