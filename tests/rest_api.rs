@@ -292,3 +292,39 @@ async fn the_kubo_rpc_subset_answers_in_kubo_shapes() {
     assert_eq!(status, 500);
     assert!(error["Message"].as_str().unwrap().contains("not found"), "{error}");
 }
+
+#[test]
+fn a_client_gone_mid_upload_leaves_nothing() {
+    use std::io::Write;
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let host = server.base.strip_prefix("http://").unwrap();
+    {
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/content HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        .unwrap();
+        stream.write_all(&bytes(600_000, 5)).unwrap();
+        // Dropped here: the connection closes 400 kB short.
+    }
+    // Let the server see the close before looking for leftovers.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let staging = repo.path().join("staging");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&staging).unwrap().next().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the aborted upload's staging was not removed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let blocks = repo.path().join("blocks");
+    assert!(
+        std::fs::read_dir(&blocks).unwrap().next().is_none(),
+        "no block became visible"
+    );
+    let listing = repo.run_text(&["pin", "ls"]);
+    assert_eq!(listing, "", "nothing was recorded");
+}
