@@ -328,3 +328,100 @@ fn a_client_gone_mid_upload_leaves_nothing() {
     let listing = repo.run_text(&["pin", "ls"]);
     assert_eq!(listing, "", "nothing was recorded");
 }
+
+#[tokio::test]
+async fn every_stream_is_recorded_in_the_streaming_metrics() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let (_, added) = json(
+        client
+            .post(format!("{}/api/v1/content", server.base))
+            .body(bytes(300_000, 3))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let cid = added["cid"].as_str().unwrap();
+    let body = client
+        .get(format!("{}/ipfs/{cid}", server.base))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 300_000);
+
+    // Records are written in batches: wait for this one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let history = loop {
+        let (status, history) = json(
+            client
+                .get(format!("{}/api/v1/metrics/streaming/history?limit=10", server.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        if history.as_array().unwrap().len() >= 2 {
+            break history;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stream records were not written: {history}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let download = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["direction"] == "outbound")
+        .unwrap();
+    assert_eq!(download["operation"], "stream_http_outbound");
+    assert_eq!(download["bytes"], 300_000);
+    assert_eq!(download["path"], format!("/ipfs/{cid}"));
+    assert_eq!(download["correlation_id"], "trace-42");
+    assert_eq!(download["outcome"], "ok");
+    let upload = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["direction"] == "inbound")
+        .unwrap();
+    assert_eq!(
+        (upload["operation"].as_str(), upload["bytes"].as_u64()),
+        (Some("stream_http_inbound"), Some(300_000))
+    );
+
+    let (_, summary) = json(
+        client
+            .get(format!("{}/api/v1/metrics/streaming", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let outbound = &summary["operations"]["stream_http_outbound"];
+    assert_eq!(outbound["count"], 1);
+    assert_eq!(outbound["total_bytes"], 300_000);
+    assert_eq!(outbound["error_rate"], 0.0);
+    assert!(outbound["throughput"]["p99"].as_f64().unwrap() > 0.0);
+
+    let (status, error) = json(
+        client
+            .get(format!(
+                "{}/api/v1/metrics/streaming/history?stream_type=carrier-pigeon",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("stream_type")));
+}

@@ -9,7 +9,9 @@ use validator::Validate;
 use crate::AppState;
 use crate::error::{ApiError, method_not_allowed};
 use crate::extract::Checked;
+use crate::metering::Meter;
 use crate::upload::body_stream;
+use model::metrics::{Direction, StreamType};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -105,7 +107,14 @@ pub async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let options = ImportOptions::new(query.cid_version, query.raw_leaves, query.chunker.as_deref())?;
     let limit = state.limits.max_upload_bytes;
-    let input = body_stream(&req, payload, limit)?;
+    let meter = Meter::for_request(
+        &req,
+        state.metrics.clone(),
+        StreamType::Http,
+        Direction::Inbound,
+        "/api/v1/content".into(),
+    );
+    let input = meter.wrap(body_stream(&req, payload, limit)?);
     let content_type = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -290,7 +299,14 @@ pub async fn import_car(
     query: Checked<CarQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body_stream(&req, payload, state.limits.max_upload_bytes)?;
+    let meter = Meter::for_request(
+        &req,
+        state.metrics.clone(),
+        StreamType::Http,
+        Direction::Inbound,
+        "/api/v1/car".into(),
+    );
+    let input = meter.wrap(body_stream(&req, payload, state.limits.max_upload_bytes)?);
     let imported = state.content.import_car(input, query.pin.unwrap_or(true)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(CarImported {
         roots: imported.roots.iter().map(ToString::to_string).collect(),

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::{ApiError, method_not_allowed};
 use crate::extract::Checked;
+use crate::metering::Meter;
 use crate::range::{self, RangeRequest};
+use model::metrics::{Direction, StreamType};
 
 /// Cache lifetime of immutable responses: what Kubo's gateway sends.
 pub const IMMUTABLE: &str = "public, max-age=29030400, immutable";
@@ -181,6 +183,19 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Records the body it wraps as an outbound HTTP stream of this request.
+    fn metered(&self, body: ByteStream) -> ByteStream {
+        let metrics = self.state.metrics.clone();
+        let meter = Meter::for_request(
+            self.req,
+            metrics,
+            StreamType::Http,
+            Direction::Outbound,
+            self.content_path.clone(),
+        );
+        meter.wrap(body)
+    }
+
     /// Status and the headers every content response carries.
     fn builder(&self, status: StatusCode, etag: &str) -> HttpResponseBuilder {
         let mut builder = HttpResponse::build(status);
@@ -225,7 +240,7 @@ impl Context<'_> {
         if let Some(response) = self.not_modified(&etag) {
             return Ok(response);
         }
-        let car = self.state.content.export_car(&self.target).await?;
+        let car = self.metered(self.state.content.export_car(&self.target).await?);
         let name = self
             .query
             .filename
@@ -265,7 +280,9 @@ impl Context<'_> {
         match range::parse(range_header, size) {
             RangeRequest::Whole => {
                 let body = self.state.content.read(&cid, ByteRange::full()).await?;
-                Ok(builder.content_type(content_type).body(SizedStream::new(size, body)))
+                Ok(builder
+                    .content_type(content_type)
+                    .body(SizedStream::new(size, self.metered(body))))
             }
             RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
                 let (start, end) = ranges[0];
@@ -278,14 +295,14 @@ impl Context<'_> {
                     .status(StatusCode::PARTIAL_CONTENT)
                     .content_type(content_type)
                     .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)))
-                    .body(SizedStream::new(end - start, body)))
+                    .body(SizedStream::new(end - start, self.metered(body))))
             }
             RangeRequest::Ranges(ranges) => {
                 let (boundary, length, body) = self.multipart(&cid, size, &content_type, ranges).await?;
                 Ok(builder
                     .status(StatusCode::PARTIAL_CONTENT)
                     .content_type(format!("multipart/byteranges; boundary={boundary}"))
-                    .body(SizedStream::new(length, body)))
+                    .body(SizedStream::new(length, self.metered(body))))
             }
             RangeRequest::Unsatisfiable => {
                 let error = ApiError::new(

@@ -54,7 +54,7 @@ mod tests {
     use super::*;
 
     async fn call(content: MockContentService, path: &str) -> (u16, serde_json::Value) {
-        let state = AppState::new(Arc::new(content));
+        let state = AppState::new(Arc::new(content), Arc::new(model::metrics::MockStreamMetrics::new()));
         let app = test::init_service(App::new().configure(|cfg| crate::configure(cfg, state))).await;
         let response = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
         let status = response.status().as_u16();

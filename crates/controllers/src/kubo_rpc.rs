@@ -12,7 +12,9 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::error::method_not_allowed;
+use crate::metering::Meter;
 use crate::upload::{channel, pump_field};
+use model::metrics::{Direction, StreamType};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(post("/api/v0/add").route(web::post().to(add)))
@@ -174,6 +176,14 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
             continue;
         };
         let (sender, input) = channel();
+        let meter = Meter::for_request(
+            &req,
+            state.metrics.clone(),
+            StreamType::Http,
+            Direction::Inbound,
+            "/api/v0/add".into(),
+        );
+        let input = meter.wrap(input);
         let request = AddRequest {
             options,
             name: Some(name.clone()),
@@ -224,6 +234,14 @@ pub async fn cat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .content
         .read(&cid, ByteRange::new(q.offset.unwrap_or(0), q.length))
         .await?;
+    let meter = Meter::for_request(
+        &req,
+        state.metrics.clone(),
+        StreamType::Http,
+        Direction::Outbound,
+        format!("/ipfs/{cid}"),
+    );
+    let body = meter.wrap(body);
     Ok(HttpResponse::Ok()
         .content_type("text/plain")
         .insert_header(("X-Stream-Output", "1"))

@@ -5,12 +5,13 @@
 //! use std::sync::Arc;
 //! use actix_web::App;
 //! use model::content::{ContentNode, MemoryBlockStore, MemoryContentRepository};
+//! use model::metrics::MockStreamMetrics;
 //!
 //! let content = Arc::new(ContentNode::new(
 //!     Arc::new(MemoryBlockStore::new()),
 //!     Arc::new(MemoryContentRepository::new()),
 //! ));
-//! let state = controllers::AppState::new(content);
+//! let state = controllers::AppState::new(content, Arc::new(MockStreamMetrics::new()));
 //! let _app = App::new().configure(|cfg| controllers::configure(cfg, state.clone()));
 //! ```
 
@@ -20,6 +21,8 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod kubo_rpc;
+pub mod metering;
+pub mod metrics_api;
 pub mod openapi;
 pub mod range;
 pub mod state;
@@ -40,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(gateway::routes)
         .configure(content_api::routes)
         .configure(kubo_rpc::routes)
+        .configure(metrics_api::routes)
         .configure(openapi::routes)
         .default_service(web::to(error::unknown_route));
 }

@@ -6,7 +6,7 @@ use actix_web::web;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{content_api, gateway, health, kubo_rpc};
+use crate::{content_api, gateway, health, kubo_rpc, metrics_api};
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -59,11 +59,14 @@ pub struct KuboErrorBody {
         kubo_rpc::pin_rm,
         kubo_rpc::pin_ls,
         kubo_rpc::version,
+        metrics_api::summary,
+        metrics_api::history,
     ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
         (name = "content", description = "Content: add, list, stat, remove, import CARs"),
         (name = "kubo-rpc", description = "Kubo RPC subset: POST only, errors as 500 + {Message, Code, Type}"),
+        (name = "metrics", description = "Streaming metrics recorded for every stream"),
         (name = "health", description = "Liveness and readiness"),
     ),
 )]
@@ -101,6 +104,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 16);
+        assert_eq!(paths.len(), 18);
     }
 }

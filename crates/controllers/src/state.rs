@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use model::content::ContentService;
+use model::metrics::StreamMetrics;
 
 /// Limits on what a request may ask of the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,13 +24,15 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct AppState {
     pub content: Arc<dyn ContentService>,
+    pub metrics: Arc<dyn StreamMetrics>,
     pub limits: Limits,
 }
 
 impl AppState {
-    pub fn new(content: Arc<dyn ContentService>) -> Self {
+    pub fn new(content: Arc<dyn ContentService>, metrics: Arc<dyn StreamMetrics>) -> Self {
         Self {
             content,
+            metrics,
             limits: Limits::default(),
         }
     }

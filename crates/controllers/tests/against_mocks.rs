@@ -6,13 +6,16 @@ use actix_web::{App, test};
 use cid::Cid;
 use model::content::service::MockContentService;
 use model::content::{ContentRecord, ImportOptions};
+use model::metrics::MockStreamMetrics;
 
 use controllers::{AppState, Limits};
 
 const HELLO: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 async fn call(content: MockContentService, limits: Limits, request: test::TestRequest) -> (u16, serde_json::Value) {
-    let state = AppState::new(Arc::new(content)).with_limits(limits);
+    let mut metrics = MockStreamMetrics::new();
+    metrics.expect_record().return_const(());
+    let state = AppState::new(Arc::new(content), Arc::new(metrics)).with_limits(limits);
     let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status().as_u16();

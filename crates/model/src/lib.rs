@@ -25,5 +25,6 @@
 
 pub mod content;
 pub mod error;
+pub mod metrics;
 
 pub use error::{Error, Result};

@@ -16,8 +16,10 @@ pub mod database;
 pub mod error;
 pub mod fs_blocks;
 pub mod kubo;
+pub mod stream_records;
 
 pub use content_repository::SqlContentRepository;
 pub use error::Error;
 pub use fs_blocks::FsBlockStore;
 pub use kubo::KuboBlockStore;
+pub use stream_records::SqlStreamRecords;

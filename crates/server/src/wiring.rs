@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::content::{BlockStore, ContentNode};
-use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, database};
+use model::metrics::BatchedStreamMetrics;
+use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, SqlStreamRecords, database};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -16,6 +17,7 @@ const KUBO_TIMEOUT: Duration = Duration::from_secs(120);
 /// The services of one process.
 pub struct Services {
     pub content: Arc<ContentNode>,
+    pub metrics: Arc<BatchedStreamMetrics>,
 }
 
 pub async fn build(options: &Config) -> Result<Services, Error> {
@@ -30,6 +32,10 @@ pub async fn build(options: &Config) -> Result<Services, Error> {
         }
         None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
     };
-    let content = Arc::new(ContentNode::new(store, Arc::new(SqlContentRepository::new(pool))));
-    Ok(Services { content })
+    let content = Arc::new(ContentNode::new(
+        store,
+        Arc::new(SqlContentRepository::new(pool.clone())),
+    ));
+    let metrics = Arc::new(BatchedStreamMetrics::start(Arc::new(SqlStreamRecords::new(pool))));
+    Ok(Services { content, metrics })
 }

@@ -1,0 +1,208 @@
+//! Byte streams that record themselves: when one ends (completed, failed, or dropped because the
+//! client went away) a [`StreamRecord`] goes to the metrics recorder, which never blocks.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::HttpRequest;
+use bytes::Bytes;
+use futures::Stream;
+use model::content::ByteStream;
+use model::metrics::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
+
+/// What a metered stream is, before it has counted anything.
+#[derive(Clone)]
+pub struct Meter {
+    pub metrics: Arc<dyn StreamMetrics>,
+    pub stream_type: StreamType,
+    pub direction: Direction,
+    pub path: String,
+    pub chunk_size: u64,
+    pub correlation_id: String,
+}
+
+impl Meter {
+    /// A meter for a request: its correlation id is the client's `X-Request-Id`, or a new one.
+    pub fn for_request(
+        req: &HttpRequest,
+        metrics: Arc<dyn StreamMetrics>,
+        stream_type: StreamType,
+        direction: Direction,
+        path: String,
+    ) -> Self {
+        Self {
+            metrics,
+            stream_type,
+            direction,
+            path,
+            chunk_size: 0,
+            correlation_id: correlation_id(req),
+        }
+    }
+
+    /// Counts `inner` and records the stream when it ends.
+    pub fn wrap(self, inner: ByteStream) -> ByteStream {
+        Box::pin(MeteredStream {
+            inner,
+            tally: Tally::start(self),
+        })
+    }
+}
+
+/// The client's `X-Request-Id`, or a fresh UUID.
+pub fn correlation_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Counts a stream as it goes and records it once, when told how it ended or when dropped.
+pub struct Tally {
+    meter: Meter,
+    started: Instant,
+    started_at_ms: i64,
+    pub bytes: u64,
+    pub chunks: u64,
+    done: bool,
+}
+
+impl Tally {
+    pub fn start(meter: Meter) -> Self {
+        Self {
+            meter,
+            started: Instant::now(),
+            started_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            bytes: 0,
+            chunks: 0,
+            done: false,
+        }
+    }
+
+    pub fn count(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+        self.chunks += 1;
+    }
+
+    /// Records the stream with its outcome (once; later calls do nothing).
+    pub fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.meter.metrics.record(StreamRecord {
+            stream_type: self.meter.stream_type,
+            direction: self.meter.direction,
+            path: std::mem::take(&mut self.meter.path),
+            bytes: self.bytes,
+            chunks: self.chunks,
+            chunk_size: self.meter.chunk_size,
+            duration: self.started.elapsed(),
+            correlation_id: std::mem::take(&mut self.meter.correlation_id),
+            outcome,
+            started_at_ms: self.started_at_ms,
+        });
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.finish(Outcome::Aborted);
+    }
+}
+
+/// The outcome a stream error stands for: the client's input failing is an abort, the rest errors.
+pub fn outcome_of(error: &model::Error) -> Outcome {
+    match error {
+        model::Error::Input(_) => Outcome::Aborted,
+        _ => Outcome::Error,
+    }
+}
+
+struct MeteredStream {
+    inner: ByteStream,
+    tally: Tally,
+}
+
+impl Stream for MeteredStream {
+    type Item = model::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(bytes))) => self.tally.count(bytes.len()),
+            Poll::Ready(Some(Err(e))) => {
+                let outcome = outcome_of(e);
+                self.tally.finish(outcome);
+            }
+            Poll::Ready(None) => self.tally.finish(Outcome::Ok),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{StreamExt, stream};
+    use model::metrics::MockStreamMetrics;
+
+    use super::*;
+
+    fn meter(metrics: MockStreamMetrics) -> Meter {
+        Meter {
+            metrics: Arc::new(metrics),
+            stream_type: StreamType::Http,
+            direction: Direction::Outbound,
+            path: "/ipfs/x".into(),
+            chunk_size: 0,
+            correlation_id: "id".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_records_once_with_how_it_ended() {
+        let cases: Vec<(Vec<model::Result<Bytes>>, usize, Outcome, u64)> = vec![
+            (
+                vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"de"))],
+                3,
+                Outcome::Ok,
+                5,
+            ),
+            (
+                vec![Ok(Bytes::from_static(b"abc")), Err(model::Error::Store("disk".into()))],
+                3,
+                Outcome::Error,
+                3,
+            ),
+            (vec![Err(model::Error::Input("reset".into()))], 3, Outcome::Aborted, 0),
+            (
+                vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"de"))],
+                1,
+                Outcome::Aborted,
+                3,
+            ),
+        ];
+        for (items, consume, outcome, bytes) in cases {
+            let mut metrics = MockStreamMetrics::new();
+            metrics
+                .expect_record()
+                .withf(move |r| r.outcome == outcome && r.bytes == bytes && r.path == "/ipfs/x")
+                .times(1)
+                .return_const(());
+            let mut stream = meter(metrics).wrap(stream::iter(items).boxed());
+            for _ in 0..consume {
+                if stream.next().await.is_none() {
+                    break;
+                }
+            }
+            drop(stream);
+        }
+    }
+}

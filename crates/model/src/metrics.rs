@@ -1,0 +1,347 @@
+//! Streaming metrics: one record per streaming operation (HTTP, WebSocket, SSE, WebRTC; inbound or
+//! outbound), written in batches by a background task so recording never slows a stream, and
+//! summarised per `stream_{type}_{direction}`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+
+/// How a stream reached its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamType {
+    Http,
+    Websocket,
+    Sse,
+    Webrtc,
+}
+
+/// Which way the bytes went, from the server's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Into the server (uploads).
+    Inbound,
+    /// Out of the server (downloads).
+    Outbound,
+}
+
+/// How a stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Ok,
+    /// The server failed (a missing or corrupted block, a store error).
+    Error,
+    /// The client went away first.
+    Aborted,
+}
+
+macro_rules! names {
+    ($t:ty { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+
+            pub fn parse(name: &str) -> Option<Self> {
+                match name { $($name => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+names!(StreamType { Http => "http", Websocket => "websocket", Sse => "sse", Webrtc => "webrtc" });
+names!(Direction { Inbound => "inbound", Outbound => "outbound" });
+names!(Outcome { Ok => "ok", Error => "error", Aborted => "aborted" });
+
+/// One streaming operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamRecord {
+    pub stream_type: StreamType,
+    pub direction: Direction,
+    /// The CID or content path streamed.
+    pub path: String,
+    pub bytes: u64,
+    pub chunks: u64,
+    /// The chunk size asked for (0 when the transport chose).
+    pub chunk_size: u64,
+    pub duration: Duration,
+    /// Ties the record to the request that made it.
+    pub correlation_id: String,
+    pub outcome: Outcome,
+    /// Milliseconds since the Unix epoch when the stream started.
+    pub started_at_ms: i64,
+}
+
+impl StreamRecord {
+    /// Bytes per second over the whole stream.
+    pub fn throughput(&self) -> f64 {
+        self.bytes as f64 / self.duration.as_secs_f64().max(1e-6)
+    }
+
+    /// `stream_{type}_{direction}`, the key of summaries.
+    pub fn operation(&self) -> String {
+        format!("stream_{}_{}", self.stream_type.as_str(), self.direction.as_str())
+    }
+}
+
+/// Which records to return.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HistoryQuery {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub stream_type: Option<StreamType>,
+    pub limit: u64,
+}
+
+/// Where stream records are kept (SQLite in the persistence crate).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StreamRecordRepository: Send + Sync {
+    async fn save_batch(&self, records: &[StreamRecord]) -> Result<()>;
+
+    /// Records matching `query`, newest first.
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<StreamRecord>>;
+}
+
+/// count, average, min, max, median, p95, p99 of a series.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Distribution {
+    pub count: u64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub median: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Distribution {
+    pub fn of(mut values: Vec<f64>) -> Self {
+        values.retain(|v| v.is_finite());
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(f64::total_cmp);
+        // Nearest-rank percentiles.
+        let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        Self {
+            count: values.len() as u64,
+            avg: values.iter().sum::<f64>() / values.len() as f64,
+            min: values[0],
+            max: values[values.len() - 1],
+            median: rank(0.5),
+            p95: rank(0.95),
+            p99: rank(0.99),
+        }
+    }
+}
+
+/// The summary of one `stream_{type}_{direction}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSummary {
+    pub operation: String,
+    pub count: u64,
+    pub total_bytes: u64,
+    /// Seconds.
+    pub duration: Distribution,
+    /// Bytes per second.
+    pub throughput: Distribution,
+    /// Share of streams that ended in `error`.
+    pub error_rate: f64,
+    pub aborted: u64,
+}
+
+/// Summaries per operation over `records`.
+pub fn summarize(records: &[StreamRecord]) -> Vec<StreamSummary> {
+    let mut groups: std::collections::BTreeMap<String, Vec<&StreamRecord>> = Default::default();
+    for record in records {
+        groups.entry(record.operation()).or_default().push(record);
+    }
+    groups
+        .into_iter()
+        .map(|(operation, group)| {
+            let errors = group.iter().filter(|r| r.outcome == Outcome::Error).count();
+            StreamSummary {
+                operation,
+                count: group.len() as u64,
+                total_bytes: group.iter().map(|r| r.bytes).sum(),
+                duration: Distribution::of(group.iter().map(|r| r.duration.as_secs_f64()).collect()),
+                throughput: Distribution::of(group.iter().map(|r| r.throughput()).collect()),
+                error_rate: errors as f64 / group.len() as f64,
+                aborted: group.iter().filter(|r| r.outcome == Outcome::Aborted).count() as u64,
+            }
+        })
+        .collect()
+}
+
+/// Recording and reading stream metrics; the port the faces use.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StreamMetrics: Send + Sync {
+    /// Queues a record for the next batch; never waits (a full queue drops the record and counts it).
+    fn record(&self, record: StreamRecord);
+
+    /// Summaries over the most recent records (up to `window` of them).
+    async fn summary(&self, window: u64) -> Result<Vec<StreamSummary>>;
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<StreamRecord>>;
+
+    /// Records dropped because the queue was full.
+    fn dropped(&self) -> u64;
+}
+
+/// Records waiting to be written, at most.
+const QUEUE: usize = 8192;
+/// Records per write, at most.
+const BATCH: usize = 512;
+/// How long a record may wait for its batch.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// [`StreamMetrics`] writing to a repository in batches from a background task.
+pub struct BatchedStreamMetrics {
+    sender: mpsc::Sender<StreamRecord>,
+    repository: Arc<dyn StreamRecordRepository>,
+    dropped: AtomicU64,
+}
+
+impl BatchedStreamMetrics {
+    /// Starts the writer task on the current runtime; it ends when the last handle is dropped,
+    /// after writing what was queued.
+    pub fn start(repository: Arc<dyn StreamRecordRepository>) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(receiver, repository.clone()));
+        Self {
+            sender,
+            repository,
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+async fn write_batches(mut receiver: mpsc::Receiver<StreamRecord>, repository: Arc<dyn StreamRecordRepository>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = receiver.recv().await;
+        let Some(first) = first else { break };
+        batch.push(first);
+        let deadline = tokio::time::sleep(FLUSH_EVERY);
+        tokio::pin!(deadline);
+        while batch.len() < BATCH {
+            tokio::select! {
+                next = receiver.recv() => match next {
+                    Some(record) => batch.push(record),
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        if let Err(e) = repository.save_batch(&batch).await {
+            tracing::warn!(error = %e, records = batch.len(), "stream metrics not written");
+        }
+        batch.clear();
+    }
+}
+
+#[async_trait]
+impl StreamMetrics for BatchedStreamMetrics {
+    fn record(&self, record: StreamRecord) {
+        if self.sender.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn summary(&self, window: u64) -> Result<Vec<StreamSummary>> {
+        let recent = self
+            .repository
+            .history(&HistoryQuery {
+                limit: window,
+                ..Default::default()
+            })
+            .await?;
+        Ok(summarize(&recent))
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<StreamRecord>> {
+        self.repository.history(query).await
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(stream_type: StreamType, bytes: u64, millis: u64, outcome: Outcome) -> StreamRecord {
+        StreamRecord {
+            stream_type,
+            direction: Direction::Outbound,
+            path: "/ipfs/x".into(),
+            bytes,
+            chunks: 1,
+            chunk_size: 0,
+            duration: Duration::from_millis(millis),
+            correlation_id: "c".into(),
+            outcome,
+            started_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn distributions_use_nearest_rank_percentiles() {
+        let d = Distribution::of((1..=100).map(f64::from).collect());
+        assert_eq!(
+            (d.count, d.min, d.max, d.median, d.p95, d.p99),
+            (100, 1.0, 100.0, 50.0, 95.0, 99.0)
+        );
+        assert_eq!(d.avg, 50.5);
+        assert_eq!(
+            Distribution::of(vec![f64::NAN, 2.0]).count,
+            1,
+            "non-finite values are left out"
+        );
+        assert_eq!(Distribution::of(vec![]), Distribution::default());
+    }
+
+    #[test]
+    fn summaries_group_by_type_and_direction() {
+        let records = vec![
+            record(StreamType::Http, 1000, 1000, Outcome::Ok),
+            record(StreamType::Http, 3000, 1000, Outcome::Error),
+            record(StreamType::Websocket, 10, 10, Outcome::Aborted),
+        ];
+        let summaries = summarize(&records);
+        assert_eq!(summaries.len(), 2);
+        let http = &summaries[0];
+        assert_eq!(http.operation, "stream_http_outbound");
+        assert_eq!((http.count, http.total_bytes, http.error_rate), (2, 4000, 0.5));
+        assert_eq!(http.throughput.max, 3000.0);
+        assert_eq!(summaries[1].aborted, 1);
+    }
+
+    #[tokio::test]
+    async fn records_are_written_in_batches_and_never_block() {
+        let mut repository = MockStreamRecordRepository::new();
+        let written = Arc::new(AtomicU64::new(0));
+        let count = written.clone();
+        repository.expect_save_batch().returning(move |batch| {
+            count.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            Ok(())
+        });
+        let metrics = BatchedStreamMetrics::start(Arc::new(repository));
+        for _ in 0..1000 {
+            metrics.record(record(StreamType::Sse, 1, 1, Outcome::Ok));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while written.load(Ordering::SeqCst) < 1000 {
+            assert!(std::time::Instant::now() < deadline, "records were not written");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(metrics.dropped(), 0);
+    }
+}
