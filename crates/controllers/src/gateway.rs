@@ -260,7 +260,7 @@ impl Context<'_> {
         if let Some(response) = self.not_modified(&etag) {
             return Ok(response);
         }
-        let content_type = self.content_type(&cid, size, name.as_deref()).await?;
+        let content_type = content_type(self.state.content.as_ref(), &cid, size, name.as_deref()).await?;
         let range_header = self.req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
         let mut builder = self.builder(StatusCode::OK, &etag);
         builder.insert_header((header::ACCEPT_RANGES, "bytes"));
@@ -360,20 +360,6 @@ impl Context<'_> {
     }
 
     /// From the file name when it says, else from the first bytes.
-    async fn content_type(&self, cid: &Cid, size: u64, name: Option<&str>) -> Result<String, ApiError> {
-        if let Some(mime) = name.and_then(|n| mime_guess::from_path(n).first()) {
-            return Ok(with_charset(mime.essence_str()));
-        }
-        let head: Vec<Bytes> = self
-            .state
-            .content
-            .read(cid, ByteRange::new(0, Some(SNIFF_LEN.min(size))))
-            .await?
-            .try_collect()
-            .await?;
-        Ok(sniff(&head.concat()))
-    }
-
     async fn directory(&self) -> Result<HttpResponse, ApiError> {
         let entries = self.state.content.list_directory(&self.target).await?;
         if let Some(index) = entries.iter().find(|e| e.name == "index.html") {
@@ -509,6 +495,24 @@ fn disposition(kind: &str, name: &str) -> String {
         let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
         format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
     }
+}
+
+/// The type of a file: from its name when that says, else from its first bytes.
+pub async fn content_type(
+    content: &dyn model::content::ContentService,
+    cid: &Cid,
+    size: u64,
+    name: Option<&str>,
+) -> Result<String, ApiError> {
+    if let Some(mime) = name.and_then(|n| mime_guess::from_path(n).first()) {
+        return Ok(with_charset(mime.essence_str()));
+    }
+    let head: Vec<Bytes> = content
+        .read(cid, ByteRange::new(0, Some(SNIFF_LEN.min(size))))
+        .await?
+        .try_collect()
+        .await?;
+    Ok(sniff(&head.concat()))
 }
 
 fn with_charset(mime: &str) -> String {

@@ -25,8 +25,11 @@ pub mod metering;
 pub mod metrics_api;
 pub mod openapi;
 pub mod range;
+pub mod rechunk;
+pub mod sse;
 pub mod state;
 pub mod upload;
+pub mod ws;
 
 pub use error::ApiError;
 pub use state::{AppState, Limits};
@@ -44,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(content_api::routes)
         .configure(kubo_rpc::routes)
         .configure(metrics_api::routes)
+        .configure(ws::routes)
+        .configure(sse::routes)
         .configure(openapi::routes)
         .default_service(web::to(error::unknown_route));
 }

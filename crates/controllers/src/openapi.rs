@@ -6,7 +6,7 @@ use actix_web::web;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{content_api, gateway, health, kubo_rpc, metrics_api};
+use crate::{content_api, gateway, health, kubo_rpc, metrics_api, sse};
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -61,11 +61,13 @@ pub struct KuboErrorBody {
         kubo_rpc::version,
         metrics_api::summary,
         metrics_api::history,
+        sse::stream,
     ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
         (name = "content", description = "Content: add, list, stat, remove, import CARs"),
         (name = "kubo-rpc", description = "Kubo RPC subset: POST only, errors as 500 + {Message, Code, Type}"),
+        (name = "streaming", description = "Server-Sent Events (WebSocket routes are described in the README)"),
         (name = "metrics", description = "Streaming metrics recorded for every stream"),
         (name = "health", description = "Liveness and readiness"),
     ),
@@ -104,6 +106,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 18);
+        assert_eq!(paths.len(), 19);
     }
 }
