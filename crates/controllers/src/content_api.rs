@@ -109,7 +109,7 @@ pub async fn add(
     let limit = state.limits.max_upload_bytes;
     let meter = Meter::for_request(
         &req,
-        state.metrics.clone(),
+        &state,
         StreamType::Http,
         Direction::Inbound,
         "/api/v1/content".into(),
@@ -299,13 +299,7 @@ pub async fn import_car(
     query: Checked<CarQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let meter = Meter::for_request(
-        &req,
-        state.metrics.clone(),
-        StreamType::Http,
-        Direction::Inbound,
-        "/api/v1/car".into(),
-    );
+    let meter = Meter::for_request(&req, &state, StreamType::Http, Direction::Inbound, "/api/v1/car".into());
     let input = meter.wrap(body_stream(&req, payload, state.limits.max_upload_bytes)?);
     let imported = state.content.import_car(input, query.pin.unwrap_or(true)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(CarImported {

@@ -185,10 +185,9 @@ struct Context<'a> {
 impl Context<'_> {
     /// Records the body it wraps as an outbound HTTP stream of this request.
     fn metered(&self, body: ByteStream) -> ByteStream {
-        let metrics = self.state.metrics.clone();
         let meter = Meter::for_request(
             self.req,
-            metrics,
+            self.state,
             StreamType::Http,
             Direction::Outbound,
             self.content_path.clone(),

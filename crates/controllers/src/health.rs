@@ -54,11 +54,20 @@ mod tests {
     use super::*;
 
     async fn call(content: MockContentService, path: &str) -> (u16, serde_json::Value) {
-        let state = AppState::new(Arc::new(content), Arc::new(model::metrics::MockStreamMetrics::new()));
+        let state = AppState::new(
+            Arc::new(content),
+            Arc::new(model::metrics::MockStreamMetrics::new()),
+            hub(),
+        );
         let app = test::init_service(App::new().configure(|cfg| crate::configure(cfg, state))).await;
         let response = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
         let status = response.status().as_u16();
         (status, test::read_body_json(response).await)
+    }
+
+    fn hub() -> Arc<model::notifications::NotificationHub> {
+        let repository = Arc::new(model::notifications::MemoryNotificationRepository::default());
+        Arc::new(model::notifications::NotificationHub::start(repository, 1000))
     }
 
     #[actix_web::test]

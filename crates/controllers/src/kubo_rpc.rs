@@ -176,13 +176,7 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
             continue;
         };
         let (sender, input) = channel();
-        let meter = Meter::for_request(
-            &req,
-            state.metrics.clone(),
-            StreamType::Http,
-            Direction::Inbound,
-            "/api/v0/add".into(),
-        );
+        let meter = Meter::for_request(&req, &state, StreamType::Http, Direction::Inbound, "/api/v0/add".into());
         let input = meter.wrap(input);
         let request = AddRequest {
             options,
@@ -236,7 +230,7 @@ pub async fn cat(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .await?;
     let meter = Meter::for_request(
         &req,
-        state.metrics.clone(),
+        &state,
         StreamType::Http,
         Direction::Outbound,
         format!("/ipfs/{cid}"),

@@ -6,13 +6,18 @@
 //! use actix_web::App;
 //! use model::content::{ContentNode, MemoryBlockStore, MemoryContentRepository};
 //! use model::metrics::MockStreamMetrics;
+//! use model::notifications::{MemoryNotificationRepository, NotificationHub};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! let content = Arc::new(ContentNode::new(
 //!     Arc::new(MemoryBlockStore::new()),
 //!     Arc::new(MemoryContentRepository::new()),
 //! ));
-//! let state = controllers::AppState::new(content, Arc::new(MockStreamMetrics::new()));
+//! let hub = Arc::new(NotificationHub::start(Arc::new(MemoryNotificationRepository::default()), 1000));
+//! let state = controllers::AppState::new(content, Arc::new(MockStreamMetrics::new()), hub);
 //! let _app = App::new().configure(|cfg| controllers::configure(cfg, state.clone()));
+//! # }
 //! ```
 
 pub mod content_api;
@@ -23,6 +28,7 @@ pub mod health;
 pub mod kubo_rpc;
 pub mod metering;
 pub mod metrics_api;
+pub mod notifications_ws;
 pub mod openapi;
 pub mod range;
 pub mod rechunk;
@@ -49,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(metrics_api::routes)
         .configure(ws::routes)
         .configure(sse::routes)
+        .configure(notifications_ws::routes)
         .configure(openapi::routes)
         .default_service(web::to(error::unknown_route));
 }

@@ -11,11 +11,17 @@ use bytes::Bytes;
 use futures::Stream;
 use model::content::ByteStream;
 use model::metrics::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
+use model::notifications::{NotificationType, Notifier};
+use serde_json::json;
+
+use crate::AppState;
 
 /// What a metered stream is, before it has counted anything.
 #[derive(Clone)]
 pub struct Meter {
     pub metrics: Arc<dyn StreamMetrics>,
+    /// Told of streams that ended: `content_retrieved` for downloads, `system_error` for failures.
+    pub notifier: Option<Arc<dyn Notifier>>,
     pub stream_type: StreamType,
     pub direction: Direction,
     pub path: String,
@@ -27,13 +33,14 @@ impl Meter {
     /// A meter for a request: its correlation id is the client's `X-Request-Id`, or a new one.
     pub fn for_request(
         req: &HttpRequest,
-        metrics: Arc<dyn StreamMetrics>,
+        state: &AppState,
         stream_type: StreamType,
         direction: Direction,
         path: String,
     ) -> Self {
         Self {
-            metrics,
+            metrics: state.metrics.clone(),
+            notifier: Some(state.notifier.clone()),
             stream_type,
             direction,
             path,
@@ -96,7 +103,7 @@ impl Tally {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        self.meter.metrics.record(StreamRecord {
+        let record = StreamRecord {
             stream_type: self.meter.stream_type,
             direction: self.meter.direction,
             path: std::mem::take(&mut self.meter.path),
@@ -107,7 +114,23 @@ impl Tally {
             correlation_id: std::mem::take(&mut self.meter.correlation_id),
             outcome,
             started_at_ms: self.started_at_ms,
-        });
+        };
+        if let Some(notifier) = &self.meter.notifier {
+            let event = match (outcome, record.direction) {
+                (Outcome::Ok, Direction::Outbound) => Some(NotificationType::ContentRetrieved),
+                (Outcome::Error, _) => Some(NotificationType::SystemError),
+                _ => None,
+            };
+            if let Some(kind) = event {
+                let data = json!({
+                    "path": record.path, "bytes": record.bytes, "stream_type": record.stream_type.as_str(),
+                    "direction": record.direction.as_str(), "outcome": outcome.as_str(),
+                    "correlation_id": record.correlation_id,
+                });
+                notifier.publish(kind, data, Some(record.stream_type.as_str().to_owned()));
+            }
+        }
+        self.meter.metrics.record(record);
     }
 }
 
@@ -158,6 +181,7 @@ mod tests {
     fn meter(metrics: MockStreamMetrics) -> Meter {
         Meter {
             metrics: Arc::new(metrics),
+            notifier: None,
             stream_type: StreamType::Http,
             direction: Direction::Outbound,
             path: "/ipfs/x".into(),

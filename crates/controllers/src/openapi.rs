@@ -6,7 +6,7 @@ use actix_web::web;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{content_api, gateway, health, kubo_rpc, metrics_api, sse};
+use crate::{content_api, gateway, health, kubo_rpc, metrics_api, notifications_ws, sse};
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -62,12 +62,14 @@ pub struct KuboErrorBody {
         metrics_api::summary,
         metrics_api::history,
         sse::stream,
+        notifications_ws::history,
     ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
         (name = "content", description = "Content: add, list, stat, remove, import CARs"),
         (name = "kubo-rpc", description = "Kubo RPC subset: POST only, errors as 500 + {Message, Code, Type}"),
         (name = "streaming", description = "Server-Sent Events (WebSocket routes are described in the README)"),
+        (name = "notifications", description = "Notification history (live events: /ws/notifications, see the README)"),
         (name = "metrics", description = "Streaming metrics recorded for every stream"),
         (name = "health", description = "Liveness and readiness"),
     ),
@@ -106,6 +108,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 19);
+        assert_eq!(paths.len(), 20);
     }
 }

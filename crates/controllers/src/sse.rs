@@ -93,13 +93,7 @@ pub async fn stream(
         segments.last().map(String::as_str),
     )
     .await?;
-    let mut meter = Meter::for_request(
-        &req,
-        state.metrics.clone(),
-        StreamType::Sse,
-        Direction::Outbound,
-        req.path().into(),
-    );
+    let mut meter = Meter::for_request(&req, &state, StreamType::Sse, Direction::Outbound, req.path().into());
     meter.chunk_size = chunk_size;
     let metadata = json!({
         "cid": cid.to_string(), "size": stat.size, "content_type": content_type, "chunk_size": chunk_size, "offset": resume,

@@ -4,18 +4,22 @@ use std::sync::Arc;
 
 use model::content::ContentService;
 use model::metrics::StreamMetrics;
+use model::notifications::{NotificationHub, Notifier};
 
 /// Limits on what a request may ask of the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest upload accepted, in bytes; larger gets 413 and stores nothing.
     pub max_upload_bytes: u64,
+    /// A notification connection with no message from its client for this long is closed.
+    pub notification_idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            notification_idle_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -25,14 +29,20 @@ impl Default for Limits {
 pub struct AppState {
     pub content: Arc<dyn ContentService>,
     pub metrics: Arc<dyn StreamMetrics>,
+    /// Live notifications: subscriptions and history.
+    pub hub: Arc<NotificationHub>,
+    /// The same hub, as operations publish to it.
+    pub notifier: Arc<dyn Notifier>,
     pub limits: Limits,
 }
 
 impl AppState {
-    pub fn new(content: Arc<dyn ContentService>, metrics: Arc<dyn StreamMetrics>) -> Self {
+    pub fn new(content: Arc<dyn ContentService>, metrics: Arc<dyn StreamMetrics>, hub: Arc<NotificationHub>) -> Self {
         Self {
             content,
             metrics,
+            notifier: hub.clone(),
+            hub,
             limits: Limits::default(),
         }
     }

@@ -107,7 +107,7 @@ pub async fn stream(
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     let meter = Meter::for_request(
         &req,
-        state.metrics.clone(),
+        &state,
         StreamType::Websocket,
         Direction::Outbound,
         req.path().into(),
@@ -251,7 +251,7 @@ pub async fn upload(
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     let meter = Meter::for_request(
         &req,
-        state.metrics.clone(),
+        &state,
         StreamType::Websocket,
         Direction::Inbound,
         req.path().into(),

@@ -15,7 +15,7 @@ const HELLO: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4
 async fn call(content: MockContentService, limits: Limits, request: test::TestRequest) -> (u16, serde_json::Value) {
     let mut metrics = MockStreamMetrics::new();
     metrics.expect_record().return_const(());
-    let state = AppState::new(Arc::new(content), Arc::new(metrics)).with_limits(limits);
+    let state = AppState::new(Arc::new(content), Arc::new(metrics), hub()).with_limits(limits);
     let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status().as_u16();
@@ -34,6 +34,11 @@ fn record(cid: Cid, size: u64) -> ContentRecord {
         created_at_ms: 0,
         pinned: true,
     }
+}
+
+fn hub() -> Arc<model::notifications::NotificationHub> {
+    let repository = Arc::new(model::notifications::MemoryNotificationRepository::default());
+    Arc::new(model::notifications::NotificationHub::start(repository, 1000))
 }
 
 #[actix_web::test]
@@ -112,7 +117,15 @@ async fn a_declared_oversized_upload_never_reaches_the_model() {
         .uri("/api/v1/content")
         .insert_header(("content-length", "1001"))
         .set_payload(vec![0u8; 1001]);
-    let (status, body) = call(MockContentService::new(), Limits { max_upload_bytes: 1000 }, request).await;
+    let (status, body) = call(
+        MockContentService::new(),
+        Limits {
+            max_upload_bytes: 1000,
+            ..Limits::default()
+        },
+        request,
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (413, Some("too_large")));
 }
 

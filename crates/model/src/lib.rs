@@ -23,8 +23,10 @@
 //! # });
 //! ```
 
+pub mod batch;
 pub mod content;
 pub mod error;
 pub mod metrics;
+pub mod notifications;
 
 pub use error::{Error, Result};

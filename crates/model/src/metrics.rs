@@ -195,10 +195,6 @@ pub trait StreamMetrics: Send + Sync {
 
 /// Records waiting to be written, at most.
 const QUEUE: usize = 8192;
-/// Records per write, at most.
-const BATCH: usize = 512;
-/// How long a record may wait for its batch.
-const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 /// [`StreamMetrics`] writing to a repository in batches from a background task.
 pub struct BatchedStreamMetrics {
@@ -212,36 +208,20 @@ impl BatchedStreamMetrics {
     /// after writing what was queued.
     pub fn start(repository: Arc<dyn StreamRecordRepository>) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(receiver, repository.clone()));
+        let writer = repository.clone();
+        crate::batch::spawn_writer(receiver, move |batch: Vec<StreamRecord>| {
+            let writer = writer.clone();
+            async move {
+                if let Err(e) = writer.save_batch(&batch).await {
+                    tracing::warn!(error = %e, records = batch.len(), "stream metrics not written");
+                }
+            }
+        });
         Self {
             sender,
             repository,
             dropped: AtomicU64::new(0),
         }
-    }
-}
-
-async fn write_batches(mut receiver: mpsc::Receiver<StreamRecord>, repository: Arc<dyn StreamRecordRepository>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let first = receiver.recv().await;
-        let Some(first) = first else { break };
-        batch.push(first);
-        let deadline = tokio::time::sleep(FLUSH_EVERY);
-        tokio::pin!(deadline);
-        while batch.len() < BATCH {
-            tokio::select! {
-                next = receiver.recv() => match next {
-                    Some(record) => batch.push(record),
-                    None => break,
-                },
-                _ = &mut deadline => break,
-            }
-        }
-        if let Err(e) = repository.save_batch(&batch).await {
-            tracing::warn!(error = %e, records = batch.len(), "stream metrics not written");
-        }
-        batch.clear();
     }
 }
 

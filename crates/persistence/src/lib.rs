@@ -16,10 +16,12 @@ pub mod database;
 pub mod error;
 pub mod fs_blocks;
 pub mod kubo;
+pub mod notifications;
 pub mod stream_records;
 
 pub use content_repository::SqlContentRepository;
 pub use error::Error;
 pub use fs_blocks::FsBlockStore;
 pub use kubo::KuboBlockStore;
+pub use notifications::SqlNotifications;
 pub use stream_records::SqlStreamRecords;

@@ -108,6 +108,12 @@ pub struct ServeOptions {
     /// Largest upload accepted, in bytes; larger gets 413 and stores nothing [default: 10 GiB].
     #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Seconds a notification connection may stay silent before it is closed [default: 300].
+    #[arg(long, env = "IPFS_STREAM_NOTIFICATION_IDLE_TIMEOUT")]
+    pub notification_idle_timeout: Option<u64>,
+    /// Notifications kept in the history, per type [default: 1000].
+    #[arg(long, env = "IPFS_STREAM_NOTIFICATION_HISTORY")]
+    pub notification_history: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

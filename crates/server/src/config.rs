@@ -17,6 +17,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub listen: SocketAddr,
     pub max_upload_bytes: u64,
+    pub notification_idle_timeout_secs: u64,
+    pub notification_history: u64,
 }
 
 impl Default for Config {
@@ -27,6 +29,8 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            notification_idle_timeout_secs: 300,
+            notification_history: 1000,
         }
     }
 }
@@ -40,6 +44,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     listen: Option<String>,
     max_upload_bytes: Option<u64>,
+    notification_idle_timeout_secs: Option<u64>,
+    notification_history: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -80,6 +86,14 @@ impl Config {
                 .and_then(|s| s.max_upload_bytes)
                 .or(file.max_upload_bytes)
                 .unwrap_or(defaults.max_upload_bytes),
+            notification_idle_timeout_secs: serve
+                .and_then(|s| s.notification_idle_timeout)
+                .or(file.notification_idle_timeout_secs)
+                .unwrap_or(defaults.notification_idle_timeout_secs),
+            notification_history: serve
+                .and_then(|s| s.notification_history)
+                .or(file.notification_history)
+                .unwrap_or(defaults.notification_history),
         };
         config.validate()?;
         Ok(config)
@@ -92,6 +106,14 @@ impl Config {
         }
         if self.max_upload_bytes == 0 {
             return Err(Error::Config("max_upload_bytes: must be at least 1".into()));
+        }
+        if self.notification_idle_timeout_secs == 0 {
+            return Err(Error::Config(
+                "notification_idle_timeout_secs: must be at least 1".into(),
+            ));
+        }
+        if self.notification_history == 0 {
+            return Err(Error::Config("notification_history: must be at least 1".into()));
         }
         if let Some(api) = &self.kubo_api {
             let rest = api.strip_prefix("http://").ok_or_else(|| {

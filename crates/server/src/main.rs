@@ -32,11 +32,17 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
         println!("{json}");
         return Ok(true);
     }
-    let services = wiring::build(&config).await?;
+    let mode = if matches!(cli.command, Command::Serve(_)) {
+        wiring::Mode::Serving
+    } else {
+        wiring::Mode::Command
+    };
+    let services = wiring::build(&config, mode).await?;
     match cli.command {
         Command::Serve(_) => {
             let limits = controllers::Limits {
                 max_upload_bytes: config.max_upload_bytes,
+                notification_idle_timeout: std::time::Duration::from_secs(config.notification_idle_timeout_secs),
             };
             serve::run(services, config.listen, limits).await?
         }

@@ -13,7 +13,7 @@ use crate::wiring::Services;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Limits) -> Result<(), Error> {
-    let state = controllers::AppState::new(services.content, services.metrics).with_limits(limits);
+    let state = controllers::AppState::new(services.content, services.metrics, services.hub).with_limits(limits);
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new().configure(move |cfg| controllers::configure(cfg, state))

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use model::content::{BlockStore, ContentNode};
 use model::metrics::BatchedStreamMetrics;
-use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, SqlStreamRecords, database};
+use model::notifications::NotificationHub;
+use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, SqlNotifications, SqlStreamRecords, database};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -18,9 +19,19 @@ const KUBO_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Services {
     pub content: Arc<ContentNode>,
     pub metrics: Arc<BatchedStreamMetrics>,
+    pub hub: Arc<NotificationHub>,
 }
 
-pub async fn build(options: &Config) -> Result<Services, Error> {
+/// Whether the process serves live clients (the server) or runs one command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Operations publish notifications to the hub.
+    Serving,
+    /// A one-shot command: nobody listens, nothing is published.
+    Command,
+}
+
+pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
     let data_dir = &options.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
@@ -32,10 +43,18 @@ pub async fn build(options: &Config) -> Result<Services, Error> {
         }
         None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
     };
-    let content = Arc::new(ContentNode::new(
-        store,
-        Arc::new(SqlContentRepository::new(pool.clone())),
+    let hub = Arc::new(NotificationHub::start(
+        Arc::new(SqlNotifications::new(pool.clone())),
+        options.notification_history,
     ));
+    let mut content = ContentNode::new(store, Arc::new(SqlContentRepository::new(pool.clone())));
+    if mode == Mode::Serving {
+        content = content.with_notifier(hub.clone());
+    }
     let metrics = Arc::new(BatchedStreamMetrics::start(Arc::new(SqlStreamRecords::new(pool))));
-    Ok(Services { content, metrics })
+    Ok(Services {
+        content: Arc::new(content),
+        metrics,
+        hub,
+    })
 }

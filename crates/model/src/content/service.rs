@@ -19,6 +19,8 @@ use super::reader::{ByteRange, read_file_range};
 use super::repository::{ContentRecord, ContentRepository, Page};
 use super::store::{BlockStore, ByteStream, storage_key};
 use crate::error::{Error, Result};
+use crate::notifications::{NotificationType, Notifier};
+use serde_json::json;
 
 /// What describes an upload besides its bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -107,6 +109,7 @@ pub trait ContentService: Send + Sync {
 pub struct ContentNode {
     blocks: Blocks,
     records: Arc<dyn ContentRepository>,
+    notifier: Option<Arc<dyn Notifier>>,
     /// Taken shared by commits and exclusively by garbage collection, so a collection never
     /// deletes blocks of a commit it did not see.
     collection: RwLock<()>,
@@ -123,8 +126,29 @@ impl ContentNode {
         Self {
             blocks: Blocks::new(store, cache_bytes),
             records,
+            notifier: None,
             collection: RwLock::new(()),
         }
+    }
+
+    /// Publishes an event for every change of content and pins.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    fn notify(&self, kind: NotificationType, data: serde_json::Value) {
+        if let Some(notifier) = &self.notifier {
+            notifier.publish(kind, data, Some("content".to_owned()));
+        }
+    }
+
+    fn notify_added(&self, record: &ContentRecord) {
+        self.notify(
+            NotificationType::ContentAdded,
+            json!({"cid": record.cid.to_string(), "size": record.size, "name": record.name,
+                   "blocks": record.blocks, "pinned": record.pinned}),
+        );
     }
 
     async fn file_root(&self, cid: &Cid) -> Result<(Block, u64)> {
@@ -193,7 +217,9 @@ impl ContentService for ContentNode {
         };
         self.records.save(&record).await?;
         tracing::info!(cid = %root, size, blocks, "content added");
-        Ok(self.records.get(&root).await?.unwrap_or(record))
+        let record = self.records.get(&root).await?.unwrap_or(record);
+        self.notify_added(&record);
+        Ok(record)
     }
 
     async fn stat(&self, cid: &Cid) -> Result<NodeStat> {
@@ -272,6 +298,7 @@ impl ContentService for ContentNode {
                 pinned: pin,
             };
             self.records.save(&record).await?;
+            self.notify_added(&record);
         }
         tracing::info!(roots = ?imported.roots, blocks = imported.blocks, "CAR imported");
         Ok(imported)
@@ -279,7 +306,9 @@ impl ContentService for ContentNode {
 
     async fn pin(&self, cid: &Cid) -> Result<()> {
         if self.records.set_pinned(cid, true).await? {
-            return self.blocks.store().pin(cid).await;
+            self.blocks.store().pin(cid).await?;
+            self.notify(NotificationType::PinAdded, json!({"cid": cid.to_string()}));
+            return Ok(());
         }
         // Pinning content the server was not given directly (a subpath, a block from a CAR):
         // record it, so it shows up in pin listings.
@@ -296,14 +325,18 @@ impl ContentService for ContentNode {
                 created_at_ms: now_ms(),
                 pinned: true,
             })
-            .await
+            .await?;
+        self.notify(NotificationType::PinAdded, json!({"cid": cid.to_string()}));
+        Ok(())
     }
 
     async fn unpin(&self, cid: &Cid) -> Result<()> {
         if !self.records.set_pinned(cid, false).await? {
             return Err(Error::NotFound(*cid));
         }
-        self.blocks.store().unpin(cid).await
+        self.blocks.store().unpin(cid).await?;
+        self.notify(NotificationType::PinRemoved, json!({"cid": cid.to_string()}));
+        Ok(())
     }
 
     async fn pins(&self) -> Result<Vec<Cid>> {
@@ -316,6 +349,7 @@ impl ContentService for ContentNode {
             self.blocks.store().unpin(cid).await?;
         }
         self.records.delete(cid).await?;
+        self.notify(NotificationType::ContentRemoved, json!({"cid": cid.to_string()}));
         Ok(())
     }
 

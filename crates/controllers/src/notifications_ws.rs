@@ -1,0 +1,290 @@
+//! Live notifications: `GET /ws/notifications` (the `action` protocol) and
+//! `GET /api/v1/notifications/history`.
+//!
+//! Client messages carry an `action`: `subscribe {notification_types, filters?}`,
+//! `unsubscribe {notification_types?}`, `get_history {limit?, notification_type?}`, `ping`,
+//! `get_metrics`, `get_info`. The server sends `welcome` first, then replies and events
+//! (`{"type": "notification", notification_type, data, timestamp, source}`), a `heartbeat` after 30 s
+//! without traffic, and closes an idle connection (no client message for the configured time) with
+//! 1000. A subscriber that cannot keep up is disconnected with 1008 `slow_consumer`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message, Session};
+use futures::StreamExt;
+use model::notifications::{Notification, NotificationType};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use validator::Validate;
+
+use crate::AppState;
+use crate::error::{ApiError, method_not_allowed};
+use crate::extract::Checked;
+
+/// Events queued per subscriber before it counts as not keeping up.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// Silence after which the server sends a heartbeat.
+const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
+/// Client messages larger than this close the connection (1009).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/notifications", web::get().to(connect)).service(
+        web::resource("/api/v1/notifications/history")
+            .route(web::get().to(history))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn type_names() -> Vec<&'static str> {
+    NotificationType::ALL.iter().map(NotificationType::as_str).collect()
+}
+
+/// Splits names into known types and the names that are not types.
+fn parse_types(value: &Value) -> (Vec<NotificationType>, Vec<String>) {
+    let names: Vec<String> = match value {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match NotificationType::parse(&name) {
+            Some(kind) => known.push(kind),
+            None => unknown.push(name),
+        }
+    }
+    (known, unknown)
+}
+
+fn error(code: &str, message: impl Into<String>) -> Value {
+    json!({"type": "error", "error": code, "message": message.into()})
+}
+
+/// `GET /ws/notifications`.
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    actix_web::rt::spawn(serve(state, session, messages.max_frame_size(MAX_MESSAGE)));
+    Ok(response)
+}
+
+async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: actix_ws::MessageStream) {
+    let hub = state.hub.clone();
+    let mut connection = hub.connect(SUBSCRIBER_QUEUE);
+    let id = connection.id;
+    let connected_at = now_ms();
+    let idle_timeout = state.limits.notification_idle_timeout;
+    let welcome = json!({
+        "type": "welcome", "connection_id": id, "available_notifications": type_names(), "server_time": connected_at,
+    });
+    let mut open = session.text(welcome.to_string()).await.is_ok();
+    let mut last_sent = tokio::time::Instant::now();
+    let mut last_heard = tokio::time::Instant::now();
+    let mut close: Option<CloseReason> = None;
+    while open {
+        let heartbeat = tokio::time::sleep_until(last_sent + HEARTBEAT_AFTER);
+        let idle = tokio::time::sleep_until(last_heard + idle_timeout);
+        let reply = tokio::select! {
+            event = connection.events.recv() => match event {
+                Some(event) => Some(event.1.clone()),
+                None => {
+                    // The hub let go of us: we could not keep up.
+                    let lagged = connection.lagged.load(Ordering::Relaxed);
+                    let code = if lagged { "slow_consumer" } else { "closed" };
+                    let _ = session.text(error(code, "this subscriber could not keep up with the events and was disconnected").to_string()).await;
+                    close = Some(CloseReason { code: CloseCode::Policy, description: Some(code.to_owned()) });
+                    break;
+                }
+            },
+            message = messages.next() => {
+                last_heard = tokio::time::Instant::now();
+                match message {
+                    Some(Ok(Message::Text(text))) => Some(handle_action(&state, id, connected_at, &text).await),
+                    Some(Ok(Message::Binary(_))) => Some(error("unsupported", "binary messages are not part of this protocol")),
+                    Some(Ok(Message::Ping(bytes))) => {
+                        let _ = session.pong(&bytes).await;
+                        None
+                    }
+                    Some(Err(actix_ws::ProtocolError::Overflow)) => {
+                        close = Some(CloseReason { code: CloseCode::Size, description: Some("message_too_large".into()) });
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => None,
+                }
+            },
+            _ = heartbeat => Some(json!({"type": "heartbeat", "timestamp": now_ms()})),
+            _ = idle => {
+                close = Some(CloseReason { code: CloseCode::Normal, description: Some("idle".into()) });
+                break;
+            }
+        };
+        if let Some(reply) = reply {
+            open = session.text(reply.to_string()).await.is_ok();
+            last_sent = tokio::time::Instant::now();
+        }
+    }
+    hub.disconnect(id);
+    let _ = session.close(close).await;
+}
+
+#[derive(Deserialize)]
+struct ActionMessage {
+    action: Option<String>,
+    #[serde(default)]
+    notification_types: Option<Value>,
+    #[serde(default)]
+    filters: Option<BTreeMap<String, Value>>,
+    limit: Option<u64>,
+    notification_type: Option<String>,
+}
+
+fn subscription_names(subscription: &model::notifications::Subscription) -> Vec<&'static str> {
+    subscription.types.iter().map(NotificationType::as_str).collect()
+}
+
+async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str) -> Value {
+    let message: ActionMessage = match serde_json::from_str::<Value>(text) {
+        Err(e) => return error("invalid_json", format!("not JSON: {e}")),
+        Ok(value) => match serde_json::from_value(value) {
+            Ok(message) => message,
+            Err(e) => return error("invalid_message", e.to_string()),
+        },
+    };
+    let hub = &state.hub;
+    match message.action.as_deref() {
+        None => error("missing_action", "every message needs an \"action\""),
+        Some("subscribe") => {
+            let (types, invalid) = parse_types(message.notification_types.as_ref().unwrap_or(&Value::Null));
+            let subscription = hub.subscribe(id, &types, message.filters).unwrap_or_default();
+            json!({
+                "type": "subscription_confirmed", "notification_types": subscription_names(&subscription),
+                "filters": subscription.filters, "invalid_types": invalid,
+            })
+        }
+        Some("unsubscribe") => {
+            let (types, invalid) = match &message.notification_types {
+                Some(value) => {
+                    let (types, invalid) = parse_types(value);
+                    (Some(types), invalid)
+                }
+                None => (None, Vec::new()),
+            };
+            let subscription = hub.unsubscribe(id, types.as_deref()).unwrap_or_default();
+            json!({
+                "type": "unsubscription_confirmed", "notification_types": subscription_names(&subscription),
+                "invalid_types": invalid,
+            })
+        }
+        Some("get_history") => {
+            let limit = message.limit.unwrap_or(100);
+            if !(1..=1000).contains(&limit) {
+                return error("invalid_parameter", "limit: must be between 1 and 1000");
+            }
+            let kind = match message.notification_type.as_deref() {
+                None => None,
+                Some(name) => match NotificationType::parse(name) {
+                    Some(kind) => Some(kind),
+                    None => return error("invalid_type", format!("{name:?} is not a notification type")),
+                },
+            };
+            match hub.history(kind, limit).await {
+                Ok(events) => {
+                    let events: Vec<Value> = events.iter().map(Notification::to_message).collect();
+                    json!({"type": "history", "count": events.len(), "events": events})
+                }
+                Err(e) => error("store_error", e.to_string()),
+            }
+        }
+        Some("ping") => json!({"type": "pong", "timestamp": now_ms()}),
+        Some("get_metrics") => {
+            let m = hub.metrics();
+            json!({"type": "metrics", "metrics": {
+                "connections_total": m.connections_total, "active_connections": m.active_connections,
+                "notifications_sent": m.notifications_sent, "notifications_published": m.notifications_published,
+                "slow_consumers_dropped": m.slow_consumers_dropped, "subscriptions_by_type": m.subscriptions_by_type,
+            }})
+        }
+        Some("get_info") => {
+            let subscription = hub.subscription(id).unwrap_or_default();
+            json!({
+                "type": "connection_info", "connection_id": id, "connected_at": connected_at,
+                "subscriptions": subscription_names(&subscription), "filters": subscription.filters,
+            })
+        }
+        Some(other) => error("unknown_action", format!("unknown action {other:?}")),
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Events at most, 1 to 1000 (default 100).
+    #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    pub limit: Option<u64>,
+    /// Only this type (e.g. content_added).
+    pub notification_type: Option<String>,
+}
+
+/// A notification as subscribers receive it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NotificationBody {
+    /// Always `notification`.
+    pub r#type: String,
+    pub notification_type: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub source: Option<String>,
+}
+
+/// Notification history, oldest first; kept in SQLite (the newest 1000 per type).
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications/history",
+    tag = "notifications",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "Events, oldest first", body = Vec<NotificationBody>),
+        (status = 400, description = "A bad parameter", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn history(query: Checked<HistoryQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let kind = match query.notification_type.as_deref() {
+        None => None,
+        Some(name) => Some(NotificationType::parse(name).ok_or_else(|| {
+            ApiError::bad_parameter("notification_type", format!("{name:?} is not a notification type"))
+        })?),
+    };
+    let events = state.hub.history(kind, query.limit.unwrap_or(100)).await?;
+    let body: Vec<NotificationBody> = events
+        .into_iter()
+        .map(|n| NotificationBody {
+            r#type: "notification".into(),
+            notification_type: n.kind.as_str().into(),
+            data: n.data,
+            timestamp: n.timestamp_ms,
+            source: n.source,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}

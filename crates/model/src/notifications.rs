@@ -1,0 +1,477 @@
+//! Live notifications: typed events published by every operation, fanned out to subscribers with
+//! filters, and kept as history (the last N per type) through a repository.
+//!
+//! Each subscriber has a bounded queue. Publishing never waits: a subscriber whose queue is full is
+//! disconnected (marked as lagging, so its connection can say why) and the others are not slowed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+
+macro_rules! notification_types {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// The kinds of notification.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum NotificationType { $($variant),* }
+
+        impl NotificationType {
+            /// Every type, in a stable order.
+            pub const ALL: &'static [NotificationType] = &[$(NotificationType::$variant),*];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+
+            pub fn parse(name: &str) -> Option<Self> {
+                match name { $($name => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+notification_types! {
+    ContentAdded => "content_added",
+    ContentRetrieved => "content_retrieved",
+    ContentRemoved => "content_removed",
+    PinAdded => "pin_added",
+    PinRemoved => "pin_removed",
+    PinProgress => "pin_progress",
+    PinStatusChanged => "pin_status_changed",
+    WebrtcConnectionCreated => "webrtc_connection_created",
+    WebrtcConnectionEstablished => "webrtc_connection_established",
+    WebrtcConnectionClosed => "webrtc_connection_closed",
+    WebrtcStreamStarted => "webrtc_stream_started",
+    WebrtcStreamEnded => "webrtc_stream_ended",
+    WebrtcQualityChanged => "webrtc_quality_changed",
+    WebrtcError => "webrtc_error",
+    SystemMetrics => "system_metrics",
+    SystemWarning => "system_warning",
+    SystemError => "system_error",
+    SystemInfo => "system_info",
+    CustomEvent => "custom_event",
+    AllEvents => "all_events",
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub kind: NotificationType,
+    /// A JSON object describing the event.
+    pub data: Value,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// What emitted it (`gateway`, `content`, `websocket`, ...).
+    pub source: Option<String>,
+}
+
+impl Notification {
+    /// The event as subscribers see it, the root that dotted filter paths start from.
+    pub fn to_message(&self) -> Value {
+        let mut message = serde_json::json!({
+            "type": "notification",
+            "notification_type": self.kind.as_str(),
+            "data": self.data,
+            "timestamp": self.timestamp_ms,
+        });
+        if let Some(source) = &self.source {
+            message["source"] = Value::String(source.clone());
+        }
+        message
+    }
+}
+
+/// Publishing events; the port operations emit through.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait Notifier: Send + Sync {
+    fn publish(&self, kind: NotificationType, data: Value, source: Option<String>);
+}
+
+/// Where history is kept (SQLite in the persistence crate).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait NotificationRepository: Send + Sync {
+    async fn save_batch(&self, notifications: &[Notification]) -> Result<()>;
+
+    /// The most recent `limit` notifications (of one type, if given), oldest first.
+    async fn history(&self, kind: Option<NotificationType>, limit: u64) -> Result<Vec<Notification>>;
+
+    /// Keeps only the newest `keep` notifications of each type.
+    async fn prune(&self, keep: u64) -> Result<()>;
+}
+
+/// Which events a subscriber wants.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Subscription {
+    pub types: BTreeSet<NotificationType>,
+    /// A plain key compares `data[key]` (an absent key passes); a dotted key is a path from the
+    /// event's root (`data.cid`, `source`), and a missing path fails.
+    pub filters: BTreeMap<String, Value>,
+}
+
+impl Subscription {
+    pub fn matches(&self, notification: &Notification, message: &Value) -> bool {
+        let wanted = self.types.contains(&NotificationType::AllEvents) || self.types.contains(&notification.kind);
+        wanted
+            && self.filters.iter().all(|(key, expected)| {
+                if key.contains('.') {
+                    key.split('.').try_fold(message, |node, part| node.get(part)) == Some(expected)
+                } else {
+                    notification.data.get(key).is_none_or(|actual| actual == expected)
+                }
+            })
+    }
+}
+
+/// Counters of the hub.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HubMetrics {
+    pub connections_total: u64,
+    pub active_connections: u64,
+    pub notifications_sent: u64,
+    pub notifications_published: u64,
+    pub slow_consumers_dropped: u64,
+    pub subscriptions_by_type: BTreeMap<String, u64>,
+}
+
+/// A subscriber's end: events arrive on `events`; when it closes, `lagged` says whether the hub
+/// dropped the subscriber for not keeping up.
+pub struct Connection {
+    pub id: u64,
+    pub events: mpsc::Receiver<Arc<(Notification, Value)>>,
+    pub lagged: Arc<AtomicBool>,
+}
+
+struct Subscriber {
+    subscription: Subscription,
+    sender: mpsc::Sender<Arc<(Notification, Value)>>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// Notifications kept per type by default.
+pub const DEFAULT_HISTORY_PER_TYPE: u64 = 1000;
+const WRITE_QUEUE: usize = 8192;
+
+/// Fans events out to subscribers and hands them to the history writer.
+pub struct NotificationHub {
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    next_id: AtomicU64,
+    connections_total: AtomicU64,
+    sent: AtomicU64,
+    published: AtomicU64,
+    dropped: AtomicU64,
+    history: mpsc::Sender<Notification>,
+    repository: Arc<dyn NotificationRepository>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl NotificationHub {
+    /// Starts the history writer on the current runtime, keeping `keep_per_type` per type.
+    pub fn start(repository: Arc<dyn NotificationRepository>, keep_per_type: u64) -> Self {
+        let (history, receiver) = mpsc::channel(WRITE_QUEUE);
+        let writer = repository.clone();
+        crate::batch::spawn_writer(receiver, move |batch: Vec<Notification>| {
+            let writer = writer.clone();
+            async move {
+                if let Err(e) = writer.save_batch(&batch).await {
+                    tracing::warn!(error = %e, "notification history not written");
+                } else if let Err(e) = writer.prune(keep_per_type).await {
+                    tracing::warn!(error = %e, "notification history not pruned");
+                }
+            }
+        });
+        Self {
+            subscribers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            connections_total: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            history,
+            repository,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new subscriber with a queue of `capacity` events and no subscription yet.
+    pub fn connect(&self, capacity: usize) -> Connection {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, events) = mpsc::channel(capacity.max(1));
+        let lagged = Arc::new(AtomicBool::new(false));
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            Subscriber {
+                subscription: Subscription::default(),
+                sender,
+                lagged: lagged.clone(),
+            },
+        );
+        Connection { id, events, lagged }
+    }
+
+    pub fn disconnect(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Adds types (and replaces filters, when given); returns the subscription now in force.
+    pub fn subscribe(
+        &self,
+        id: u64,
+        types: &[NotificationType],
+        filters: Option<BTreeMap<String, Value>>,
+    ) -> Option<Subscription> {
+        let mut subscribers = self.lock();
+        let subscriber = subscribers.get_mut(&id)?;
+        subscriber.subscription.types.extend(types.iter().copied());
+        if let Some(filters) = filters {
+            subscriber.subscription.filters = filters;
+        }
+        Some(subscriber.subscription.clone())
+    }
+
+    /// Removes the given types, or every type when none is given.
+    pub fn unsubscribe(&self, id: u64, types: Option<&[NotificationType]>) -> Option<Subscription> {
+        let mut subscribers = self.lock();
+        let subscriber = subscribers.get_mut(&id)?;
+        match types {
+            Some(types) => types.iter().for_each(|t| {
+                subscriber.subscription.types.remove(t);
+            }),
+            None => subscriber.subscription.types.clear(),
+        }
+        Some(subscriber.subscription.clone())
+    }
+
+    pub fn subscription(&self, id: u64) -> Option<Subscription> {
+        self.lock().get(&id).map(|s| s.subscription.clone())
+    }
+
+    pub fn metrics(&self) -> HubMetrics {
+        let subscribers = self.lock();
+        let mut by_type = BTreeMap::new();
+        for subscriber in subscribers.values() {
+            for kind in &subscriber.subscription.types {
+                *by_type.entry(kind.as_str().to_owned()).or_insert(0) += 1;
+            }
+        }
+        HubMetrics {
+            connections_total: self.connections_total.load(Ordering::Relaxed),
+            active_connections: subscribers.len() as u64,
+            notifications_sent: self.sent.load(Ordering::Relaxed),
+            notifications_published: self.published.load(Ordering::Relaxed),
+            slow_consumers_dropped: self.dropped.load(Ordering::Relaxed),
+            subscriptions_by_type: by_type,
+        }
+    }
+
+    pub async fn history(&self, kind: Option<NotificationType>, limit: u64) -> Result<Vec<Notification>> {
+        self.repository.history(kind, limit).await
+    }
+}
+
+impl Notifier for NotificationHub {
+    fn publish(&self, kind: NotificationType, data: Value, source: Option<String>) {
+        let notification = Notification {
+            kind,
+            data,
+            timestamp_ms: now_ms(),
+            source,
+        };
+        self.published.fetch_add(1, Ordering::Relaxed);
+        if self.history.try_send(notification.clone()).is_err() {
+            tracing::warn!(kind = kind.as_str(), "notification history queue full; event not kept");
+        }
+        let message = notification.to_message();
+        let shared = Arc::new((notification, message));
+        let mut subscribers = self.lock();
+        let mut lagging = Vec::new();
+        for (id, subscriber) in subscribers.iter() {
+            if !subscriber.subscription.matches(&shared.0, &shared.1) {
+                continue;
+            }
+            match subscriber.sender.try_send(shared.clone()) {
+                Ok(()) => {
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => lagging.push(*id),
+                Err(mpsc::error::TrySendError::Closed(_)) => lagging.push(*id),
+            }
+        }
+        for id in lagging {
+            if let Some(subscriber) = subscribers.remove(&id)
+                && !subscriber.sender.is_closed()
+            {
+                subscriber.lagged.store(true, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    subscriber = id,
+                    "notification subscriber could not keep up; disconnected"
+                );
+            }
+        }
+    }
+}
+
+/// Notifications in memory; for tests.
+#[derive(Default)]
+pub struct MemoryNotificationRepository {
+    kept: Mutex<Vec<Notification>>,
+}
+
+#[async_trait]
+impl NotificationRepository for MemoryNotificationRepository {
+    async fn save_batch(&self, notifications: &[Notification]) -> Result<()> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(notifications);
+        Ok(())
+    }
+
+    async fn history(&self, kind: Option<NotificationType>, limit: u64) -> Result<Vec<Notification>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<_> = kept
+            .iter()
+            .filter(|n| kind.is_none_or(|k| n.kind == k))
+            .cloned()
+            .collect();
+        let skip = matching.len().saturating_sub(limit as usize);
+        Ok(matching.into_iter().skip(skip).collect())
+    }
+
+    async fn prune(&self, keep: u64) -> Result<()> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen: HashMap<NotificationType, u64> = HashMap::new();
+        let mut newest_first: Vec<_> = kept.drain(..).rev().collect();
+        newest_first.retain(|n| {
+            let count = seen.entry(n.kind).or_insert(0);
+            *count += 1;
+            *count <= keep
+        });
+        *kept = newest_first.into_iter().rev().collect();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn hub() -> NotificationHub {
+        NotificationHub::start(Arc::new(MemoryNotificationRepository::default()), 3)
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_the_types_they_asked_for_and_pass_their_filters() {
+        let hub = hub();
+        let mut added = hub.connect(16);
+        hub.subscribe(added.id, &[NotificationType::ContentAdded], None);
+        let mut filtered = hub.connect(16);
+        let filters = BTreeMap::from([("data.cid".to_owned(), json!("QmA"))]);
+        hub.subscribe(filtered.id, &[NotificationType::AllEvents], Some(filters));
+        let mut plain = hub.connect(16);
+        hub.subscribe(
+            plain.id,
+            &[NotificationType::AllEvents],
+            Some(BTreeMap::from([("size".to_owned(), json!(5))])),
+        );
+
+        hub.publish(
+            NotificationType::ContentAdded,
+            json!({"cid": "QmA", "size": 5}),
+            Some("test".into()),
+        );
+        hub.publish(NotificationType::ContentRemoved, json!({"cid": "QmB"}), None);
+
+        let first = added.events.recv().await.unwrap();
+        assert_eq!(first.0.kind, NotificationType::ContentAdded);
+        assert_eq!(first.1["source"], "test");
+        assert!(added.events.try_recv().is_err(), "content_removed was not asked for");
+        assert_eq!(filtered.events.recv().await.unwrap().0.data["cid"], "QmA");
+        assert!(filtered.events.try_recv().is_err(), "the dotted filter left QmB out");
+        assert_eq!(
+            plain.events.recv().await.unwrap().0.kind,
+            NotificationType::ContentAdded
+        );
+        assert_eq!(
+            plain.events.recv().await.unwrap().0.kind,
+            NotificationType::ContentRemoved,
+            "a plain key absent from the data passes"
+        );
+        let metrics = hub.metrics();
+        assert_eq!((metrics.active_connections, metrics.notifications_sent), (3, 4));
+        assert_eq!(metrics.subscriptions_by_type["all_events"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_cannot_keep_up_is_dropped_and_others_are_not() {
+        let hub = hub();
+        let slow = hub.connect(2);
+        hub.subscribe(slow.id, &[NotificationType::AllEvents], None);
+        let mut fast = hub.connect(100);
+        hub.subscribe(fast.id, &[NotificationType::AllEvents], None);
+        for i in 0..10 {
+            hub.publish(NotificationType::CustomEvent, json!({"i": i}), None);
+            fast.events.recv().await.unwrap();
+        }
+        assert!(slow.lagged.load(Ordering::Relaxed));
+        let mut slow = slow;
+        assert_eq!(
+            slow.events.recv().await.unwrap().0.data["i"],
+            0,
+            "what was queued is still delivered"
+        );
+        assert_eq!(slow.events.recv().await.unwrap().0.data["i"], 1);
+        assert!(slow.events.recv().await.is_none(), "then the queue closes");
+        assert_eq!(hub.metrics().slow_consumers_dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn history_keeps_the_last_n_per_type() {
+        let hub = hub();
+        for i in 0..5 {
+            hub.publish(NotificationType::SystemInfo, json!({"i": i}), None);
+        }
+        hub.publish(NotificationType::PinAdded, json!({}), None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let history = hub.history(None, 100).await.unwrap();
+            if history.len() == 4 {
+                let infos: Vec<_> = history
+                    .iter()
+                    .filter(|n| n.kind == NotificationType::SystemInfo)
+                    .map(|n| n.data["i"].clone())
+                    .collect();
+                assert_eq!(infos, vec![json!(2), json!(3), json!(4)]);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "history was not written: {history:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            hub.history(Some(NotificationType::PinAdded), 10).await.unwrap().len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Live notifications over /ws/notifications and their history, end to end.
+
+mod common;
+
+use common::{Repo, Server};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(server: &Server) -> (Socket, Value) {
+    let url = format!("{}/ws/notifications", server.base.replacen("http://", "ws://", 1));
+    let mut socket = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    let welcome = next_json(&mut socket).await;
+    (socket, welcome)
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("the socket is open")
+            .unwrap();
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+}
+
+async fn ask(socket: &mut Socket, message: Value) -> Value {
+    socket.send(Message::Text(message.to_string().into())).await.unwrap();
+    next_json(socket).await
+}
+
+async fn upload(server: &Server, name: &str, body: &'static [u8]) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/content?name={name}", server.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let added: Value = response.json().await.unwrap();
+    added["cid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_action_protocol_answers_every_action() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let (mut socket, welcome) = connect(&server).await;
+    assert_eq!(welcome["type"], "welcome");
+    assert!(welcome["connection_id"].as_u64().is_some());
+    let available = welcome["available_notifications"].as_array().unwrap();
+    assert!(available.contains(&json!("content_added")) && available.contains(&json!("webrtc_quality_changed")));
+
+    let confirmed = ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": ["content_added", "no_such_type"]}),
+    )
+    .await;
+    assert_eq!(confirmed["type"], "subscription_confirmed");
+    assert_eq!(confirmed["notification_types"], json!(["content_added"]));
+    assert_eq!(confirmed["invalid_types"], json!(["no_such_type"]));
+
+    let cid = upload(&server, "a.txt", b"hello world\n").await;
+    let event = next_json(&mut socket).await;
+    assert_eq!(event["type"], "notification");
+    assert_eq!(event["notification_type"], "content_added");
+    assert_eq!(event["data"]["cid"], cid.as_str());
+    assert_eq!(event["data"]["name"], "a.txt");
+    assert!(event["timestamp"].as_i64().unwrap() > 0);
+
+    assert_eq!(ask(&mut socket, json!({"action": "ping"})).await["type"], "pong");
+    let metrics = ask(&mut socket, json!({"action": "get_metrics"})).await;
+    assert_eq!(metrics["type"], "metrics");
+    assert_eq!(metrics["metrics"]["active_connections"], 1);
+    assert_eq!(metrics["metrics"]["subscriptions_by_type"]["content_added"], 1);
+    let info = ask(&mut socket, json!({"action": "get_info"})).await;
+    assert_eq!(info["type"], "connection_info");
+    assert_eq!(info["connection_id"], welcome["connection_id"]);
+    assert_eq!(info["subscriptions"], json!(["content_added"]));
+
+    // History is written in batches: ask until the event is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let history = ask(
+            &mut socket,
+            json!({"action": "get_history", "limit": 10, "notification_type": "content_added"}),
+        )
+        .await;
+        assert_eq!(history["type"], "history");
+        if history["count"] == 1 {
+            assert_eq!(history["events"][0]["data"]["cid"], cid.as_str());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "history never showed the event");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Bad messages get errors naming the problem; the connection stays usable.
+    for (message, code) in [
+        ("not json".to_owned(), "invalid_json"),
+        (json!({"type": "subscribe"}).to_string(), "missing_action"),
+        (json!({"action": "dance"}).to_string(), "unknown_action"),
+        (
+            json!({"action": "get_history", "limit": 0}).to_string(),
+            "invalid_parameter",
+        ),
+        (
+            json!({"action": "get_history", "notification_type": "nope"}).to_string(),
+            "invalid_type",
+        ),
+    ] {
+        socket.send(Message::Text(message.clone().into())).await.unwrap();
+        let reply = next_json(&mut socket).await;
+        assert_eq!(
+            (reply["type"].as_str(), reply["error"].as_str()),
+            (Some("error"), Some(code)),
+            "{message}"
+        );
+    }
+
+    let unsubscribed = ask(&mut socket, json!({"action": "unsubscribe"})).await;
+    assert_eq!(unsubscribed["type"], "unsubscription_confirmed");
+    assert_eq!(unsubscribed["notification_types"], json!([]));
+    upload(&server, "b.txt", b"second\n").await;
+    assert_eq!(
+        ask(&mut socket, json!({"action": "ping"})).await["type"],
+        "pong",
+        "no event arrives unsubscribed"
+    );
+}
+
+#[tokio::test]
+async fn filters_select_events_by_their_data() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let (mut socket, _) = connect(&server).await;
+    let confirmed = ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": ["all_events"], "filters": {"data.name": "wanted.txt"}}),
+    )
+    .await;
+    assert_eq!(confirmed["filters"]["data.name"], "wanted.txt");
+    upload(&server, "other.txt", b"other\n").await;
+    upload(&server, "wanted.txt", b"wanted\n").await;
+    let event = next_json(&mut socket).await;
+    assert_eq!(event["data"]["name"], "wanted.txt", "the other upload was filtered out");
+}
+
+#[tokio::test]
+async fn downloads_publish_content_retrieved() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let cid = upload(&server, "c.txt", b"retrieve me\n").await;
+    let (mut socket, _) = connect(&server).await;
+    ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": "content_retrieved"}),
+    )
+    .await;
+    let body = reqwest::get(format!("{}/ipfs/{cid}", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "retrieve me\n");
+    let event = next_json(&mut socket).await;
+    assert_eq!(event["notification_type"], "content_retrieved");
+    assert_eq!(event["data"]["path"], format!("/ipfs/{cid}"));
+    assert_eq!(event["data"]["bytes"], 12);
+    assert_eq!(event["source"], "http");
+}
+
+#[tokio::test]
+async fn history_survives_a_restart() {
+    let repo = Repo::new();
+    let cid = {
+        let server = Server::start(&repo);
+        let cid = upload(&server, "kept.txt", b"kept\n").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let history: Value = reqwest::get(format!(
+                "{}/api/v1/notifications/history?notification_type=content_added",
+                server.base
+            ))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+            if history.as_array().unwrap().len() == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "history was not written");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        cid
+    };
+    let server = Server::start(&repo);
+    let history: Value = reqwest::get(format!("{}/api/v1/notifications/history", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = history.as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["notification_type"], "content_added");
+    assert_eq!(events[0]["data"]["cid"], cid.as_str());
+    let bad = reqwest::get(format!("{}/api/v1/notifications/history?limit=0", server.base))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_normally() {
+    let repo = Repo::new();
+    let server = Server::start_with(&repo, &["--notification-idle-timeout", "1"]);
+    let (mut socket, _) = connect(&server).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| f.code);
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed within 20 s");
+    assert_eq!(closed, Some(CloseCode::Normal));
+}
