@@ -292,3 +292,133 @@ async fn a_stalled_reader_does_not_hold_up_another() {
     assert_eq!(received, data.len());
     drop(stalled);
 }
+
+/// Splits a bidirectional binary frame into its transfer id and payload.
+fn transfer(frame: &[u8]) -> (u32, &[u8]) {
+    (u32::from_be_bytes(frame[..4].try_into().unwrap()), &frame[4..])
+}
+
+#[tokio::test]
+async fn the_bidirectional_socket_interleaves_transfers() {
+    let repo = Repo::new();
+    let first = bytes(700_000, 21);
+    let second = bytes(500_000, 22);
+    let first_cid = add(&repo, &first, &[]);
+    let expected_upload = add(&repo, &bytes(300_000, 23), &["--cid-version", "1"]);
+    let second_cid = add(&repo, &second, &[]);
+    let server = Server::start(&repo);
+    let mut socket = connect(&server, "/ws/bidirectional").await;
+
+    let send = |value: Value| Message::Text(value.to_string().into());
+    socket
+        .send(send(json!({"command": "ping", "request_id": 7})))
+        .await
+        .unwrap();
+    let pong = next_json(&mut socket).await;
+    assert_eq!(
+        (pong["type"].as_str(), pong["request_id"].as_i64()),
+        (Some("pong"), Some(7))
+    );
+
+    // Two downloads at once, and an upload while they run.
+    socket
+        .send(send(json!({"command": "get", "cid": first_cid, "request_id": "a"})))
+        .await
+        .unwrap();
+    socket
+        .send(send(json!({"command": "get", "cid": second_cid, "request_id": "b"})))
+        .await
+        .unwrap();
+    socket
+        .send(send(
+            json!({"command": "add", "filename": "up.bin", "cid_version": 1, "request_id": "c"}),
+        ))
+        .await
+        .unwrap();
+
+    let mut ids = std::collections::HashMap::new(); // transfer id -> request id
+    let mut received: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+    let mut completes = 0;
+    let mut upload_id = None;
+    let mut result = None;
+    while completes < 2 || result.is_none() {
+        match socket.next().await.unwrap().unwrap() {
+            Message::Binary(frame) => {
+                let (id, payload) = transfer(&frame);
+                assert!(ids.contains_key(&id), "a frame of a transfer announced before");
+                received.entry(id).or_default().extend_from_slice(payload);
+            }
+            Message::Text(text) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                let id = message["transfer_id"].as_u64().map(|id| id as u32);
+                match message["type"].as_str().unwrap() {
+                    "metadata" => {
+                        ids.insert(id.unwrap(), message["request_id"].as_str().unwrap().to_owned());
+                    }
+                    "complete" => completes += 1,
+                    "ready" => {
+                        let id = id.unwrap();
+                        ids.insert(id, "c".into());
+                        upload_id = Some(id);
+                        for piece in bytes(300_000, 23).chunks(64 * 1024) {
+                            let mut frame = id.to_be_bytes().to_vec();
+                            frame.extend_from_slice(piece);
+                            socket.send(Message::Binary(frame.into())).await.unwrap();
+                        }
+                        socket
+                            .send(send(json!({"command": "complete", "transfer_id": id})))
+                            .await
+                            .unwrap();
+                    }
+                    "result" => result = Some(message),
+                    other => panic!("unexpected {other}: {message}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    for (id, request) in &ids {
+        match request.as_str() {
+            "a" => assert!(received[id] == first),
+            "b" => assert!(received[id] == second),
+            _ => {}
+        }
+    }
+    let result = result.unwrap();
+    assert_eq!(result["transfer_id"].as_u64().map(|i| i as u32), upload_id);
+    assert_eq!(
+        (result["success"].as_bool(), result["cid"].as_str()),
+        (Some(true), Some(expected_upload.as_str()))
+    );
+    assert_eq!(result["request_id"], "c");
+
+    socket
+        .send(send(json!({"command": "pin", "cid": first_cid})))
+        .await
+        .unwrap();
+    let pinned = next_json(&mut socket).await;
+    assert_eq!(
+        (pinned["type"].as_str(), pinned["success"].as_bool()),
+        (Some("pin_result"), Some(true))
+    );
+
+    // Errors name the problem and the socket stays usable.
+    for (message, code) in [
+        (Message::Text("nope".into()), "invalid_json"),
+        (send(json!({"command": "dance"})), "unknown_command"),
+        (send(json!({"cid": first_cid})), "missing_command"),
+        (
+            send(json!({"command": "complete", "transfer_id": 999})),
+            "unknown_transfer",
+        ),
+        (Message::Binary(vec![0, 0, 3, 231, 1].into()), "unknown_transfer"),
+        (send(json!({"command": "get", "cid": "not-a-cid"})), "invalid_cid"),
+    ] {
+        socket.send(message).await.unwrap();
+        let reply = next_json(&mut socket).await;
+        assert_eq!(reply["error"], code, "{reply}");
+    }
+    socket.send(send(json!({"command": "close"}))).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "goodbye");
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Normal));
+}

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub mod bidirectional;
 pub mod content_api;
 pub mod error;
 pub mod extract;
@@ -54,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(kubo_rpc::routes)
         .configure(metrics_api::routes)
         .configure(ws::routes)
+        .configure(bidirectional::routes)
         .configure(sse::routes)
         .configure(notifications_ws::routes)
         .configure(openapi::routes)

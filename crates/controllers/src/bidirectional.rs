@@ -1,0 +1,371 @@
+//! `GET /ws/bidirectional`: downloads and uploads on one socket, served concurrently.
+//!
+//! Text messages are JSON commands: `get {cid, offset?, length?}`, `add {filename, content_type?,
+//! size?, cid_version?, raw_leaves?, chunker?, pin?}`, `complete {transfer_id}`, `pin {cid}`, `ping`,
+//! `close`. A command may carry a `request_id`, echoed in its replies. Each transfer gets a
+//! `transfer_id` (a u32) in its first reply (`metadata` for a get, `ready` for an add).
+//!
+//! Binary frames of every transfer, both ways, start with the transfer id as 4 big-endian bytes;
+//! the rest of the frame is payload. That is how frames of interleaved transfers are told apart.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, Message, Session};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use model::content::{AddRequest, ByteRange, ImportOptions, NodeKind, parse_cid};
+use model::metrics::{Direction, Outcome, StreamType};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metering::{Meter, Tally, outcome_of};
+use crate::rechunk::rechunk;
+use crate::upload::channel;
+use crate::ws::MAX_FRAME;
+
+/// Payload bytes per binary frame of a download.
+const CHUNK: usize = 256 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/bidirectional", web::get().to(connect));
+}
+
+#[derive(Deserialize)]
+struct Command {
+    command: Option<String>,
+    request_id: Option<Value>,
+    cid: Option<String>,
+    offset: Option<u64>,
+    length: Option<u64>,
+    transfer_id: Option<u32>,
+    filename: Option<String>,
+    content_type: Option<String>,
+    cid_version: Option<u8>,
+    raw_leaves: Option<bool>,
+    chunker: Option<String>,
+    pin: Option<bool>,
+}
+
+/// Puts the transfer id in front of a payload.
+fn frame(transfer_id: u32, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 4);
+    out.put_u32(transfer_id);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+fn with_request_id(mut reply: Value, request_id: &Option<Value>) -> Value {
+    if let Some(id) = request_id {
+        reply["request_id"] = id.clone();
+    }
+    reply
+}
+
+fn error(code: &str, message: impl Into<String>) -> Value {
+    json!({"type": "error", "error": code, "message": message.into()})
+}
+
+fn api_error(e: impl Into<ApiError>) -> Value {
+    let e = e.into();
+    error(e.code, e.message)
+}
+
+/// An upload in progress: where its frames go, and what counts them.
+struct Upload {
+    sender: mpsc::Sender<model::Result<Bytes>>,
+    tally: Tally,
+    result: tokio::task::JoinHandle<model::Result<model::content::ContentRecord>>,
+    request_id: Option<Value>,
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    actix_web::rt::spawn(serve(req, state, session, messages.max_frame_size(MAX_FRAME)));
+    Ok(response)
+}
+
+async fn send(session: &mut Session, value: Value) -> bool {
+    session.text(value.to_string()).await.is_ok()
+}
+
+async fn serve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    mut session: Session,
+    mut messages: actix_ws::MessageStream,
+) {
+    let next_id = AtomicU32::new(1);
+    let mut uploads: HashMap<u32, Upload> = HashMap::new();
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(Message::Text(text)) => {
+                let command = match serde_json::from_str::<Value>(&text).map(serde_json::from_value::<Command>) {
+                    Err(e) => {
+                        send(&mut session, error("invalid_json", format!("not JSON: {e}"))).await;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        send(&mut session, error("invalid_command", e.to_string())).await;
+                        continue;
+                    }
+                    Ok(Ok(command)) => command,
+                };
+                let request_id = command.request_id.clone();
+                let reply = match command.command.as_deref() {
+                    None => Some(error("missing_command", "every message needs a \"command\"")),
+                    Some("ping") => Some(json!({"type": "pong"})),
+                    Some("close") => {
+                        send(&mut session, with_request_id(json!({"type": "goodbye"}), &request_id)).await;
+                        break;
+                    }
+                    Some("get") => {
+                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        let meter = Meter::for_request(
+                            &req,
+                            &state,
+                            StreamType::Websocket,
+                            Direction::Outbound,
+                            format!("/ws/bidirectional/get/{id}"),
+                        );
+                        actix_web::rt::spawn(download(state.clone(), session.clone(), command, id, meter));
+                        None
+                    }
+                    Some("add") => Some(start_upload(&req, &state, &mut uploads, &next_id, command)),
+                    Some("complete") => finish_upload(&mut uploads, &command).await,
+                    Some("pin") => Some(pin(&state, &command).await),
+                    Some(other) => Some(error("unknown_command", format!("unknown command {other:?}"))),
+                };
+                if let Some(reply) = reply
+                    && !send(&mut session, with_request_id(reply, &request_id)).await
+                {
+                    break;
+                }
+            }
+            Ok(Message::Binary(bytes)) => {
+                if let Some(reply) = upload_frame(&mut uploads, bytes, state.limits.max_upload_bytes).await
+                    && !send(&mut session, reply).await
+                {
+                    break;
+                }
+            }
+            Ok(Message::Ping(bytes)) => {
+                let _ = session.pong(&bytes).await;
+            }
+            Err(actix_ws::ProtocolError::Overflow) => {
+                send(
+                    &mut session,
+                    error("frame_too_large", format!("a frame is larger than {MAX_FRAME} bytes")),
+                )
+                .await;
+                abort_uploads(&mut uploads).await;
+                let _ = session.close(Some(CloseCode::Size.into())).await;
+                return;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    abort_uploads(&mut uploads).await;
+    let _ = session.close(Some(CloseCode::Normal.into())).await;
+}
+
+/// Fails every unfinished upload, so none of them becomes visible.
+async fn abort_uploads(uploads: &mut HashMap<u32, Upload>) {
+    for (_, upload) in uploads.drain() {
+        let _ = upload
+            .sender
+            .send(Err(model::Error::Input("the connection closed before complete".into())))
+            .await;
+        let _ = upload.result.await;
+    }
+}
+
+async fn download(state: web::Data<AppState>, mut session: Session, command: Command, id: u32, mut meter: Meter) {
+    let request_id = command.request_id.clone();
+    let fail = |mut reply: Value| {
+        reply["transfer_id"] = json!(id);
+        with_request_id(reply, &request_id)
+    };
+    let prepared = async {
+        let cid = parse_cid(
+            command
+                .cid
+                .as_deref()
+                .ok_or_else(|| ApiError::bad_parameter("cid", "get needs a cid"))?,
+        )?;
+        let stat = state.content.stat(&cid).await?;
+        if stat.kind != NodeKind::File {
+            return Err(ApiError::from(model::Error::WrongKind {
+                cid,
+                expected: "file",
+                actual: stat.kind.as_str(),
+            }));
+        }
+        let range = ByteRange::new(command.offset.unwrap_or(0), command.length);
+        let (start, end) = range.clamp(&cid, stat.size)?;
+        let body = state.content.read(&cid, range).await?;
+        Ok::<_, ApiError>((cid, stat.size, start, end, body))
+    };
+    let (cid, size, start, end, body) = match prepared.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            send(&mut session, fail(api_error(e))).await;
+            return;
+        }
+    };
+    meter.path = format!("/ipfs/{cid}");
+    meter.chunk_size = CHUNK as u64;
+    let mut tally = Tally::start(meter);
+    let metadata = json!({"type": "metadata", "transfer_id": id, "cid": cid.to_string(), "size": size, "offset": start, "length": end - start});
+    if !send(&mut session, with_request_id(metadata, &request_id)).await {
+        return;
+    }
+    let started = Instant::now();
+    let mut chunks = Box::pin(rechunk(body, CHUNK));
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if session.binary(frame(id, &chunk)).await.is_err() {
+                    return;
+                }
+                tally.count(chunk.len());
+            }
+            Err(e) => {
+                tally.finish(outcome_of(&e));
+                send(&mut session, fail(api_error(e))).await;
+                return;
+            }
+        }
+    }
+    tally.finish(Outcome::Ok);
+    let complete = json!({
+        "type": "complete", "transfer_id": id, "bytes_sent": tally.bytes, "chunks": tally.chunks,
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    send(&mut session, with_request_id(complete, &request_id)).await;
+}
+
+fn start_upload(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    uploads: &mut HashMap<u32, Upload>,
+    next_id: &AtomicU32,
+    command: Command,
+) -> Value {
+    let Some(filename) = command.filename.filter(|f| !f.is_empty() && f.len() <= 255) else {
+        return error("invalid_parameter", "add needs a filename of 1 to 255 characters");
+    };
+    let options = match ImportOptions::new(command.cid_version, command.raw_leaves, command.chunker.as_deref()) {
+        Ok(options) => options,
+        Err(e) => return api_error(e),
+    };
+    let id = next_id.fetch_add(1, Ordering::Relaxed);
+    let (sender, input) = channel();
+    let request = AddRequest {
+        options,
+        name: Some(filename.clone()),
+        content_type: command.content_type,
+        pin: command.pin.unwrap_or(true),
+        limit: Some(state.limits.max_upload_bytes),
+    };
+    let content = state.content.clone();
+    let result = actix_web::rt::spawn(async move { content.add(input, request).await });
+    let meter = Meter::for_request(
+        req,
+        state,
+        StreamType::Websocket,
+        Direction::Inbound,
+        format!("/ws/bidirectional/add/{filename}"),
+    );
+    uploads.insert(
+        id,
+        Upload {
+            sender,
+            tally: Tally::start(meter),
+            result,
+            request_id: command.request_id,
+        },
+    );
+    json!({"type": "ready", "transfer_id": id, "filename": filename})
+}
+
+async fn upload_frame(uploads: &mut HashMap<u32, Upload>, bytes: Bytes, limit: u64) -> Option<Value> {
+    if bytes.len() < 4 {
+        return Some(error(
+            "invalid_frame",
+            "a binary frame starts with its 4-byte transfer id",
+        ));
+    }
+    let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let Some(upload) = uploads.get_mut(&id) else {
+        return Some(error("unknown_transfer", format!("no upload has transfer_id {id}")));
+    };
+    let payload = bytes.slice(4..);
+    upload.tally.count(payload.len());
+    let piece = if upload.tally.bytes > limit {
+        Err(model::Error::TooLarge { limit })
+    } else {
+        Ok(payload)
+    };
+    let over = piece.is_err();
+    if upload.sender.send(piece).await.is_err() || over {
+        // The import stopped: report why, and forget the transfer.
+        let upload = uploads.remove(&id).expect("present");
+        return Some(upload_result(id, upload).await);
+    }
+    None
+}
+
+async fn finish_upload(uploads: &mut HashMap<u32, Upload>, command: &Command) -> Option<Value> {
+    let Some(id) = command.transfer_id else {
+        return Some(error("invalid_parameter", "complete needs the transfer_id of an add"));
+    };
+    let Some(upload) = uploads.remove(&id) else {
+        return Some(error("unknown_transfer", format!("no upload has transfer_id {id}")));
+    };
+    Some(upload_result(id, upload).await)
+}
+
+async fn upload_result(id: u32, mut upload: Upload) -> Value {
+    drop(upload.sender);
+    let reply = match upload.result.await {
+        Ok(Ok(record)) => {
+            upload.tally.finish(Outcome::Ok);
+            json!({"type": "result", "transfer_id": id, "success": true, "cid": record.cid.to_string(), "size": record.size})
+        }
+        Ok(Err(e)) => {
+            upload.tally.finish(outcome_of(&e));
+            let e = ApiError::from(e);
+            json!({"type": "result", "transfer_id": id, "success": false, "error": e.code, "message": e.message})
+        }
+        Err(e) => {
+            json!({"type": "result", "transfer_id": id, "success": false, "error": "store_error", "message": e.to_string()})
+        }
+    };
+    with_request_id(reply, &upload.request_id)
+}
+
+async fn pin(state: &AppState, command: &Command) -> Value {
+    let cid = match command.cid.as_deref().map(parse_cid) {
+        None => return error("invalid_parameter", "pin needs a cid"),
+        Some(Err(e)) => return api_error(e),
+        Some(Ok(cid)) => cid,
+    };
+    match state.content.pin(&cid).await {
+        Ok(()) => json!({"type": "pin_result", "cid": cid.to_string(), "success": true}),
+        Err(e) => {
+            let e = ApiError::from(e);
+            json!({"type": "pin_result", "cid": cid.to_string(), "success": false, "error": e.code, "message": e.message})
+        }
+    }
+}
