@@ -237,3 +237,56 @@ async fn an_idle_connection_is_closed_normally() {
     .expect("closed within 20 s");
     assert_eq!(closed, Some(CloseCode::Normal));
 }
+
+#[tokio::test]
+async fn clients_publish_custom_and_system_events_only() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let (mut socket, _) = connect(&server).await;
+    ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": ["custom_event"]}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let published = client
+        .post(format!("{}/api/v1/notifications", server.base))
+        .json(&json!({"notification_type": "custom_event", "data": {"hello": "world"}, "source": "tester"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    let event = next_json(&mut socket).await;
+    assert_eq!(
+        (event["data"]["hello"].as_str(), event["source"].as_str()),
+        (Some("world"), Some("tester"))
+    );
+
+    for (body, field) in [
+        (
+            json!({"notification_type": "content_added", "data": {}}),
+            "notification_type",
+        ),
+        (json!({"notification_type": "custom_event", "data": [1, 2]}), "data"),
+    ] {
+        let response = client
+            .post(format!("{}/api/v1/notifications", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["field"], field);
+    }
+    let response = client
+        .post(format!("{}/api/v1/notifications", server.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_json");
+}

@@ -22,6 +22,8 @@ pub struct Meter {
     pub metrics: Arc<dyn StreamMetrics>,
     /// Told of streams that ended: `content_retrieved` for downloads, `system_error` for failures.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Off, the meter passes streams through untouched and records nothing.
+    pub enabled: bool,
     pub stream_type: StreamType,
     pub direction: Direction,
     pub path: String,
@@ -41,6 +43,7 @@ impl Meter {
         Self {
             metrics: state.metrics.clone(),
             notifier: Some(state.notifier.clone()),
+            enabled: state.limits.record_streams,
             stream_type,
             direction,
             path,
@@ -51,6 +54,9 @@ impl Meter {
 
     /// Counts `inner` and records the stream when it ends.
     pub fn wrap(self, inner: ByteStream) -> ByteStream {
+        if !self.enabled {
+            return inner;
+        }
         Box::pin(MeteredStream {
             inner,
             tally: Tally::start(self),
@@ -100,7 +106,7 @@ impl Tally {
 
     /// Records the stream with its outcome (once; later calls do nothing).
     pub fn finish(&mut self, outcome: Outcome) {
-        if std::mem::replace(&mut self.done, true) {
+        if std::mem::replace(&mut self.done, true) || !self.meter.enabled {
             return;
         }
         let record = StreamRecord {
@@ -182,6 +188,7 @@ mod tests {
         Meter {
             metrics: Arc::new(metrics),
             notifier: None,
+            enabled: true,
             stream_type: StreamType::Http,
             direction: Direction::Outbound,
             path: "/ipfs/x".into(),

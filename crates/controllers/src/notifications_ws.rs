@@ -32,11 +32,17 @@ const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
 const MAX_MESSAGE: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/notifications", web::get().to(connect)).service(
-        web::resource("/api/v1/notifications/history")
-            .route(web::get().to(history))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.route("/ws/notifications", web::get().to(connect))
+        .service(
+            web::resource("/api/v1/notifications/history")
+                .route(web::get().to(history))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/v1/notifications")
+                .route(web::post().to(publish))
+                .default_service(web::to(method_not_allowed)),
+        );
 }
 
 fn now_ms() -> i64 {
@@ -232,6 +238,57 @@ async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str)
         }
         Some(other) => error("unknown_action", format!("unknown action {other:?}")),
     }
+}
+
+/// An event published by a client.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PublishRequest {
+    /// custom_event, or one of system_info, system_warning, system_error.
+    #[schema(example = "custom_event")]
+    pub notification_type: String,
+    /// A JSON object.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub source: Option<String>,
+}
+
+/// Types a client may publish: its own events, and operator-level system messages.
+const PUBLISHABLE: [NotificationType; 4] = [
+    NotificationType::CustomEvent,
+    NotificationType::SystemInfo,
+    NotificationType::SystemWarning,
+    NotificationType::SystemError,
+];
+
+/// Publishes an event to every subscriber (and the history).
+#[utoipa::path(
+    post,
+    path = "/api/v1/notifications",
+    tag = "notifications",
+    request_body = PublishRequest,
+    responses(
+        (status = 202, description = "Published"),
+        (status = 400, description = "A type clients may not publish, or data that is not an object", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn publish(body: web::Json<PublishRequest>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let kind = NotificationType::parse(&body.notification_type)
+        .filter(|k| PUBLISHABLE.contains(k))
+        .ok_or_else(|| {
+            ApiError::bad_parameter(
+                "notification_type",
+                format!(
+                    "{:?} cannot be published: use custom_event or system_info|warning|error",
+                    body.notification_type
+                ),
+            )
+        })?;
+    if !body.data.is_object() {
+        return Err(ApiError::bad_parameter("data", "data must be a JSON object"));
+    }
+    model::notifications::Notifier::publish(state.hub.as_ref(), kind, body.data, body.source.or(Some("api".into())));
+    Ok(HttpResponse::Accepted().finish())
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::IntoParams)]

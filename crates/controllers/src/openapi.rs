@@ -63,6 +63,7 @@ pub struct KuboErrorBody {
         metrics_api::history,
         sse::stream,
         notifications_ws::history,
+        notifications_ws::publish,
     ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
@@ -108,6 +109,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 20);
+        assert_eq!(paths.len(), 21);
     }
 }

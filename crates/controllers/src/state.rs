@@ -13,6 +13,8 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// A notification connection with no message from its client for this long is closed.
     pub notification_idle_timeout: std::time::Duration,
+    /// Whether streams are recorded in the streaming metrics.
+    pub record_streams: bool,
 }
 
 impl Default for Limits {
@@ -20,6 +22,7 @@ impl Default for Limits {
         Self {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             notification_idle_timeout: std::time::Duration::from_secs(300),
+            record_streams: true,
         }
     }
 }

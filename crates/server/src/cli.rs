@@ -18,7 +18,8 @@ pub struct Cli {
 /// Options every command takes. Each falls back to the config file, then to its default.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes).
+    /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes,
+    /// notification_idle_timeout_secs, notification_history, record_streams).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the embedded store and the database [default: ./ipfs-stream-data].
@@ -114,6 +115,9 @@ pub struct ServeOptions {
     /// Notifications kept in the history, per type [default: 1000].
     #[arg(long, env = "IPFS_STREAM_NOTIFICATION_HISTORY")]
     pub notification_history: Option<u64>,
+    /// Record every stream in the streaming metrics [default: true].
+    #[arg(long, env = "IPFS_STREAM_RECORD_STREAMS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub record_streams: Option<bool>,
 }
 
 #[derive(Subcommand, Debug)]

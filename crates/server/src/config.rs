@@ -19,6 +19,7 @@ pub struct Config {
     pub max_upload_bytes: u64,
     pub notification_idle_timeout_secs: u64,
     pub notification_history: u64,
+    pub record_streams: bool,
 }
 
 impl Default for Config {
@@ -31,6 +32,7 @@ impl Default for Config {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             notification_idle_timeout_secs: 300,
             notification_history: 1000,
+            record_streams: true,
         }
     }
 }
@@ -46,6 +48,7 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     notification_idle_timeout_secs: Option<u64>,
     notification_history: Option<u64>,
+    record_streams: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -94,6 +97,10 @@ impl Config {
                 .and_then(|s| s.notification_history)
                 .or(file.notification_history)
                 .unwrap_or(defaults.notification_history),
+            record_streams: serve
+                .and_then(|s| s.record_streams)
+                .or(file.record_streams)
+                .unwrap_or(defaults.record_streams),
         };
         config.validate()?;
         Ok(config)

@@ -43,6 +43,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
             let limits = controllers::Limits {
                 max_upload_bytes: config.max_upload_bytes,
                 notification_idle_timeout: std::time::Duration::from_secs(config.notification_idle_timeout_secs),
+                record_streams: config.record_streams,
             };
             serve::run(services, config.listen, limits).await?
         }
