@@ -29,8 +29,8 @@ use crate::rechunk::rechunk;
 use crate::upload::channel;
 use crate::ws::MAX_FRAME;
 
-/// Payload bytes per binary frame of a download.
-const CHUNK: usize = 256 * 1024;
+/// Payload bytes per binary frame of a download (the session queues 32 messages: 2 MiB).
+const CHUNK: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/bidirectional", web::get().to(connect));
@@ -235,6 +235,8 @@ async fn download(state: web::Data<AppState>, mut session: Session, command: Com
     while let Some(chunk) = chunks.next().await {
         match chunk {
             Ok(chunk) => {
+                // Whole messages only: several transfers share the socket, and fragments of two
+                // messages must not interleave. Small chunks keep the shared queue small instead.
                 if session.binary(frame(id, &chunk)).await.is_err() {
                     return;
                 }

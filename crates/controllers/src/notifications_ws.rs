@@ -110,7 +110,13 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
         let idle = tokio::time::sleep_until(last_heard + idle_timeout);
         let reply = tokio::select! {
             event = connection.events.recv() => match event {
-                Some(event) => Some(event.1.clone()),
+                Some(event) => {
+                    // The text serialized once by the hub, shared by every subscriber.
+                    let text = bytestring::ByteString::try_from(event.text.clone()).expect("serde_json writes UTF-8");
+                    open = session.text(text).await.is_ok();
+                    last_sent = tokio::time::Instant::now();
+                    None
+                }
                 None => {
                     // The hub let go of us: we could not keep up.
                     let lagged = connection.lagged.load(Ordering::Relaxed);

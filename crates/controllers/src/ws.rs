@@ -25,6 +25,9 @@ use crate::upload::channel;
 
 /// Largest frame a client may send (a bigger one closes the socket with 1009).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Binary messages larger than this go out as fragments of this size: a session queues 32 items,
+/// so a connection holds at most 32 fragments (2 MiB) whatever chunk size its client asked for.
+const FRAGMENT: usize = 64 * 1024;
 /// Upload progress messages, at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -78,6 +81,29 @@ impl From<model::Error> for Failure {
             };
         }
         ApiError::from(e).into()
+    }
+}
+
+/// Sends one binary message, in fragments when it is large; false when the client is gone.
+pub async fn send_binary(session: &mut Session, message: bytes::Bytes) -> bool {
+    if message.len() <= FRAGMENT {
+        return session.binary(message).await.is_ok();
+    }
+    let mut rest = message;
+    let mut item = actix_ws::Item::FirstBinary(rest.split_to(FRAGMENT));
+    loop {
+        if session.continuation(item).await.is_err() {
+            return false;
+        }
+        if rest.is_empty() {
+            return true;
+        }
+        let piece = rest.split_to(FRAGMENT.min(rest.len()));
+        item = if rest.is_empty() {
+            actix_ws::Item::Last(piece)
+        } else {
+            actix_ws::Item::Continue(piece)
+        };
     }
 }
 
@@ -188,7 +214,7 @@ async fn send_file(
             next = chunks.next() => match next {
                 Some(Ok(chunk)) => {
                     let len = chunk.len();
-                    if session.binary(chunk).await.is_err() {
+                    if !send_binary(&mut session, chunk).await {
                         return Ok(());
                     }
                     tally.count(len);

@@ -140,23 +140,34 @@ pub struct HubMetrics {
     pub subscriptions_by_type: BTreeMap<String, u64>,
 }
 
+/// One published event, shared by every subscriber it goes to.
+pub struct Delivery {
+    pub notification: Notification,
+    /// The event as subscribers see it.
+    pub message: Value,
+    /// `message` as JSON text, serialized once for every subscriber.
+    pub text: bytes::Bytes,
+}
+
 /// A subscriber's end: events arrive on `events`; when it closes, `lagged` says whether the hub
 /// dropped the subscriber for not keeping up.
 pub struct Connection {
     pub id: u64,
-    pub events: mpsc::Receiver<Arc<(Notification, Value)>>,
+    pub events: mpsc::Receiver<Arc<Delivery>>,
     pub lagged: Arc<AtomicBool>,
 }
 
 struct Subscriber {
     subscription: Subscription,
-    sender: mpsc::Sender<Arc<(Notification, Value)>>,
+    sender: mpsc::Sender<Arc<Delivery>>,
     lagged: Arc<AtomicBool>,
 }
 
 /// Notifications kept per type by default.
 pub const DEFAULT_HISTORY_PER_TYPE: u64 = 1000;
 const WRITE_QUEUE: usize = 8192;
+/// How often the history is cut back to its size per type.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Fans events out to subscribers and hands them to the history writer.
 pub struct NotificationHub {
@@ -182,12 +193,18 @@ impl NotificationHub {
     pub fn start(repository: Arc<dyn NotificationRepository>, keep_per_type: u64) -> Self {
         let (history, receiver) = mpsc::channel(WRITE_QUEUE);
         let writer = repository.clone();
+        let mut last_prune: Option<std::time::Instant> = None;
         crate::batch::spawn_writer(receiver, move |batch: Vec<Notification>| {
             let writer = writer.clone();
+            // Pruning scans the table: at most every PRUNE_EVERY, however busy the hub is.
+            let prune = last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+            if prune {
+                last_prune = Some(std::time::Instant::now());
+            }
             async move {
                 if let Err(e) = writer.save_batch(&batch).await {
                     tracing::warn!(error = %e, "notification history not written");
-                } else if let Err(e) = writer.prune(keep_per_type).await {
+                } else if prune && let Err(e) = writer.prune(keep_per_type).await {
                     tracing::warn!(error = %e, "notification history not pruned");
                 }
             }
@@ -298,11 +315,16 @@ impl Notifier for NotificationHub {
             tracing::warn!(kind = kind.as_str(), "notification history queue full; event not kept");
         }
         let message = notification.to_message();
-        let shared = Arc::new((notification, message));
+        let text = bytes::Bytes::from(message.to_string());
+        let shared = Arc::new(Delivery {
+            notification,
+            message,
+            text,
+        });
         let mut subscribers = self.lock();
         let mut lagging = Vec::new();
         for (id, subscriber) in subscribers.iter() {
-            if !subscriber.subscription.matches(&shared.0, &shared.1) {
+            if !subscriber.subscription.matches(&shared.notification, &shared.message) {
                 continue;
             }
             match subscriber.sender.try_send(shared.clone()) {
@@ -402,17 +424,18 @@ mod tests {
         hub.publish(NotificationType::ContentRemoved, json!({"cid": "QmB"}), None);
 
         let first = added.events.recv().await.unwrap();
-        assert_eq!(first.0.kind, NotificationType::ContentAdded);
-        assert_eq!(first.1["source"], "test");
+        assert_eq!(first.notification.kind, NotificationType::ContentAdded);
+        assert_eq!(first.message["source"], "test");
+        assert_eq!(serde_json::from_slice::<Value>(&first.text).unwrap(), first.message);
         assert!(added.events.try_recv().is_err(), "content_removed was not asked for");
-        assert_eq!(filtered.events.recv().await.unwrap().0.data["cid"], "QmA");
+        assert_eq!(filtered.events.recv().await.unwrap().notification.data["cid"], "QmA");
         assert!(filtered.events.try_recv().is_err(), "the dotted filter left QmB out");
         assert_eq!(
-            plain.events.recv().await.unwrap().0.kind,
+            plain.events.recv().await.unwrap().notification.kind,
             NotificationType::ContentAdded
         );
         assert_eq!(
-            plain.events.recv().await.unwrap().0.kind,
+            plain.events.recv().await.unwrap().notification.kind,
             NotificationType::ContentRemoved,
             "a plain key absent from the data passes"
         );
@@ -435,11 +458,11 @@ mod tests {
         assert!(slow.lagged.load(Ordering::Relaxed));
         let mut slow = slow;
         assert_eq!(
-            slow.events.recv().await.unwrap().0.data["i"],
+            slow.events.recv().await.unwrap().notification.data["i"],
             0,
             "what was queued is still delivered"
         );
-        assert_eq!(slow.events.recv().await.unwrap().0.data["i"], 1);
+        assert_eq!(slow.events.recv().await.unwrap().notification.data["i"], 1);
         assert!(slow.events.recv().await.is_none(), "then the queue closes");
         assert_eq!(hub.metrics().slow_consumers_dropped, 1);
     }
