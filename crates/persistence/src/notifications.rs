@@ -6,6 +6,9 @@ use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use crate::error::Error;
 
+/// Rows per INSERT statement.
+const ROWS_PER_INSERT: usize = 500;
+
 /// Notification history in SQLite.
 #[derive(Clone)]
 pub struct SqlNotifications {
@@ -34,15 +37,15 @@ fn notification(row: &SqliteRow) -> Result<Notification, Error> {
 impl NotificationRepository for SqlNotifications {
     async fn save_batch(&self, notifications: &[Notification]) -> model::Result<()> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        for n in notifications {
-            sqlx::query("INSERT INTO notifications (kind, data, timestamp_ms, source) VALUES ($1, $2, $3, $4)")
-                .bind(n.kind.as_str())
-                .bind(n.data.to_string())
-                .bind(n.timestamp_ms)
-                .bind(&n.source)
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::from)?;
+        for slice in notifications.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO notifications (kind, data, timestamp_ms, source) ");
+            insert.push_values(slice, |mut row, n| {
+                row.push_bind(n.kind.as_str())
+                    .push_bind(n.data.to_string())
+                    .push_bind(n.timestamp_ms)
+                    .push_bind(n.source.clone());
+            });
+            insert.build().execute(&mut *tx).await.map_err(Error::from)?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(())

@@ -8,6 +8,9 @@ use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use crate::error::Error;
 
+/// Rows per INSERT statement (10 parameters each, under SQLite's limit of 32766).
+const ROWS_PER_INSERT: usize = 500;
+
 /// Stream records in SQLite.
 #[derive(Clone)]
 pub struct SqlStreamRecords {
@@ -43,25 +46,26 @@ fn record(row: &SqliteRow) -> Result<StreamRecord, Error> {
 #[async_trait]
 impl StreamRecordRepository for SqlStreamRecords {
     async fn save_batch(&self, records: &[StreamRecord]) -> model::Result<()> {
+        // One multi-row INSERT per slice: a round trip to SQLite per row would cost more than the row.
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        for r in records {
-            sqlx::query(
-                "INSERT INTO stream_records (stream_type, direction, path, bytes, chunks, chunk_size, duration_us,
-                    correlation_id, outcome, started_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(r.stream_type.as_str())
-            .bind(r.direction.as_str())
-            .bind(&r.path)
-            .bind(r.bytes as i64)
-            .bind(r.chunks as i64)
-            .bind(r.chunk_size as i64)
-            .bind(r.duration.as_micros() as i64)
-            .bind(&r.correlation_id)
-            .bind(r.outcome.as_str())
-            .bind(r.started_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+        for slice in records.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO stream_records (stream_type, direction, path, bytes, chunks, chunk_size, duration_us, \
+                 correlation_id, outcome, started_at_ms) ",
+            );
+            insert.push_values(slice, |mut row, r| {
+                row.push_bind(r.stream_type.as_str())
+                    .push_bind(r.direction.as_str())
+                    .push_bind(r.path.clone())
+                    .push_bind(r.bytes as i64)
+                    .push_bind(r.chunks as i64)
+                    .push_bind(r.chunk_size as i64)
+                    .push_bind(r.duration.as_micros() as i64)
+                    .push_bind(r.correlation_id.clone())
+                    .push_bind(r.outcome.as_str())
+                    .push_bind(r.started_at_ms);
+            });
+            insert.build().execute(&mut *tx).await.map_err(Error::from)?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(())
