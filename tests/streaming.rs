@@ -422,3 +422,21 @@ async fn the_bidirectional_socket_interleaves_transfers() {
     assert_eq!(next_json(&mut socket).await["type"], "goodbye");
     assert_eq!(close_code(&mut socket).await, Some(CloseCode::Normal));
 }
+
+#[tokio::test]
+async fn a_frame_over_16_mib_closes_with_1009() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let mut socket = connect(&server, "/ws/upload").await;
+    socket
+        .send(Message::Text(
+            json!({"type": "metadata", "filename": "huge.bin"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    let _ = socket.send(Message::Binary(vec![0u8; 17 * 1024 * 1024].into())).await;
+    let error = next_json(&mut socket).await;
+    assert_eq!(error["error"], "frame_too_large", "{error}");
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size));
+    assert!(std::fs::read_dir(repo.path().join("blocks")).unwrap().next().is_none());
+}

@@ -151,4 +151,21 @@ mod tests {
             vec![1007, 1005]
         );
     }
+
+    #[tokio::test]
+    async fn batches_larger_than_one_insert_are_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = SqlStreamRecords::new(crate::database::open(&dir.path().join("db")).await.unwrap());
+        let records: Vec<_> = (0..1234).map(|i| sample(StreamType::Http, i)).collect();
+        repo.save_batch(&records).await.unwrap();
+        let all = repo
+            .history(&HistoryQuery {
+                limit: 5000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1234);
+        assert_eq!(all[0].started_at_ms, 1233);
+    }
 }
