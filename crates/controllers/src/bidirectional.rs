@@ -28,6 +28,7 @@ use crate::metering::{Meter, Tally, outcome_of};
 use crate::rechunk::rechunk;
 use crate::upload::channel;
 use crate::ws::MAX_FRAME;
+use crate::ws::error_message;
 
 /// Payload bytes per binary frame of a download (the session queues 32 messages: 2 MiB).
 const CHUNK: usize = 64 * 1024;
@@ -67,13 +68,9 @@ fn with_request_id(mut reply: Value, request_id: &Option<Value>) -> Value {
     reply
 }
 
-fn error(code: &str, message: impl Into<String>) -> Value {
-    json!({"type": "error", "error": code, "message": message.into()})
-}
-
 fn api_error(e: impl Into<ApiError>) -> Value {
     let e = e.into();
-    error(e.code, e.message)
+    error_message(e.code, e.message)
 }
 
 /// An upload in progress: where its frames go, and what counts them.
@@ -111,18 +108,18 @@ async fn serve(
             Ok(Message::Text(text)) => {
                 let command = match serde_json::from_str::<Value>(&text).map(serde_json::from_value::<Command>) {
                     Err(e) => {
-                        send(&mut session, error("invalid_json", format!("not JSON: {e}"))).await;
+                        send(&mut session, error_message("invalid_json", format!("not JSON: {e}"))).await;
                         continue;
                     }
                     Ok(Err(e)) => {
-                        send(&mut session, error("invalid_command", e.to_string())).await;
+                        send(&mut session, error_message("invalid_command", e.to_string())).await;
                         continue;
                     }
                     Ok(Ok(command)) => command,
                 };
                 let request_id = command.request_id.clone();
                 let reply = match command.command.as_deref() {
-                    None => Some(error("missing_command", "every message needs a \"command\"")),
+                    None => Some(error_message("missing_command", "every message needs a \"command\"")),
                     Some("ping") => Some(json!({"type": "pong"})),
                     Some("close") => {
                         send(&mut session, with_request_id(json!({"type": "goodbye"}), &request_id)).await;
@@ -143,7 +140,7 @@ async fn serve(
                     Some("add") => Some(start_upload(&req, &state, &mut uploads, &next_id, command)),
                     Some("complete") => finish_upload(&mut uploads, &command).await,
                     Some("pin") => Some(pin(&state, &command).await),
-                    Some(other) => Some(error("unknown_command", format!("unknown command {other:?}"))),
+                    Some(other) => Some(error_message("unknown_command", format!("unknown command {other:?}"))),
                 };
                 if let Some(reply) = reply
                     && !send(&mut session, with_request_id(reply, &request_id)).await
@@ -164,7 +161,7 @@ async fn serve(
             Err(actix_ws::ProtocolError::Overflow) => {
                 send(
                     &mut session,
-                    error("frame_too_large", format!("a frame is larger than {MAX_FRAME} bytes")),
+                    error_message("frame_too_large", format!("a frame is larger than {MAX_FRAME} bytes")),
                 )
                 .await;
                 abort_uploads(&mut uploads).await;
@@ -265,7 +262,7 @@ fn start_upload(
     command: Command,
 ) -> Value {
     let Some(filename) = command.filename.filter(|f| !f.is_empty() && f.len() <= 255) else {
-        return error("invalid_parameter", "add needs a filename of 1 to 255 characters");
+        return error_message("invalid_parameter", "add needs a filename of 1 to 255 characters");
     };
     let options = match ImportOptions::new(command.cid_version, command.raw_leaves, command.chunker.as_deref()) {
         Ok(options) => options,
@@ -303,14 +300,17 @@ fn start_upload(
 
 async fn upload_frame(uploads: &mut HashMap<u32, Upload>, bytes: Bytes, limit: u64) -> Option<Value> {
     if bytes.len() < 4 {
-        return Some(error(
+        return Some(error_message(
             "invalid_frame",
             "a binary frame starts with its 4-byte transfer id",
         ));
     }
     let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let Some(upload) = uploads.get_mut(&id) else {
-        return Some(error("unknown_transfer", format!("no upload has transfer_id {id}")));
+        return Some(error_message(
+            "unknown_transfer",
+            format!("no upload has transfer_id {id}"),
+        ));
     };
     let payload = bytes.slice(4..);
     upload.tally.count(payload.len());
@@ -330,10 +330,16 @@ async fn upload_frame(uploads: &mut HashMap<u32, Upload>, bytes: Bytes, limit: u
 
 async fn finish_upload(uploads: &mut HashMap<u32, Upload>, command: &Command) -> Option<Value> {
     let Some(id) = command.transfer_id else {
-        return Some(error("invalid_parameter", "complete needs the transfer_id of an add"));
+        return Some(error_message(
+            "invalid_parameter",
+            "complete needs the transfer_id of an add",
+        ));
     };
     let Some(upload) = uploads.remove(&id) else {
-        return Some(error("unknown_transfer", format!("no upload has transfer_id {id}")));
+        return Some(error_message(
+            "unknown_transfer",
+            format!("no upload has transfer_id {id}"),
+        ));
     };
     Some(upload_result(id, upload).await)
 }
@@ -359,7 +365,7 @@ async fn upload_result(id: u32, mut upload: Upload) -> Value {
 
 async fn pin(state: &AppState, command: &Command) -> Value {
     let cid = match command.cid.as_deref().map(parse_cid) {
-        None => return error("invalid_parameter", "pin needs a cid"),
+        None => return error_message("invalid_parameter", "pin needs a cid"),
         Some(Err(e)) => return api_error(e),
         Some(Ok(cid)) => cid,
     };

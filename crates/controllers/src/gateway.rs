@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt, stream};
-use model::content::{ByteRange, ByteStream, DirEntry, NodeKind, parse_cid};
+use model::content::{ByteRange, ByteStream, DirEntry, NodeKind};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -80,32 +80,6 @@ fn requested_format(query: &GatewayQuery, headers: &HeaderMap) -> Result<Format,
     })
 }
 
-/// Splits `/ipfs/<cid>/<path>` into the CID and percent-decoded segments.
-fn parse_request_path(path: &str) -> Result<(Cid, Vec<String>), ApiError> {
-    let rest = path.strip_prefix("/ipfs/").unwrap_or(path);
-    let mut parts = rest.split('/');
-    let cid = decode_segment(parts.next().unwrap_or_default())?;
-    let cid = parse_cid(&cid)?;
-    let segments = parts
-        .filter(|s| !s.is_empty())
-        .map(decode_segment)
-        .collect::<Result<_, _>>()?;
-    Ok((cid, segments))
-}
-
-fn decode_segment(segment: &str) -> Result<String, ApiError> {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                format!("{segment:?} is not UTF-8"),
-            )
-        })
-}
-
 /// Content by CID and path, as the IPFS path and trustless gateway specs say: a file (byte ranges
 /// per RFC 9110), a directory (index.html, else a listing), a raw block or a CAR.
 #[utoipa::path(
@@ -138,7 +112,7 @@ pub async fn get(
     query: Checked<GatewayQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (root, segments) = parse_request_path(req.path())?;
+    let (root, segments) = crate::content_path::parse(req.path(), "/ipfs/")?;
     let format = requested_format(&query, req.headers())?;
     let trail = state.content.resolve(&root, &segments).await?;
     let target = *trail.last().expect("a trail holds at least the root");

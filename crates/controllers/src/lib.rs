@@ -22,6 +22,7 @@
 
 pub mod bidirectional;
 pub mod content_api;
+pub mod content_path;
 pub mod error;
 pub mod extract;
 pub mod gateway;

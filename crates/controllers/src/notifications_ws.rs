@@ -23,6 +23,7 @@ use validator::Validate;
 use crate::AppState;
 use crate::error::{ApiError, method_not_allowed};
 use crate::extract::Checked;
+use crate::ws::error_message;
 
 /// Events queued per subscriber before it counts as not keeping up.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
@@ -77,10 +78,6 @@ fn parse_types(value: &Value) -> (Vec<NotificationType>, Vec<String>) {
     (known, unknown)
 }
 
-fn error(code: &str, message: impl Into<String>) -> Value {
-    json!({"type": "error", "error": code, "message": message.into()})
-}
-
 /// `GET /ws/notifications`.
 pub async fn connect(
     req: HttpRequest,
@@ -121,7 +118,7 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
                     // The hub let go of us: we could not keep up.
                     let lagged = connection.lagged.load(Ordering::Relaxed);
                     let code = if lagged { "slow_consumer" } else { "closed" };
-                    let _ = session.text(error(code, "this subscriber could not keep up with the events and was disconnected").to_string()).await;
+                    let _ = session.text(error_message(code, "this subscriber could not keep up with the events and was disconnected").to_string()).await;
                     close = Some(CloseReason { code: CloseCode::Policy, description: Some(code.to_owned()) });
                     break;
                 }
@@ -130,7 +127,7 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
                 last_heard = tokio::time::Instant::now();
                 match message {
                     Some(Ok(Message::Text(text))) => Some(handle_action(&state, id, connected_at, &text).await),
-                    Some(Ok(Message::Binary(_))) => Some(error("unsupported", "binary messages are not part of this protocol")),
+                    Some(Ok(Message::Binary(_))) => Some(error_message("unsupported", "binary messages are not part of this protocol")),
                     Some(Ok(Message::Ping(bytes))) => {
                         let _ = session.pong(&bytes).await;
                         None
@@ -175,15 +172,15 @@ fn subscription_names(subscription: &model::notifications::Subscription) -> Vec<
 
 async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str) -> Value {
     let message: ActionMessage = match serde_json::from_str::<Value>(text) {
-        Err(e) => return error("invalid_json", format!("not JSON: {e}")),
+        Err(e) => return error_message("invalid_json", format!("not JSON: {e}")),
         Ok(value) => match serde_json::from_value(value) {
             Ok(message) => message,
-            Err(e) => return error("invalid_message", e.to_string()),
+            Err(e) => return error_message("invalid_message", e.to_string()),
         },
     };
     let hub = &state.hub;
     match message.action.as_deref() {
-        None => error("missing_action", "every message needs an \"action\""),
+        None => error_message("missing_action", "every message needs an \"action\""),
         Some("subscribe") => {
             let (types, invalid) = parse_types(message.notification_types.as_ref().unwrap_or(&Value::Null));
             let subscription = hub.subscribe(id, &types, message.filters).unwrap_or_default();
@@ -209,13 +206,13 @@ async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str)
         Some("get_history") => {
             let limit = message.limit.unwrap_or(100);
             if !(1..=1000).contains(&limit) {
-                return error("invalid_parameter", "limit: must be between 1 and 1000");
+                return error_message("invalid_parameter", "limit: must be between 1 and 1000");
             }
             let kind = match message.notification_type.as_deref() {
                 None => None,
                 Some(name) => match NotificationType::parse(name) {
                     Some(kind) => Some(kind),
-                    None => return error("invalid_type", format!("{name:?} is not a notification type")),
+                    None => return error_message("invalid_type", format!("{name:?} is not a notification type")),
                 },
             };
             match hub.history(kind, limit).await {
@@ -223,7 +220,7 @@ async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str)
                     let events: Vec<Value> = events.iter().map(Notification::to_message).collect();
                     json!({"type": "history", "count": events.len(), "events": events})
                 }
-                Err(e) => error("store_error", e.to_string()),
+                Err(e) => error_message("store_error", e.to_string()),
             }
         }
         Some("ping") => json!({"type": "pong", "timestamp": now_ms()}),
@@ -242,7 +239,7 @@ async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str)
                 "subscriptions": subscription_names(&subscription), "filters": subscription.filters,
             })
         }
-        Some(other) => error("unknown_action", format!("unknown action {other:?}")),
+        Some(other) => error_message("unknown_action", format!("unknown action {other:?}")),
     }
 }
 

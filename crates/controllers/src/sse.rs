@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use model::content::{ByteRange, NodeKind, parse_cid};
+use model::content::ByteRange;
 use model::metrics::{Direction, Outcome, StreamType};
 use serde_json::json;
 use validator::Validate;
@@ -55,21 +55,8 @@ pub async fn stream(
     params: Checked<SseParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = req.match_info().get("cid").unwrap_or_default();
-    let mut parts = target.split('/');
-    let root = parse_cid(parts.next().unwrap_or_default())?;
-    let segments: Vec<String> = parts.filter(|p| !p.is_empty()).map(str::to_owned).collect();
-    let trail = state.content.resolve(&root, &segments).await?;
-    let cid = *trail.last().expect("a trail holds at least the root");
-    let stat = state.content.stat(&cid).await?;
-    if stat.kind != NodeKind::File {
-        return Err(model::Error::WrongKind {
-            cid,
-            expected: "file",
-            actual: stat.kind.as_str(),
-        }
-        .into());
-    }
+    let (cid, stat, segments) =
+        crate::content_path::file_at(state.content.as_ref(), req.path(), "/sse/stream/").await?;
     let resume = match req
         .headers()
         .get("last-event-id")

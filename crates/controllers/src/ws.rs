@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures::StreamExt;
-use model::content::{AddRequest, ByteRange, ImportOptions, NodeKind, parse_cid};
+use model::content::{AddRequest, ByteRange, ImportOptions};
 use model::metrics::{Direction, Outcome, StreamType};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -138,7 +138,7 @@ pub async fn stream(
         Direction::Outbound,
         req.path().into(),
     );
-    let target = req.match_info().get("cid").unwrap_or_default().to_owned();
+    let target = req.path().to_owned();
     let query = req.query_string().to_owned();
     actix_web::rt::spawn(async move {
         let messages = messages.max_frame_size(MAX_FRAME);
@@ -166,23 +166,8 @@ async fn send_file(
         };
     }
     let params: StreamParams = attempt!(parse_query(query));
-    let mut parts = target.split('/');
-    let root = attempt!(parse_cid(parts.next().unwrap_or_default()).map_err(ApiError::from));
-    let segments: Vec<String> = parts.filter(|p| !p.is_empty()).map(str::to_owned).collect();
-    let trail = attempt!(state.content.resolve(&root, &segments).await);
-    let cid = *trail.last().expect("a trail holds at least the root");
-    let stat = attempt!(state.content.stat(&cid).await);
-    if stat.kind != NodeKind::File {
-        return Err((
-            session,
-            ApiError::from(model::Error::WrongKind {
-                cid,
-                expected: "file",
-                actual: stat.kind.as_str(),
-            })
-            .into(),
-        ));
-    }
+    let (cid, stat, segments) =
+        attempt!(crate::content_path::file_at(state.content.as_ref(), target, "/ws/stream/").await);
     let chunk_size = params.chunk_size.unwrap_or(256 * 1024);
     let range = ByteRange::new(params.offset.unwrap_or(0), params.length);
     let (start, end) = attempt!(range.clamp(&cid, stat.size));
@@ -291,7 +276,8 @@ pub async fn upload(
     Ok(response)
 }
 
-fn error_message(code: &str, message: impl Into<String>) -> serde_json::Value {
+/// A WebSocket `error` message: `{"type": "error", "error": code, "message": ...}`.
+pub(crate) fn error_message(code: &str, message: impl Into<String>) -> serde_json::Value {
     json!({"type": "error", "error": code, "message": message.into()})
 }
 
