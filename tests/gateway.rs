@@ -391,7 +391,7 @@ async fn website_car() -> (String, Vec<u8>) {
     batch.put(directory.clone()).await.unwrap();
     batch.commit(&[*directory.cid()]).await.unwrap();
     let car: Vec<bytes::Bytes> = node
-        .export_car(directory.cid())
+        .export_car(directory.cid(), &[])
         .await
         .unwrap()
         .try_collect()

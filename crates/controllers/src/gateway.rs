@@ -120,12 +120,14 @@ pub async fn get(
     let roots = trail.iter().map(Cid::to_string).collect::<Vec<_>>().join(",");
     let ctx = Context {
         req: &req,
+        root,
+        name: query.filename.clone().or_else(|| segments.last().cloned()),
+        segments,
         state: &state,
         query: &query,
         target,
         content_path,
         roots,
-        name: query.filename.clone().or_else(|| segments.last().cloned()),
     };
     match format {
         Format::Raw => ctx.raw_block().await,
@@ -148,6 +150,9 @@ pub async fn get(
 /// What every branch of one gateway request needs.
 struct Context<'a> {
     req: &'a HttpRequest,
+    /// The CID the request path starts from, and the segments after it.
+    root: Cid,
+    segments: Vec<String>,
     state: &'a web::Data<AppState>,
     query: &'a GatewayQuery,
     target: Cid,
@@ -213,7 +218,7 @@ impl Context<'_> {
         if let Some(response) = self.not_modified(&etag) {
             return Ok(response);
         }
-        let car = self.metered(self.state.content.export_car(&self.target).await?);
+        let car = self.metered(self.state.content.export_car(&self.root, &self.segments).await?);
         let name = self
             .query
             .filename

@@ -17,7 +17,7 @@ async fn kubo_cars_import_and_export_byte_for_byte() {
         let (node, _) = node();
         let imported = node.import_car(file_stream(path), true).await.unwrap();
         assert_eq!(imported.roots.len(), 1, "{path}");
-        let exported = collect(node.export_car(&imported.roots[0]).await.unwrap())
+        let exported = collect(node.export_car(&imported.roots[0], &[]).await.unwrap())
             .await
             .unwrap();
         let original = std::fs::read(fixture(path)).unwrap();
@@ -159,7 +159,7 @@ async fn exported_content_imports_into_another_node() {
         .add(pieces(data.clone(), 50_000), add_request(ImportOptions::default()))
         .await
         .unwrap();
-    let car = collect(first.export_car(&added.cid).await.unwrap()).await.unwrap();
+    let car = collect(first.export_car(&added.cid, &[]).await.unwrap()).await.unwrap();
     let (second, _) = node();
     let imported = second.import_car(pieces(car, 9999), true).await.unwrap();
     assert_eq!(imported.roots, vec![added.cid]);
@@ -199,4 +199,61 @@ async fn gc_removes_exactly_the_unpinned_blocks() {
     node.collect_garbage().await.unwrap();
     assert!(store.list().await.unwrap().is_empty());
     assert!(parse_cid(&kept.cid.to_string()).is_ok());
+}
+
+/// The CIDs of a CAR's header roots and blocks, in order.
+async fn car_contents(bytes: Vec<u8>) -> (Vec<cid::Cid>, Vec<cid::Cid>) {
+    let mut reader = iroh_car::CarReader::new(std::io::Cursor::new(bytes)).await.unwrap();
+    let roots = reader.header().roots().to_vec();
+    let mut blocks = Vec::new();
+    while let Some((cid, _)) = reader.next_block().await.unwrap() {
+        blocks.push(cid);
+    }
+    (roots, blocks)
+}
+
+#[tokio::test]
+async fn a_path_car_holds_the_path_blocks_then_the_target_dag() {
+    let (node, _) = node();
+    let root = node
+        .import_car(
+            file_stream("gateway-conformance/path_gateway_unixfs/dir-with-files.car"),
+            true,
+        )
+        .await
+        .unwrap()
+        .roots[0];
+    let path = vec!["multiblock.txt".to_owned()];
+    let target = *node.resolve(&root, &path).await.unwrap().last().unwrap();
+    let (roots, blocks) = car_contents(collect(node.export_car(&root, &path).await.unwrap()).await.unwrap()).await;
+    assert_eq!(roots, vec![root], "the CAR is rooted where the path starts");
+    assert_eq!(blocks[0], root, "the directory block proves the path");
+    assert_eq!(blocks[1], target);
+    let whole = car_contents(collect(node.export_car(&target, &[]).await.unwrap()).await.unwrap())
+        .await
+        .1;
+    assert_eq!(blocks[1..], whole[..], "then the target's whole DAG");
+
+    // Through a HAMT, the shards on the way are included too.
+    let hamt = node
+        .import_car(
+            file_stream("gateway-conformance/trustless_gateway_car/single-layer-hamt-with-multi-block-files.car"),
+            true,
+        )
+        .await
+        .unwrap()
+        .roots[0];
+    let entry = node.list_directory(&hamt).await.unwrap()[0].clone();
+    let (_, blocks) = car_contents(
+        collect(node.export_car(&hamt, &[entry.name]).await.unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(blocks[0], hamt);
+    assert!(blocks.contains(&entry.cid));
+    assert!(matches!(
+        node.export_car(&root, &["nope".into()]).await,
+        Err(Error::NoSuchPath { .. })
+    ));
 }

@@ -29,13 +29,25 @@ pub struct CarImport {
 /// The DAG under `root` as a CAR v1 stream, depth-first, each block once (identity blocks are
 /// inline in their CIDs and not written).
 pub fn export(blocks: Blocks, root: Cid) -> ByteStream {
+    export_scoped(blocks, root, Vec::new(), root)
+}
+
+/// A CAR whose root is `root`: first the `path` blocks (those that lead from `root` to `target`),
+/// then the whole DAG under `target`, as the trustless gateway serves a path.
+pub fn export_scoped(blocks: Blocks, root: Cid, path: Vec<Cid>, target: Cid) -> ByteStream {
     async_stream::try_stream! {
         let header = CarHeader::new_v1(vec![root])
             .encode()
             .map_err(|e| Error::Store(format!("encoding a CAR header: {e}")))?;
         yield length_prefixed(&[&header]);
         let mut seen = HashSet::new();
-        let mut stack = vec![root];
+        for cid in path {
+            if cid.hash().code() != IDENTITY && seen.insert(storage_key(&cid)) {
+                let block = blocks.get(&cid).await?;
+                yield length_prefixed(&[&cid.to_bytes(), block.data()]);
+            }
+        }
+        let mut stack = vec![target];
         while let Some(cid) = stack.pop() {
             if cid.hash().code() == IDENTITY || !seen.insert(storage_key(&cid)) {
                 continue;

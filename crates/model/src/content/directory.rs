@@ -58,15 +58,29 @@ pub async fn list(blocks: &Blocks, cid: &Cid) -> Result<Vec<DirEntry>> {
 /// The CIDs along `path` under `root` (segments already split and percent-decoded): the root first,
 /// then the CID each segment resolves to, the target last.
 pub async fn resolve(blocks: &Blocks, root: &Cid, path: &[String]) -> Result<Vec<Cid>> {
-    let mut trail = vec![*root];
-    for name in path.iter().filter(|s| !s.is_empty()) {
-        let next = lookup(blocks, trail.last().expect("the trail starts with the root"), name).await?;
-        trail.push(next);
-    }
-    Ok(trail)
+    Ok(resolve_visiting(blocks, root, path).await?.0)
 }
 
-async fn lookup(blocks: &Blocks, dir: &Cid, name: &str) -> Result<Cid> {
+/// [`resolve`], and every block read on the way (directories and HAMT shards, in order): the blocks
+/// a verifier needs to check the path.
+pub async fn resolve_visiting(blocks: &Blocks, root: &Cid, path: &[String]) -> Result<(Vec<Cid>, Vec<Cid>)> {
+    let mut trail = vec![*root];
+    let mut visited = Vec::new();
+    for name in path.iter().filter(|s| !s.is_empty()) {
+        let next = lookup(
+            blocks,
+            trail.last().expect("the trail starts with the root"),
+            name,
+            &mut visited,
+        )
+        .await?;
+        trail.push(next);
+    }
+    Ok((trail, visited))
+}
+
+async fn lookup(blocks: &Blocks, dir: &Cid, name: &str, visited: &mut Vec<Cid>) -> Result<Cid> {
+    visited.push(*dir);
     let not_found = || Error::NoSuchPath {
         parent: *dir,
         name: name.to_owned(),
@@ -89,6 +103,7 @@ async fn lookup(blocks: &Blocks, dir: &Cid, name: &str) -> Result<Cid> {
                 };
                 if link.name.len() == prefix_len {
                     let shard = link.cid;
+                    visited.push(shard);
                     match Node::parse(&blocks.get(&shard).await?)? {
                         Node::HamtShard { links: l, fanout: f } => (links, fanout) = (l, f),
                         other => return Err(not_a_shard(&shard, &other)),

@@ -80,7 +80,8 @@ pub trait ContentService: Send + Sync {
     /// One verified block.
     async fn block(&self, cid: &Cid) -> Result<Block>;
 
-    async fn export_car(&self, root: &Cid) -> Result<ByteStream>;
+    /// A CAR rooted at `root`: the blocks along `path`, then the whole DAG of its target.
+    async fn export_car(&self, root: &Cid, path: &[String]) -> Result<ByteStream>;
 
     /// Imports a CAR; nothing is visible unless every block verifies and the DAG is complete.
     async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport>;
@@ -271,10 +272,12 @@ impl ContentService for ContentNode {
         self.blocks.get(cid).await
     }
 
-    async fn export_car(&self, root: &Cid) -> Result<ByteStream> {
-        // Fail before the first byte when the root itself is unusable.
-        self.blocks.get(root).await?;
-        Ok(car::export(self.blocks.clone(), *root))
+    async fn export_car(&self, root: &Cid, path: &[String]) -> Result<ByteStream> {
+        // Resolving first fails before the first byte when the root or the path is unusable.
+        let (trail, visited) = directory::resolve_visiting(&self.blocks, root, path).await?;
+        let target = *trail.last().expect("a trail holds at least the root");
+        self.blocks.get(&target).await?;
+        Ok(car::export_scoped(self.blocks.clone(), *root, visited, target))
     }
 
     async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport> {
