@@ -152,26 +152,7 @@ pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-/// Query-string and JSON parse failures, as API errors naming what was wrong.
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    let message = err.to_string();
-    let field = message
-        .split('`')
-        .nth(1)
-        .filter(|f| !f.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| "query".to_owned());
-    ApiError {
-        field: Some(field),
-        ..ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_parameter",
-            format!("invalid query: {message}"),
-        )
-    }
-    .into()
-}
-
+/// JSON body parse failures, as API errors.
 pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     ApiError::new(
         StatusCode::BAD_REQUEST,

@@ -44,11 +44,10 @@ pub use state::{AppState, Limits};
 
 use actix_web::web;
 
-/// Registers every route of the server on an actix-web app, and JSON errors for bad queries, bad
-/// JSON and unknown routes.
+/// Registers every route of the server on an actix-web app, and JSON errors for bad JSON bodies and
+/// unknown routes (query strings go through `extract::Checked`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
-        .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::JsonConfig::default().error_handler(error::json_error))
         .configure(health::routes)
         .configure(gateway::routes)
