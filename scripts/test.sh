@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust workspace (unit, persistence, end-to-end), then the importer parity
-# check against the reference JavaScript UnixFS importer, then the Kubo RPC subset driven by the
-# kubo-rpc-client npm package.
+# Runs every test: the Rust workspace (unit, persistence, end-to-end), `promtool check metrics` on
+# /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, and CID parity with the
+# reference JavaScript UnixFS importer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +12,6 @@ for dir in scripts/importer-parity scripts/kubo-client; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
+scripts/check-metrics.sh target/debug/ipfs-stream
 node scripts/kubo-client/client.mjs target/debug/ipfs-stream
 node scripts/importer-parity/parity.mjs target/debug/ipfs-stream "${PARITY_CASES:-24}"

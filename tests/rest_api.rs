@@ -425,3 +425,59 @@ async fn every_stream_is_recorded_in_the_streaming_metrics() {
     .await;
     assert_eq!((status, error["field"].as_str()), (400, Some("stream_type")));
 }
+
+#[tokio::test]
+async fn prometheus_metrics_count_requests_and_streams() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let (_, added) = json(
+        client
+            .post(format!("{}/api/v1/content", server.base))
+            .body(bytes(100_000, 4))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let cid = added["cid"].as_str().unwrap();
+    client
+        .get(format!("{}/ipfs/{cid}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    client
+        .get(format!("{}/ipfs/{cid}/missing", server.base))
+        .send()
+        .await
+        .unwrap();
+    let response = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    for expected in [
+        "# TYPE ipfs_stream_http_requests_total counter",
+        r#"ipfs_stream_http_requests_total{method="GET",route="/ipfs/{cid}",status="200"} 1"#,
+        // A path under a file: 400 wrong_kind.
+        r#"ipfs_stream_http_requests_total{method="GET",route="/ipfs/{cid}/{path}",status="400"} 1"#,
+        r#"ipfs_stream_http_requests_total{method="POST",route="/api/v1/content",status="201"} 1"#,
+        "# TYPE ipfs_stream_http_request_duration_seconds histogram",
+        r#"ipfs_stream_stream_bytes_total{direction="outbound",stream_type="http"} 100000"#,
+        r#"ipfs_stream_stream_bytes_total{direction="inbound",stream_type="http"} 100000"#,
+        r#"ipfs_stream_streams_total{direction="outbound",outcome="ok",stream_type="http"} 1"#,
+        r#"ipfs_stream_active_streams{direction="outbound",stream_type="http"} 0"#,
+        "# TYPE ipfs_stream_notifications_published_total counter",
+        "ipfs_stream_notification_subscribers 0",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains(cid), "no label carries a CID");
+}

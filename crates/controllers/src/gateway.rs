@@ -26,12 +26,15 @@ pub const RAW_BLOCK: &str = "application/vnd.ipld.raw";
 pub const CAR: &str = "application/vnd.ipld.car";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(["/ipfs/{cid}", "/ipfs/{cid}/{path:.*}"])
-            .route(web::get().to(get))
-            .route(web::head().to(get))
-            .default_service(web::to(method_not_allowed)),
-    );
+    // Two resources, not one with two patterns, so metrics label each route by its own pattern.
+    for pattern in ["/ipfs/{cid}", "/ipfs/{cid}/{path:.*}"] {
+        cfg.service(
+            web::resource(pattern)
+                .route(web::get().to(get))
+                .route(web::head().to(get))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
 }
 
 /// Query parameters of the gateway.

@@ -36,6 +36,7 @@ pub mod range;
 pub mod rechunk;
 pub mod sse;
 pub mod state;
+pub mod telemetry;
 pub mod upload;
 pub mod ws;
 
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(bidirectional::routes)
         .configure(sse::routes)
         .configure(notifications_ws::routes)
+        .configure(telemetry::routes)
         .configure(openapi::routes)
         .default_service(web::to(error::unknown_route));
 }

@@ -24,6 +24,8 @@ pub struct Meter {
     pub notifier: Option<Arc<dyn Notifier>>,
     /// Off, the meter passes streams through untouched and records nothing.
     pub enabled: bool,
+    /// Prometheus counters of streams and their bytes.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     pub stream_type: StreamType,
     pub direction: Direction,
     pub path: String,
@@ -44,6 +46,7 @@ impl Meter {
             metrics: state.metrics.clone(),
             notifier: Some(state.notifier.clone()),
             enabled: state.limits.record_streams,
+            telemetry: Some(state.telemetry.clone()),
             stream_type,
             direction,
             path,
@@ -86,6 +89,9 @@ pub struct Tally {
 
 impl Tally {
     pub fn start(meter: Meter) -> Self {
+        if let Some(telemetry) = &meter.telemetry {
+            telemetry.stream_started(meter.stream_type, meter.direction);
+        }
         Self {
             meter,
             started: Instant::now(),
@@ -106,7 +112,13 @@ impl Tally {
 
     /// Records the stream with its outcome (once; later calls do nothing).
     pub fn finish(&mut self, outcome: Outcome) {
-        if std::mem::replace(&mut self.done, true) || !self.meter.enabled {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if let Some(telemetry) = &self.meter.telemetry {
+            telemetry.stream_ended(self.meter.stream_type, self.meter.direction, outcome, self.bytes);
+        }
+        if !self.meter.enabled {
             return;
         }
         let record = StreamRecord {
@@ -189,6 +201,7 @@ mod tests {
             metrics: Arc::new(metrics),
             notifier: None,
             enabled: true,
+            telemetry: None,
             stream_type: StreamType::Http,
             direction: Direction::Outbound,
             path: "/ipfs/x".into(),

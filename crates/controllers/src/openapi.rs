@@ -6,7 +6,7 @@ use actix_web::web;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{content_api, gateway, health, kubo_rpc, metrics_api, notifications_ws, sse};
+use crate::{content_api, gateway, health, kubo_rpc, metrics_api, notifications_ws, sse, telemetry};
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -64,6 +64,7 @@ pub struct KuboErrorBody {
         sse::stream,
         notifications_ws::history,
         notifications_ws::publish,
+        telemetry::scrape,
     ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
@@ -109,6 +110,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 21);
+        assert_eq!(paths.len(), 22);
     }
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub hub: Arc<NotificationHub>,
     /// The same hub, as operations publish to it.
     pub notifier: Arc<dyn Notifier>,
+    /// Prometheus instruments, served at `/metrics`.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub limits: Limits,
 }
 
@@ -45,6 +47,7 @@ impl AppState {
             content,
             metrics,
             notifier: hub.clone(),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(hub.clone())),
             hub,
             limits: Limits::default(),
         }

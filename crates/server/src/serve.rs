@@ -16,7 +16,9 @@ pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Li
     let state = controllers::AppState::new(services.content, services.metrics, services.hub).with_limits(limits);
     let server = HttpServer::new(move || {
         let state = state.clone();
-        App::new().configure(move |cfg| controllers::configure(cfg, state))
+        App::new()
+            .wrap(actix_web::middleware::from_fn(controllers::telemetry::record_requests))
+            .configure(move |cfg| controllers::configure(cfg, state))
     })
     // Small replies (range requests, JSON) go out at once instead of waiting on delayed ACKs.
     .on_connect(|connection, _| {

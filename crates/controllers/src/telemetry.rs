@@ -1,0 +1,274 @@
+//! Prometheus metrics at `GET /metrics`: HTTP requests by route and status with latency histograms,
+//! streams and their bytes by type and direction, active streams, notification subscribers and
+//! events. Names start with `ipfs_stream_`, counters end in `_total`, units are bytes and seconds;
+//! labels stay bounded (route patterns, stream types, statuses), never a client or a CID.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use model::metrics::{Direction, Outcome, StreamType};
+use model::notifications::NotificationHub;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::AppState;
+
+/// The server's Prometheus registry and the instruments handlers update.
+pub struct Telemetry {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    stream_bytes: IntCounterVec,
+    streams: IntCounterVec,
+    active_streams: IntGaugeVec,
+}
+
+const NAMESPACE: &str = "ipfs_stream";
+
+impl Telemetry {
+    /// Instruments registered in a registry of their own, plus the hub's counters read at scrape.
+    pub fn new(hub: Arc<NotificationHub>) -> Self {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+        let http_requests = IntCounterVec::new(
+            opts(
+                "http_requests_total",
+                "HTTP requests answered, by route pattern, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to the response head, by route pattern.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let stream_bytes = IntCounterVec::new(
+            opts("stream_bytes_total", "Bytes streamed, by stream type and direction."),
+            &["stream_type", "direction"],
+        )
+        .expect("valid metric");
+        let streams = IntCounterVec::new(
+            opts("streams_total", "Streams ended, by stream type, direction and outcome."),
+            &["stream_type", "direction", "outcome"],
+        )
+        .expect("valid metric");
+        let active_streams = IntGaugeVec::new(
+            opts("active_streams", "Streams in progress, by stream type and direction."),
+            &["stream_type", "direction"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(stream_bytes.clone()),
+            Box::new(streams.clone()),
+            Box::new(active_streams.clone()),
+            Box::new(HubCollector::new(hub)),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            stream_bytes,
+            streams,
+            active_streams,
+        }
+    }
+
+    pub fn stream_started(&self, stream_type: StreamType, direction: Direction) {
+        self.active_streams
+            .with_label_values(&[stream_type.as_str(), direction.as_str()])
+            .inc();
+    }
+
+    pub fn stream_ended(&self, stream_type: StreamType, direction: Direction, outcome: Outcome, bytes: u64) {
+        let (kind, way) = (stream_type.as_str(), direction.as_str());
+        self.active_streams.with_label_values(&[kind, way]).dec();
+        self.stream_bytes.with_label_values(&[kind, way]).inc_by(bytes);
+        self.streams.with_label_values(&[kind, way, outcome.as_str()]).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The hub's counters, read when Prometheus scrapes.
+struct HubCollector {
+    hub: Arc<NotificationHub>,
+    descs: Vec<Desc>,
+}
+
+const HUB_METRICS: [(&str, &str, bool); 4] = [
+    (
+        "notification_subscribers",
+        "Connections subscribed to live notifications.",
+        false,
+    ),
+    ("notifications_published_total", "Notifications published.", true),
+    (
+        "notifications_sent_total",
+        "Notifications delivered to subscribers.",
+        true,
+    ),
+    (
+        "notification_subscribers_dropped_total",
+        "Subscribers disconnected for not keeping up.",
+        true,
+    ),
+];
+
+impl HubCollector {
+    fn new(hub: Arc<NotificationHub>) -> Self {
+        let descs = HUB_METRICS
+            .iter()
+            .map(|(name, help, _)| {
+                Desc::new(
+                    format!("{NAMESPACE}_{name}"),
+                    (*help).to_owned(),
+                    vec![],
+                    Default::default(),
+                )
+                .expect("valid description")
+            })
+            .collect();
+        Self { hub, descs }
+    }
+}
+
+impl Collector for HubCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let m = self.hub.metrics();
+        let values = [
+            m.active_connections,
+            m.notifications_published,
+            m.notifications_sent,
+            m.slow_consumers_dropped,
+        ];
+        HUB_METRICS
+            .iter()
+            .zip(values)
+            .map(|((name, help, counter), value)| {
+                let name = format!("{NAMESPACE}_{name}");
+                if *counter {
+                    let metric = prometheus::IntCounter::with_opts(Opts::new(name, *help)).expect("valid metric");
+                    metric.inc_by(value);
+                    metric.collect().remove(0)
+                } else {
+                    let metric = prometheus::IntGauge::with_opts(Opts::new(name, *help)).expect("valid metric");
+                    metric.set(value as i64);
+                    metric.collect().remove(0)
+                }
+            })
+            .collect()
+    }
+}
+
+/// `/ipfs/{cid}/{path:.*}` as `/ipfs/{cid}/{path}`: the label names the route, not its regex.
+fn route_label(pattern: Option<String>) -> String {
+    match pattern {
+        None => "unmatched".to_owned(),
+        Some(pattern) => {
+            let mut label = String::with_capacity(pattern.len());
+            let (mut in_parameter, mut in_regex) = (false, false);
+            for c in pattern.chars() {
+                match c {
+                    '{' => {
+                        in_parameter = true;
+                        label.push(c);
+                    }
+                    '}' => {
+                        (in_parameter, in_regex) = (false, false);
+                        label.push(c);
+                    }
+                    ':' if in_parameter => in_regex = true,
+                    _ if !in_regex => label.push(c),
+                    _ => {}
+                }
+            }
+            label
+        }
+    }
+}
+
+/// Middleware counting every request by route pattern, method and status, and timing it.
+pub async fn record_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let telemetry = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.telemetry.clone());
+    let route = route_label(req.match_pattern());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.call(req).await?;
+    if let Some(telemetry) = telemetry {
+        let status = response.status().as_u16().to_string();
+        telemetry
+            .http_requests
+            .with_label_values(&[&route, &method, &status])
+            .inc();
+        telemetry
+            .http_duration
+            .with_label_values(&[&route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(scrape));
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    responses((status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String)),
+)]
+pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.telemetry.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_drop_the_regexes() {
+        assert_eq!(route_label(Some("/ipfs/{cid}/{path:.*}".into())), "/ipfs/{cid}/{path}");
+        assert_eq!(
+            route_label(Some("/api/v1/content/{cid}".into())),
+            "/api/v1/content/{cid}"
+        );
+        assert_eq!(route_label(None), "unmatched");
+    }
+}
