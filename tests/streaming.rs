@@ -440,3 +440,107 @@ async fn a_frame_over_16_mib_closes_with_1009() {
     assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size));
     assert!(std::fs::read_dir(repo.path().join("blocks")).unwrap().next().is_none());
 }
+
+#[tokio::test]
+async fn a_fragmented_upload_message_is_joined_not_dropped() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let repo = Repo::new();
+    let data = bytes(300_000, 31);
+    let expected = add(&repo, &data, &[]);
+    let server = Server::start(&repo);
+    let mut socket = connect(&server, "/ws/upload").await;
+    socket
+        .send(Message::Text(
+            json!({"type": "metadata", "filename": "f.bin"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    // One binary message sent as three fragments.
+    let (first, rest) = data.split_at(100_000);
+    let (middle, last) = rest.split_at(100_000);
+    socket
+        .send(Message::Frame(Frame::message(
+            first.to_vec(),
+            OpCode::Data(Data::Binary),
+            false,
+        )))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Frame(Frame::message(
+            middle.to_vec(),
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Frame(Frame::message(
+            last.to_vec(),
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Text(json!({"type": "complete"}).to_string().into()))
+        .await
+        .unwrap();
+    let result = loop {
+        let message = next_json(&mut socket).await;
+        if message["type"] != "progress" {
+            break message;
+        }
+    };
+    assert_eq!(result["cid"], expected.as_str(), "{result}");
+    assert_eq!(result["size"], 300_000);
+}
+
+#[tokio::test]
+async fn a_bidirectional_connection_holds_at_most_eight_transfers() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let mut socket = connect(&server, "/ws/bidirectional").await;
+    for i in 0..8 {
+        socket
+            .send(Message::Text(
+                json!({"command": "add", "filename": format!("{i}.bin")})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut socket).await["type"], "ready");
+    }
+    socket
+        .send(Message::Text(
+            json!({"command": "add", "filename": "ninth.bin"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["error"], "too_many_transfers");
+    socket
+        .send(Message::Text(json!({"command": "close"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "goodbye");
+    drop(socket);
+    // The eight unfinished uploads were failed: nothing became visible.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(std::fs::read_dir(repo.path().join("blocks")).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn sse_reconnecting_after_the_end_gets_204() {
+    let repo = Repo::new();
+    let cid = add(&repo, b"all of it\n", &[]);
+    let server = Server::start(&repo);
+    let response = reqwest::Client::new()
+        .get(format!("{}/sse/stream/{cid}", server.base))
+        .header("last-event-id", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "EventSource stops reconnecting on 204");
+}

@@ -9,11 +9,12 @@
 //! the rest of the frame is payload. That is how frames of interleaved transfers are told apart.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, Message, Session};
+use actix_ws::{AggregatedMessage, CloseCode, Session};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use model::content::{AddRequest, ByteRange, ImportOptions, NodeKind, parse_cid};
@@ -29,6 +30,9 @@ use crate::rechunk::rechunk;
 use crate::upload::channel;
 use crate::ws::MAX_FRAME;
 use crate::ws::error_message;
+
+/// Transfers (gets and adds together) one connection may have open at once.
+pub const MAX_TRANSFERS: usize = 8;
 
 /// Payload bytes per binary frame of a download (the session queues 32 messages: 2 MiB).
 const CHUNK: usize = 64 * 1024;
@@ -87,7 +91,7 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let (response, session, messages) = actix_ws::handle(&req, body)?;
-    actix_web::rt::spawn(serve(req, state, session, messages.max_frame_size(MAX_FRAME)));
+    actix_web::rt::spawn(serve(req, state, session, crate::ws::aggregated(messages)));
     Ok(response)
 }
 
@@ -99,13 +103,14 @@ async fn serve(
     req: HttpRequest,
     state: web::Data<AppState>,
     mut session: Session,
-    mut messages: actix_ws::MessageStream,
+    mut messages: actix_ws::AggregatedMessageStream,
 ) {
     let next_id = AtomicU32::new(1);
+    let active_gets = Arc::new(AtomicUsize::new(0));
     let mut uploads: HashMap<u32, Upload> = HashMap::new();
     while let Some(message) = messages.next().await {
         match message {
-            Ok(Message::Text(text)) => {
+            Ok(AggregatedMessage::Text(text)) => {
                 let command = match serde_json::from_str::<Value>(&text).map(serde_json::from_value::<Command>) {
                     Err(e) => {
                         send(&mut session, error_message("invalid_json", format!("not JSON: {e}"))).await;
@@ -125,8 +130,11 @@ async fn serve(
                         send(&mut session, with_request_id(json!({"type": "goodbye"}), &request_id)).await;
                         break;
                     }
+                    Some("get") if uploads.len() + active_gets.load(Ordering::Relaxed) >= MAX_TRANSFERS => {
+                        Some(too_many_transfers())
+                    }
                     Some("get") => {
-                        let id = next_id.fetch_add(1, Ordering::Relaxed);
+                        let id = next_transfer_id(&next_id);
                         let meter = Meter::for_request(
                             &req,
                             &state,
@@ -134,8 +142,17 @@ async fn serve(
                             Direction::Outbound,
                             format!("/ws/bidirectional/get/{id}"),
                         );
-                        actix_web::rt::spawn(download(state.clone(), session.clone(), command, id, meter));
+                        active_gets.fetch_add(1, Ordering::Relaxed);
+                        let active = active_gets.clone();
+                        let (state, session) = (state.clone(), session.clone());
+                        actix_web::rt::spawn(async move {
+                            download(state, session, command, id, meter).await;
+                            active.fetch_sub(1, Ordering::Relaxed);
+                        });
                         None
+                    }
+                    Some("add") if uploads.len() + active_gets.load(Ordering::Relaxed) >= MAX_TRANSFERS => {
+                        Some(too_many_transfers())
                     }
                     Some("add") => Some(start_upload(&req, &state, &mut uploads, &next_id, command)),
                     Some("complete") => finish_upload(&mut uploads, &command).await,
@@ -148,14 +165,14 @@ async fn serve(
                     break;
                 }
             }
-            Ok(Message::Binary(bytes)) => {
+            Ok(AggregatedMessage::Binary(bytes)) => {
                 if let Some(reply) = upload_frame(&mut uploads, bytes, state.limits.max_upload_bytes).await
                     && !send(&mut session, reply).await
                 {
                     break;
                 }
             }
-            Ok(Message::Ping(bytes)) => {
+            Ok(AggregatedMessage::Ping(bytes)) => {
                 let _ = session.pong(&bytes).await;
             }
             Err(actix_ws::ProtocolError::Overflow) => {
@@ -168,7 +185,7 @@ async fn serve(
                 let _ = session.close(Some(CloseCode::Size.into())).await;
                 return;
             }
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(AggregatedMessage::Close(_)) | Err(_) => break,
             Ok(_) => {}
         }
     }
@@ -254,6 +271,18 @@ async fn download(state: web::Data<AppState>, mut session: Session, command: Com
     send(&mut session, with_request_id(complete, &request_id)).await;
 }
 
+fn too_many_transfers() -> Value {
+    error_message(
+        "too_many_transfers",
+        format!("at most {MAX_TRANSFERS} transfers may be open at once on one connection"),
+    )
+}
+
+/// The next transfer id (ids wrap after 2^32 transfers).
+fn next_transfer_id(next: &AtomicU32) -> u32 {
+    next.fetch_add(1, Ordering::Relaxed)
+}
+
 fn start_upload(
     req: &HttpRequest,
     state: &web::Data<AppState>,
@@ -268,7 +297,11 @@ fn start_upload(
         Ok(options) => options,
         Err(e) => return api_error(e),
     };
-    let id = next_id.fetch_add(1, Ordering::Relaxed);
+    // After a wrap, skip ids still held by open uploads: replacing one would drop its sender.
+    let mut id = next_transfer_id(next_id);
+    while uploads.contains_key(&id) {
+        id = next_transfer_id(next_id);
+    }
     let (sender, input) = channel();
     let request = AddRequest {
         options,

@@ -158,10 +158,11 @@ impl Drop for Tally {
     }
 }
 
-/// The outcome a stream error stands for: the client's input failing is an abort, the rest errors.
+/// The outcome a stream error stands for: the client's doing (its input failing, or too large) is an
+/// abort; the rest are the server's errors.
 pub fn outcome_of(error: &model::Error) -> Outcome {
     match error {
-        model::Error::Input(_) => Outcome::Aborted,
+        model::Error::Input(_) | model::Error::TooLarge { .. } => Outcome::Aborted,
         _ => Outcome::Error,
     }
 }

@@ -29,6 +29,8 @@ use crate::ws::error_message;
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 /// Silence after which the server sends a heartbeat.
 const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
+/// A send that cannot go out for this long means the client stopped reading: the connection ends.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client messages larger than this close the connection (1009).
 const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -107,21 +109,22 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
         let idle = tokio::time::sleep_until(last_heard + idle_timeout);
         let reply = tokio::select! {
             event = connection.events.recv() => match event {
+                // Dropped by the hub for not keeping up: close now rather than push the backlog
+                // into a socket that is not being read.
+                Some(_) | None if connection.lagged.load(Ordering::Relaxed) => {
+                    let reply = error_message("slow_consumer", "this subscriber could not keep up with the events and was disconnected");
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, session.text(reply.to_string())).await;
+                    close = Some(CloseReason { code: CloseCode::Policy, description: Some("slow_consumer".to_owned()) });
+                    break;
+                }
                 Some(event) => {
                     // The text serialized once by the hub, shared by every subscriber.
                     let text = bytestring::ByteString::try_from(event.text.clone()).expect("serde_json writes UTF-8");
-                    open = session.text(text).await.is_ok();
+                    open = matches!(tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await, Ok(Ok(())));
                     last_sent = tokio::time::Instant::now();
                     None
                 }
-                None => {
-                    // The hub let go of us: we could not keep up.
-                    let lagged = connection.lagged.load(Ordering::Relaxed);
-                    let code = if lagged { "slow_consumer" } else { "closed" };
-                    let _ = session.text(error_message(code, "this subscriber could not keep up with the events and was disconnected").to_string()).await;
-                    close = Some(CloseReason { code: CloseCode::Policy, description: Some(code.to_owned()) });
-                    break;
-                }
+                None => break,
             },
             message = messages.next() => {
                 last_heard = tokio::time::Instant::now();
@@ -147,7 +150,10 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
             }
         };
         if let Some(reply) = reply {
-            open = session.text(reply.to_string()).await.is_ok();
+            open = matches!(
+                tokio::time::timeout(SEND_TIMEOUT, session.text(reply.to_string())).await,
+                Ok(Ok(()))
+            );
             last_sent = tokio::time::Instant::now();
         }
     }

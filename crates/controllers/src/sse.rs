@@ -46,6 +46,7 @@ fn event(name: &str, id: u64, data: &str) -> Bytes {
     ),
     responses(
         (status = 200, description = "metadata, chunk (base64) and complete events", content_type = "text/event-stream", body = String),
+        (status = 204, description = "Last-Event-ID is the end of the file: nothing is left to send"),
         (status = 400, description = "Malformed CID, parameter or Last-Event-ID", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown CID", body = crate::error::ErrorBody),
     ),
@@ -71,6 +72,11 @@ pub async fn stream(
             ));
         }
     };
+    if resume > 0 && resume >= stat.size {
+        // A client reconnecting after `complete` (EventSource does): nothing is left, and 204 tells
+        // EventSource to stop reconnecting.
+        return Ok(HttpResponse::NoContent().finish());
+    }
     let chunk_size = params.chunk_size.unwrap_or(64 * 1024);
     let body = state.content.read(&cid, ByteRange::new(resume, None)).await?;
     let content_type = crate::gateway::content_type(

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Message, MessageStream, Session};
 use futures::StreamExt;
 use model::content::{AddRequest, ByteRange, ImportOptions};
 use model::metrics::{Direction, Outcome, StreamType};
@@ -47,6 +47,15 @@ pub struct StreamParams {
     pub offset: Option<u64>,
     /// Bytes to send at most.
     pub length: Option<u64>,
+}
+
+/// Client messages with fragmented messages joined up (a fragment is never dropped: uploads must see
+/// every byte), each frame and each whole message at most [`MAX_FRAME`] bytes.
+pub fn aggregated(messages: MessageStream) -> AggregatedMessageStream {
+    messages
+        .max_frame_size(MAX_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME)
 }
 
 /// A failure told to the client before the close.
@@ -268,8 +277,7 @@ pub async fn upload(
         req.path().into(),
     );
     actix_web::rt::spawn(async move {
-        if let Err((session, failure)) = receive_file(&state, session, messages.max_frame_size(MAX_FRAME), meter).await
-        {
+        if let Err((session, failure)) = receive_file(&state, session, aggregated(messages), meter).await {
             fail(session, failure).await;
         }
     });
@@ -282,22 +290,22 @@ pub(crate) fn error_message(code: &str, message: impl Into<String>) -> serde_jso
 }
 
 /// Reads messages until a valid `metadata` arrives; errors on the way are reported, not fatal.
-async fn await_metadata(session: &mut Session, messages: &mut MessageStream) -> Option<UploadMetadata> {
+async fn await_metadata(session: &mut Session, messages: &mut AggregatedMessageStream) -> Option<UploadMetadata> {
     loop {
         let text = match messages.next().await? {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Binary(_)) => {
+            Ok(AggregatedMessage::Text(text)) => text,
+            Ok(AggregatedMessage::Binary(_)) => {
                 let reply = error_message("expected_metadata", "a binary frame came before the metadata message");
                 if !send_json(session, reply).await {
                     return None;
                 }
                 continue;
             }
-            Ok(Message::Ping(bytes)) => {
+            Ok(AggregatedMessage::Ping(bytes)) => {
                 let _ = session.pong(&bytes).await;
                 continue;
             }
-            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(AggregatedMessage::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         };
         let reply = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -326,7 +334,7 @@ async fn await_metadata(session: &mut Session, messages: &mut MessageStream) -> 
 async fn receive_file(
     state: &AppState,
     mut session: Session,
-    mut messages: MessageStream,
+    mut messages: AggregatedMessageStream,
     meter: Meter,
 ) -> Result<(), (Session, Failure)> {
     let Some(metadata) = await_metadata(&mut session, &mut messages).await else {
@@ -355,7 +363,7 @@ async fn receive_file(
         let message = messages.next().await;
         let Some(live) = sender.as_ref() else { break };
         match message {
-            Some(Ok(Message::Binary(bytes))) => {
+            Some(Ok(AggregatedMessage::Binary(bytes))) => {
                 tally.count(bytes.len());
                 let piece = if tally.bytes > limit {
                     Err(model::Error::TooLarge { limit })
@@ -380,7 +388,7 @@ async fn receive_file(
                     let _ = session.text(serde_json::to_string(&progress).expect("JSON")).await;
                 }
             }
-            Some(Ok(Message::Text(text))) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Some(Ok(AggregatedMessage::Text(text))) => match serde_json::from_str::<serde_json::Value>(&text) {
                 Ok(value) if value["type"] == "complete" => {
                     sender = None; // end of input: the import finishes
                     break;
@@ -393,10 +401,10 @@ async fn receive_file(
                     let _ = send_json(&mut session, error_message("invalid_json", format!("not JSON: {e}"))).await;
                 }
             },
-            Some(Ok(Message::Ping(bytes))) => {
+            Some(Ok(AggregatedMessage::Ping(bytes))) => {
                 let _ = session.pong(&bytes).await;
             }
-            Some(Ok(Message::Close(_))) | None => {
+            Some(Ok(AggregatedMessage::Close(_))) | None => {
                 // Gone before `complete`: fail the import so nothing becomes visible.
                 let _ = live
                     .send(Err(model::Error::Input("the client closed before complete".into())))
@@ -409,7 +417,7 @@ async fn receive_file(
                 let _ = live.send(Err(model::Error::Input("frame too large".into()))).await;
                 drop(sender);
                 let _ = import.await;
-                tally.finish(Outcome::Error);
+                tally.finish(Outcome::Aborted);
                 let failure = Failure {
                     code: "frame_too_large".into(),
                     message: format!("a frame is larger than {MAX_FRAME} bytes"),

@@ -168,7 +168,12 @@ impl BlockBatch for FsBatch {
         while !self.writes.is_empty() {
             self.settle_one().await?;
         }
-        let root_keys: Vec<Cid> = roots.iter().map(storage_key).collect();
+        let mut root_keys: Vec<Cid> = Vec::with_capacity(roots.len());
+        for key in roots.iter().map(storage_key) {
+            if !root_keys.contains(&key) {
+                root_keys.push(key); // a root named twice is renamed once
+            }
+        }
         let mut order: Vec<Cid> = self.staged.iter().filter(|k| !root_keys.contains(k)).copied().collect();
         order.extend(root_keys.iter().filter(|k| self.seen.contains(k)));
         let store = self.store.clone();
