@@ -28,6 +28,8 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Binary messages larger than this go out as fragments of this size: a session queues 32 items,
 /// so a connection holds at most 32 fragments (2 MiB) whatever chunk size its client asked for.
 const FRAGMENT: usize = 64 * 1024;
+/// An upload that receives nothing for this long is failed (nothing of it becomes visible).
+const UPLOAD_IDLE: Duration = Duration::from_secs(120);
 /// Upload progress messages, at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -360,7 +362,8 @@ async fn receive_file(
     let mut last_progress = Instant::now();
     let mut sender = Some(sender);
     loop {
-        let message = messages.next().await;
+        // A client that sends nothing for UPLOAD_IDLE is treated as gone.
+        let message = tokio::time::timeout(UPLOAD_IDLE, messages.next()).await.unwrap_or(None);
         let Some(live) = sender.as_ref() else { break };
         match message {
             Some(Ok(AggregatedMessage::Binary(bytes))) => {

@@ -282,8 +282,10 @@ impl ContentService for ContentNode {
 
     async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport> {
         let mut batch = self.blocks.store().begin().await?;
-        let imported = car::import(&self.blocks, input, batch.as_mut()).await?;
+        // Held from the start: the import counts on stored blocks its CAR links to but leaves out,
+        // and a collection must not delete them before the commit.
         let _commit = self.collection.read().await;
+        let imported = car::import(&self.blocks, input, batch.as_mut()).await?;
         batch.commit(&imported.roots).await?;
         for root in &imported.roots {
             if pin {
