@@ -23,10 +23,12 @@
 //! # });
 //! ```
 
+pub mod anomaly;
 pub mod batch;
 pub mod content;
 pub mod error;
 pub mod metrics;
+pub mod monitoring;
 pub mod notifications;
 
 pub use error::{Error, Result};

@@ -1,0 +1,68 @@
+//! Online anomaly detection over sampled series: a [`Detector`] scores each new value from 0
+//! (ordinary) to 1 (anomalous) using only the values before it. [`nab`] scores detectors on the
+//! Numenta Anomaly Benchmark the way NAB itself does.
+
+mod entropy;
+mod gaussian;
+pub mod nab;
+
+pub use entropy::RelativeEntropy;
+pub use gaussian::WindowedGaussian;
+
+/// What a detector may know of a series before it starts: the benchmark gives the series' range
+/// (as NAB does for every detector); a live series has none and detectors learn it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeriesHint {
+    pub range: Option<(f64, f64)>,
+    /// Values during which the detector is still learning; it scores them 0.
+    pub probation: usize,
+}
+
+/// An online detector of one series.
+pub trait Detector: Send {
+    /// Scores `value` against what came before, then learns it. Values that are not finite are
+    /// scored 0 and not learnt.
+    fn score(&mut self, value: f64) -> f64;
+
+    /// The range of values the detector currently considers ordinary, if it has one.
+    fn expected_range(&self) -> Option<(f64, f64)>;
+}
+
+/// The detectors ipfs-stream ships, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectorKind {
+    WindowedGaussian,
+    RelativeEntropy,
+}
+
+impl DetectorKind {
+    pub const ALL: [DetectorKind; 2] = [DetectorKind::WindowedGaussian, DetectorKind::RelativeEntropy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WindowedGaussian => "windowed_gaussian",
+            Self::RelativeEntropy => "relative_entropy",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The score from which the detector's output is an alert: the threshold NAB's optimisation
+    /// picks for it (the Gaussian saturates at 1 only far in the tails; relative entropy is 0 or 1).
+    pub fn alert_threshold(self) -> f64 {
+        match self {
+            Self::WindowedGaussian => 1.0,
+            Self::RelativeEntropy => 0.5,
+        }
+    }
+
+    /// A detector configured as the benchmark runs it.
+    pub fn build(self, hint: SeriesHint) -> Box<dyn Detector> {
+        match self {
+            Self::WindowedGaussian => Box::new(WindowedGaussian::new(WindowedGaussian::NAB_WINDOW, 100)),
+            Self::RelativeEntropy => Box::new(RelativeEntropy::new(hint.range)),
+        }
+    }
+}
