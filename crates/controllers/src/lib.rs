@@ -23,6 +23,7 @@
 pub mod bidirectional;
 pub mod content_api;
 pub mod content_path;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod gateway;
@@ -30,6 +31,7 @@ pub mod health;
 pub mod kubo_rpc;
 pub mod metering;
 pub mod metrics_api;
+pub mod monitoring_api;
 pub mod notifications_ws;
 pub mod openapi;
 pub mod range;
@@ -52,9 +54,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(web::JsonConfig::default().error_handler(error::json_error))
         .configure(health::routes)
         .configure(gateway::routes)
+        // Before the content API: /api/v1/content/active is not a CID.
+        .configure(monitoring_api::routes)
         .configure(content_api::routes)
         .configure(kubo_rpc::routes)
         .configure(metrics_api::routes)
+        .configure(dashboard::routes)
         .configure(ws::routes)
         .configure(bidirectional::routes)
         .configure(sse::routes)

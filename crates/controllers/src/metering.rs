@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::Stream;
 use model::content::ByteStream;
 use model::metrics::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
+use model::monitoring::{LiveStats, LiveStream};
 use model::notifications::{NotificationType, Notifier};
 use serde_json::json;
 
@@ -26,6 +27,8 @@ pub struct Meter {
     pub enabled: bool,
     /// Prometheus counters of streams and their bytes.
     pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// The live counters the sampler reads.
+    pub live: Option<Arc<LiveStats>>,
     pub stream_type: StreamType,
     pub direction: Direction,
     pub path: String,
@@ -47,6 +50,7 @@ impl Meter {
             notifier: Some(state.notifier.clone()),
             enabled: state.limits.record_streams,
             telemetry: Some(state.telemetry.clone()),
+            live: Some(state.live.clone()),
             stream_type,
             direction,
             path,
@@ -77,9 +81,18 @@ pub fn correlation_id(req: &HttpRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// What a stream's path streams: the CID of `/ipfs/{cid}/...`, or the path itself.
+fn content_of(path: &str) -> &str {
+    match path.strip_prefix("/ipfs/") {
+        Some(rest) => rest.split('/').next().unwrap_or(rest),
+        None => path,
+    }
+}
+
 /// Counts a stream as it goes and records it once, when told how it ended or when dropped.
 pub struct Tally {
     meter: Meter,
+    live: Option<LiveStream>,
     started: Instant,
     started_at_ms: i64,
     pub bytes: u64,
@@ -92,13 +105,23 @@ impl Tally {
         if let Some(telemetry) = &meter.telemetry {
             telemetry.stream_started(meter.stream_type, meter.direction);
         }
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let live = meter.live.as_ref().map(|live| {
+            live.open_stream(
+                content_of(&meter.path).to_owned(),
+                meter.stream_type,
+                meter.direction,
+                started_at_ms,
+            )
+        });
         Self {
             meter,
+            live,
             started: Instant::now(),
-            started_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+            started_at_ms,
             bytes: 0,
             chunks: 0,
             done: false,
@@ -106,6 +129,9 @@ impl Tally {
     }
 
     pub fn count(&mut self, bytes: usize) {
+        if let Some(live) = &self.live {
+            live.count(bytes as u64);
+        }
         self.bytes += bytes as u64;
         self.chunks += 1;
     }
@@ -117,6 +143,12 @@ impl Tally {
         }
         if let Some(telemetry) = &self.meter.telemetry {
             telemetry.stream_ended(self.meter.stream_type, self.meter.direction, outcome, self.bytes);
+        }
+        // Dropping the handle closes the live stream; a server-side failure is counted first.
+        if let Some(mut live) = self.live.take()
+            && outcome == Outcome::Error
+        {
+            live.fail();
         }
         if !self.meter.enabled {
             return;
@@ -203,6 +235,7 @@ mod tests {
             notifier: None,
             enabled: true,
             telemetry: None,
+            live: None,
             stream_type: StreamType::Http,
             direction: Direction::Outbound,
             path: "/ipfs/x".into(),

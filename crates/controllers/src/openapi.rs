@@ -6,7 +6,7 @@ use actix_web::web;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{content_api, gateway, health, kubo_rpc, metrics_api, notifications_ws, sse, telemetry};
+use crate::{content_api, gateway, health, kubo_rpc, metrics_api, monitoring_api, notifications_ws, sse, telemetry};
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -61,6 +61,13 @@ pub struct KuboErrorBody {
         kubo_rpc::version,
         metrics_api::summary,
         metrics_api::history,
+        monitoring_api::history,
+        monitoring_api::series,
+        monitoring_api::active_content,
+        monitoring_api::analytics,
+        monitoring_api::faults,
+        monitoring_api::inject_fault,
+        monitoring_api::clear_faults,
         sse::stream,
         notifications_ws::history,
         notifications_ws::publish,
@@ -73,6 +80,7 @@ pub struct KuboErrorBody {
         (name = "streaming", description = "Server-Sent Events (WebSocket routes are described in the README)"),
         (name = "notifications", description = "Notification history (live events: /ws/notifications, see the README)"),
         (name = "metrics", description = "Streaming metrics recorded for every stream"),
+        (name = "monitoring", description = "Sampled server series, active content, anomalies and trends, fault injection (dashboard: /dashboard)"),
         (name = "health", description = "Liveness and readiness"),
     ),
 )]
@@ -107,9 +115,13 @@ mod tests {
             "/api/v1/car",
             "/api/v0/add",
             "/health",
+            "/api/v1/metrics/history",
+            "/api/v1/content/active",
+            "/api/v1/analytics",
+            "/api/v1/faults",
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 22);
+        assert_eq!(paths.len(), 27);
     }
 }

@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicU64;
+
 use model::content::ContentService;
+use model::faults::Faults;
 use model::metrics::StreamMetrics;
+use model::monitoring::{LiveStats, MemoryMetricsHistory, MetricsHistory};
 use model::notifications::{NotificationHub, Notifier};
 
 /// Limits on what a request may ask of the server.
@@ -39,18 +43,54 @@ pub struct AppState {
     /// Prometheus instruments, served at `/metrics`.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub limits: Limits,
+    /// Counters the sampler reads: bytes, open streams, response times.
+    pub live: Arc<LiveStats>,
+    /// Sampled series and anomalies.
+    pub history: Arc<dyn MetricsHistory>,
+    /// Anomalies the sampler raised, for `/metrics`.
+    pub anomalies_raised: Arc<AtomicU64>,
+    /// Fault injection, when the server allows it.
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl AppState {
     pub fn new(content: Arc<dyn ContentService>, metrics: Arc<dyn StreamMetrics>, hub: Arc<NotificationHub>) -> Self {
+        let anomalies_raised = Arc::new(AtomicU64::new(0));
         Self {
             content,
             metrics,
             notifier: hub.clone(),
-            telemetry: Arc::new(crate::telemetry::Telemetry::new(hub.clone())),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(hub.clone(), anomalies_raised.clone())),
             hub,
             limits: Limits::default(),
+            live: Arc::new(LiveStats::default()),
+            history: Arc::new(MemoryMetricsHistory::default()),
+            anomalies_raised,
+            faults: None,
         }
+    }
+
+    /// The live counters the sampler reads, where it stores, and its count of anomalies.
+    pub fn with_monitoring(
+        mut self,
+        live: Arc<LiveStats>,
+        history: Arc<dyn MetricsHistory>,
+        anomalies_raised: Arc<AtomicU64>,
+    ) -> Self {
+        self.telemetry = Arc::new(crate::telemetry::Telemetry::new(
+            self.hub.clone(),
+            anomalies_raised.clone(),
+        ));
+        self.live = live;
+        self.history = history;
+        self.anomalies_raised = anomalies_raised;
+        self
+    }
+
+    /// Allows `POST /api/v1/faults` to inject faults.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {

@@ -4,6 +4,7 @@
 //! labels stay bounded (route patterns, stream types, statuses), never a client or a CID.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -32,7 +33,7 @@ const NAMESPACE: &str = "ipfs_stream";
 
 impl Telemetry {
     /// Instruments registered in a registry of their own, plus the hub's counters read at scrape.
-    pub fn new(hub: Arc<NotificationHub>) -> Self {
+    pub fn new(hub: Arc<NotificationHub>, anomalies_raised: Arc<AtomicU64>) -> Self {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
         let http_requests = IntCounterVec::new(
@@ -76,7 +77,7 @@ impl Telemetry {
             Box::new(stream_bytes.clone()),
             Box::new(streams.clone()),
             Box::new(active_streams.clone()),
-            Box::new(HubCollector::new(hub)),
+            Box::new(HubCollector::new(hub, anomalies_raised)),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -113,13 +114,14 @@ impl Telemetry {
     }
 }
 
-/// The hub's counters, read when Prometheus scrapes.
+/// The hub's counters and the sampler's, read when Prometheus scrapes.
 struct HubCollector {
     hub: Arc<NotificationHub>,
+    anomalies_raised: Arc<AtomicU64>,
     descs: Vec<Desc>,
 }
 
-const HUB_METRICS: [(&str, &str, bool); 4] = [
+const HUB_METRICS: [(&str, &str, bool); 5] = [
     (
         "notification_subscribers",
         "Connections subscribed to live notifications.",
@@ -136,10 +138,15 @@ const HUB_METRICS: [(&str, &str, bool); 4] = [
         "Subscribers disconnected for not keeping up.",
         true,
     ),
+    (
+        "anomalies_raised_total",
+        "Anomalies the detector raised on the sampled series.",
+        true,
+    ),
 ];
 
 impl HubCollector {
-    fn new(hub: Arc<NotificationHub>) -> Self {
+    fn new(hub: Arc<NotificationHub>, anomalies_raised: Arc<AtomicU64>) -> Self {
         let descs = HUB_METRICS
             .iter()
             .map(|(name, help, _)| {
@@ -152,7 +159,11 @@ impl HubCollector {
                 .expect("valid description")
             })
             .collect();
-        Self { hub, descs }
+        Self {
+            hub,
+            anomalies_raised,
+            descs,
+        }
     }
 }
 
@@ -168,6 +179,7 @@ impl Collector for HubCollector {
             m.notifications_published,
             m.notifications_sent,
             m.slow_consumers_dropped,
+            self.anomalies_raised.load(Ordering::Relaxed),
         ];
         HUB_METRICS
             .iter()
@@ -220,23 +232,21 @@ pub async fn record_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let telemetry = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.telemetry.clone());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let route = route_label(req.match_pattern());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.call(req).await?;
-    if let Some(telemetry) = telemetry {
+    if let Some(state) = state {
+        let seconds = started.elapsed().as_secs_f64();
+        state.live.request(seconds, response.status().is_server_error());
+        let telemetry = &state.telemetry;
         let status = response.status().as_u16().to_string();
         telemetry
             .http_requests
             .with_label_values(&[&route, &method, &status])
             .inc();
-        telemetry
-            .http_duration
-            .with_label_values(&[&route])
-            .observe(started.elapsed().as_secs_f64());
+        telemetry.http_duration.with_label_values(&[&route]).observe(seconds);
     }
     Ok(response)
 }

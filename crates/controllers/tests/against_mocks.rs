@@ -143,3 +143,176 @@ async fn deleting_unknown_content_is_404() {
     .await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 }
+
+async fn call_monitoring(
+    history: model::monitoring::MockMetricsHistory,
+    faults: Option<Arc<model::faults::Faults>>,
+    request: test::TestRequest,
+) -> (u16, serde_json::Value) {
+    let live = Arc::new(model::monitoring::LiveStats::default());
+    let mut state = AppState::new(
+        Arc::new(MockContentService::new()),
+        Arc::new(MockStreamMetrics::new()),
+        hub(),
+    )
+    .with_monitoring(live, Arc::new(history), Arc::new(std::sync::atomic::AtomicU64::new(3)));
+    if let Some(faults) = faults {
+        state = state.with_faults(faults);
+    }
+    let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+    let response = test::call_service(&app, request.to_request()).await;
+    let status = response.status().as_u16();
+    let body = test::read_body(response).await;
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}
+
+#[actix_web::test]
+async fn history_queries_reach_the_model_bounded_and_bad_ones_name_the_parameter() {
+    use model::monitoring::{Metric, MockMetricsHistory, SeriesPoint};
+    let mut history = MockMetricsHistory::new();
+    history
+        .expect_query()
+        .withf(|q| q.metric == Metric::LatencyP95 && q.since_ms == 0 && q.until_ms == 86_400_000 && q.step_ms == 43_200)
+        .times(1)
+        .returning(|q| {
+            Ok(vec![SeriesPoint {
+                t: q.since_ms,
+                value: 0.5,
+                min: 0.1,
+                max: 0.9,
+            }])
+        });
+    let (status, body) = call_monitoring(
+        history,
+        None,
+        test::TestRequest::get()
+            .uri("/api/v1/metrics/history?metric=latency_p95_seconds&since=0&until=86400000&step=1"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["step_ms"], 43_200, "a day at 1 s is widened to 2000 points");
+    assert_eq!(body["points"][0]["max"], 0.9);
+    for (query, field) in [
+        ("metric=nope", "metric"),
+        ("metric=cpu_percent&step=0", "step"),
+        ("metric=cpu_percent&step=x", "step"),
+        ("metric=cpu_percent&since=10&until=5", "since"),
+        ("metric=cpu_percent&since=-4", "since"),
+        ("metric=cpu_percent&since=0&until=99999999999999", "since"),
+        ("since=0", "metric"),
+    ] {
+        let (status, body) = call_monitoring(
+            MockMetricsHistory::new(),
+            None,
+            test::TestRequest::get().uri(&format!("/api/v1/metrics/history?{query}")),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["field"], field, "{query}: {body}");
+    }
+}
+
+#[actix_web::test]
+async fn analytics_lists_anomalies_and_trends_from_the_model() {
+    use model::monitoring::{Anomaly, MockMetricsHistory, SeriesPoint};
+    let mut history = MockMetricsHistory::new();
+    history
+        .expect_anomalies()
+        .withf(|_, limit| *limit == 5)
+        .times(1)
+        .returning(|_, _| {
+            Ok(vec![Anomaly {
+                at_ms: 7,
+                metric: "error_rate".into(),
+                value: 0.5,
+                expected_low: 0.0,
+                expected_high: 0.01,
+                score: 1.0,
+                detector: "relative_entropy".into(),
+            }])
+        });
+    history.expect_query().returning(|q| {
+        let value = if q.step_ms > 3_600_000 { 10.0 } else { 15.0 };
+        Ok(vec![SeriesPoint {
+            t: q.since_ms,
+            value,
+            min: 1.0,
+            max: 20.0,
+        }])
+    });
+    let (status, body) =
+        call_monitoring(history, None, test::TestRequest::get().uri("/api/v1/analytics?limit=5")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["anomalies"][0]["metric"], "error_rate");
+    let trend = &body["trends"][0];
+    assert_eq!(
+        (trend["mean_1h"].as_f64(), trend["mean_5m"].as_f64()),
+        (Some(10.0), Some(15.0))
+    );
+    assert_eq!(trend["change_percent"], 50.0);
+    let (status, body) = call_monitoring(
+        MockMetricsHistory::new(),
+        None,
+        test::TestRequest::get().uri("/api/v1/analytics?limit=0"),
+    )
+    .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("limit")));
+}
+
+#[actix_web::test]
+async fn faults_are_refused_unless_allowed_and_validated() {
+    use model::monitoring::MockMetricsHistory;
+    let post = |body: serde_json::Value| test::TestRequest::post().uri("/api/v1/faults").set_json(body);
+    let good = serde_json::json!({"store_latency_ms": 200, "duration_s": 5});
+    let (status, body) = call_monitoring(MockMetricsHistory::new(), None, post(good.clone())).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("faults_disabled")));
+    let faults = Arc::new(model::faults::Faults::default());
+    let (status, body) = call_monitoring(MockMetricsHistory::new(), Some(faults.clone()), post(good)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(faults.active().unwrap().store_latency.as_millis(), 200);
+    let (status, body) = call_monitoring(
+        MockMetricsHistory::new(),
+        Some(faults.clone()),
+        post(serde_json::json!({"store_latency_ms": 0, "duration_s": 5})),
+    )
+    .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("store_latency_ms")));
+    let (status, _) = call_monitoring(
+        MockMetricsHistory::new(),
+        Some(faults.clone()),
+        test::TestRequest::delete().uri("/api/v1/faults"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(faults.active().is_none());
+}
+
+#[actix_web::test]
+async fn the_dashboard_and_its_assets_are_served_from_the_binary() {
+    use model::monitoring::MockMetricsHistory;
+    for (uri, status, kind) in [
+        ("/dashboard", 200, "text/html"),
+        ("/dashboard/assets/uPlot.iife.min.js", 200, "text/javascript"),
+        ("/dashboard/assets/dashboard.js", 200, "text/javascript"),
+        ("/dashboard/assets/nope.js", 404, "application/json"),
+    ] {
+        let live = Arc::new(model::monitoring::LiveStats::default());
+        let state = AppState::new(
+            Arc::new(MockContentService::new()),
+            Arc::new(MockStreamMetrics::new()),
+            hub(),
+        )
+        .with_monitoring(live, Arc::new(MockMetricsHistory::new()), Default::default());
+        let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+        let response = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(response.status().as_u16(), status, "{uri}");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with(kind), "{uri}: {content_type}");
+    }
+}

@@ -27,6 +27,7 @@ pub mod anomaly;
 pub mod batch;
 pub mod content;
 pub mod error;
+pub mod faults;
 pub mod metrics;
 pub mod monitoring;
 pub mod notifications;

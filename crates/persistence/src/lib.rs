@@ -16,6 +16,7 @@ pub mod database;
 pub mod error;
 pub mod fs_blocks;
 pub mod kubo;
+pub mod metrics_history;
 pub mod notifications;
 pub mod stream_records;
 
@@ -23,5 +24,6 @@ pub use content_repository::SqlContentRepository;
 pub use error::Error;
 pub use fs_blocks::FsBlockStore;
 pub use kubo::KuboBlockStore;
+pub use metrics_history::SqlMetricsHistory;
 pub use notifications::SqlNotifications;
 pub use stream_records::SqlStreamRecords;

@@ -208,3 +208,48 @@ async fn leftover_staging_from_a_crash_is_cleared_on_open() {
     FsBlockStore::open(dir.path()).await.unwrap();
     assert!(staging_is_empty(dir.path()));
 }
+
+#[tokio::test]
+async fn the_metrics_history_buckets_in_sql_as_in_memory_and_prunes() {
+    use model::monitoring::{Anomaly, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let sql = persistence::SqlMetricsHistory::new(persistence::database::open(&dir.path().join("db")).await.unwrap());
+    let memory = MemoryMetricsHistory::default();
+    for i in 0..300i64 {
+        let sample = Sample {
+            at_ms: 1_000_000 + i * 1000,
+            values: vec![(Metric::Cpu, (i % 17) as f64), (Metric::Rss, 1e6 + i as f64)],
+        };
+        sql.store(&sample).await.unwrap();
+        memory.store(&sample).await.unwrap();
+    }
+    for step in [None, Some(1000), Some(7000), Some(60_000)] {
+        let query = SeriesQuery::bounded(Metric::Cpu, 1_010_500, 1_250_000, step);
+        let (from_sql, from_memory) = (sql.query(query).await.unwrap(), memory.query(query).await.unwrap());
+        assert_eq!(from_sql.len(), from_memory.len(), "{step:?}");
+        for (a, b) in from_sql.iter().zip(&from_memory) {
+            assert_eq!((a.t, a.min, a.max), (b.t, b.min, b.max));
+            assert!((a.value - b.value).abs() < 1e-9);
+        }
+    }
+    let anomaly = |at_ms| Anomaly {
+        at_ms,
+        metric: "cpu_percent".into(),
+        value: 99.0,
+        expected_low: 0.0,
+        expected_high: 10.0,
+        score: 1.0,
+        detector: "relative_entropy".into(),
+    };
+    sql.store_anomaly(&anomaly(1_100_000)).await.unwrap();
+    sql.store_anomaly(&anomaly(1_200_000)).await.unwrap();
+    let newest = sql.anomalies(0, 1).await.unwrap();
+    assert_eq!(newest, vec![anomaly(1_200_000)]);
+    assert_eq!(sql.prune(1_150_000).await.unwrap(), 2 * 150);
+    assert_eq!(sql.anomalies(0, 10).await.unwrap().len(), 1);
+    let rest = sql
+        .query(SeriesQuery::bounded(Metric::Rss, 0, 2_000_000, Some(1000)))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 150);
+}

@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
     /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes,
-    /// notification_idle_timeout_secs, notification_history, record_streams).
+    /// notification_idle_timeout_secs, notification_history, record_streams, sample_interval_ms,
+    /// metrics_retention_hours, anomaly_detector, allow_fault_injection).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the embedded store and the database [default: ./ipfs-stream-data].
@@ -118,6 +119,18 @@ pub struct ServeOptions {
     /// Record every stream in the streaming metrics [default: true].
     #[arg(long, env = "IPFS_STREAM_RECORD_STREAMS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub record_streams: Option<bool>,
+    /// Milliseconds between samples of the server's series, 50 to 60000 [default: 1000].
+    #[arg(long, env = "IPFS_STREAM_SAMPLE_INTERVAL_MS")]
+    pub sample_interval_ms: Option<u64>,
+    /// Hours of samples and anomalies kept [default: 48].
+    #[arg(long, env = "IPFS_STREAM_METRICS_RETENTION_HOURS")]
+    pub metrics_retention_hours: Option<u64>,
+    /// Detector run on every sampled series: relative_entropy or windowed_gaussian [default: relative_entropy].
+    #[arg(long, env = "IPFS_STREAM_ANOMALY_DETECTOR")]
+    pub anomaly_detector: Option<String>,
+    /// Allow `POST /api/v1/faults` to inject store latency (for drills and the simulator) [default: false].
+    #[arg(long, env = "IPFS_STREAM_ALLOW_FAULT_INJECTION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_fault_injection: Option<bool>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -20,6 +20,10 @@ pub struct Config {
     pub notification_idle_timeout_secs: u64,
     pub notification_history: u64,
     pub record_streams: bool,
+    pub sample_interval_ms: u64,
+    pub metrics_retention_hours: u64,
+    pub anomaly_detector: String,
+    pub allow_fault_injection: bool,
 }
 
 impl Default for Config {
@@ -33,6 +37,10 @@ impl Default for Config {
             notification_idle_timeout_secs: 300,
             notification_history: 1000,
             record_streams: true,
+            sample_interval_ms: 1000,
+            metrics_retention_hours: 48,
+            anomaly_detector: "relative_entropy".into(),
+            allow_fault_injection: false,
         }
     }
 }
@@ -49,6 +57,10 @@ struct FileConfig {
     notification_idle_timeout_secs: Option<u64>,
     notification_history: Option<u64>,
     record_streams: Option<bool>,
+    sample_interval_ms: Option<u64>,
+    metrics_retention_hours: Option<u64>,
+    anomaly_detector: Option<String>,
+    allow_fault_injection: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -101,6 +113,22 @@ impl Config {
                 .and_then(|s| s.record_streams)
                 .or(file.record_streams)
                 .unwrap_or(defaults.record_streams),
+            sample_interval_ms: serve
+                .and_then(|s| s.sample_interval_ms)
+                .or(file.sample_interval_ms)
+                .unwrap_or(defaults.sample_interval_ms),
+            metrics_retention_hours: serve
+                .and_then(|s| s.metrics_retention_hours)
+                .or(file.metrics_retention_hours)
+                .unwrap_or(defaults.metrics_retention_hours),
+            anomaly_detector: serve
+                .and_then(|s| s.anomaly_detector.clone())
+                .or(file.anomaly_detector)
+                .unwrap_or(defaults.anomaly_detector),
+            allow_fault_injection: serve
+                .and_then(|s| s.allow_fault_injection)
+                .or(file.allow_fault_injection)
+                .unwrap_or(defaults.allow_fault_injection),
         };
         config.validate()?;
         Ok(config)
@@ -121,6 +149,18 @@ impl Config {
         }
         if self.notification_history == 0 {
             return Err(Error::Config("notification_history: must be at least 1".into()));
+        }
+        if !(50..=60_000).contains(&self.sample_interval_ms) {
+            return Err(Error::Config("sample_interval_ms: must be between 50 and 60000".into()));
+        }
+        if self.metrics_retention_hours == 0 {
+            return Err(Error::Config("metrics_retention_hours: must be at least 1".into()));
+        }
+        if model::anomaly::DetectorKind::parse(&self.anomaly_detector).is_none() {
+            return Err(Error::Config(format!(
+                "anomaly_detector: {:?} is not windowed_gaussian or relative_entropy",
+                self.anomaly_detector
+            )));
         }
         if let Some(api) = &self.kubo_api {
             let rest = api.strip_prefix("http://").ok_or_else(|| {

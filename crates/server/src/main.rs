@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod process;
 mod serve;
 mod wiring;
 
@@ -45,7 +46,15 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
                 notification_idle_timeout: std::time::Duration::from_secs(config.notification_idle_timeout_secs),
                 record_streams: config.record_streams,
             };
-            serve::run(services, config.listen, limits).await?
+            let detector =
+                model::anomaly::DetectorKind::parse(&config.anomaly_detector).expect("validated with the config");
+            let sampler = model::monitoring::SamplerConfig {
+                interval: std::time::Duration::from_millis(config.sample_interval_ms),
+                retention: std::time::Duration::from_secs(config.metrics_retention_hours * 3600),
+                detector,
+                ..Default::default()
+            };
+            serve::run(services, config.listen, limits, serve::Monitoring { sampler }).await?
         }
         Command::Add {
             path,

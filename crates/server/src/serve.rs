@@ -1,19 +1,46 @@
 //! `ipfs-stream serve`: the HTTP server.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use model::monitoring::{Sampler, SamplerConfig};
 
 use actix_web::{App, HttpServer};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::error::Error;
+use crate::process::ProcSelf;
 use crate::wiring::Services;
 
 /// How long in-flight responses may take to finish after SIGTERM or Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Limits) -> Result<(), Error> {
-    let state = controllers::AppState::new(services.content, services.metrics, services.hub).with_limits(limits);
+/// How the server watches itself.
+pub struct Monitoring {
+    pub sampler: SamplerConfig,
+}
+
+pub async fn run(
+    services: Services,
+    listen: SocketAddr,
+    limits: controllers::Limits,
+    monitoring: Monitoring,
+) -> Result<(), Error> {
+    let sampler = Sampler::new(
+        services.live.clone(),
+        Arc::new(ProcSelf::new()),
+        services.history.clone(),
+        services.hub.clone(),
+        monitoring.sampler,
+    );
+    let mut state = controllers::AppState::new(services.content, services.metrics, services.hub)
+        .with_limits(limits)
+        .with_monitoring(services.live, services.history, sampler.anomalies_raised());
+    if let Some(faults) = services.faults {
+        state = state.with_faults(faults);
+    }
+    let sampling = sampler.spawn();
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -49,7 +76,9 @@ pub async fn run(services: Services, listen: SocketAddr, limits: controllers::Li
         println!("listening on http://{address}");
         tracing::info!(%address, "listening");
     }
-    server.await.map_err(|e| Error::io("server", e))?;
+    let served = server.await;
+    sampling.abort();
+    served.map_err(|e| Error::io("server", e))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::content::{BlockStore, ContentNode};
+use model::faults::Faults;
 use model::metrics::BatchedStreamMetrics;
+use model::monitoring::LiveStats;
 use model::notifications::NotificationHub;
-use persistence::{FsBlockStore, KuboBlockStore, SqlContentRepository, SqlNotifications, SqlStreamRecords, database};
+use persistence::{
+    FsBlockStore, KuboBlockStore, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords, database,
+};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -20,6 +24,10 @@ pub struct Services {
     pub content: Arc<ContentNode>,
     pub metrics: Arc<BatchedStreamMetrics>,
     pub hub: Arc<NotificationHub>,
+    pub live: Arc<LiveStats>,
+    pub history: Arc<SqlMetricsHistory>,
+    /// Present when the configuration allows fault injection.
+    pub faults: Option<Arc<Faults>>,
 }
 
 /// Whether the process serves live clients (the server) or runs one command.
@@ -51,10 +59,20 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
     if mode == Mode::Serving {
         content = content.with_notifier(hub.clone());
     }
-    let metrics = Arc::new(BatchedStreamMetrics::start(Arc::new(SqlStreamRecords::new(pool))));
+    let faults = (mode == Mode::Serving && options.allow_fault_injection).then(|| Arc::new(Faults::default()));
+    if let Some(faults) = &faults {
+        tracing::warn!("fault injection is allowed (POST /api/v1/faults)");
+        content = content.with_faults(faults.clone());
+    }
+    let metrics = Arc::new(BatchedStreamMetrics::start(Arc::new(SqlStreamRecords::new(
+        pool.clone(),
+    ))));
     Ok(Services {
         content: Arc::new(content),
         metrics,
         hub,
+        live: Arc::new(LiveStats::default()),
+        history: Arc::new(SqlMetricsHistory::new(pool)),
+        faults,
     })
 }

@@ -111,6 +111,7 @@ pub struct ContentNode {
     blocks: Blocks,
     records: Arc<dyn ContentRepository>,
     notifier: Option<Arc<dyn Notifier>>,
+    faults: Option<Arc<crate::faults::Faults>>,
     /// Taken shared by commits and exclusively by garbage collection, so a collection never
     /// deletes blocks of a commit it did not see.
     collection: RwLock<()>,
@@ -128,6 +129,7 @@ impl ContentNode {
             blocks: Blocks::new(store, cache_bytes),
             records,
             notifier: None,
+            faults: None,
             collection: RwLock::new(()),
         }
     }
@@ -136,6 +138,18 @@ impl ContentNode {
     pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = Some(notifier);
         self
+    }
+
+    /// Reads wait out the store latency injected in `faults`.
+    pub fn with_faults(mut self, faults: Arc<crate::faults::Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    async fn injected_delay(&self) {
+        if let Some(faults) = &self.faults {
+            faults.delay_store_read().await;
+        }
     }
 
     fn notify(&self, kind: NotificationType, data: serde_json::Value) {
@@ -153,6 +167,7 @@ impl ContentNode {
     }
 
     async fn file_root(&self, cid: &Cid) -> Result<(Block, u64)> {
+        self.injected_delay().await;
         let block = self.blocks.get(cid).await?;
         match Node::parse(&block)? {
             Node::File { size, .. } => Ok((block, size)),
@@ -224,6 +239,7 @@ impl ContentService for ContentNode {
     }
 
     async fn stat(&self, cid: &Cid) -> Result<NodeStat> {
+        self.injected_delay().await;
         let block = self.blocks.get(cid).await?;
         let block_len = block.data().len() as u64;
         let node = Node::parse(&block)?;
@@ -255,6 +271,7 @@ impl ContentService for ContentNode {
     }
 
     async fn resolve(&self, root: &Cid, path: &[String]) -> Result<Vec<Cid>> {
+        self.injected_delay().await;
         directory::resolve(&self.blocks, root, path).await
     }
 

@@ -77,14 +77,14 @@ pub const MAX_POINTS: u64 = 2000;
 
 /// A range of one series, bucketed into steps.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HistoryQuery {
+pub struct SeriesQuery {
     pub metric: Metric,
     pub since_ms: i64,
     pub until_ms: i64,
     pub step_ms: i64,
 }
 
-impl HistoryQuery {
+impl SeriesQuery {
     /// The step actually used: the one asked for, widened so the range fits in [`MAX_POINTS`].
     pub fn bounded(metric: Metric, since_ms: i64, until_ms: i64, step_ms: Option<i64>) -> Self {
         let span = (until_ms - since_ms).max(1);
@@ -101,7 +101,7 @@ impl HistoryQuery {
 
 /// One bucket of a series: the mean of its samples, and their extremes.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct HistoryPoint {
+pub struct SeriesPoint {
     /// Start of the bucket, in milliseconds since the epoch.
     pub t: i64,
     pub value: f64,
@@ -114,7 +114,7 @@ pub struct HistoryPoint {
 #[async_trait]
 pub trait MetricsHistory: Send + Sync {
     async fn store(&self, sample: &Sample) -> Result<()>;
-    async fn query(&self, query: HistoryQuery) -> Result<Vec<HistoryPoint>>;
+    async fn query(&self, query: SeriesQuery) -> Result<Vec<SeriesPoint>>;
     /// Drops samples older than `before_ms`; returns how many went.
     async fn prune(&self, before_ms: i64) -> Result<u64>;
     async fn store_anomaly(&self, anomaly: &Anomaly) -> Result<()>;
@@ -123,8 +123,8 @@ pub trait MetricsHistory: Send + Sync {
 }
 
 /// Buckets `(at_ms, value)` rows the way a `GROUP BY (at_ms - since) / step` does.
-pub fn bucket(rows: impl IntoIterator<Item = (i64, f64)>, query: &HistoryQuery) -> Vec<HistoryPoint> {
-    let mut points: Vec<(HistoryPoint, u32)> = Vec::new();
+pub fn bucket(rows: impl IntoIterator<Item = (i64, f64)>, query: &SeriesQuery) -> Vec<SeriesPoint> {
+    let mut points: Vec<(SeriesPoint, u32)> = Vec::new();
     for (at, value) in rows {
         if at < query.since_ms || at >= query.until_ms {
             continue;
@@ -138,7 +138,7 @@ pub fn bucket(rows: impl IntoIterator<Item = (i64, f64)>, query: &HistoryQuery) 
                 *n += 1;
             }
             _ => points.push((
-                HistoryPoint {
+                SeriesPoint {
                     t,
                     value,
                     min: value,
@@ -171,7 +171,7 @@ impl MetricsHistory for MemoryMetricsHistory {
         Ok(())
     }
 
-    async fn query(&self, query: HistoryQuery) -> Result<Vec<HistoryPoint>> {
+    async fn query(&self, query: SeriesQuery) -> Result<Vec<SeriesPoint>> {
         let samples = self.samples.lock().expect("not poisoned");
         let rows = samples.iter().filter_map(|s| s.get(query.metric).map(|v| (s.at_ms, v)));
         Ok(bucket(rows, &query))
@@ -208,25 +208,25 @@ mod tests {
     #[test]
     fn long_ranges_are_widened_to_fit_the_point_budget() {
         let day = 86_400_000;
-        let query = HistoryQuery::bounded(Metric::Cpu, 0, day, Some(1000));
+        let query = SeriesQuery::bounded(Metric::Cpu, 0, day, Some(1000));
         assert_eq!(query.step_ms, (day + MAX_POINTS as i64 - 1) / MAX_POINTS as i64);
-        assert_eq!(HistoryQuery::bounded(Metric::Cpu, 0, 60_000, None).step_ms, 1000);
+        assert_eq!(SeriesQuery::bounded(Metric::Cpu, 0, 60_000, None).step_ms, 1000);
     }
 
     #[test]
     fn buckets_average_and_keep_extremes() {
-        let query = HistoryQuery::bounded(Metric::Cpu, 1000, 5000, Some(2000));
+        let query = SeriesQuery::bounded(Metric::Cpu, 1000, 5000, Some(2000));
         let points = bucket([(500, 9.0), (1000, 1.0), (1500, 3.0), (3100, 5.0), (5000, 9.0)], &query);
         assert_eq!(
             points,
             vec![
-                HistoryPoint {
+                SeriesPoint {
                     t: 1000,
                     value: 2.0,
                     min: 1.0,
                     max: 3.0
                 },
-                HistoryPoint {
+                SeriesPoint {
                     t: 3000,
                     value: 5.0,
                     min: 5.0,

@@ -82,11 +82,18 @@ impl SeriesWatch {
         }
         self.seen += 1;
         self.quiet_for = self.quiet_for.saturating_sub(1);
-        if self.seen <= self.probation || self.quiet_for > 0 || score < self.threshold {
+        if self.seen <= self.probation || score < self.threshold {
+            return None;
+        }
+        let expected = expected.unwrap_or((value, value));
+        // The cooldown quiets repeated alerts while a series settles into a new pattern; a value
+        // beyond the range seen still alerts.
+        let beyond = value < expected.0 || value > expected.1;
+        if self.quiet_for > 0 && !beyond {
             return None;
         }
         self.quiet_for = self.cooldown;
-        Some((score, expected.unwrap_or((value, value))))
+        Some((score, expected))
     }
 }
 
@@ -148,7 +155,8 @@ impl Sampler {
         let now = Instant::now();
         let totals = self.live.totals();
         let usage = self.probe.usage();
-        let latency_p95 = self.live.take_latency_p95().unwrap_or(0.0);
+        // No request in the interval means no latency to report, not a latency of 0.
+        let latency_p95 = self.live.take_latency_p95();
         let (elapsed, previous, previous_usage) = match self.last.replace((now, totals, usage)) {
             Some((then, totals, usage)) => (now.duration_since(then).as_secs_f64().max(1e-3), totals, usage),
             None => (self.config.interval.as_secs_f64(), totals, usage),
@@ -176,10 +184,12 @@ impl Sampler {
             (Metric::ActiveWebrtc, totals.active(StreamType::Webrtc) as f64),
             (Metric::Viewers, totals.viewers as f64),
             (Metric::UnderflowRate, rate(totals.underflows, previous.underflows)),
-            (Metric::LatencyP95, latency_p95),
             (Metric::ErrorRate, error_rate),
             (Metric::RequestRate, rate(totals.requests, previous.requests)),
         ];
+        if let Some(latency) = latency_p95 {
+            values.push((Metric::LatencyP95, latency));
+        }
         if let Some(cpu) = cpu {
             values.push((Metric::Cpu, cpu));
         }

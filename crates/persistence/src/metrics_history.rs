@@ -1,0 +1,119 @@
+//! [`MetricsHistory`] over SQL: samples in `metric_samples` (long format, one row per series), and
+//! `anomalies`. Long ranges are averaged in the database, bucket by bucket, so a query never
+//! brings more than [`model::monitoring::MAX_POINTS`] rows back.
+
+use async_trait::async_trait;
+use model::monitoring::{Anomaly, MetricsHistory, Sample, SeriesPoint, SeriesQuery};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::Error;
+
+#[derive(Clone)]
+pub struct SqlMetricsHistory {
+    pool: SqlitePool,
+}
+
+impl SqlMetricsHistory {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl MetricsHistory for SqlMetricsHistory {
+    async fn store(&self, sample: &Sample) -> model::Result<()> {
+        if sample.values.is_empty() {
+            return Ok(());
+        }
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO metric_samples (metric, at_ms, value) ");
+        insert.push_values(&sample.values, |mut row, (metric, value)| {
+            row.push_bind(metric.as_str()).push_bind(sample.at_ms).push_bind(*value);
+        });
+        insert.build().execute(&self.pool).await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn query(&self, query: SeriesQuery) -> model::Result<Vec<SeriesPoint>> {
+        let rows = sqlx::query(
+            "SELECT (at_ms - ?1) / ?2 AS bucket, AVG(value) AS mean, MIN(value) AS low, MAX(value) AS high \
+             FROM metric_samples WHERE metric = ?3 AND at_ms >= ?1 AND at_ms < ?4 \
+             GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(query.since_ms)
+        .bind(query.step_ms)
+        .bind(query.metric.as_str())
+        .bind(query.until_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SeriesPoint {
+                    t: query.since_ms + row.try_get::<i64, _>("bucket")? * query.step_ms,
+                    value: row.try_get("mean")?,
+                    min: row.try_get("low")?,
+                    max: row.try_get("high")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| Error::from(e).into())
+    }
+
+    async fn prune(&self, before_ms: i64) -> model::Result<u64> {
+        let done = sqlx::query("DELETE FROM metric_samples WHERE at_ms < ?")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        sqlx::query("DELETE FROM anomalies WHERE at_ms < ?")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn store_anomaly(&self, anomaly: &Anomaly) -> model::Result<()> {
+        sqlx::query(
+            "INSERT INTO anomalies (at_ms, metric, value, expected_low, expected_high, score, detector) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(anomaly.at_ms)
+        .bind(&anomaly.metric)
+        .bind(anomaly.value)
+        .bind(anomaly.expected_low)
+        .bind(anomaly.expected_high)
+        .bind(anomaly.score)
+        .bind(&anomaly.detector)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn anomalies(&self, since_ms: i64, limit: u32) -> model::Result<Vec<Anomaly>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, metric, value, expected_low, expected_high, score, detector FROM anomalies \
+             WHERE at_ms >= ? ORDER BY at_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(since_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Anomaly {
+                    at_ms: row.try_get("at_ms")?,
+                    metric: row.try_get("metric")?,
+                    value: row.try_get("value")?,
+                    expected_low: row.try_get("expected_low")?,
+                    expected_high: row.try_get("expected_high")?,
+                    score: row.try_get("score")?,
+                    detector: row.try_get("detector")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| Error::from(e).into())
+    }
+}

@@ -1,0 +1,63 @@
+//! The process' CPU time and resident memory, from Linux's `/proc/self`.
+
+use model::monitoring::{ProcessProbe, ProcessUsage};
+
+pub struct ProcSelf {
+    ticks_per_second: f64,
+    page_size: u64,
+}
+
+impl ProcSelf {
+    pub fn new() -> Self {
+        // SAFETY: sysconf only reads system constants.
+        let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+        Self {
+            ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
+            page_size: if page > 0 { page as u64 } else { 4096 },
+        }
+    }
+}
+
+impl Default for ProcSelf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// utime + stime (fields 14 and 15 of `/proc/self/stat`), counted after the command name, which
+/// may itself hold spaces and parentheses.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+}
+
+impl ProcessProbe for ProcSelf {
+    fn usage(&self) -> Option<ProcessUsage> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(ProcessUsage {
+            cpu_seconds: cpu_ticks(&stat)? as f64 / self.ticks_per_second,
+            rss_bytes: resident_pages * self.page_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_name_with_spaces() {
+        let stat = "1234 (ipfs (x) stream) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0 100 1000 300";
+        assert_eq!(cpu_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn this_process_has_memory_and_cpu_time() {
+        let usage = ProcSelf::new().usage().expect("Linux has /proc/self");
+        assert!(usage.rss_bytes > 1 << 20);
+        assert!(usage.cpu_seconds >= 0.0);
+    }
+}
