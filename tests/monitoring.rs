@@ -106,11 +106,9 @@ async fn injected_store_latency_is_detected_stored_and_pushed() {
             let client = client();
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(25) {
-                let _ = client
-                    .get(format!("{base}/ipfs/{cid}"))
-                    .send()
-                    .await
-                    .and_then(|r| Ok(r.status()));
+                if let Ok(response) = client.get(format!("{base}/ipfs/{cid}")).send().await {
+                    let _ = response.bytes().await;
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
