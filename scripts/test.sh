@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust workspace (unit, persistence, end-to-end), `promtool check metrics` on
-# /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, and CID parity with the
-# reference JavaScript UnixFS importer.
+# Runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
+# metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
+# with the reference JavaScript UnixFS importer, and the dashboard in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
 
-for dir in scripts/importer-parity scripts/kubo-client; do
+for dir in scripts/importer-parity scripts/kubo-client tests/browser; do
   if [ ! -d "$dir/node_modules" ]; then
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
@@ -15,3 +15,4 @@ done
 scripts/check-metrics.sh target/debug/ipfs-stream
 node scripts/kubo-client/client.mjs target/debug/ipfs-stream
 node scripts/importer-parity/parity.mjs target/debug/ipfs-stream "${PARITY_CASES:-24}"
+node tests/browser/dashboard.mjs target/debug/ipfs-stream

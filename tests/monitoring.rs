@@ -84,6 +84,26 @@ async fn samples_reach_the_history_and_an_open_stream_is_listed_as_active() {
     );
     let (status, _) = get_json(&format!("{}/api/v1/faults", server.base)).await;
     assert_eq!(status, 403, "fault injection is off by default");
+    let metrics = client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| -> f64 {
+        let prefix = format!("{name} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(counter("ipfs_stream_store_blocks_read_total") > 0.0, "{metrics}");
+    assert!(counter("ipfs_stream_store_read_bytes_total") > 0.0);
+    assert_eq!(counter("ipfs_stream_store_verify_failures_total"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,12 +81,13 @@ pub fn correlation_id(req: &HttpRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// What a stream's path streams: the CID of `/ipfs/{cid}/...`, or the path itself.
+/// What a stream's path streams: the CID of `/ipfs/{cid}/...`, `/ws/stream/{cid}/...` or
+/// `/sse/stream/{cid}/...`, else the path itself.
 fn content_of(path: &str) -> &str {
-    match path.strip_prefix("/ipfs/") {
-        Some(rest) => rest.split('/').next().unwrap_or(rest),
-        None => path,
-    }
+    ["/ipfs/", "/ws/stream/", "/sse/stream/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))
+        .map_or(path, |rest| rest.split(['/', '?']).next().unwrap_or(rest))
 }
 
 /// Counts a stream as it goes and records it once, when told how it ended or when dropped.
@@ -242,6 +243,14 @@ mod tests {
             chunk_size: 0,
             correlation_id: "id".into(),
         }
+    }
+
+    #[test]
+    fn the_content_of_a_stream_is_its_cid() {
+        assert_eq!(content_of("/ipfs/bafyX/a/b.mp4"), "bafyX");
+        assert_eq!(content_of("/ws/stream/QmY?chunk_size=5"), "QmY");
+        assert_eq!(content_of("/sse/stream/QmZ"), "QmZ");
+        assert_eq!(content_of("/ws/upload"), "/ws/upload");
     }
 
     #[tokio::test]

@@ -51,36 +51,48 @@ pub struct AppState {
     pub anomalies_raised: Arc<AtomicU64>,
     /// Fault injection, when the server allows it.
     pub faults: Option<Arc<Faults>>,
+    /// What the block store served.
+    pub store_counters: Arc<model::content::StoreCounters>,
 }
 
 impl AppState {
     pub fn new(content: Arc<dyn ContentService>, metrics: Arc<dyn StreamMetrics>, hub: Arc<NotificationHub>) -> Self {
         let anomalies_raised = Arc::new(AtomicU64::new(0));
+        let store_counters = Arc::new(model::content::StoreCounters::default());
         Self {
             content,
             metrics,
             notifier: hub.clone(),
-            telemetry: Arc::new(crate::telemetry::Telemetry::new(hub.clone(), anomalies_raised.clone())),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(
+                hub.clone(),
+                anomalies_raised.clone(),
+                store_counters.clone(),
+            )),
             hub,
             limits: Limits::default(),
             live: Arc::new(LiveStats::default()),
             history: Arc::new(MemoryMetricsHistory::default()),
             anomalies_raised,
             faults: None,
+            store_counters,
         }
     }
 
-    /// The live counters the sampler reads, where it stores, and its count of anomalies.
+    /// The live counters the sampler reads, where it stores, its count of anomalies, and the
+    /// store's counters.
     pub fn with_monitoring(
         mut self,
         live: Arc<LiveStats>,
         history: Arc<dyn MetricsHistory>,
         anomalies_raised: Arc<AtomicU64>,
+        store_counters: Arc<model::content::StoreCounters>,
     ) -> Self {
         self.telemetry = Arc::new(crate::telemetry::Telemetry::new(
             self.hub.clone(),
             anomalies_raised.clone(),
+            store_counters.clone(),
         ));
+        self.store_counters = store_counters;
         self.live = live;
         self.history = history;
         self.anomalies_raised = anomalies_raised;

@@ -33,7 +33,11 @@ const NAMESPACE: &str = "ipfs_stream";
 
 impl Telemetry {
     /// Instruments registered in a registry of their own, plus the hub's counters read at scrape.
-    pub fn new(hub: Arc<NotificationHub>, anomalies_raised: Arc<AtomicU64>) -> Self {
+    pub fn new(
+        hub: Arc<NotificationHub>,
+        anomalies_raised: Arc<AtomicU64>,
+        store: Arc<model::content::StoreCounters>,
+    ) -> Self {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
         let http_requests = IntCounterVec::new(
@@ -77,7 +81,7 @@ impl Telemetry {
             Box::new(stream_bytes.clone()),
             Box::new(streams.clone()),
             Box::new(active_streams.clone()),
-            Box::new(HubCollector::new(hub, anomalies_raised)),
+            Box::new(HubCollector::new(hub, anomalies_raised, store)),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -118,10 +122,11 @@ impl Telemetry {
 struct HubCollector {
     hub: Arc<NotificationHub>,
     anomalies_raised: Arc<AtomicU64>,
+    store: Arc<model::content::StoreCounters>,
     descs: Vec<Desc>,
 }
 
-const HUB_METRICS: [(&str, &str, bool); 5] = [
+const HUB_METRICS: [(&str, &str, bool); 9] = [
     (
         "notification_subscribers",
         "Connections subscribed to live notifications.",
@@ -143,10 +148,30 @@ const HUB_METRICS: [(&str, &str, bool); 5] = [
         "Anomalies the detector raised on the sampled series.",
         true,
     ),
+    (
+        "store_blocks_read_total",
+        "Blocks read from the block store (cache misses and verification passes).",
+        true,
+    ),
+    ("store_read_bytes_total", "Bytes read from the block store.", true),
+    (
+        "store_cache_hits_total",
+        "Blocks served from the cache of verified blocks.",
+        true,
+    ),
+    (
+        "store_verify_failures_total",
+        "Stored blocks that did not hash to their CID (refused).",
+        true,
+    ),
 ];
 
 impl HubCollector {
-    fn new(hub: Arc<NotificationHub>, anomalies_raised: Arc<AtomicU64>) -> Self {
+    fn new(
+        hub: Arc<NotificationHub>,
+        anomalies_raised: Arc<AtomicU64>,
+        store: Arc<model::content::StoreCounters>,
+    ) -> Self {
         let descs = HUB_METRICS
             .iter()
             .map(|(name, help, _)| {
@@ -162,6 +187,7 @@ impl HubCollector {
         Self {
             hub,
             anomalies_raised,
+            store,
             descs,
         }
     }
@@ -180,6 +206,10 @@ impl Collector for HubCollector {
             m.notifications_sent,
             m.slow_consumers_dropped,
             self.anomalies_raised.load(Ordering::Relaxed),
+            self.store.blocks_read.load(Ordering::Relaxed),
+            self.store.bytes_read.load(Ordering::Relaxed),
+            self.store.cache_hits.load(Ordering::Relaxed),
+            self.store.verify_failures.load(Ordering::Relaxed),
         ];
         HUB_METRICS
             .iter()
@@ -235,11 +265,15 @@ pub async fn record_requests(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let route = route_label(req.match_pattern());
     let method = req.method().to_string();
+    let read = matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    );
     let started = Instant::now();
     let response = next.call(req).await?;
     if let Some(state) = state {
         let seconds = started.elapsed().as_secs_f64();
-        state.live.request(seconds, response.status().is_server_error());
+        state.live.request(seconds, response.status().is_server_error(), read);
         let telemetry = &state.telemetry;
         let status = response.status().as_u16().to_string();
         telemetry

@@ -155,7 +155,12 @@ async fn call_monitoring(
         Arc::new(MockStreamMetrics::new()),
         hub(),
     )
-    .with_monitoring(live, Arc::new(history), Arc::new(std::sync::atomic::AtomicU64::new(3)));
+    .with_monitoring(
+        live,
+        Arc::new(history),
+        Arc::new(std::sync::atomic::AtomicU64::new(3)),
+        Default::default(),
+    );
     if let Some(faults) = faults {
         state = state.with_faults(faults);
     }
@@ -302,7 +307,12 @@ async fn the_dashboard_and_its_assets_are_served_from_the_binary() {
             Arc::new(MockStreamMetrics::new()),
             hub(),
         )
-        .with_monitoring(live, Arc::new(MockMetricsHistory::new()), Default::default());
+        .with_monitoring(
+            live,
+            Arc::new(MockMetricsHistory::new()),
+            Default::default(),
+            Default::default(),
+        );
         let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
         let response = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
         assert_eq!(response.status().as_u16(), status, "{uri}");

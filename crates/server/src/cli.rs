@@ -20,7 +20,7 @@ pub struct Cli {
 pub struct GlobalOptions {
     /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes,
     /// notification_idle_timeout_secs, notification_history, record_streams, sample_interval_ms,
-    /// metrics_retention_hours, anomaly_detector, allow_fault_injection).
+    /// metrics_retention_hours, anomaly_detector, allow_fault_injection, instrumentation).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the embedded store and the database [default: ./ipfs-stream-data].
@@ -94,6 +94,9 @@ pub enum Command {
     },
     /// Print the OpenAPI document of the HTTP API (what `/openapi.json` serves).
     Openapi,
+    /// Drive a running server (on this machine) with synthetic viewers: adds media, then HTTP range,
+    /// WebSocket and SSE viewers join and leave at the media's bitrates; can inject faults.
+    Simulate(SimulateOptions),
     /// CAR v1 archives.
     Car {
         #[command(subcommand)]
@@ -131,6 +134,10 @@ pub struct ServeOptions {
     /// Allow `POST /api/v1/faults` to inject store latency (for drills and the simulator) [default: false].
     #[arg(long, env = "IPFS_STREAM_ALLOW_FAULT_INJECTION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_fault_injection: Option<bool>,
+    /// Count requests and streams for /metrics, sample them and detect anomalies; off serves
+    /// content with no accounting at all (the baseline of the instrumentation benchmark) [default: true].
+    #[arg(long, env = "IPFS_STREAM_INSTRUMENTATION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub instrumentation: Option<bool>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,4 +164,37 @@ pub enum CarCommand {
     Export { cid: String },
     /// Import a CAR file (or stdin with `-`); pins its roots.
     Import { path: PathBuf },
+}
+
+/// Options of `simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateOptions {
+    /// The server to drive; loopback only (127.0.0.1, [::1] or localhost).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Viewers at the peak, 1 to 2000.
+    #[arg(long, default_value_t = 20)]
+    pub viewers: u32,
+    /// Seconds the simulation lasts, 1 to 3600.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Media items added, 1 to 16.
+    #[arg(long, default_value_t = 4)]
+    pub media: u32,
+    /// Share of viewing sessions that drop abruptly mid-stream, 0 to 1.
+    #[arg(long, default_value_t = 0.1)]
+    pub drop_rate: f64,
+    /// Inject this much store latency (ms) once, `--fault-at` seconds in (needs a server started
+    /// with --allow-fault-injection).
+    #[arg(long)]
+    pub fault_latency_ms: Option<u64>,
+    /// Seconds into the run when the fault starts.
+    #[arg(long, default_value_t = 30)]
+    pub fault_at: u64,
+    /// Seconds the fault lasts.
+    #[arg(long, default_value_t = 10)]
+    pub fault_duration: u64,
+    /// Seed of the random choices, for repeatable runs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }

@@ -24,6 +24,7 @@ pub struct Config {
     pub metrics_retention_hours: u64,
     pub anomaly_detector: String,
     pub allow_fault_injection: bool,
+    pub instrumentation: bool,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             metrics_retention_hours: 48,
             anomaly_detector: "relative_entropy".into(),
             allow_fault_injection: false,
+            instrumentation: true,
         }
     }
 }
@@ -61,6 +63,7 @@ struct FileConfig {
     metrics_retention_hours: Option<u64>,
     anomaly_detector: Option<String>,
     allow_fault_injection: Option<bool>,
+    instrumentation: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -129,6 +132,10 @@ impl Config {
                 .and_then(|s| s.allow_fault_injection)
                 .or(file.allow_fault_injection)
                 .unwrap_or(defaults.allow_fault_injection),
+            instrumentation: serve
+                .and_then(|s| s.instrumentation)
+                .or(file.instrumentation)
+                .unwrap_or(defaults.instrumentation),
         };
         config.validate()?;
         Ok(config)

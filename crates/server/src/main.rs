@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod process;
 mod serve;
+mod simulate;
 mod wiring;
 
 use clap::Parser;
@@ -33,6 +34,10 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
         println!("{json}");
         return Ok(true);
     }
+    if let Command::Simulate(options) = cli.command {
+        simulate::run(options).await?;
+        return Ok(true);
+    }
     let mode = if matches!(cli.command, Command::Serve(_)) {
         wiring::Mode::Serving
     } else {
@@ -44,7 +49,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
             let limits = controllers::Limits {
                 max_upload_bytes: config.max_upload_bytes,
                 notification_idle_timeout: std::time::Duration::from_secs(config.notification_idle_timeout_secs),
-                record_streams: config.record_streams,
+                record_streams: config.record_streams && config.instrumentation,
             };
             let detector =
                 model::anomaly::DetectorKind::parse(&config.anomaly_detector).expect("validated with the config");
@@ -54,7 +59,11 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
                 detector,
                 ..Default::default()
             };
-            serve::run(services, config.listen, limits, serve::Monitoring { sampler }).await?
+            let monitoring = serve::Monitoring {
+                sampler,
+                enabled: config.instrumentation,
+            };
+            serve::run(services, config.listen, limits, monitoring).await?
         }
         Command::Add {
             path,
@@ -85,7 +94,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
             RepoCommand::Verify => return commands::repo_verify(&services).await,
             RepoCommand::Gc => commands::repo_gc(&services).await?,
         },
-        Command::Openapi => unreachable!("answered before the store is opened"),
+        Command::Openapi | Command::Simulate(_) => unreachable!("answered before the store is opened"),
         Command::Car { action } => match action {
             CarCommand::Export { cid } => commands::car_export(&services, &cid).await?,
             CarCommand::Import { path } => commands::car_import(&services, &path).await?,

@@ -19,6 +19,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How the server watches itself.
 pub struct Monitoring {
     pub sampler: SamplerConfig,
+    /// Off: no request accounting, no sampler (streams are not metered either: see `Limits`).
+    pub enabled: bool,
 }
 
 pub async fn run(
@@ -34,17 +36,27 @@ pub async fn run(
         services.hub.clone(),
         monitoring.sampler,
     );
+    let store_counters = services.content.store_counters();
     let mut state = controllers::AppState::new(services.content, services.metrics, services.hub)
         .with_limits(limits)
-        .with_monitoring(services.live, services.history, sampler.anomalies_raised());
+        .with_monitoring(
+            services.live,
+            services.history,
+            sampler.anomalies_raised(),
+            store_counters,
+        );
     if let Some(faults) = services.faults {
         state = state.with_faults(faults);
     }
-    let sampling = sampler.spawn();
+    let sampling = monitoring.enabled.then(|| sampler.spawn());
+    let instrumented = monitoring.enabled;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(controllers::telemetry::record_requests))
+            .wrap(actix_web::middleware::Condition::new(
+                instrumented,
+                actix_web::middleware::from_fn(controllers::telemetry::record_requests),
+            ))
             .configure(move |cfg| controllers::configure(cfg, state))
     })
     // Small replies (range requests, JSON) go out at once instead of waiting on delayed ACKs.
@@ -77,7 +89,9 @@ pub async fn run(
         tracing::info!(%address, "listening");
     }
     let served = server.await;
-    sampling.abort();
+    if let Some(sampling) = sampling {
+        sampling.abort();
+    }
     served.map_err(|e| Error::io("server", e))?;
     tracing::info!("stopped");
     Ok(())

@@ -67,18 +67,27 @@ function anomalyMarkers(metrics) {
   };
 }
 
+function chartWidth(box) {
+  return Math.max(320, box.clientWidth - 16);
+}
+
+// Boxes first, charts second: each chart takes the width its grid cell ends up with.
 function makeCharts() {
   const container = $("charts");
   container.innerHTML = "";
-  state.charts = CHARTS.map((def) => {
+  const boxes = CHARTS.map((def) => {
     const box = document.createElement("div");
     box.className = "chart";
     box.dataset.title = def.title;
     box.innerHTML = `<h3>${def.title}</h3>`;
     container.appendChild(box);
+    return box;
+  });
+  state.charts = CHARTS.map((def, i) => {
+    const box = boxes[i];
     const axisValues = def.unit === "bytes" ? (u, vals) => vals.map(formatBytes) : undefined;
     const opts = {
-      width: Math.max(380, box.clientWidth - 16),
+      width: chartWidth(box),
       height: 180,
       series: [{}].concat(def.series.map(([, label, color]) => ({ label, stroke: color, width: 1.5, spanGaps: true }))),
       axes: [
@@ -89,9 +98,13 @@ function makeCharts() {
       plugins: [anomalyMarkers(def.series.map(([m]) => m))],
     };
     const chart = new uPlot(opts, [[], ...def.series.map(() => [])], box);
-    return { def, chart };
+    return { def, chart, box };
   });
 }
+
+window.addEventListener("resize", () => {
+  for (const { chart, box } of state.charts) chart.setSize({ width: chartWidth(box), height: 180 });
+});
 
 function trim() {
   const newest = state.samples.length ? state.samples[state.samples.length - 1].t : Date.now() / 1000;
@@ -166,7 +179,11 @@ function onNotification(message) {
   const data = message.data || {};
   if (kind === "system_metrics") {
     const at = data.at_ms || message.timestamp;
-    state.samples.push({ t: at / 1000, values: data });
+    const t = at / 1000;
+    // History buckets and live samples interleave after a range change: keep time ascending.
+    let i = state.samples.length;
+    while (i > 0 && state.samples[i - 1].t > t) i--;
+    state.samples.splice(i, 0, { t, values: data });
     updateCards(data);
     scheduleRender(at);
     return;

@@ -6,6 +6,7 @@
 //! change, so serving it from memory keeps the guarantee.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -32,11 +33,24 @@ impl Weighter<Cid, Bytes> for ByLength {
     }
 }
 
+/// What the store served, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    /// Blocks read from the store (cache misses and verification passes).
+    pub blocks_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    /// Blocks served from the cache of verified blocks.
+    pub cache_hits: AtomicU64,
+    /// Stored blocks whose bytes did not hash to their CID.
+    pub verify_failures: AtomicU64,
+}
+
 /// A block store seen through verification: every block returned hashes to its CID.
 #[derive(Clone)]
 pub struct Blocks {
     store: Arc<dyn BlockStore>,
     cache: Arc<Cache<Cid, Bytes, ByLength>>,
+    counters: Arc<StoreCounters>,
 }
 
 impl Blocks {
@@ -46,7 +60,12 @@ impl Blocks {
         Self {
             store,
             cache: Arc::new(Cache::with_weighter(estimated_items, cache_bytes.max(1), ByLength)),
+            counters: Arc::default(),
         }
+    }
+
+    pub fn counters(&self) -> &Arc<StoreCounters> {
+        &self.counters
     }
 
     pub fn store(&self) -> &Arc<dyn BlockStore> {
@@ -63,6 +82,7 @@ impl Blocks {
         // Keyed by multihash, as the stores are: one entry for the same bytes under any CID.
         let key = storage_key(cid);
         if let Some(data) = self.cache.get(&key) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Block::trusted(*cid, data));
         }
         let block = self.read_verified(cid).await?;
@@ -74,6 +94,8 @@ impl Blocks {
     pub async fn read_verified(&self, cid: &Cid) -> Result<Block> {
         check_supported(cid)?;
         let data = self.store.get(cid).await?.ok_or(Error::NotFound(*cid))?;
+        self.counters.blocks_read.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
         let checked = if data.len() >= HASH_OFF_THREAD {
             let (cid, data) = (*cid, data.clone());
             tokio::task::spawn_blocking(move || verify(&cid, &data))
@@ -85,6 +107,7 @@ impl Blocks {
         match checked {
             Ok(()) => Ok(Block::trusted(*cid, data)),
             Err(Error::HashMismatch(cid)) => {
+                self.counters.verify_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%cid, "stored block does not match its CID; refusing to serve it");
                 Err(Error::HashMismatch(cid))
             }

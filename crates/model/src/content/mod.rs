@@ -13,7 +13,7 @@ pub mod service;
 pub mod store;
 
 pub use block::{Block, parse_cid};
-pub use blocks::Blocks;
+pub use blocks::{Blocks, StoreCounters};
 pub use car::CarImport;
 pub use directory::DirEntry;
 pub use importer::{ImportOptions, ImportSummary};

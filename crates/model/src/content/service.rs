@@ -140,6 +140,11 @@ impl ContentNode {
         self
     }
 
+    /// Counts of what the store served (shared; they keep counting).
+    pub fn store_counters(&self) -> Arc<super::blocks::StoreCounters> {
+        self.blocks.counters().clone()
+    }
+
     /// Reads wait out the store latency injected in `faults`.
     pub fn with_faults(mut self, faults: Arc<crate::faults::Faults>) -> Self {
         self.faults = Some(faults);

@@ -40,7 +40,7 @@ metrics! {
     ActiveWebrtc => "active_streams_webrtc": "WebRTC streams in progress.",
     Viewers => "viewers": "Outbound streams in progress (people or programs receiving content).",
     UnderflowRate => "underflow_rate": "Playback buffer underflows per second.",
-    LatencyP95 => "latency_p95_seconds": "95th percentile of HTTP response times in the interval.",
+    LatencyP95 => "latency_p95_seconds": "95th percentile of the time to the response head of reads (GET, HEAD) in the interval.",
     ErrorRate => "error_rate": "Share of requests and streams that failed on the server's side in the interval.",
     RequestRate => "request_rate": "HTTP requests per second.",
     Cpu => "cpu_percent": "Process CPU time as a percentage of one core.",

@@ -173,13 +173,16 @@ impl LiveStats {
         }
     }
 
-    /// An HTTP response went out after `seconds`; `failed` for the server's errors (5xx).
-    pub fn request(&self, seconds: f64, failed: bool) {
+    /// An HTTP response head went out after `seconds`; `failed` for the server's errors (5xx).
+    /// Only reads (`timed`) count towards the latency: an upload's head waits for its whole body.
+    pub fn request(&self, seconds: f64, failed: bool, timed: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if failed {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.latency.record(seconds);
+        if timed {
+            self.latency.record(seconds);
+        }
     }
 
     /// A playback buffer ran dry.
@@ -304,16 +307,18 @@ mod tests {
         let stats = LiveStats::default();
         assert_eq!(stats.take_latency_p95(), None);
         for _ in 0..95 {
-            stats.request(0.001, false);
+            stats.request(0.001, false, true);
         }
         for _ in 0..5 {
-            stats.request(0.5, true);
+            stats.request(0.5, true, true);
         }
         let p95 = stats.take_latency_p95().unwrap();
         assert!((0.001..0.0011).contains(&p95), "{p95}");
-        stats.request(0.5, false);
+        stats.request(0.5, false, true);
         let p95 = stats.take_latency_p95().unwrap();
         assert!((0.5..0.56).contains(&p95), "{p95}");
+        stats.request(30.0, false, false);
+        assert_eq!(stats.take_latency_p95(), None, "an upload is not a read");
         assert_eq!(stats.totals().failures, 5);
     }
 }

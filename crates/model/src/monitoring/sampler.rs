@@ -327,8 +327,8 @@ mod tests {
         sampler.snapshot(0);
         let stream = live.open_stream("bafy".into(), StreamType::Sse, Direction::Outbound, 0);
         stream.count(4096);
-        live.request(0.002, false);
-        live.request(0.002, true);
+        live.request(0.002, false, true);
+        live.request(0.002, true, true);
         let sample = sampler.snapshot(1000);
         assert!(sample.get(Metric::ThroughputOut).unwrap() > 0.0);
         assert_eq!(sample.get(Metric::ActiveSse), Some(1.0));
@@ -347,11 +347,11 @@ mod tests {
         let mut connection = hub.connect(1000);
         hub.subscribe(connection.id, &[NotificationType::SystemWarning], None);
         for i in 0..120 {
-            live.request(0.001 + (i % 3) as f64 * 1e-4, false);
+            live.request(0.001 + (i % 3) as f64 * 1e-4, false, true);
             let (_, anomalies) = sampler.tick().await;
             assert!(anomalies.is_empty(), "sample {i}: {anomalies:?}");
         }
-        live.request(2.0, false);
+        live.request(2.0, false, true);
         let (_, anomalies) = sampler.tick().await;
         let spike = anomalies
             .iter()
