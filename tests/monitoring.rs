@@ -168,7 +168,7 @@ async fn injected_store_latency_is_detected_stored_and_pushed() {
     let data = &warning["data"];
     assert!(data["value"].as_f64().unwrap() >= 0.4, "{data}");
     assert!(data["expected_range"][1].as_f64().unwrap() < 0.4, "{data}");
-    assert_eq!(data["detector"], "relative_entropy");
+    assert_eq!(data["detector"], "contextual");
     let (_, analytics) = get_json(&format!("{}/api/v1/analytics", server.base)).await;
     let anomalies = analytics["anomalies"].as_array().unwrap();
     assert!(

@@ -21,6 +21,7 @@ fn main() -> Result<(), String> {
         let mut line = serde_json::json!({ "detector": kind.name() });
         for score in corpus.evaluate(&scores) {
             line[&score.profile] = serde_json::json!((score.normalised * 10.0).round() / 10.0);
+            line["thresholds"][&score.profile] = serde_json::json!(score.threshold);
         }
         line["cpu_ns_per_sample"] = serde_json::json!(per_sample_ns.round());
         println!("{line}");

@@ -114,3 +114,22 @@ fn our_relative_entropy_matches_nab_file_by_file() {
         ],
     );
 }
+
+#[test]
+fn the_contextual_detector_scores_as_published_for_cad_ose() {
+    // Written from CAD OSE's description; NAB's scoreboard gives CAD OSE 69.9, 67.0 and 73.2.
+    let corpus = Corpus::load(&fixtures()).unwrap();
+    let scores = corpus.run(DetectorKind::Contextual);
+    for (profile, published) in [
+        ("standard", 69.9),
+        ("reward_low_FP_rate", 67.0),
+        ("reward_low_FN_rate", 73.2),
+    ] {
+        let ours = corpus
+            .evaluate(&scores)
+            .into_iter()
+            .find(|s| s.profile == profile)
+            .unwrap();
+        assert!((ours.normalised - published).abs() < 0.5, "{profile}: {ours:?}");
+    }
+}

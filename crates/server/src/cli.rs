@@ -128,7 +128,7 @@ pub struct ServeOptions {
     /// Hours of samples and anomalies kept [default: 48].
     #[arg(long, env = "IPFS_STREAM_METRICS_RETENTION_HOURS")]
     pub metrics_retention_hours: Option<u64>,
-    /// Detector run on every sampled series: relative_entropy or windowed_gaussian [default: relative_entropy].
+    /// Detector run on every sampled series: contextual, relative_entropy or windowed_gaussian [default: contextual].
     #[arg(long, env = "IPFS_STREAM_ANOMALY_DETECTOR")]
     pub anomaly_detector: Option<String>,
     /// Allow `POST /api/v1/faults` to inject store latency (for drills and the simulator) [default: false].

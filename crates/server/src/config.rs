@@ -40,7 +40,7 @@ impl Default for Config {
             record_streams: true,
             sample_interval_ms: 1000,
             metrics_retention_hours: 48,
-            anomaly_detector: "relative_entropy".into(),
+            anomaly_detector: "contextual".into(),
             allow_fault_injection: false,
             instrumentation: true,
         }
@@ -165,7 +165,7 @@ impl Config {
         }
         if model::anomaly::DetectorKind::parse(&self.anomaly_detector).is_none() {
             return Err(Error::Config(format!(
-                "anomaly_detector: {:?} is not windowed_gaussian or relative_entropy",
+                "anomaly_detector: {:?} is not contextual, relative_entropy or windowed_gaussian",
                 self.anomaly_detector
             )));
         }

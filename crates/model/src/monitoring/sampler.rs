@@ -44,7 +44,7 @@ impl Default for SamplerConfig {
         Self {
             interval: Duration::from_secs(1),
             retention: Duration::from_secs(48 * 3600),
-            detector: DetectorKind::RelativeEntropy,
+            detector: DetectorKind::Contextual,
             probation: 60,
             cooldown: 30,
         }
