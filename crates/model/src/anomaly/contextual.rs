@@ -93,6 +93,18 @@ struct Context {
     right_hash: i64,
 }
 
+/// An active context: (id, activations, left hash, right hash), the order neurons are chosen by.
+type Activation = (usize, u64, i64, i64);
+
+/// What the previous step's contexts expected of this one.
+struct Expectations {
+    active: Vec<Activation>,
+    /// Contexts whose left side fully matched.
+    selected: usize,
+    /// Partial matches that may become contexts.
+    candidates: Vec<(Facts, Facts)>,
+}
+
 #[derive(Default)]
 struct ContextMemory {
     left: Side,
@@ -140,7 +152,7 @@ impl ContextMemory {
 
     /// The contexts whose left side fully matched the previous step: those whose right side
     /// matches now are active; partial matches become candidate contexts when the step is new.
-    fn expectations(&mut self, new_step: bool) -> (Vec<(usize, u64, i64, i64)>, usize, Vec<(Facts, Facts)>) {
+    fn expectations(&mut self, new_step: bool) -> Expectations {
         let (mut active, mut selected, mut candidates) = (Vec::new(), 0, Vec::new());
         for &left_id in &self.left.crossed {
             let left = &self.left.semis[left_id];
@@ -172,7 +184,11 @@ impl ContextMemory {
             }
         }
         self.new_context = None;
-        (active, selected, candidates)
+        Expectations {
+            active,
+            selected,
+            candidates,
+        }
     }
 }
 
@@ -221,7 +237,11 @@ impl Contextual {
             self.memory.learn(&[pair], true) == 1
         };
         self.memory.right.cross(&current);
-        let (mut active, selected, candidates) = self.memory.expectations(new_step);
+        let Expectations {
+            mut active,
+            selected,
+            candidates,
+        } = self.memory.expectations(new_step);
         unique.extend(candidates.iter().cloned());
         let expected_share = if selected > 0 {
             active.len() as f64 / selected as f64
