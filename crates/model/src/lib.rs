@@ -28,6 +28,7 @@ pub mod batch;
 pub mod content;
 pub mod error;
 pub mod faults;
+pub mod media;
 pub mod metrics;
 pub mod monitoring;
 pub mod notifications;

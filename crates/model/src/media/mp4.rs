@@ -1,0 +1,171 @@
+//! MP4 (ISO BMFF): only the boxes are parsed up front (`re_mp4` seeks past the media data); each
+//! sample is then read by its offset, so a range-reading source fetches only what plays. H.264
+//! samples are converted from AVCC to Annex-B, with SPS and PPS before every sync sample.
+
+use std::io::{Read, SeekFrom};
+use std::time::Duration;
+
+use bytes::Bytes;
+use re_mp4::{Mp4, Sample, StsdBoxContent};
+
+use super::h264::{self, START_CODE};
+use super::{Codec, Demuxer, Frame, MediaError, MediaResult, MediaSource, TrackInfo};
+
+struct Mp4Track {
+    samples: Vec<Sample>,
+    next: usize,
+    /// AVCC NAL length size and the SPS/PPS to put before keyframes (H.264 only).
+    avc: Option<(usize, Vec<u8>)>,
+    /// The first sample's decode time: timestamps start at 0.
+    origin: i64,
+}
+
+pub struct Mp4Demuxer {
+    source: Box<dyn MediaSource>,
+    tracks: Vec<TrackInfo>,
+    state: Vec<Mp4Track>,
+}
+
+fn seconds(units: i64, timescale: u64) -> Duration {
+    Duration::from_nanos((units.max(0) as u128 * 1_000_000_000 / timescale.max(1) as u128) as u64)
+}
+
+impl Mp4Demuxer {
+    pub fn open(mut source: Box<dyn MediaSource>, size: u64) -> MediaResult<Self> {
+        let mp4 = Mp4::read(&mut source, size).map_err(|e| MediaError::Invalid(format!("MP4: {e}")))?;
+        let mut tracks = Vec::new();
+        let mut state = Vec::new();
+        for track in mp4.tracks().values() {
+            // The handler says what a track is (the sample entry may be one re_mp4 does not know).
+            let trak = track.trak(&mp4);
+            if !matches!(&trak.mdia.hdlr.handler_type.value, b"vide" | b"soun") {
+                continue;
+            }
+            let stsd = &trak.mdia.minf.stbl.stsd.contents;
+            let (codec, avc) = match stsd {
+                StsdBoxContent::Avc1(avc1) => {
+                    let config = &avc1.avcc.contents;
+                    h264::check_profile(config.avc_profile_indication)?;
+                    let mut parameter_sets = Vec::new();
+                    for nal in config
+                        .sequence_parameter_sets
+                        .iter()
+                        .chain(&config.picture_parameter_sets)
+                    {
+                        parameter_sets.extend_from_slice(&START_CODE);
+                        parameter_sets.extend_from_slice(&nal.bytes);
+                    }
+                    (
+                        Codec::H264,
+                        Some((config.length_size_minus_one as usize + 1, parameter_sets)),
+                    )
+                }
+                StsdBoxContent::Vp08(_) => (Codec::Vp8, None),
+                StsdBoxContent::Vp09(_) => (Codec::Vp9, None),
+                StsdBoxContent::Av01(_) => (Codec::Av1, None),
+                StsdBoxContent::Hvc1(_) | StsdBoxContent::Hev1(_) => {
+                    return Err(MediaError::Unsupported(
+                        "H.265/HEVC video (WebRTC players decode H.264, VP8, VP9, AV1)".into(),
+                    ));
+                }
+                StsdBoxContent::Mp4a(_) => {
+                    return Err(MediaError::Unsupported(
+                        "AAC audio (WebRTC carries Opus; re-encode the audio to Opus)".into(),
+                    ));
+                }
+                StsdBoxContent::Unknown(fourcc) if &fourcc.value == b"Opus" => (Codec::Opus, None),
+                StsdBoxContent::Unknown(fourcc) => {
+                    return Err(MediaError::Unsupported(format!(
+                        "MP4 codec {:?}",
+                        String::from_utf8_lossy(&fourcc.value)
+                    )));
+                }
+                StsdBoxContent::Tx3g(_) => continue,
+            };
+            if codec == Codec::H264 {
+                // Without B-frames, presentation follows decoding at a constant offset.
+                let offsets = track
+                    .samples
+                    .iter()
+                    .map(|s| s.composition_timestamp - s.decode_timestamp);
+                let first = track
+                    .samples
+                    .first()
+                    .map_or(0, |s| s.composition_timestamp - s.decode_timestamp);
+                if offsets.clone().any(|o| o != first) {
+                    return Err(MediaError::Unsupported(
+                        "H.264 with B-frames (frames out of order; encode with -bf 0)".into(),
+                    ));
+                }
+            }
+            state.push(Mp4Track {
+                origin: track.samples.first().map_or(0, |s| s.decode_timestamp),
+                samples: track.samples.clone(),
+                next: 0,
+                avc,
+            });
+            tracks.push(TrackInfo {
+                index: tracks.len(),
+                codec,
+                width: track.width as u32,
+                height: track.height as u32,
+            });
+        }
+        if tracks.is_empty() {
+            return Err(MediaError::Invalid("MP4 without audio or video tracks".into()));
+        }
+        Ok(Self { source, tracks, state })
+    }
+}
+
+impl Demuxer for Mp4Demuxer {
+    fn tracks(&self) -> &[TrackInfo] {
+        &self.tracks
+    }
+
+    fn next_frame(&mut self) -> MediaResult<Option<Frame>> {
+        // The track whose next sample decodes first.
+        let next = self
+            .state
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                t.samples
+                    .get(t.next)
+                    .map(|s| (i, seconds(s.decode_timestamp - t.origin, s.timescale)))
+            })
+            .min_by_key(|(_, at)| *at);
+        let Some((index, timestamp)) = next else {
+            return Ok(None);
+        };
+        let track = &mut self.state[index];
+        let sample = track.samples[track.next];
+        track.next += 1;
+        if sample.size > 64 << 20 {
+            return Err(MediaError::Invalid(format!("MP4 sample of {} bytes", sample.size)));
+        }
+        let mut raw = vec![0u8; sample.size as usize];
+        self.source.seek(SeekFrom::Start(sample.offset))?;
+        self.source
+            .read_exact(&mut raw)
+            .map_err(|_| MediaError::Invalid("MP4 sample lies past the end of the file".into()))?;
+        let data = match &track.avc {
+            Some((length_size, parameter_sets)) => {
+                let mut annexb = Vec::with_capacity(raw.len() + parameter_sets.len() + 16);
+                if sample.is_sync {
+                    annexb.extend_from_slice(parameter_sets);
+                }
+                h264::avcc_to_annexb(&raw, *length_size, &mut annexb)?;
+                annexb
+            }
+            None => raw,
+        };
+        Ok(Some(Frame {
+            track: index,
+            timestamp,
+            duration: seconds(sample.duration as i64, sample.timescale),
+            keyframe: sample.is_sync,
+            data: Bytes::from(data),
+        }))
+    }
+}

@@ -1,0 +1,101 @@
+//! WebM (Matroska): VP8, VP9, AV1 video and Opus audio blocks, in file order (already interleaved
+//! by time), with the keyframe flag of simple blocks.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use matroska_demuxer::{Frame as MkvFrame, MatroskaFile, TrackType};
+
+use super::ogg::opus_packet_duration;
+use super::{Codec, Demuxer, Frame, MediaError, MediaResult, MediaSource, TrackInfo};
+
+pub struct WebmDemuxer {
+    file: MatroskaFile<Box<dyn MediaSource>>,
+    tracks: Vec<TrackInfo>,
+    /// Matroska track number → our track index.
+    numbers: Vec<(u64, usize)>,
+    /// Nanoseconds per timestamp unit.
+    scale: u64,
+    frame: MkvFrame,
+}
+
+impl WebmDemuxer {
+    pub fn open(source: Box<dyn MediaSource>) -> MediaResult<Self> {
+        let file = MatroskaFile::open(source).map_err(|e| MediaError::Invalid(format!("WebM: {e}")))?;
+        let mut tracks = Vec::new();
+        let mut numbers = Vec::new();
+        for entry in file.tracks() {
+            if !matches!(entry.track_type(), TrackType::Video | TrackType::Audio) {
+                continue;
+            }
+            let codec = match entry.codec_id() {
+                "V_VP8" => Codec::Vp8,
+                "V_VP9" => Codec::Vp9,
+                "V_AV1" => Codec::Av1,
+                "A_OPUS" => Codec::Opus,
+                "A_VORBIS" => return Err(MediaError::Unsupported("Vorbis audio (WebRTC carries Opus)".into())),
+                "A_AAC" => return Err(MediaError::Unsupported("AAC audio (WebRTC carries Opus)".into())),
+                other => return Err(MediaError::Unsupported(format!("WebM codec {other}"))),
+            };
+            let (width, height) = entry.video().map_or((0, 0), |v| {
+                (v.pixel_width().get() as u32, v.pixel_height().get() as u32)
+            });
+            numbers.push((entry.track_number().get(), tracks.len()));
+            tracks.push(TrackInfo {
+                index: tracks.len(),
+                codec,
+                width,
+                height,
+            });
+        }
+        if tracks.is_empty() {
+            return Err(MediaError::Invalid("WebM without audio or video".into()));
+        }
+        let scale = file.info().timestamp_scale().get();
+        Ok(Self {
+            file,
+            tracks,
+            numbers,
+            scale,
+            frame: MkvFrame::default(),
+        })
+    }
+}
+
+impl Demuxer for WebmDemuxer {
+    fn tracks(&self) -> &[TrackInfo] {
+        &self.tracks
+    }
+
+    fn next_frame(&mut self) -> MediaResult<Option<Frame>> {
+        loop {
+            let more = self
+                .file
+                .next_frame(&mut self.frame)
+                .map_err(|e| MediaError::Invalid(format!("WebM: {e}")))?;
+            if !more {
+                return Ok(None);
+            }
+            let Some(&(_, track)) = self.numbers.iter().find(|(n, _)| *n == self.frame.track) else {
+                continue;
+            };
+            let codec = self.tracks[track].codec;
+            let data = Bytes::from(std::mem::take(&mut self.frame.data));
+            let keyframe = match self.frame.is_keyframe {
+                Some(flag) => flag,
+                None => codec == Codec::Opus || super::ivf::keyframe_of(codec, &data),
+            };
+            let duration = match codec {
+                Codec::Opus => opus_packet_duration(&data)?,
+                _ => Duration::from_nanos(self.frame.duration.unwrap_or(0) * self.scale),
+            };
+            return Ok(Some(Frame {
+                track,
+                timestamp: Duration::from_nanos(self.frame.timestamp.saturating_mul(self.scale)),
+                duration,
+                keyframe: keyframe || codec == Codec::Opus,
+                data,
+            }));
+        }
+    }
+}

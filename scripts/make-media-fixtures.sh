@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Makes the small media fixtures in tests/fixtures/media with Debian's ffmpeg (test pattern and sine
+# tone, 2 s, 96x64 at 15 fps, a keyframe every 15 frames). The committed files came from this script.
+set -euo pipefail
+cd "$(dirname "$0")/../tests/fixtures/media"
+command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+video=(-f lavfi -i "testsrc=size=96x64:rate=15" -t 2)
+audio=(-f lavfi -i "sine=frequency=440:sample_rate=48000" -t 2)
+quiet=(-hide_banner -loglevel error -y -bitexact)
+h264=(-c:v libx264 -bf 0 -g 15 -pix_fmt yuv420p -tune zerolatency)
+ffmpeg "${quiet[@]}" "${video[@]}" "${audio[@]}" "${h264[@]}" -profile:v baseline -c:a libopus -b:a 32k \
+  -movflags +faststart h264-baseline-opus.mp4
+ffmpeg "${quiet[@]}" "${video[@]}" "${h264[@]}" -profile:v main -movflags +faststart h264-main.mp4
+ffmpeg "${quiet[@]}" "${video[@]}" -c:v libx264 -profile:v high -pix_fmt yuv420p h264-high-bframes.mp4
+ffmpeg "${quiet[@]}" "${video[@]}" "${audio[@]}" "${h264[@]}" -profile:v baseline -c:a aac h264-aac.mp4
+ffmpeg "${quiet[@]}" "${video[@]}" "${audio[@]}" -c:v libvpx -g 15 -b:v 100k -c:a libopus -b:a 32k vp8-opus.webm
+ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx-vp9 -g 15 -b:v 100k vp9.webm
+ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx -g 15 -b:v 100k vp8.ivf
+ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx-vp9 -g 15 -b:v 100k vp9.ivf
+ffmpeg "${quiet[@]}" "${video[@]}" "${h264[@]}" -profile:v baseline -f h264 h264-baseline.h264
+ffmpeg "${quiet[@]}" "${audio[@]}" -c:a libopus -b:a 32k -page_duration 20000 opus.ogg
+ls -l
