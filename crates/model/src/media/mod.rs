@@ -9,6 +9,8 @@ mod h264;
 mod ivf;
 mod mp4;
 mod ogg;
+pub mod playback;
+pub mod source;
 mod webm;
 
 use std::io::{Read, Seek};
