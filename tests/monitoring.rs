@@ -20,6 +20,18 @@ async fn get_json(url: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn scrape(server: &Server) -> String {
+    let response = client().get(format!("{}/metrics", server.base)).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+/// The value of an unlabelled sample in Prometheus text.
+fn counter(metrics: &str, name: &str) -> f64 {
+    let prefix = format!("{name} ");
+    let line = metrics.lines().find_map(|l| l.strip_prefix(&prefix));
+    line.unwrap_or_else(|| panic!("{name} missing")).parse().unwrap()
+}
+
 async fn add(server: &Server, data: Vec<u8>) -> String {
     let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(data).file_name("f"));
     let response = client()
@@ -175,17 +187,6 @@ async fn injected_store_latency_is_detected_stored_and_pushed() {
         anomalies.iter().any(|a| a["metric"] == "latency_p95_seconds"),
         "{analytics}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let raised = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ipfs_stream_anomalies_raised_total "))
-        .unwrap();
-    assert!(raised.parse::<u64>().unwrap() >= 1);
+    let metrics = scrape(&server).await;
+    assert!(counter(&metrics, "ipfs_stream_anomalies_raised_total") >= 1.0);
 }
