@@ -32,5 +32,6 @@ pub mod media;
 pub mod metrics;
 pub mod monitoring;
 pub mod notifications;
+pub mod webrtc;
 
 pub use error::{Error, Result};

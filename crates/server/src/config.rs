@@ -205,7 +205,7 @@ mod tests {
         };
         let loaded = Config::load(&global, Some(&ServeOptions::default())).unwrap();
         assert_eq!(loaded.data_dir, PathBuf::from("/flag/dir"));
-        assert_eq!(loaded.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(loaded.listen, "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!(loaded.max_upload_bytes, 5);
         assert_eq!(loaded.log_format, LogFormat::Json);
         assert_eq!(
