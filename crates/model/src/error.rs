@@ -55,6 +55,18 @@ pub enum Error {
     /// The operation is not offered by this backend.
     #[error("{0} is not supported by this store")]
     Unsupported(&'static str),
+    /// Media that cannot be played: an unsupported codec or container (named), or corrupt bytes.
+    #[error("{0}")]
+    Media(#[from] crate::media::MediaError),
+    /// No stream or connection with this id.
+    #[error("{kind} {id:?} not found")]
+    UnknownId { kind: &'static str, id: String },
+    /// A per-client or per-stream limit was reached; retry later or elsewhere.
+    #[error("limit reached: {0}")]
+    LimitReached(String),
+    /// The server as a whole is at capacity.
+    #[error("at capacity: {0}")]
+    AtCapacity(String),
     /// A failure in a storage adapter (disk, database, remote node).
     #[error("store error: {0}")]
     Store(String),

@@ -1,145 +1,291 @@
-//! A server peer playing a stored VP8 file to a real webrtc-rs client on loopback: SDP offer and
-//! answer, trickled candidates, RTP received, frames counted, keyframe first, timestamps paced.
+//! The WebRTC service playing stored media to real webrtc-rs receivers on loopback: the server's
+//! offer answered (trickle ICE both ways) and a receiver's offer answered (WHEP's way); frames
+//! counted, keyframe first, timestamps paced; limits, bad input and clean-up.
 
-use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use model::media::playback::{BufferSettings, Playback};
-use model::webrtc::{Peer, PeerConfig, PeerEvent};
-use rtc::interceptor::Registry;
-use rtc::rtp::codec::vp8::Vp8Packet;
-use rtc::rtp::packetizer::Depacketizer;
-use tokio::sync::mpsc;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
-    RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder, register_default_interceptors,
+use cid::Cid;
+use model::content::{ContentService, ImportOptions};
+use model::media::playback::BufferSettings;
+use model::metrics::{MockStreamMetrics, StreamType};
+use model::monitoring::LiveStats;
+use model::notifications::{MockNotifier, NotificationType};
+use model::webrtc::{
+    PeerEvent, PlayRequest, Quality, Receiver, StreamSpec, Target, WebRtcConfig, WebRtcHub, WebRtcLimits,
+    WebRtcService,
 };
+use tokio::sync::mpsc;
 
-/// (RTP timestamp, whether the frame is a VP8 keyframe) per frame received.
-type Received = Arc<Mutex<Vec<(u32, bool)>>>;
-
-struct Client {
-    candidates: mpsc::Sender<RTCIceCandidateInit>,
-    frames: Received,
+struct Fixture {
+    hub: Arc<WebRtcHub>,
+    content: Arc<dyn ContentService>,
+    events: Arc<std::sync::Mutex<Vec<NotificationType>>>,
+    live: Arc<LiveStats>,
 }
 
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Client {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        if let Ok(candidate) = event.candidate.to_json() {
-            let _ = self.candidates.try_send(candidate);
-        }
+async fn fixture(limits: WebRtcLimits) -> Fixture {
+    let (node, _) = support::node();
+    let content: Arc<dyn ContentService> = Arc::new(node);
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut notifier = MockNotifier::new();
+    let seen = events.clone();
+    notifier
+        .expect_publish()
+        .returning(move |kind, _, _| seen.lock().unwrap().push(kind));
+    let mut metrics = MockStreamMetrics::new();
+    metrics
+        .expect_record()
+        .withf(|record| record.stream_type == StreamType::Webrtc)
+        .returning(|_| ());
+    let live = Arc::new(LiveStats::default());
+    let hub = WebRtcHub::new(
+        content.clone(),
+        Arc::new(notifier),
+        Arc::new(metrics),
+        live.clone(),
+        tokio::runtime::Handle::current(),
+        WebRtcConfig {
+            limits,
+            ..Default::default()
+        },
+    );
+    Fixture {
+        hub,
+        content,
+        events,
+        live,
     }
+}
 
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let frames = self.frames.clone();
-        tokio::spawn(async move {
-            let mut depacketizer = Vp8Packet::default();
-            let mut frame: Option<(u32, Vec<u8>)> = None;
-            while let Some(event) = track.poll().await {
-                let TrackRemoteEvent::OnRtpPacket(packet) = event else {
-                    continue;
-                };
-                let Ok(payload) = depacketizer.depacketize(&packet.payload) else {
-                    continue;
-                };
-                let (_, data) = frame.get_or_insert_with(|| (packet.header.timestamp, Vec::new()));
-                data.extend_from_slice(&payload);
-                if packet.header.marker {
-                    let (timestamp, data) = frame.take().expect("a frame in progress");
-                    // VP8 frame tag: bit 0 is 0 on key frames.
-                    let keyframe = data.first().is_some_and(|b| b & 1 == 0);
-                    frames.lock().unwrap().push((timestamp, keyframe));
-                }
+async fn add(content: &Arc<dyn ContentService>, name: &str) -> Cid {
+    content
+        .add(
+            support::file_stream(&format!("media/{name}")),
+            support::add_request(ImportOptions::default()),
+        )
+        .await
+        .unwrap()
+        .cid
+}
+
+/// Relays candidates both ways until the tasks are aborted.
+fn trickle(
+    hub: Arc<WebRtcHub>,
+    pc_id: String,
+    receiver: Arc<Receiver>,
+    mut server: mpsc::Receiver<PeerEvent>,
+    mut client: mpsc::Receiver<model::webrtc::IceCandidate>,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let to_client = receiver.clone();
+    let a = tokio::spawn(async move {
+        while let Some(event) = server.recv().await {
+            if let PeerEvent::Candidate(candidate) = event {
+                let _ = to_client.add_candidate(candidate).await;
             }
-        });
-    }
+        }
+    });
+    let b = tokio::spawn(async move {
+        while let Some(candidate) = client.recv().await {
+            let _ = hub.add_candidate(&pc_id, candidate).await;
+        }
+    });
+    [a, b]
 }
 
-fn vp8_playback() -> Arc<Playback> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/media/vp8.ivf");
-    let bytes = std::fs::read(path).unwrap();
-    let size = bytes.len() as u64;
-    let demuxer = model::media::open(Box::new(Cursor::new(Bytes::from(bytes))), size).unwrap();
-    Playback::start(demuxer, BufferSettings::default())
+async fn wait_for(what: impl Fn() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if what() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    what()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webrtc_rs_client_receives_the_frames_paced_from_a_keyframe() {
-    let playback = vp8_playback();
-    let (peer, offer, mut server_events) = Peer::offer(&playback, &PeerConfig::default()).await.unwrap();
-    assert!(offer.contains("VP8"), "{offer}");
+async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let cid = add(&f.content, "vp8.ivf").await;
+    let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
+    assert!(offer.sdp.contains("VP8"), "{}", offer.sdp);
+    assert_eq!(offer.tracks[0].codec, "VP8");
+    let (receiver, candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let receiver = Arc::new(receiver);
+    let answer = receiver.answer(&offer.sdp).await.unwrap();
+    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
+    let relays = trickle(f.hub.clone(), offer.pc_id.clone(), receiver.clone(), offer.events, candidates);
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    assert_eq!(f.hub.connections().len(), 1);
+    assert_eq!(f.live.totals().active(StreamType::Webrtc), 1);
 
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-    let (candidates_out, mut client_candidates) = mpsc::channel(64);
-    let frames: Received = Arc::default();
-    let client = PeerConnectionBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(
-            SettingEngineBuilder::new()
-                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                .build(),
+    // 30 frames at 15 fps: all of them, from the first keyframe, 6000 ticks apart.
+    assert!(wait_for(|| receiver.frame_count() >= 30, Duration::from_secs(10)).await);
+    let frames = receiver.frames();
+    assert_eq!(frames.len(), 30, "{frames:?}");
+    assert!(frames[0].keyframe);
+    assert_eq!(frames.iter().filter(|f| f.keyframe).count(), 2);
+    for pair in frames.windows(2) {
+        let step = pair[1].rtp_timestamp.wrapping_sub(pair[0].rtp_timestamp);
+        assert!((5999..=6001).contains(&step), "{frames:?}");
+    }
+    let spread = frames[29].arrived.duration_since(frames[0].arrived);
+    assert!(spread >= Duration::from_millis(1500), "paced, not burst: {spread:?}");
+
+    let stats = f.hub.stats(&offer.pc_id).await.unwrap();
+    assert_eq!(stats.transport.frames_sent, 30);
+    assert!(stats.transport.bandwidth_estimate_bps > 0.0);
+    assert_eq!(stats.buffer.frames_sent, 30);
+
+    f.hub.close(&offer.pc_id).await.unwrap();
+    assert!(f.hub.connections().is_empty());
+    assert!(f.hub.streams().is_empty(), "the stream made for the connection is gone");
+    assert_eq!(f.live.totals().active(StreamType::Webrtc), 0);
+    let events = f.events.lock().unwrap().clone();
+    for kind in [
+        NotificationType::WebrtcConnectionCreated,
+        NotificationType::WebrtcConnectionEstablished,
+        NotificationType::WebrtcStreamStarted,
+        NotificationType::WebrtcConnectionClosed,
+    ] {
+        assert!(events.contains(&kind), "{kind:?} in {events:?}");
+    }
+    assert!(matches!(
+        f.hub.close(&offer.pc_id).await,
+        Err(model::Error::UnknownId { .. })
+    ));
+    receiver.close().await;
+    relays.iter().for_each(|r| r.abort());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_offer_is_answered_with_candidates_and_audio_plays_with_video() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let cid = add(&f.content, "h264-baseline-opus.mp4").await;
+    let (receiver, _candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
+    let answer = f.hub.accept(PlayRequest::cid(cid), &offer).await.unwrap();
+    assert!(answer.sdp.contains("a=candidate"), "{}", answer.sdp);
+    receiver.accept_answer(&answer.sdp).await.unwrap();
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    assert!(
+        wait_for(
+            || {
+                let frames = receiver.frames();
+                frames.iter().any(|f| f.mime_type.eq_ignore_ascii_case("audio/opus"))
+                    && frames.iter().filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264")).count() >= 20
+            },
+            Duration::from_secs(10)
         )
-        .with_handler(Arc::new(Client {
-            candidates: candidates_out,
-            frames: frames.clone(),
-        }))
-        .with_udp_addrs(vec!["127.0.0.1:0"])
-        .build()
-        .await
-        .unwrap();
-    let client: Arc<dyn PeerConnection> = Arc::new(client);
-    client
-        .set_remote_description(RTCSessionDescription::offer(offer).unwrap())
-        .await
-        .unwrap();
-    let answer = client.create_answer(None).await.unwrap();
-    client.set_local_description(answer.clone()).await.unwrap();
-    peer.answer(&answer.sdp).await.unwrap();
+        .await,
+        "{:?}",
+        receiver.frames()
+    );
+    let video: Vec<_> = receiver
+        .frames()
+        .into_iter()
+        .filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264"))
+        .collect();
+    assert!(video[0].keyframe, "H.264 starts on an IDR with SPS/PPS");
+    f.hub.close(&answer.pc_id).await.unwrap();
+    receiver.close().await;
+}
 
-    // Trickle ICE both ways.
-    let to_client = client.clone();
-    let server_side = tokio::spawn(async move {
-        while let Some(event) = server_events.recv().await {
-            if let PeerEvent::Candidate(candidate) = event {
-                let _ = to_client.add_ice_candidate(candidate).await;
-            }
-        }
-    });
-    let to_server = peer.clone();
-    let client_side = tokio::spawn(async move {
-        while let Some(candidate) = client_candidates.recv().await {
-            let _ = to_server.add_candidate(candidate).await;
-        }
-    });
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_check_their_media_and_limits_are_enforced() {
+    let f = fixture(WebRtcLimits {
+        max_streams: 1,
+        max_viewers_per_stream: 1,
+        max_connections: 10,
+    })
+    .await;
+    let vp8 = add(&f.content, "vp8.ivf").await;
+    let aac = add(&f.content, "h264-aac.mp4").await;
+    let high = add(&f.content, "h264-high-bframes.mp4").await;
+    let spec = |cid| StreamSpec {
+        cid,
+        renditions: vec![],
+        quality: Quality::Auto,
+        ice_servers: vec![],
+        buffer: BufferSettings::default(),
+        progressive: true,
+        benchmark: false,
+    };
+    let refused = f.hub.create_stream(spec(aac)).await.unwrap_err().to_string();
+    assert!(refused.contains("AAC"), "{refused}");
+    let refused = f.hub.create_stream(spec(high)).await.unwrap_err().to_string();
+    assert!(refused.contains("High"), "{refused}");
+    let garbage = f
+        .content
+        .add(
+            support::pieces(b"definitely not a video".to_vec(), 8),
+            support::add_request(ImportOptions::default()),
+        )
+        .await
+        .unwrap()
+        .cid;
+    assert!(matches!(
+        f.hub.create_stream(spec(garbage)).await,
+        Err(model::Error::Media(_))
+    ));
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !playback.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(peer.is_connected());
-    assert!(peer.bandwidth_estimate() > 0.0);
-    let received = frames.lock().unwrap().clone();
-    // The client gets every frame from the keyframe at or after it joined (the file has keyframes
-    // at 0 s and 1 s, 15 frames apart) to the end.
-    let keyframes = received.iter().filter(|(_, key)| *key).count();
-    assert!(received[0].1, "the first frame is a keyframe: {received:?}");
-    assert!(keyframes == 1 || keyframes == 2, "{received:?}");
-    assert_eq!(received.len(), 15 * keyframes, "{received:?}");
-    for pair in received.windows(2) {
-        // 15 fps on the 90 kHz clock (durations in nanoseconds round down by a tick at most).
-        let step = pair[1].0.wrapping_sub(pair[0].0);
-        assert!((5999..=6001).contains(&step), "{received:?}");
-    }
-    peer.close().await;
-    client.close().await.unwrap();
-    server_side.abort();
-    client_side.abort();
+    let stream = f.hub.create_stream(spec(vp8)).await.unwrap();
+    assert!(!stream.adaptable);
+    assert_eq!(stream.renditions.len(), 1);
+    assert!(matches!(
+        f.hub.create_stream(spec(vp8)).await,
+        Err(model::Error::LimitReached(_))
+    ));
+    let request = PlayRequest {
+        target: Target::Stream(stream.stream_id.clone()),
+        quality: None,
+        buffer: None,
+        progressive: None,
+    };
+    let first = f.hub.offer(request.clone()).await.unwrap();
+    assert!(matches!(
+        f.hub.offer(request).await,
+        Err(model::Error::LimitReached(_))
+    ));
+    let change = f.hub.set_quality(&first.pc_id, Quality::High).await.unwrap();
+    assert!(!change.adaptable);
+    assert!(matches!(
+        f.hub.answer("pc-unknown", "v=0").await,
+        Err(model::Error::UnknownId { .. })
+    ));
+    assert!(f.hub.answer(&first.pc_id, "not sdp").await.is_err());
+    f.hub.delete_stream(&stream.stream_id).await.unwrap();
+    assert!(f.hub.connections().is_empty(), "deleting a stream closes its connections");
+    assert!(f.hub.streams().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_connects_is_closed_and_counted_out() {
+    let (node, _) = support::node();
+    let content: Arc<dyn ContentService> = Arc::new(node);
+    let cid = add(&content, "vp8.ivf").await;
+    let mut notifier = MockNotifier::new();
+    notifier.expect_publish().returning(|_, _, _| ());
+    let mut metrics = MockStreamMetrics::new();
+    metrics.expect_record().times(1).returning(|_| ());
+    let live = Arc::new(LiveStats::default());
+    let hub = WebRtcHub::new(
+        content,
+        Arc::new(notifier),
+        Arc::new(metrics),
+        live.clone(),
+        tokio::runtime::Handle::current(),
+        WebRtcConfig {
+            connect_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    let _offer = hub.offer(PlayRequest::cid(cid)).await.unwrap();
+    assert_eq!(live.totals().active(StreamType::Webrtc), 1);
+    assert!(wait_for(|| hub.connections().is_empty(), Duration::from_secs(5)).await);
+    assert_eq!(live.totals().active(StreamType::Webrtc), 0);
+    assert!(hub.streams().is_empty());
 }

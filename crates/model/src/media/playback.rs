@@ -90,11 +90,20 @@ pub struct Playback {
     /// Taken when the stream ends, so viewers see the end.
     frames: Mutex<Option<broadcast::Sender<Arc<Frame>>>>,
     initial: BufferSettings,
+    playing: AtomicBool,
 }
 
 impl Playback {
     /// Starts demuxing and pacing on the current Tokio runtime.
     pub fn start(demuxer: Box<dyn Demuxer>, settings: BufferSettings) -> Arc<Self> {
+        let playback = Self::prepare(demuxer, settings);
+        playback.play();
+        playback
+    }
+
+    /// Starts demuxing (the buffer fills) but sends nothing until [`Playback::play`], so the first
+    /// frame is ready when the first viewer is, and renditions started together share a clock.
+    pub fn prepare(demuxer: Box<dyn Demuxer>, settings: BufferSettings) -> Arc<Self> {
         let settings = BufferSettings {
             buffer_size: settings.buffer_size.clamp(MIN_BUFFER, MAX_BUFFER),
             prefetch_threshold: settings.prefetch_threshold.clamp(MIN_THRESHOLD, MAX_THRESHOLD),
@@ -119,12 +128,23 @@ impl Playback {
             shared: shared.clone(),
             frames: Mutex::new(Some(frames)),
             initial: settings,
+            playing: AtomicBool::new(false),
         });
         let producer = shared.clone();
         tokio::task::spawn_blocking(move || demux(demuxer, &producer));
-        let pacer = playback.clone();
-        tokio::spawn(async move { pacer.pace().await });
         playback
+    }
+
+    /// Starts sending; later calls do nothing.
+    pub fn play(self: &Arc<Self>) {
+        if !self.playing.swap(true, Ordering::Relaxed) {
+            let pacer = self.clone();
+            tokio::spawn(async move { pacer.pace().await });
+        }
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.playing.load(Ordering::Relaxed)
     }
 
     pub fn tracks(&self) -> &[TrackInfo] {
@@ -166,9 +186,7 @@ impl Playback {
 
     pub fn stop(&self) {
         self.frames.lock().expect("not poisoned").take();
-        self.shared.stopped.store(true, Ordering::Relaxed);
-        self.shared.refill.notify_all();
-        self.shared.arrived.notify_waiters();
+        self.shared.stop();
     }
 
     pub fn is_finished(&self) -> bool {
@@ -227,7 +245,12 @@ impl Playback {
             {
                 window.pop_front();
             }
+            let level = {
+                let fill = shared.buffer.lock().expect("not poisoned");
+                fill.frames.len() as f64 / fill.target as f64
+            };
             {
+                // Never hold the stats while taking the buffer: `stats()` takes them the other way.
                 let mut stats = shared.stats.lock().expect("not poisoned");
                 stats.frames_sent += 1;
                 stats.frame_delay_ms = delay;
@@ -237,9 +260,6 @@ impl Playback {
                 }
                 stats.fps = window.len() as f64;
                 stats.bitrate_bps = window.iter().map(|(_, n)| *n as f64 * 8.0).sum();
-                let fill = shared.buffer.lock().expect("not poisoned");
-                let level = fill.frames.len() as f64 / fill.target as f64;
-                drop(fill);
                 stats.fill_average += (level - stats.fill_average) / 32.0;
                 if delay > 1000.0 {
                     stats.overflows += 1;
@@ -278,6 +298,24 @@ impl Playback {
                 buffer.threshold = (buffer.threshold - 0.02).max(self.initial.prefetch_threshold);
             }
         }
+    }
+}
+
+impl Shared {
+    fn stop(&self) {
+        // Under the buffer's lock, so the demuxing thread cannot miss the wake-up between its
+        // check of `stopped` and its wait.
+        let _buffer = self.buffer.lock().expect("not poisoned");
+        self.stopped.store(true, Ordering::Relaxed);
+        self.refill.notify_all();
+        self.arrived.notify_waiters();
+    }
+}
+
+impl Drop for Playback {
+    /// A playback nobody holds any more ends its demuxing thread.
+    fn drop(&mut self) {
+        self.shared.stop();
     }
 }
 

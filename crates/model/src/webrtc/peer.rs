@@ -1,0 +1,597 @@
+//! A server peer: one sending track per media track of what it plays, each fed by its own
+//! [`Viewer`] of a shared [`Playback`] (so every peer starts on a keyframe and all share one demux),
+//! with GCC congestion control over TWCC giving a bandwidth estimate. A source may have several
+//! renditions; the peer switches between them at keyframes when told to.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, Registry};
+use rtc::media::Sample;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::statistics::StatsSelector;
+use rtc::statistics::report::RTCStatsReportEntry;
+use rtc::statistics::stats::RTCStatsType;
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::{
+    CongestionFeedback, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder, configure_congestion_control,
+    register_default_interceptors,
+};
+
+use crate::error::{Error, Result};
+use crate::media::playback::{Playback, Viewer};
+use crate::media::{Codec, Frame, TrackInfo};
+
+/// A STUN or TURN server for the peer's ICE agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// How peers are built.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerConfig {
+    pub ice_servers: Vec<IceServer>,
+    /// The address ICE binds (one UDP socket per peer, on an ephemeral port).
+    pub bind: IpAddr,
+    /// Where the bandwidth estimate starts (the pacer sends at the estimate).
+    pub initial_bitrate_bps: f64,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            bind: IpAddr::from([127, 0, 0, 1]),
+            initial_bitrate_bps: 2_000_000.0,
+        }
+    }
+}
+
+/// An ICE candidate as signaling carries it (`RTCIceCandidateInit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(rename = "sdpMLineIndex", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mline_index: Option<u16>,
+}
+
+/// What a peer tells its signaling channel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PeerEvent {
+    /// A local ICE candidate to trickle to the remote side.
+    Candidate(IceCandidate),
+    /// The connection's state changed (`connected`, `failed`, `closed`…).
+    State(String),
+}
+
+/// A media source of a peer: the renditions of one piece of media (the same tracks at several
+/// bitrates, started together so they share a clock) and which one is sent.
+#[derive(Clone)]
+pub struct Source {
+    pub renditions: Arc<[Arc<Playback>]>,
+    pub selected: watch::Receiver<usize>,
+}
+
+/// What a peer has sent, and how the path to its remote looks.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PeerStats {
+    pub state: String,
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    /// RTP packets and bytes (headers included) the transport sent.
+    pub packets_sent: u64,
+    /// The congestion controller's target, in bits per second.
+    pub bandwidth_estimate_bps: f64,
+    /// Share of packets the remote reported lost (TWCC feedback).
+    pub packet_loss: f64,
+    pub rtt_ms: Option<f64>,
+    /// Interarrival jitter the remote reported in RTCP receiver reports, in milliseconds.
+    pub remote_jitter_ms: Option<f64>,
+}
+
+pub(crate) fn rtp_codec(codec: Codec) -> (RTCRtpCodec, u8, RtpCodecKind) {
+    let (mime, rate, channels, fmtp, payload_type) = match codec {
+        Codec::H264 => (
+            "video/H264",
+            90_000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            102,
+        ),
+        Codec::Vp8 => ("video/VP8", 90_000, 0, "", 96),
+        Codec::Vp9 => ("video/VP9", 90_000, 0, "profile-id=0", 98),
+        Codec::Av1 => ("video/AV1", 90_000, 0, "", 41),
+        Codec::Opus => ("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", 111),
+    };
+    let kind = if codec.is_video() {
+        RtpCodecKind::Video
+    } else {
+        RtpCodecKind::Audio
+    };
+    let codec = RTCRtpCodec {
+        mime_type: mime.into(),
+        clock_rate: rate,
+        channels,
+        sdp_fmtp_line: fmtp.into(),
+        rtcp_feedback: vec![],
+    };
+    (codec, payload_type, kind)
+}
+
+fn webrtc_error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
+    move |e| Error::Input(format!("{context}: {e}"))
+}
+
+/// GCC whose target and statistics are published where the peer can read them.
+struct PublishedEstimate {
+    gcc: Gcc,
+    target: Arc<AtomicU64>,
+    stats: Arc<Mutex<EstimatorStats>>,
+}
+
+impl PublishedEstimate {
+    fn publish(&self) {
+        self.target
+            .store(self.gcc.target_bitrate().to_bits(), Ordering::Relaxed);
+        *self.stats.lock().expect("not poisoned") = self.gcc.stats();
+    }
+}
+
+impl BandwidthEstimator for PublishedEstimate {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.gcc.on_reports(now, reports);
+        self.publish();
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.gcc.target_bitrate()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.gcc.handle_timeout(now);
+        self.publish();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.gcc.poll_timeout()
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        self.gcc.stats()
+    }
+}
+
+/// Forwards the connection's events; kept short, as they run on the connection's driver.
+struct Events {
+    events: mpsc::Sender<PeerEvent>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    gathered: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(candidate) = event.candidate.to_json() {
+            let _ = self.events.try_send(PeerEvent::Candidate(IceCandidate {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+            }));
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+        let _ = self.events.try_send(PeerEvent::State(state.to_string()));
+    }
+}
+
+/// Counters shared by a peer's forwarders.
+#[derive(Default)]
+struct Sent {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A server peer sending media sources.
+pub struct Peer {
+    connection: Arc<dyn PeerConnection>,
+    estimate: Arc<AtomicU64>,
+    estimator_stats: Arc<Mutex<EstimatorStats>>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    gathered: watch::Receiver<bool>,
+    forwarders: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    sent: Arc<Sent>,
+    /// Called with the bytes of every frame sent (the live counters of the server).
+    on_sent: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl Peer {
+    /// A peer with no media yet, and the events to relay (trickled candidates, state changes).
+    pub async fn new(
+        config: &PeerConfig,
+        on_sent: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(Arc<Self>, mpsc::Receiver<PeerEvent>)> {
+        let mut media = MediaEngine::default();
+        for codec in [Codec::H264, Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus] {
+            let (rtp_codec, payload_type, kind) = rtp_codec(codec);
+            media
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        rtp_codec,
+                        payload_type,
+                    },
+                    kind,
+                )
+                .map_err(webrtc_error("registering codecs"))?;
+        }
+        let estimate = Arc::new(AtomicU64::new(config.initial_bitrate_bps.to_bits()));
+        let estimator_stats = Arc::new(Mutex::new(EstimatorStats::default()));
+        let estimator = PublishedEstimate {
+            gcc: Gcc::new(config.initial_bitrate_bps, 100_000.0, 50_000_000.0),
+            target: estimate.clone(),
+            stats: estimator_stats.clone(),
+        };
+        let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)
+            .map_err(webrtc_error("congestion control"))?;
+        let registry = register_default_interceptors(registry, &mut media).map_err(webrtc_error("interceptors"))?;
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|server| RTCIceServer {
+                urls: server.urls.clone(),
+                username: server.username.clone().unwrap_or_default(),
+                credential: server.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        let (events_out, events) = mpsc::channel(256);
+        let (state_out, state) = watch::channel(RTCPeerConnectionState::New);
+        let (gathered_out, gathered) = watch::channel(false);
+        let connection = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    .build(),
+            )
+            .with_handler(Arc::new(Events {
+                events: events_out,
+                state: state_out,
+                gathered: gathered_out,
+            }))
+            .with_udp_addrs(vec![std::net::SocketAddr::new(config.bind, 0)])
+            .build()
+            .await
+            .map_err(webrtc_error("creating the peer connection"))?;
+        let peer = Arc::new(Self {
+            connection: Arc::new(connection),
+            estimate,
+            estimator_stats,
+            state,
+            gathered,
+            forwarders: Mutex::new(Vec::new()),
+            sent: Arc::new(Sent::default()),
+            on_sent,
+        });
+        Ok((peer, events))
+    }
+
+    /// Adds one sending track per track of `source`; frames flow once the connection is up and
+    /// the track negotiated.
+    pub async fn attach(&self, source: Source) -> Result<()> {
+        let tracks: Vec<TrackInfo> = source.renditions[0].tracks().to_vec();
+        for track in tracks {
+            let (codec, _, kind) = rtp_codec(track.codec);
+            let mime_type = codec.mime_type.clone();
+            let ssrc: u32 = rand::random();
+            let local = Arc::new(
+                TrackLocalStaticSample::new(
+                    Instant::now(),
+                    MediaStreamTrack::new(
+                        "ipfs-stream".into(),
+                        format!("{}-{}", track.codec.name().to_lowercase().replace('.', ""), track.index),
+                        track.codec.name().into(),
+                        kind,
+                        vec![RTCRtpEncodingParameters {
+                            rtp_coding_parameters: RTCRtpCodingParameters {
+                                ssrc: Some(ssrc),
+                                ..Default::default()
+                            },
+                            codec,
+                            ..Default::default()
+                        }],
+                    ),
+                )
+                .map_err(webrtc_error("creating a track"))?,
+            );
+            let sender = self
+                .connection
+                .add_track(local.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(webrtc_error("adding a track"))?;
+            let mut state = self.state.clone();
+            let source = source.clone();
+            let sent = self.sent.clone();
+            let on_sent = self.on_sent.clone();
+            let forwarder = tokio::spawn(async move {
+                // Frames go out once the connection is up and the track has a payload type.
+                if state
+                    .wait_for(|s| *s == RTCPeerConnectionState::Connected)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let payload_type = loop {
+                    // The remote may list other codecs first (browsers offer VP8 first): the
+                    // payload type is the one negotiated for this track's codec.
+                    if let Ok(parameters) = sender.get_parameters().await
+                        && let Some(codec) = parameters
+                            .rtp_parameters
+                            .codecs
+                            .iter()
+                            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime_type))
+                    {
+                        break codec.payload_type;
+                    }
+                    if Instant::now() > deadline {
+                        tracing::warn!(track = track.index, %mime_type, "the remote did not accept the track's codec");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                let output = Output {
+                    local,
+                    ssrc,
+                    payload_type,
+                    sent,
+                    on_sent,
+                };
+                forward(source, track.index, output).await;
+            });
+            self.forwarders.lock().expect("not poisoned").push(forwarder);
+        }
+        Ok(())
+    }
+
+    /// A new offer (first negotiation or renegotiation after [`Peer::attach`]).
+    pub async fn offer(&self) -> Result<String> {
+        let offer = self
+            .connection
+            .create_offer(None)
+            .await
+            .map_err(webrtc_error("creating the offer"))?;
+        let sdp = offer.sdp.clone();
+        self.connection
+            .set_local_description(offer)
+            .await
+            .map_err(webrtc_error("setting the offer"))?;
+        Ok(sdp)
+    }
+
+    /// Applies the remote answer to our offer.
+    pub async fn answer(&self, sdp: &str) -> Result<()> {
+        let answer = RTCSessionDescription::answer(sdp.to_owned())
+            .map_err(|e| Error::Input(format!("sdp: not a valid answer: {e}")))?;
+        self.connection
+            .set_remote_description(answer)
+            .await
+            .map_err(webrtc_error("sdp"))
+    }
+
+    /// Answers a remote offer (WHEP); the answer carries the candidates gathered within
+    /// `gather_timeout`, later ones trickle as events.
+    pub async fn accept(&self, offer_sdp: &str, gather_timeout: Duration) -> Result<String> {
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
+            .map_err(|e| Error::Input(format!("sdp: not a valid offer: {e}")))?;
+        self.connection
+            .set_remote_description(offer)
+            .await
+            .map_err(webrtc_error("sdp"))?;
+        let answer = self
+            .connection
+            .create_answer(None)
+            .await
+            .map_err(webrtc_error("creating the answer"))?;
+        self.connection
+            .set_local_description(answer)
+            .await
+            .map_err(webrtc_error("setting the answer"))?;
+        let mut gathered = self.gathered.clone();
+        let _ = tokio::time::timeout(gather_timeout, gathered.wait_for(|done| *done)).await;
+        self.connection
+            .local_description()
+            .await
+            .map(|description| description.sdp)
+            .ok_or_else(|| Error::Input("sdp: no local description after answering".into()))
+    }
+
+    /// Adds a remote ICE candidate.
+    pub async fn add_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        self.connection
+            .add_ice_candidate(RTCIceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: None,
+                url: None,
+            })
+            .await
+            .map_err(webrtc_error("candidate"))
+    }
+
+    /// The congestion controller's current estimate, in bits per second.
+    pub fn bandwidth_estimate(&self) -> f64 {
+        f64::from_bits(self.estimate.load(Ordering::Relaxed))
+    }
+
+    /// Loss the congestion controller saw in TWCC feedback (0–1).
+    pub fn packet_loss(&self) -> f64 {
+        self.estimator_stats
+            .lock()
+            .expect("not poisoned")
+            .packet_loss
+            .unwrap_or(0.0)
+    }
+
+    pub fn state(&self) -> watch::Receiver<RTCPeerConnectionState> {
+        self.state.clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.state.borrow() == RTCPeerConnectionState::Connected
+    }
+
+    /// Counters, the estimate and what RTCP and TWCC say of the path.
+    pub async fn stats(&self) -> PeerStats {
+        let estimator = self.estimator_stats.lock().expect("not poisoned").clone();
+        let report = self
+            .connection
+            .get_stats(Instant::now(), StatsSelector::None)
+            .await;
+        let mut stats = PeerStats {
+            state: self.state.borrow().to_string(),
+            frames_sent: self.sent.frames.load(Ordering::Relaxed),
+            bytes_sent: self.sent.bytes.load(Ordering::Relaxed),
+            bandwidth_estimate_bps: self.bandwidth_estimate(),
+            packet_loss: estimator.packet_loss.unwrap_or(0.0),
+            rtt_ms: estimator.round_trip_time.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            ..Default::default()
+        };
+        for outbound in report.outbound_rtp_streams() {
+            stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
+        }
+        for entry in report.iter_by_type(RTCStatsType::RemoteInboundRTP) {
+            if let RTCStatsReportEntry::RemoteInboundRtp(remote) = entry {
+                let jitter = remote.received_rtp_stream_stats.jitter * 1000.0;
+                stats.remote_jitter_ms = Some(stats.remote_jitter_ms.unwrap_or(0.0).max(jitter));
+                if stats.rtt_ms.is_none() && remote.round_trip_time_measurements > 0 {
+                    stats.rtt_ms = Some(remote.round_trip_time * 1000.0);
+                }
+            }
+        }
+        stats
+    }
+
+    /// Stops sending and closes the connection (its tasks end with it).
+    pub async fn close(&self) {
+        for forwarder in self.forwarders.lock().expect("not poisoned").drain(..) {
+            forwarder.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close()).await;
+    }
+}
+
+/// Where one track's samples go.
+struct Output {
+    local: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    payload_type: u8,
+    sent: Arc<Sent>,
+    on_sent: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+/// The next frame of `track` from `viewer`, `None` at the end.
+async fn next_of(viewer: &mut Viewer, track: usize) -> Option<Arc<Frame>> {
+    loop {
+        match viewer.next().await {
+            Some(frame) if frame.track == track => return Some(frame),
+            Some(_) => continue,
+            None => return None,
+        }
+    }
+}
+
+/// Sends one track's frames as samples, each lasting until the track's next frame begins (the
+/// RTP clock advances by it). A switch of rendition subscribes to the new one and goes on sending
+/// the old until the new one's first keyframe, so the picture never breaks.
+async fn forward(mut source: Source, track: usize, output: Output) {
+    let selected = *source.selected.borrow_and_update();
+    let mut current = source.renditions[selected].subscribe();
+    // Subscribed first, so the first frame of a playback starting now is not missed. All the
+    // renditions start together, so they share a clock.
+    for rendition in source.renditions.iter() {
+        rendition.play();
+    }
+    let mut pending: Option<Viewer> = None;
+    let mut held: Option<Arc<Frame>> = None;
+    loop {
+        let next = tokio::select! {
+            frame = next_of(&mut current, track) => frame,
+            frame = async { next_of(pending.as_mut().expect("guarded"), track).await }, if pending.is_some() => {
+                match frame {
+                    // The new rendition's first frame is a keyframe: switch here.
+                    Some(frame) => {
+                        current = pending.take().expect("guarded");
+                        Some(frame)
+                    }
+                    None => {
+                        pending = None;
+                        continue;
+                    }
+                }
+            }
+            changed = source.selected.changed() => {
+                if changed.is_ok() {
+                    let selected = *source.selected.borrow_and_update();
+                    if let Some(rendition) = source.renditions.get(selected) {
+                        pending = Some(rendition.subscribe());
+                    }
+                }
+                continue;
+            }
+        };
+        if let Some(previous) = held.take() {
+            let duration = match &next {
+                Some(next) if next.timestamp > previous.timestamp => next.timestamp - previous.timestamp,
+                _ => previous.duration,
+            };
+            let sample = Sample {
+                data: previous.data.clone(),
+                duration,
+                ..Sample::new(Instant::now())
+            };
+            if let Err(error) = output
+                .local
+                .write_sample(output.ssrc, output.payload_type, &sample, &[])
+                .await
+            {
+                tracing::debug!(%error, "sample not sent");
+                return;
+            }
+            let bytes = previous.data.len() as u64;
+            output.sent.frames.fetch_add(1, Ordering::Relaxed);
+            output.sent.bytes.fetch_add(bytes, Ordering::Relaxed);
+            (output.on_sent)(bytes);
+        }
+        match next {
+            Some(frame) => held = Some(frame),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Quality presets and adaptive switching between a stream's renditions.
+//!
+//! A fixed preset picks the rendition registered for it (or the nearest). `auto` starts on the
+//! lowest rendition and follows the congestion controller: down at once when the estimate no longer
+//! carries the current rendition or loss is high, up only after the estimate has carried the next
+//! one with headroom for a while (hysteresis), and never twice within the hold time.
+
+use std::time::{Duration, Instant};
+
+/// A quality preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    Low,
+    Medium,
+    High,
+    Auto,
+}
+
+impl Quality {
+    pub const ALL: [Quality; 4] = [Quality::Low, Quality::Medium, Quality::High, Quality::Auto];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Auto => "auto",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|quality| quality.as_str() == name)
+    }
+
+    /// The preset's nominal bitrate (the seeds' ladder: 500 kbps, 1 Mbps, 2.5 Mbps), used until a
+    /// rendition's own bitrate has been measured.
+    pub fn nominal_bitrate_bps(self) -> f64 {
+        match self {
+            Self::Low => 500_000.0,
+            Self::Medium | Self::Auto => 1_000_000.0,
+            Self::High => 2_500_000.0,
+        }
+    }
+}
+
+/// The rendition a fixed preset plays: its own, else the nearest below, else the lowest.
+/// `renditions` are ordered from low to high.
+pub fn rendition_for(quality: Quality, renditions: &[Quality]) -> usize {
+    if let Some(exact) = renditions.iter().position(|q| *q == quality) {
+        return exact;
+    }
+    renditions.iter().rposition(|q| *q < quality).unwrap_or(0)
+}
+
+/// Above this loss the stream steps down whatever the estimate says.
+const LOSS_DOWN: f64 = 0.10;
+/// Up only while loss is below this.
+const LOSS_UP: f64 = 0.02;
+/// Up only when the estimate exceeds the next rendition's bitrate by this factor…
+const UP_HEADROOM: f64 = 1.3;
+/// …continuously for this long.
+const UP_AFTER: Duration = Duration::from_secs(4);
+/// No switch within this time of the last one.
+const HOLD: Duration = Duration::from_secs(2);
+
+/// The `auto` decision of one viewer.
+#[derive(Clone, Debug)]
+pub struct AdaptiveSwitch {
+    current: usize,
+    headroom_since: Option<Instant>,
+    last_switch: Option<Instant>,
+}
+
+impl AdaptiveSwitch {
+    pub fn new(start: usize) -> Self {
+        Self {
+            current: start,
+            headroom_since: None,
+            last_switch: None,
+        }
+    }
+
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The rendition to play given the estimate, the loss and each rendition's bitrate (low to
+    /// high); `Some` when that is a switch.
+    pub fn decide(&mut self, now: Instant, estimate_bps: f64, loss: f64, bitrates: &[f64]) -> Option<usize> {
+        if bitrates.len() < 2 || !estimate_bps.is_finite() {
+            return None;
+        }
+        self.current = self.current.min(bitrates.len() - 1);
+        let held = self
+            .last_switch
+            .is_some_and(|at| now.duration_since(at) < HOLD);
+        let carries_current = estimate_bps >= bitrates[self.current];
+        if self.current > 0 && (loss > LOSS_DOWN || !carries_current) {
+            self.headroom_since = None;
+            if held {
+                return None;
+            }
+            return Some(self.switch(now, self.current - 1));
+        }
+        let up = self.current + 1;
+        if up < bitrates.len() && loss < LOSS_UP && estimate_bps > bitrates[up] * UP_HEADROOM {
+            let since = *self.headroom_since.get_or_insert(now);
+            if now.duration_since(since) >= UP_AFTER && !held {
+                self.headroom_since = None;
+                return Some(self.switch(now, up));
+            }
+        } else {
+            self.headroom_since = None;
+        }
+        None
+    }
+
+    fn switch(&mut self, now: Instant, to: usize) -> usize {
+        self.current = to;
+        self.last_switch = Some(now);
+        to
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LADDER: [f64; 3] = [500_000.0, 1_000_000.0, 2_500_000.0];
+
+    #[test]
+    fn fixed_presets_pick_their_rendition_or_the_nearest_below() {
+        let ladder = [Quality::Low, Quality::Medium, Quality::High];
+        assert_eq!(rendition_for(Quality::Medium, &ladder), 1);
+        assert_eq!(rendition_for(Quality::High, &[Quality::Low, Quality::Medium]), 1);
+        assert_eq!(rendition_for(Quality::Low, &[Quality::Medium, Quality::High]), 0);
+        assert_eq!(Quality::parse("auto"), Some(Quality::Auto));
+        assert_eq!(Quality::parse("ultra"), None);
+    }
+
+    #[test]
+    fn steps_up_only_after_sustained_headroom() {
+        let start = Instant::now();
+        let mut abr = AdaptiveSwitch::new(0);
+        // 1.5 Mbps carries medium (1 Mbps) with 30% headroom.
+        assert_eq!(abr.decide(start, 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(start + Duration::from_secs(2), 1_500_000.0, 0.0, &LADDER), None);
+        // A dip resets the wait.
+        assert_eq!(abr.decide(start + Duration::from_secs(3), 1_100_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(start + Duration::from_secs(4), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(start + Duration::from_secs(8), 1_500_000.0, 0.0, &LADDER), Some(1));
+        // Not enough for high: stays.
+        assert_eq!(abr.decide(start + Duration::from_secs(20), 3_000_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.current(), 1);
+    }
+
+    #[test]
+    fn steps_down_at_once_on_a_low_estimate_or_loss_but_holds_between_switches() {
+        let start = Instant::now();
+        let mut abr = AdaptiveSwitch::new(2);
+        assert_eq!(abr.decide(start, 2_000_000.0, 0.0, &LADDER), Some(1));
+        // Within the hold time, even a worse estimate waits.
+        assert_eq!(abr.decide(start + Duration::from_secs(1), 600_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(start + Duration::from_secs(3), 600_000.0, 0.0, &LADDER), Some(0));
+        let mut lossy = AdaptiveSwitch::new(1);
+        assert_eq!(lossy.decide(start, 5_000_000.0, 0.2, &LADDER), Some(0));
+        // Never below the lowest, never up with loss.
+        assert_eq!(lossy.decide(start + Duration::from_secs(10), 100.0, 0.5, &LADDER), None);
+        assert_eq!(lossy.decide(start + Duration::from_secs(20), 5_000_000.0, 0.05, &LADDER), None);
+    }
+
+    #[test]
+    fn one_rendition_or_a_nan_estimate_never_switches() {
+        let mut abr = AdaptiveSwitch::new(0);
+        assert_eq!(abr.decide(Instant::now(), 10e6, 0.0, &[1e6]), None);
+        let mut abr = AdaptiveSwitch::new(1);
+        assert_eq!(abr.decide(Instant::now(), f64::NAN, 0.0, &LADDER), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! A receiving WebRTC peer (webrtc-rs) that reassembles the frames it gets and notes their RTP
+//! timestamps, keyframe flags and arrival times: the viewer of the simulator and of the load
+//! benchmark, and the client of the end-to-end tests. It either offers (WHEP) or answers the
+//! server's offer (WebSocket signaling).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::Registry;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::codec::vp8::Vp8Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
+    RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder, register_default_interceptors,
+};
+
+use super::peer::IceCandidate;
+use crate::error::{Error, Result};
+
+/// One reassembled frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedFrame {
+    /// `video/VP8`, `video/H264`, `audio/opus`…
+    pub mime_type: String,
+    pub rtp_timestamp: u32,
+    pub keyframe: bool,
+    pub bytes: usize,
+    pub arrived: Instant,
+}
+
+type Frames = Arc<Mutex<Vec<ReceivedFrame>>>;
+
+struct Handler {
+    candidates: mpsc::Sender<IceCandidate>,
+    frames: Frames,
+    state: watch::Sender<RTCPeerConnectionState>,
+    gathered: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(candidate) = event.candidate.to_json() {
+            let _ = self.candidates.try_send(IceCandidate {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+            });
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        tokio::spawn(reassemble(track, self.frames.clone()));
+    }
+}
+
+/// Whether a reassembled frame is one a decoder can start from.
+fn is_keyframe(mime_type: &str, data: &[u8]) -> bool {
+    match mime_type.to_ascii_lowercase().as_str() {
+        // VP8 frame tag: bit 0 is 0 on key frames.
+        "video/vp8" => data.first().is_some_and(|b| b & 1 == 0),
+        // An IDR slice or parameter sets in the access unit (Annex-B out of the depacketizer).
+        "video/h264" => data
+            .windows(4)
+            .filter(|w| w[..3] == [0, 0, 1])
+            .any(|w| matches!(w[3] & 0x1f, 5 | 7)),
+        _ => true,
+    }
+}
+
+async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
+    let mut vp8 = Vp8Packet::default();
+    let mut h264 = H264Packet::default();
+    let mut mime_types: HashMap<u32, String> = HashMap::new();
+    let mut frame: Option<(u32, Vec<u8>)> = None;
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        let ssrc = packet.header.ssrc;
+        if !mime_types.contains_key(&ssrc) {
+            let mime = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
+            mime_types.insert(ssrc, mime);
+        }
+        let mime_type = mime_types[&ssrc].clone();
+        let payload = match mime_type.to_ascii_lowercase().as_str() {
+            "video/vp8" => vp8.depacketize(&packet.payload).map(|b| b.to_vec()),
+            "video/h264" => h264.depacketize(&packet.payload).map(|b| b.to_vec()),
+            _ => Ok(packet.payload.to_vec()),
+        };
+        let Ok(payload) = payload else {
+            continue;
+        };
+        if frame.as_ref().is_some_and(|(timestamp, _)| *timestamp != packet.header.timestamp) {
+            // A frame whose last packet was lost: dropped, as a decoder would.
+            frame = None;
+        }
+        let (_, data) = frame.get_or_insert_with(|| (packet.header.timestamp, Vec::new()));
+        data.extend_from_slice(&payload);
+        let audio = mime_type.starts_with("audio");
+        if packet.header.marker || audio {
+            let (rtp_timestamp, data) = frame.take().expect("a frame in progress");
+            frames.lock().expect("not poisoned").push(ReceivedFrame {
+                keyframe: is_keyframe(&mime_type, &data),
+                mime_type,
+                rtp_timestamp,
+                bytes: data.len(),
+                arrived: Instant::now(),
+            });
+        }
+    }
+}
+
+fn error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
+    move |e| Error::Input(format!("{context}: {e}"))
+}
+
+/// A receive-only peer.
+pub struct Receiver {
+    connection: Arc<dyn PeerConnection>,
+    frames: Frames,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    gathered: watch::Receiver<bool>,
+}
+
+impl Receiver {
+    /// A receiver bound to `bind`, and its local candidates to trickle.
+    pub async fn new(bind: IpAddr) -> Result<(Self, mpsc::Receiver<IceCandidate>)> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().map_err(error("codecs"))?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(error("interceptors"))?;
+        let (candidates_out, candidates) = mpsc::channel(64);
+        let (state_out, state) = watch::channel(RTCPeerConnectionState::New);
+        let (gathered_out, gathered) = watch::channel(false);
+        let frames: Frames = Arc::default();
+        let connection = PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler {
+                candidates: candidates_out,
+                frames: frames.clone(),
+                state: state_out,
+                gathered: gathered_out,
+            }))
+            .with_udp_addrs(vec![std::net::SocketAddr::new(bind, 0)])
+            .build()
+            .await
+            .map_err(error("creating the peer connection"))?;
+        Ok((
+            Self {
+                connection: Arc::new(connection),
+                frames,
+                state,
+                gathered,
+            },
+            candidates,
+        ))
+    }
+
+    /// An offer to receive one video and one audio track, with the candidates gathered within
+    /// `gather_timeout` (for WHEP, which wants them in the offer).
+    pub async fn offer(&self, gather_timeout: Duration) -> Result<String> {
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            self.connection
+                .add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .map_err(error("transceiver"))?;
+        }
+        let offer = self.connection.create_offer(None).await.map_err(error("offer"))?;
+        self.connection
+            .set_local_description(offer)
+            .await
+            .map_err(error("offer"))?;
+        self.local_description(gather_timeout).await
+    }
+
+    /// Answers the server's offer.
+    pub async fn answer(&self, offer_sdp: &str) -> Result<String> {
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(error("offer"))?;
+        self.connection
+            .set_remote_description(offer)
+            .await
+            .map_err(error("offer"))?;
+        let answer = self.connection.create_answer(None).await.map_err(error("answer"))?;
+        let sdp = answer.sdp.clone();
+        self.connection
+            .set_local_description(answer)
+            .await
+            .map_err(error("answer"))?;
+        Ok(sdp)
+    }
+
+    /// Applies the server's answer to our offer.
+    pub async fn accept_answer(&self, answer_sdp: &str) -> Result<()> {
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned()).map_err(error("answer"))?;
+        self.connection
+            .set_remote_description(answer)
+            .await
+            .map_err(error("answer"))
+    }
+
+    async fn local_description(&self, gather_timeout: Duration) -> Result<String> {
+        let mut gathered = self.gathered.clone();
+        let _ = tokio::time::timeout(gather_timeout, gathered.wait_for(|done| *done)).await;
+        self.connection
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| Error::Input("no local description".into()))
+    }
+
+    pub async fn add_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        self.connection
+            .add_ice_candidate(RTCIceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: None,
+                url: None,
+            })
+            .await
+            .map_err(error("candidate"))
+    }
+
+    /// Waits until connected (or `timeout`); false if it failed or timed out.
+    pub async fn connected(&self, timeout: Duration) -> bool {
+        let mut state = self.state.clone();
+        matches!(
+            tokio::time::timeout(
+                timeout,
+                state.wait_for(|s| matches!(
+                    s,
+                    RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                ))
+            )
+            .await,
+            Ok(Ok(state)) if *state == RTCPeerConnectionState::Connected
+        )
+    }
+
+    pub fn frames(&self) -> Vec<ReceivedFrame> {
+        self.frames.lock().expect("not poisoned").clone()
+    }
+
+    /// Frames received so far, without copying them.
+    pub fn frame_count(&self) -> usize {
+        self.frames.lock().expect("not poisoned").len()
+    }
+
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close()).await;
+    }
+}
