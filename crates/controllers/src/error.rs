@@ -96,17 +96,27 @@ impl From<model::Error> for ApiError {
             E::HashMismatch(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted_block"),
             E::MalformedBlock { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "malformed_block"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+            E::Media(model::media::MediaError::Unsupported(_)) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media"),
+            E::Media(model::media::MediaError::Invalid(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_media"),
+            E::UnknownId { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            E::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
+            E::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
         };
         Self::new(status, code, message)
     }
 }
 
-impl From<validator::ValidationErrors> for ApiError {
-    fn from(errors: validator::ValidationErrors) -> Self {
-        let by_field = errors.field_errors();
-        let mut fields: Vec<(&str, String)> = by_field
-            .iter()
-            .map(|(field, errs)| {
+/// Every failed rule as (`path`, reasons), nested structs and lists included (`ice_servers[0].urls`).
+fn flatten(errors: &validator::ValidationErrors, prefix: &str, out: &mut Vec<(String, String)>) {
+    use validator::ValidationErrorsKind as Kind;
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            Kind::Field(errs) => {
                 let reasons: Vec<String> = errs
                     .iter()
                     .map(|e| {
@@ -116,9 +126,22 @@ impl From<validator::ValidationErrors> for ApiError {
                             .unwrap_or_else(|| e.code.to_string())
                     })
                     .collect();
-                (field.as_ref(), reasons.join(", "))
-            })
-            .collect();
+                out.push((path, reasons.join(", ")));
+            }
+            Kind::Struct(inner) => flatten(inner, &path, out),
+            Kind::List(items) => {
+                for (index, inner) in items {
+                    flatten(inner, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+    }
+}
+
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let mut fields = Vec::new();
+        flatten(&errors, "", &mut fields);
         fields.sort();
         let message = fields
             .iter()
@@ -126,7 +149,7 @@ impl From<validator::ValidationErrors> for ApiError {
             .collect::<Vec<_>>()
             .join("; ");
         Self {
-            field: Some(fields.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(",")),
+            field: Some(fields.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(",")),
             ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
         }
     }

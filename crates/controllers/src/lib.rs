@@ -34,12 +34,16 @@ pub mod metrics_api;
 pub mod monitoring_api;
 pub mod notifications_ws;
 pub mod openapi;
+pub mod player;
 pub mod range;
 pub mod rechunk;
 pub mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod upload;
+pub mod webrtc_api;
+pub mod webrtc_signaling;
+pub mod whep;
 pub mod ws;
 
 pub use error::ApiError;
@@ -60,6 +64,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(kubo_rpc::routes)
         .configure(metrics_api::routes)
         .configure(dashboard::routes)
+        .configure(player::routes)
+        .configure(webrtc_api::routes)
+        .configure(whep::routes)
+        .configure(webrtc_signaling::routes)
         .configure(ws::routes)
         .configure(bidirectional::routes)
         .configure(sse::routes)

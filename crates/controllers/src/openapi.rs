@@ -6,7 +6,9 @@ use actix_web::web;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{content_api, gateway, health, kubo_rpc, metrics_api, monitoring_api, notifications_ws, sse, telemetry};
+use crate::{
+    content_api, gateway, health, kubo_rpc, metrics_api, monitoring_api, notifications_ws, sse, telemetry, webrtc_api, whep,
+};
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -72,6 +74,20 @@ pub struct KuboErrorBody {
         notifications_ws::history,
         notifications_ws::publish,
         telemetry::scrape,
+        webrtc_api::create_stream,
+        webrtc_api::list_streams,
+        webrtc_api::get_stream,
+        webrtc_api::delete_stream,
+        webrtc_api::list_connections,
+        webrtc_api::connection_stats,
+        webrtc_api::close_connection,
+        webrtc_api::close_all,
+        webrtc_api::set_quality,
+        whep::play_cid,
+        whep::play_stream,
+        whep::trickle,
+        whep::end,
+        whep::preflight,
     ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
@@ -81,6 +97,8 @@ pub struct KuboErrorBody {
         (name = "notifications", description = "Notification history (live events: /ws/notifications, see the README)"),
         (name = "metrics", description = "Streaming metrics recorded for every stream"),
         (name = "monitoring", description = "Sampled server series, active content, anomalies and trends, fault injection (dashboard: /dashboard)"),
+        (name = "webrtc", description = "WebRTC playback: streams, connections, quality (signaling: /ws/webrtc, player: /player, see the README)"),
+        (name = "whep", description = "WHEP (RFC 9725): SDP offer in, SDP answer out, trickle ICE by PATCH"),
         (name = "health", description = "Liveness and readiness"),
     ),
 )]

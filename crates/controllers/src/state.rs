@@ -53,6 +53,8 @@ pub struct AppState {
     pub faults: Option<Arc<Faults>>,
     /// What the block store served.
     pub store_counters: Arc<model::content::StoreCounters>,
+    /// WebRTC playback, when enabled.
+    pub webrtc: Option<Arc<dyn model::webrtc::WebRtcService>>,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             anomalies_raised,
             faults: None,
             store_counters,
+            webrtc: None,
         }
     }
 
@@ -102,6 +105,12 @@ impl AppState {
     /// Allows `POST /api/v1/faults` to inject faults.
     pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
         self.faults = Some(faults);
+        self
+    }
+
+    /// Enables WebRTC playback (signaling, WHEP, REST control).
+    pub fn with_webrtc(mut self, webrtc: Arc<dyn model::webrtc::WebRtcService>) -> Self {
+        self.webrtc = Some(webrtc);
         self
     }
 

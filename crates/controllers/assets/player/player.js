@@ -1,0 +1,187 @@
+// The player: plays a CID or a created stream over WHEP or the WebSocket signaling, and shows the
+// browser's decoding counters beside the server's buffer counters.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+let session = null;
+
+function setState(text) { $("state").textContent = text; }
+function showError(text) { $("error").textContent = text || ""; }
+
+function readForm() {
+  return {
+    cid: $("cid").value.trim(),
+    stream: $("stream").value.trim(),
+    quality: $("quality").value,
+    transport: $("transport").value,
+  };
+}
+
+function newPeer() {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const stream = new MediaStream();
+  pc.ontrack = (event) => {
+    stream.addTrack(event.track);
+    video.srcObject = stream;
+    video.play().catch(() => {});
+  };
+  pc.onconnectionstatechange = () => setState(pc.connectionState);
+  return pc;
+}
+
+/// Resolves once ICE gathering completes (or after `ms`), so the offer carries its candidates.
+function gathered(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, ms);
+  });
+}
+
+async function playWhep(form) {
+  const pc = newPeer();
+  const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc, 1500);
+  const response = await fetch(`${target}?quality=${form.quality}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp" },
+    body: pc.localDescription.sdp,
+  });
+  if (response.status !== 201) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.message || `WHEP answered ${response.status}`);
+  }
+  const location = response.headers.get("Location");
+  const sdp = await response.text();
+  await pc.setRemoteDescription({ type: "answer", sdp });
+  return {
+    pc,
+    pcId: location ? location.split("/").pop() : null,
+    close: async () => {
+      pc.close();
+      if (location) await fetch(location, { method: "DELETE" }).catch(() => {});
+    },
+  };
+}
+
+function playWebSocket(form) {
+  return new Promise((resolve, reject) => {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/webrtc`);
+    let pc = null;
+    let pcId = null;
+    ws.onerror = () => reject(new Error("the signaling socket failed"));
+    ws.onmessage = async (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "welcome") {
+        const request = { type: "offer_request", quality: form.quality };
+        if (form.stream) request.stream_id = form.stream; else request.cid = form.cid;
+        ws.send(JSON.stringify(request));
+      } else if (message.type === "offer") {
+        pcId = message.pc_id;
+        pc = new RTCPeerConnection({ iceServers: message.ice_servers || [] });
+        const stream = new MediaStream();
+        pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; video.play().catch(() => {}); };
+        pc.onconnectionstatechange = () => setState(pc.connectionState);
+        pc.onicecandidate = (e) => {
+          if (e.candidate && e.candidate.candidate) {
+            ws.send(JSON.stringify({ type: "candidate", pc_id: pcId, candidate: e.candidate.candidate,
+              sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex }));
+          }
+        };
+        await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        ws.send(JSON.stringify({ type: "answer", pc_id: pcId, sdp: answer.sdp }));
+        resolve({ pc, pcId, ws, close: async () => { ws.send(JSON.stringify({ type: "close", pc_id: pcId })); pc.close(); ws.close(); } });
+      } else if (message.type === "candidate" && pc) {
+        await pc.addIceCandidate({ candidate: message.candidate, sdpMid: message.sdpMid, sdpMLineIndex: message.sdpMLineIndex }).catch(() => {});
+      } else if (message.type === "error") {
+        showError(message.message);
+        reject(new Error(message.message));
+      }
+    };
+  });
+}
+
+const formatBitrate = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} Mbit/s` : `${Math.round(bps / 1e3)} kbit/s`);
+
+// Browser counters every second; the server's buffer counters from the REST stats.
+let previous = null;
+async function refresh() {
+  if (!session) return;
+  const report = await session.pc.getStats();
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      $("framesDecoded").textContent = s.framesDecoded ?? 0;
+      $("resolution").textContent = s.frameWidth ? `${s.frameWidth}×${s.frameHeight}` : "–";
+      $("lost").textContent = s.packetsLost ?? 0;
+      $("jitter").textContent = s.jitter != null ? `${(s.jitter * 1000).toFixed(1)} ms` : "–";
+      if (previous) {
+        const seconds = (s.timestamp - previous.timestamp) / 1000;
+        if (seconds > 0) $("bitrate").textContent = formatBitrate(((s.bytesReceived - previous.bytes) * 8) / seconds);
+      }
+      previous = { timestamp: s.timestamp, bytes: s.bytesReceived };
+      if (s.framesDecoded > 0 && session.ttff == null) {
+        session.ttff = performance.now() - session.started;
+        $("ttff").textContent = `${Math.round(session.ttff)} ms`;
+      }
+    }
+  });
+  if (session.pcId) {
+    const response = await fetch(`/api/v1/webrtc/connections/${session.pcId}/stats`).catch(() => null);
+    if (response && response.ok) {
+      const stats = await response.json();
+      $("fill").textContent = `${Math.round(stats.buffer.fill_level * 100)} % (target ${stats.buffer.buffer_target})`;
+      $("underflows").textContent = stats.buffer.underflows;
+      $("rendition").textContent = `${stats.quality} → ${stats.rendition}`;
+    }
+  }
+}
+setInterval(() => refresh().catch(() => {}), 1000);
+
+async function play(form) {
+  await stop();
+  showError("");
+  if (!form.cid && !form.stream) { showError("give a CID or a stream id"); return; }
+  setState("connecting");
+  const started = performance.now();
+  try {
+    session = form.transport === "ws" ? await playWebSocket(form) : await playWhep(form);
+    session.started = started;
+  } catch (error) {
+    setState("failed");
+    showError(error.message);
+  }
+}
+
+async function stop() {
+  if (session) {
+    const closing = session;
+    session = null;
+    previous = null;
+    await closing.close().catch(() => {});
+    setState("closed");
+  }
+}
+
+$("source").addEventListener("submit", (event) => { event.preventDefault(); play(readForm()); });
+$("stop").addEventListener("click", () => stop());
+
+// /player?cid=…&quality=…&transport=ws plays at once.
+const params = new URLSearchParams(location.search);
+if (params.get("cid")) $("cid").value = params.get("cid");
+if (params.get("stream_id")) $("stream").value = params.get("stream_id");
+if (params.get("quality")) $("quality").value = params.get("quality");
+if (params.get("transport")) $("transport").value = params.get("transport");
+if (params.get("cid") || params.get("stream_id")) play(readForm());
+window.playerState = () => ({
+  pcId: session && session.pcId,
+  ttff: session && session.ttff,
+  framesDecoded: Number($("framesDecoded").textContent),
+});

@@ -1,0 +1,43 @@
+//! The player page at `/player?cid=…` (or `?stream_id=…`): plays over WHEP or the WebSocket
+//! signaling and shows live decoding and buffer counters. Compiled into the binary; it loads
+//! nothing from elsewhere.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+
+use crate::error::ApiError;
+
+/// (name, content type, bytes) of every asset the page loads.
+const ASSETS: [(&str, &str, &[u8]); 2] = [
+    (
+        "player.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/player/player.js"),
+    ),
+    ("player.css", "text/css; charset=utf-8", include_bytes!("../assets/player/player.css")),
+];
+
+const PAGE: &str = include_str!("../assets/player/index.html");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/player", web::get().to(page))
+        .route("/player/assets/{name}", web::get().to(asset));
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(PAGE)
+}
+
+async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (_, content_type, bytes) = ASSETS
+        .iter()
+        .find(|(asset, _, _)| *asset == name.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("no player asset named {:?}", name.as_str())))?;
+    Ok(HttpResponse::Ok()
+        .content_type(*content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(*bytes))
+}
