@@ -96,7 +96,9 @@ impl From<model::Error> for ApiError {
             E::HashMismatch(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted_block"),
             E::MalformedBlock { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "malformed_block"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
-            E::Media(model::media::MediaError::Unsupported(_)) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media"),
+            E::Media(model::media::MediaError::Unsupported(_)) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media")
+            }
             E::Media(model::media::MediaError::Invalid(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_media"),
             E::UnknownId { .. } => (StatusCode::NOT_FOUND, "not_found"),
             E::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),

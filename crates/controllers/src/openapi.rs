@@ -7,7 +7,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    content_api, gateway, health, kubo_rpc, metrics_api, monitoring_api, notifications_ws, sse, telemetry, webrtc_api, whep,
+    content_api, gateway, health, kubo_rpc, metrics_api, monitoring_api, notifications_ws, sse, telemetry, webrtc_api,
+    whep,
 };
 
 /// Bytes of any kind, in a request or a reply.

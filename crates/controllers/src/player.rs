@@ -14,7 +14,11 @@ const ASSETS: [(&str, &str, &[u8]); 2] = [
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/player/player.js"),
     ),
-    ("player.css", "text/css; charset=utf-8", include_bytes!("../assets/player/player.css")),
+    (
+        "player.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/player/player.css"),
+    ),
 ];
 
 const PAGE: &str = include_str!("../assets/player/index.html");

@@ -39,7 +39,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /ws/webrtc`.
-pub async fn connect(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
     let webrtc = service(&state)?;
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     actix_web::rt::spawn(serve(webrtc, session, messages.max_frame_size(MAX_MESSAGE)));
@@ -157,14 +161,29 @@ fn owned_pc<'a>(owned: &HashSet<String>, message: &'a Value, kind: &str) -> Resu
     if owned.contains(pc_id) {
         Ok(pc_id)
     } else {
-        Err(error(kind, "unknown_pc_id", format!("no connection {pc_id:?} on this socket")))
+        Err(error(
+            kind,
+            "unknown_pc_id",
+            format!("no connection {pc_id:?} on this socket"),
+        ))
     }
 }
 
-async fn handle(webrtc: &Arc<dyn WebRtcService>, owned: &mut HashSet<String>, out: &mpsc::Sender<Value>, text: &str) -> Value {
+async fn handle(
+    webrtc: &Arc<dyn WebRtcService>,
+    owned: &mut HashSet<String>,
+    out: &mpsc::Sender<Value>,
+    text: &str,
+) -> Value {
     let message: Value = match serde_json::from_str(text) {
         Ok(message @ Value::Object(_)) => message,
-        Ok(_) => return error("unknown", "invalid_message", "a message is a JSON object with a \"type\""),
+        Ok(_) => {
+            return error(
+                "unknown",
+                "invalid_message",
+                "a message is a JSON object with a \"type\"",
+            );
+        }
         Err(e) => return error("unknown", "invalid_json", format!("Invalid JSON message: {e}")),
     };
     let Some(kind) = message.get("type").and_then(Value::as_str).map(str::to_owned) else {
@@ -189,16 +208,20 @@ async fn dispatch(
     match kind {
         "offer_request" => {
             let request: OfferRequest = parse(message, kind)?;
-            request
-                .validate()
-                .map_err(|e| {
-                    let api = crate::ApiError::from(e);
-                    error(kind, api.code, api.message)
-                })?;
+            request.validate().map_err(|e| {
+                let api = crate::ApiError::from(e);
+                error(kind, api.code, api.message)
+            })?;
             let target = match (&request.cid, &request.stream_id) {
                 (Some(cid), _) => Target::Cid(Cid::from_str(cid).expect("validated")),
                 (None, Some(stream_id)) => Target::Stream(stream_id.clone()),
-                (None, None) => return Err(error(kind, "missing_field", "offer_request needs \"cid\" or \"stream_id\"")),
+                (None, None) => {
+                    return Err(error(
+                        kind,
+                        "missing_field",
+                        "offer_request needs \"cid\" or \"stream_id\"",
+                    ));
+                }
             };
             let settings = WhepQuery {
                 quality: request.quality,
@@ -239,19 +262,29 @@ async fn dispatch(
         "add_ipfs_track" => {
             let pc_id = owned_pc(owned, message, kind)?;
             let cid = required(message, kind, "cid")?;
-            let cid = Cid::from_str(cid).map_err(|e| error(kind, "invalid_cid", format!("invalid CID {cid:?}: {e}")))?;
+            let cid =
+                Cid::from_str(cid).map_err(|e| error(kind, "invalid_cid", format!("invalid CID {cid:?}: {e}")))?;
             let (sdp, tracks) = webrtc.add_track(pc_id, cid).await.map_err(failed)?;
-            Ok(json!({"type": "add_track_result", "pc_id": pc_id, "cid": cid.to_string(), "sdp": sdp,
-                      "sdp_type": "offer", "tracks": tracks, "success": true}))
+            Ok(
+                json!({"type": "add_track_result", "pc_id": pc_id, "cid": cid.to_string(), "sdp": sdp,
+                      "sdp_type": "offer", "tracks": tracks, "success": true}),
+            )
         }
         "quality_change" => {
             let pc_id = owned_pc(owned, message, kind)?;
             let name = required(message, kind, "quality")?;
-            let quality = Quality::parse(name)
-                .ok_or_else(|| error(kind, "invalid_parameter", format!("quality: {name:?} is not one of low, medium, high, auto")))?;
+            let quality = Quality::parse(name).ok_or_else(|| {
+                error(
+                    kind,
+                    "invalid_parameter",
+                    format!("quality: {name:?} is not one of low, medium, high, auto"),
+                )
+            })?;
             let change = webrtc.set_quality(pc_id, quality).await.map_err(failed)?;
-            Ok(json!({"type": "quality_result", "pc_id": change.pc_id, "quality": change.quality,
-                      "rendition": change.rendition, "adaptable": change.adaptable, "success": true}))
+            Ok(
+                json!({"type": "quality_result", "pc_id": change.pc_id, "quality": change.quality,
+                      "rendition": change.rendition, "adaptable": change.adaptable, "success": true}),
+            )
         }
         "stats_request" => match message.get("pc_id").and_then(Value::as_str) {
             Some(_) => {

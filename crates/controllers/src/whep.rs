@@ -99,7 +99,13 @@ fn require_content_type(req: &HttpRequest, expected: &str) -> Result<(), ApiErro
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if given.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(expected) {
+    if given
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(expected)
+    {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -143,7 +149,12 @@ fn ice_links(servers: &[IceServer]) -> Vec<String> {
         .collect()
 }
 
-async fn play(req: HttpRequest, state: &AppState, request: PlayRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn play(
+    req: HttpRequest,
+    state: &AppState,
+    request: PlayRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     require_content_type(&req, "application/sdp")?;
     let offer = sdp_text(&body)?;
     let answer = service(state)?.accept(request, offer).await?;
@@ -173,10 +184,12 @@ pub async fn play_cid(
     query: Checked<WhepQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = Cid::from_str(&path).map_err(|e| ApiError::from(model::Error::InvalidCid {
-        input: path.to_string(),
-        reason: e.to_string(),
-    }))?;
+    let cid = Cid::from_str(&path).map_err(|e| {
+        ApiError::from(model::Error::InvalidCid {
+            input: path.to_string(),
+            reason: e.to_string(),
+        })
+    })?;
     play(req, &state, query.request(Target::Cid(cid)), body).await
 }
 
@@ -206,7 +219,10 @@ pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
         } else if let Some(candidate) = line.strip_prefix("a=") {
             if candidate.starts_with("candidate:") {
                 if candidate.split_whitespace().count() < 8 {
-                    return Err(ApiError::bad_parameter("candidate", format!("candidate: malformed line {line:?}")));
+                    return Err(ApiError::bad_parameter(
+                        "candidate",
+                        format!("candidate: malformed line {line:?}"),
+                    ));
                 }
                 candidates.push(IceCandidate {
                     candidate: candidate.to_owned(),
@@ -215,7 +231,10 @@ pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
                 });
             }
         } else if !line.contains('=') {
-            return Err(ApiError::bad_parameter("sdpfrag", format!("sdpfrag: not an SDP line {line:?}")));
+            return Err(ApiError::bad_parameter(
+                "sdpfrag",
+                format!("sdpfrag: not an SDP line {line:?}"),
+            ));
         }
     }
     Ok(candidates)
@@ -289,7 +308,9 @@ mod tests {
         }]);
         assert_eq!(
             links,
-            vec!["<turn:turn.example.org:3478>; rel=\"ice-server\"; username=\"u\"; credential=\"p\"; credential-type=\"password\""]
+            vec![
+                "<turn:turn.example.org:3478>; rel=\"ice-server\"; username=\"u\"; credential=\"p\"; credential-type=\"password\""
+            ]
         );
     }
 }

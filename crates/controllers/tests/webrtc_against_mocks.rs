@@ -111,7 +111,10 @@ async fn a_stream_request_with_bad_fields_names_each_and_reaches_nothing() {
     ] {
         assert!(fields.split(',').any(|f| f == field), "{field} in {body}");
     }
-    assert!(body["message"].as_str().unwrap().contains("must be between 1 and 120"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("must be between 1 and 120"),
+        "{body}"
+    );
 
     let reply = call(
         MockWebRtcService::new(),
@@ -158,9 +161,15 @@ async fn a_valid_stream_request_reaches_the_model_and_gets_its_urls() {
     assert_eq!(reply.status, 201, "{}", reply.json());
     let body = reply.json();
     assert_eq!(body["stream_id"], "st-1");
-    assert_eq!(body["signaling_url"], "ws://media.example.org:8080/ws/webrtc?stream_id=st-1");
+    assert_eq!(
+        body["signaling_url"],
+        "ws://media.example.org:8080/ws/webrtc?stream_id=st-1"
+    );
     assert_eq!(body["whep_url"], "http://media.example.org:8080/whep/streams/st-1");
-    assert_eq!(body["player_url"], "http://media.example.org:8080/player?stream_id=st-1");
+    assert_eq!(
+        body["player_url"],
+        "http://media.example.org:8080/player?stream_id=st-1"
+    );
 }
 
 #[actix_web::test]
@@ -262,7 +271,12 @@ async fn whep_refuses_bad_offers_types_and_settings_before_the_model() {
         (format!("/whep/{VIDEO}"), "application/sdp", "hello", 400),
         ("/whep/QmNope".to_owned(), "application/sdp", "v=0", 400),
         (format!("/whep/{VIDEO}?buffer_size=0"), "application/sdp", "v=0", 400),
-        (format!("/whep/{VIDEO}?prefetch_threshold=2"), "application/sdp", "v=0", 400),
+        (
+            format!("/whep/{VIDEO}?prefetch_threshold=2"),
+            "application/sdp",
+            "v=0",
+            400,
+        ),
         (format!("/whep/{VIDEO}?quality=ultra"), "application/sdp", "v=0", 400),
     ] {
         let reply = call(
@@ -389,9 +403,7 @@ async fn without_webrtc_the_routes_say_so() {
     let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
     let response = test::call_service(
         &app,
-        test::TestRequest::get()
-            .uri("/api/v1/webrtc/streams")
-            .to_request(),
+        test::TestRequest::get().uri("/api/v1/webrtc/streams").to_request(),
     )
     .await;
     assert_eq!(response.status().as_u16(), 503);

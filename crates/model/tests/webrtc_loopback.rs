@@ -14,8 +14,7 @@ use model::metrics::{MockStreamMetrics, StreamType};
 use model::monitoring::LiveStats;
 use model::notifications::{MockNotifier, NotificationType};
 use model::webrtc::{
-    PeerEvent, PlayRequest, Quality, Receiver, StreamSpec, Target, WebRtcConfig, WebRtcHub, WebRtcLimits,
-    WebRtcService,
+    PeerEvent, PlayRequest, Quality, Receiver, StreamSpec, Target, WebRtcConfig, WebRtcHub, WebRtcLimits, WebRtcService,
 };
 use tokio::sync::mpsc;
 
@@ -117,7 +116,13 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
     let receiver = Arc::new(receiver);
     let answer = receiver.answer(&offer.sdp).await.unwrap();
     f.hub.answer(&offer.pc_id, &answer).await.unwrap();
-    let relays = trickle(f.hub.clone(), offer.pc_id.clone(), receiver.clone(), offer.events, candidates);
+    let relays = trickle(
+        f.hub.clone(),
+        offer.pc_id.clone(),
+        receiver.clone(),
+        offer.events,
+        candidates,
+    );
     assert!(receiver.connected(Duration::from_secs(10)).await);
     assert_eq!(f.hub.connections().len(), 1);
     assert_eq!(f.live.totals().active(StreamType::Webrtc), 1);
@@ -176,7 +181,11 @@ async fn a_receiver_offer_is_answered_with_candidates_and_audio_plays_with_video
             || {
                 let frames = receiver.frames();
                 frames.iter().any(|f| f.mime_type.eq_ignore_ascii_case("audio/opus"))
-                    && frames.iter().filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264")).count() >= 20
+                    && frames
+                        .iter()
+                        .filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264"))
+                        .count()
+                        >= 20
             },
             Duration::from_secs(10)
         )
@@ -246,10 +255,7 @@ async fn streams_check_their_media_and_limits_are_enforced() {
         progressive: None,
     };
     let first = f.hub.offer(request.clone()).await.unwrap();
-    assert!(matches!(
-        f.hub.offer(request).await,
-        Err(model::Error::LimitReached(_))
-    ));
+    assert!(matches!(f.hub.offer(request).await, Err(model::Error::LimitReached(_))));
     let change = f.hub.set_quality(&first.pc_id, Quality::High).await.unwrap();
     assert!(!change.adaptable);
     assert!(matches!(
@@ -258,7 +264,10 @@ async fn streams_check_their_media_and_limits_are_enforced() {
     ));
     assert!(f.hub.answer(&first.pc_id, "not sdp").await.is_err());
     f.hub.delete_stream(&stream.stream_id).await.unwrap();
-    assert!(f.hub.connections().is_empty(), "deleting a stream closes its connections");
+    assert!(
+        f.hub.connections().is_empty(),
+        "deleting a stream closes its connections"
+    );
     assert!(f.hub.streams().is_empty());
 }
 

@@ -25,6 +25,11 @@ pub struct Config {
     pub anomaly_detector: String,
     pub allow_fault_injection: bool,
     pub instrumentation: bool,
+    /// STUN/TURN URLs given to WebRTC clients (none by default: loopback and LAN need none).
+    pub webrtc_ice_servers: Vec<String>,
+    pub webrtc_max_streams: usize,
+    pub webrtc_max_viewers_per_stream: usize,
+    pub webrtc_max_connections: usize,
 }
 
 impl Default for Config {
@@ -43,6 +48,10 @@ impl Default for Config {
             anomaly_detector: "contextual".into(),
             allow_fault_injection: false,
             instrumentation: true,
+            webrtc_ice_servers: Vec::new(),
+            webrtc_max_streams: 100,
+            webrtc_max_viewers_per_stream: 1000,
+            webrtc_max_connections: 2000,
         }
     }
 }
@@ -64,6 +73,10 @@ struct FileConfig {
     anomaly_detector: Option<String>,
     allow_fault_injection: Option<bool>,
     instrumentation: Option<bool>,
+    webrtc_ice_servers: Option<Vec<String>>,
+    webrtc_max_streams: Option<usize>,
+    webrtc_max_viewers_per_stream: Option<usize>,
+    webrtc_max_connections: Option<usize>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -136,6 +149,12 @@ impl Config {
                 .and_then(|s| s.instrumentation)
                 .or(file.instrumentation)
                 .unwrap_or(defaults.instrumentation),
+            webrtc_ice_servers: file.webrtc_ice_servers.unwrap_or(defaults.webrtc_ice_servers),
+            webrtc_max_streams: file.webrtc_max_streams.unwrap_or(defaults.webrtc_max_streams),
+            webrtc_max_viewers_per_stream: file
+                .webrtc_max_viewers_per_stream
+                .unwrap_or(defaults.webrtc_max_viewers_per_stream),
+            webrtc_max_connections: file.webrtc_max_connections.unwrap_or(defaults.webrtc_max_connections),
         };
         config.validate()?;
         Ok(config)
@@ -159,6 +178,25 @@ impl Config {
         }
         if !(50..=60_000).contains(&self.sample_interval_ms) {
             return Err(Error::Config("sample_interval_ms: must be between 50 and 60000".into()));
+        }
+        for url in &self.webrtc_ice_servers {
+            if !["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                return Err(Error::Config(format!(
+                    "webrtc_ice_servers: {url:?} is not a stun:, turn: or turns: URL"
+                )));
+            }
+        }
+        for (key, value) in [
+            ("webrtc_max_streams", self.webrtc_max_streams),
+            ("webrtc_max_viewers_per_stream", self.webrtc_max_viewers_per_stream),
+            ("webrtc_max_connections", self.webrtc_max_connections),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key}: must be at least 1")));
+            }
         }
         if self.metrics_retention_hours == 0 {
             return Err(Error::Config("metrics_retention_hours: must be at least 1".into()));

@@ -63,7 +63,29 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
                 sampler,
                 enabled: config.instrumentation,
             };
-            serve::run(services, config.listen, limits, monitoring).await?
+            let webrtc = model::webrtc::WebRtcConfig {
+                peer: model::webrtc::PeerConfig {
+                    ice_servers: config
+                        .webrtc_ice_servers
+                        .iter()
+                        .map(|url| model::webrtc::IceServer {
+                            urls: vec![url.clone()],
+                            username: None,
+                            credential: None,
+                        })
+                        .collect(),
+                    // ICE binds where HTTP listens: loopback stays loopback, a LAN address its LAN.
+                    bind: config.listen.ip(),
+                    ..Default::default()
+                },
+                limits: model::webrtc::WebRtcLimits {
+                    max_streams: config.webrtc_max_streams,
+                    max_viewers_per_stream: config.webrtc_max_viewers_per_stream,
+                    max_connections: config.webrtc_max_connections,
+                },
+                ..Default::default()
+            };
+            serve::run(services, config.listen, limits, monitoring, webrtc).await?
         }
         Command::Add {
             path,

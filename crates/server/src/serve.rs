@@ -28,7 +28,24 @@ pub async fn run(
     listen: SocketAddr,
     limits: controllers::Limits,
     monitoring: Monitoring,
+    webrtc: model::webrtc::WebRtcConfig,
 ) -> Result<(), Error> {
+    // Peers and playbacks get their own threads, so media never waits on HTTP workers (and the
+    // other way round).
+    let media_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("webrtc")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the WebRTC runtime", e))?;
+    let webrtc_hub = model::webrtc::WebRtcHub::new(
+        services.content.clone(),
+        services.hub.clone(),
+        services.metrics.clone(),
+        services.live.clone(),
+        media_runtime.handle().clone(),
+        webrtc,
+    );
     let sampler = Sampler::new(
         services.live.clone(),
         Arc::new(ProcSelf::new()),
@@ -48,6 +65,7 @@ pub async fn run(
     if let Some(faults) = services.faults {
         state = state.with_faults(faults);
     }
+    state = state.with_webrtc(Arc::new(webrtc_hub.clone()));
     let sampling = monitoring.enabled.then(|| sampler.spawn());
     let instrumented = monitoring.enabled;
     let server = HttpServer::new(move || {
@@ -92,6 +110,9 @@ pub async fn run(
     if let Some(sampling) = sampling {
         sampling.abort();
     }
+    let closed = model::webrtc::WebRtcService::close_all(&webrtc_hub).await;
+    tracing::info!(closed, "WebRTC connections closed");
+    media_runtime.shutdown_background();
     served.map_err(|e| Error::io("server", e))?;
     tracing::info!("stopped");
     Ok(())

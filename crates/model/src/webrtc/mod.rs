@@ -10,9 +10,9 @@ pub mod service;
 pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source};
 pub use quality::{AdaptiveSwitch, Quality};
 pub use receiver::{ReceivedFrame, Receiver};
+#[cfg(any(test, feature = "mock"))]
+pub use service::MockWebRtcService;
 pub use service::{
     Answer, ConnectionInfo, ConnectionStats, Offer, PlayRequest, QualityChange, StreamInfo, StreamSpec, Target,
     WebRtcConfig, WebRtcHub, WebRtcLimits, WebRtcService,
 };
-#[cfg(any(test, feature = "mock"))]
-pub use service::MockWebRtcService;

@@ -92,9 +92,7 @@ impl AdaptiveSwitch {
             return None;
         }
         self.current = self.current.min(bitrates.len() - 1);
-        let held = self
-            .last_switch
-            .is_some_and(|at| now.duration_since(at) < HOLD);
+        let held = self.last_switch.is_some_and(|at| now.duration_since(at) < HOLD);
         let carries_current = estimate_bps >= bitrates[self.current];
         if self.current > 0 && (loss > LOSS_DOWN || !carries_current) {
             self.headroom_since = None;
@@ -145,13 +143,28 @@ mod tests {
         let mut abr = AdaptiveSwitch::new(0);
         // 1.5 Mbps carries medium (1 Mbps) with 30% headroom.
         assert_eq!(abr.decide(start, 1_500_000.0, 0.0, &LADDER), None);
-        assert_eq!(abr.decide(start + Duration::from_secs(2), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(2), 1_500_000.0, 0.0, &LADDER),
+            None
+        );
         // A dip resets the wait.
-        assert_eq!(abr.decide(start + Duration::from_secs(3), 1_100_000.0, 0.0, &LADDER), None);
-        assert_eq!(abr.decide(start + Duration::from_secs(4), 1_500_000.0, 0.0, &LADDER), None);
-        assert_eq!(abr.decide(start + Duration::from_secs(8), 1_500_000.0, 0.0, &LADDER), Some(1));
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(3), 1_100_000.0, 0.0, &LADDER),
+            None
+        );
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(4), 1_500_000.0, 0.0, &LADDER),
+            None
+        );
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(8), 1_500_000.0, 0.0, &LADDER),
+            Some(1)
+        );
         // Not enough for high: stays.
-        assert_eq!(abr.decide(start + Duration::from_secs(20), 3_000_000.0, 0.0, &LADDER), None);
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(20), 3_000_000.0, 0.0, &LADDER),
+            None
+        );
         assert_eq!(abr.current(), 1);
     }
 
@@ -161,13 +174,22 @@ mod tests {
         let mut abr = AdaptiveSwitch::new(2);
         assert_eq!(abr.decide(start, 2_000_000.0, 0.0, &LADDER), Some(1));
         // Within the hold time, even a worse estimate waits.
-        assert_eq!(abr.decide(start + Duration::from_secs(1), 600_000.0, 0.0, &LADDER), None);
-        assert_eq!(abr.decide(start + Duration::from_secs(3), 600_000.0, 0.0, &LADDER), Some(0));
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(1), 600_000.0, 0.0, &LADDER),
+            None
+        );
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(3), 600_000.0, 0.0, &LADDER),
+            Some(0)
+        );
         let mut lossy = AdaptiveSwitch::new(1);
         assert_eq!(lossy.decide(start, 5_000_000.0, 0.2, &LADDER), Some(0));
         // Never below the lowest, never up with loss.
         assert_eq!(lossy.decide(start + Duration::from_secs(10), 100.0, 0.5, &LADDER), None);
-        assert_eq!(lossy.decide(start + Duration::from_secs(20), 5_000_000.0, 0.05, &LADDER), None);
+        assert_eq!(
+            lossy.decide(start + Duration::from_secs(20), 5_000_000.0, 0.05, &LADDER),
+            None
+        );
     }
 
     #[test]

@@ -109,7 +109,10 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
         let Ok(payload) = payload else {
             continue;
         };
-        if frame.as_ref().is_some_and(|(timestamp, _)| *timestamp != packet.header.timestamp) {
+        if frame
+            .as_ref()
+            .is_some_and(|(timestamp, _)| *timestamp != packet.header.timestamp)
+        {
             // A frame whose last packet was lost: dropped, as a decoder would.
             frame = None;
         }

@@ -809,7 +809,12 @@ impl WebRtcHub {
                 }
                 _ = tick.tick() => {}
             }
-            if !self.connections.lock().expect("not poisoned").contains_key(&connection.pc_id) {
+            if !self
+                .connections
+                .lock()
+                .expect("not poisoned")
+                .contains_key(&connection.pc_id)
+            {
                 return;
             }
             let current = *state.borrow_and_update();
@@ -953,7 +958,9 @@ impl WebRtcService for Arc<WebRtcHub> {
         let max = self.config.limits.max_streams;
         let created = self.created_streams();
         if created >= max {
-            return Err(Error::LimitReached(format!("{created} streams exist, the limit is {max}")));
+            return Err(Error::LimitReached(format!(
+                "{created} streams exist, the limit is {max}"
+            )));
         }
         let stream = self.build_stream(spec, false).await?;
         let info = stream.info();
@@ -973,7 +980,11 @@ impl WebRtcService for Arc<WebRtcHub> {
             .filter(|s| !s.ephemeral)
             .map(|s| s.info())
             .collect();
-        streams.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.stream_id.cmp(&b.stream_id)));
+        streams.sort_by(|a, b| {
+            a.created_at_ms
+                .cmp(&b.created_at_ms)
+                .then(a.stream_id.cmp(&b.stream_id))
+        });
         streams
     }
 
