@@ -469,7 +469,7 @@ impl Peer {
 
     /// Counters, the estimate and what RTCP and TWCC say of the path.
     pub async fn stats(&self) -> PeerStats {
-        let estimator = self.estimator_stats.lock().expect("not poisoned").clone();
+        let estimator = *self.estimator_stats.lock().expect("not poisoned");
         let report = self.connection.get_stats(Instant::now(), StatsSelector::None).await;
         let mut stats = PeerStats {
             state: self.state.borrow().to_string(),

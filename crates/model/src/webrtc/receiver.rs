@@ -96,11 +96,14 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
             continue;
         };
         let ssrc = packet.header.ssrc;
-        if !mime_types.contains_key(&ssrc) {
-            let mime = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
-            mime_types.insert(ssrc, mime);
-        }
-        let mime_type = mime_types[&ssrc].clone();
+        let mime_type = match mime_types.get(&ssrc) {
+            Some(mime_type) => mime_type.clone(),
+            None => {
+                let mime_type = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
+                mime_types.insert(ssrc, mime_type.clone());
+                mime_type
+            }
+        };
         let payload = match mime_type.to_ascii_lowercase().as_str() {
             "video/vp8" => vp8.depacketize(&packet.payload).map(|b| b.to_vec()),
             "video/h264" => h264.depacketize(&packet.payload).map(|b| b.to_vec()),
