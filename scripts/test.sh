@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
 # metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
-# with the reference JavaScript UnixFS importer, and the dashboard in headless Chromium.
+# with the reference JavaScript UnixFS importer, and the dashboard and the WebRTC player in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +16,4 @@ scripts/check-metrics.sh target/debug/ipfs-stream
 node scripts/kubo-client/client.mjs target/debug/ipfs-stream
 node scripts/importer-parity/parity.mjs target/debug/ipfs-stream "${PARITY_CASES:-24}"
 node tests/browser/dashboard.mjs target/debug/ipfs-stream
+node tests/browser/player.mjs target/debug/ipfs-stream

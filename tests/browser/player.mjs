@@ -1,0 +1,63 @@
+// The player page in headless Chromium: an H.264 MP4 over WHEP and a VP8 WebM over the WebSocket
+// signaling, each until Chromium has decoded frames (its own getStats counters); prints the time
+// to first decoded frame and saves a screenshot of each. Usage: node player.mjs <ipfs-stream binary>
+import { mkdirSync, readFileSync } from "node:fs";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS, startServer } from "./server.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const binary = resolve(process.argv[2] || "target/debug/ipfs-stream");
+const screenshots = resolve(process.env.SCREENSHOT_DIR || "target/browser");
+mkdirSync(screenshots, { recursive: true });
+
+async function add(base, file) {
+  const form = new FormData();
+  form.append("file", new Blob([readFileSync(join(here, "../fixtures/media", file))]), file);
+  const response = await fetch(`${base}/api/v1/content`, { method: "POST", body: form });
+  assert.equal(response.status, 200, `adding ${file}`);
+  return (await response.json()).cid;
+}
+
+const server = await startServer(binary);
+let browser;
+try {
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  for (const [file, transport, codec] of [
+    ["h264-baseline-opus.mp4", "whep", "H264"],
+    ["vp8-opus.webm", "ws", "VP8"],
+  ]) {
+    const cid = await add(server.base, file);
+    const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${server.base}/player?cid=${cid}&transport=${transport}`);
+    await page.waitForFunction(() => window.playerState && window.playerState().framesDecoded > 0, null, { timeout: 20000 });
+    const state = await page.evaluate(() => window.playerState());
+    const decoder = await page.evaluate(async () => {
+      const video = document.getElementById("video");
+      return { width: video.videoWidth, height: video.videoHeight };
+    });
+    assert.ok(decoder.width > 0, `${file}: the video element has a picture`);
+    // The server counts the same connection.
+    const connections = await (await fetch(`${server.base}/api/v1/webrtc/connections`)).json();
+    assert.equal(connections.count, 1, `${file}: one connection on the server`);
+    await page.screenshot({ path: join(screenshots, `player-${codec.toLowerCase()}.png`) });
+    console.log(JSON.stringify({ file, transport, codec, frames_decoded: state.framesDecoded,
+      time_to_first_frame_ms: Math.round(state.ttff) }));
+    assert.deepEqual(errors, [], `${file}: no page errors`);
+    await page.close();
+    // Closing the page closes the connection on the server.
+    let open = 1;
+    for (let i = 0; i < 100 && open > 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      open = (await (await fetch(`${server.base}/api/v1/webrtc/connections`)).json()).count;
+    }
+    assert.equal(open, 0, `${file}: the connection is gone after the page closed`);
+  }
+} finally {
+  if (browser) await browser.close();
+  server.stop();
+}
