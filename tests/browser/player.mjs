@@ -17,7 +17,7 @@ async function add(base, file) {
   const form = new FormData();
   form.append("file", new Blob([readFileSync(join(here, "../fixtures/media", file))]), file);
   const response = await fetch(`${base}/api/v1/content`, { method: "POST", body: form });
-  assert.equal(response.status, 200, `adding ${file}`);
+  assert.equal(response.status, 201, `adding ${file}`);
   return (await response.json()).cid;
 }
 
@@ -48,7 +48,7 @@ try {
     console.log(JSON.stringify({ file, transport, codec, frames_decoded: state.framesDecoded,
       time_to_first_frame_ms: Math.round(state.ttff) }));
     assert.deepEqual(errors, [], `${file}: no page errors`);
-    await page.close();
+    await page.close({ runBeforeUnload: true });
     // Closing the page closes the connection on the server.
     let open = 1;
     for (let i = 0; i < 100 && open > 0; i++) {

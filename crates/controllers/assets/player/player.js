@@ -64,7 +64,8 @@ async function playWhep(form) {
     pcId: location ? location.split("/").pop() : null,
     close: async () => {
       pc.close();
-      if (location) await fetch(location, { method: "DELETE" }).catch(() => {});
+      // keepalive: the DELETE still goes out when the page is being unloaded.
+      if (location) await fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
     },
   };
 }
@@ -172,6 +173,8 @@ async function stop() {
 
 $("source").addEventListener("submit", (event) => { event.preventDefault(); play(readForm()); });
 $("stop").addEventListener("click", () => stop());
+// Leaving the page hangs up at once instead of leaving the server to time the connection out.
+window.addEventListener("pagehide", () => { stop(); });
 
 // /player?cid=…&quality=…&transport=ws plays at once.
 const params = new URLSearchParams(location.search);
