@@ -202,6 +202,27 @@ async fn websocket_signaling_plays_a_stored_webm_from_a_keyframe() {
             .any(|f| f.mime_type.eq_ignore_ascii_case("audio/opus"))
     );
 
+    // The Prometheus view: one session at the rendition sent, frames counted.
+    let metrics = client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ipfs_stream_webrtc_sessions{quality=\"medium\"} 1"),
+        "{metrics}"
+    );
+    let frames_sent: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ipfs_stream_webrtc_frames_sent_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(frames_sent >= 30.0, "{frames_sent}");
+
     // The REST view of the same connection, and its stats over the socket.
     let connections = get_json(&format!("{}/api/v1/webrtc/connections", server.base)).await;
     assert_eq!(connections["count"], 1);

@@ -297,9 +297,108 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     responses((status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String)),
 )]
 pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+    let mut text = state.telemetry.render();
+    if let Some(webrtc) = &state.webrtc {
+        text.push_str(&render_webrtc(&webrtc.totals().await));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.telemetry.render())
+        .body(text)
+}
+
+/// The WebRTC families, read from the service at scrape time.
+fn render_webrtc(totals: &model::webrtc::WebRtcTotals) -> String {
+    let registry = Registry::new();
+    let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+    let connections = IntGaugeVec::new(
+        opts(
+            "webrtc_sessions",
+            "Open WebRTC connections, by the quality of the rendition sent.",
+        ),
+        &["quality"],
+    )
+    .expect("valid metric");
+    for (quality, count) in &totals.connections {
+        connections.with_label_values(&[quality.as_str()]).set(*count as i64);
+    }
+    let mut collectors: Vec<Box<dyn Collector>> = vec![Box::new(connections)];
+    let gauges = [
+        (
+            "webrtc_streams_playing",
+            "Streams with a running playback.",
+            totals.streams_playing as f64,
+        ),
+        (
+            "webrtc_buffer_fill_ratio",
+            "Mean frame-buffer fill level of running playbacks (0-1).",
+            totals.fill_level,
+        ),
+        (
+            "webrtc_packet_loss_ratio",
+            "Mean loss reported by receivers over TWCC (0-1).",
+            totals.packet_loss,
+        ),
+        (
+            "webrtc_jitter_seconds",
+            "Mean interarrival jitter receivers report in RTCP.",
+            totals.jitter_seconds,
+        ),
+        (
+            "webrtc_bandwidth_estimate_bits_per_second",
+            "Sum of the congestion controllers' estimates.",
+            totals.bandwidth_estimate_bps,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let gauge = prometheus::Gauge::with_opts(opts(name, help)).expect("valid metric");
+        gauge.set(value);
+        collectors.push(Box::new(gauge));
+    }
+    let counters = [
+        (
+            "webrtc_frames_sent_total",
+            "Frames sent to WebRTC viewers.",
+            totals.frames_sent_total,
+        ),
+        (
+            "webrtc_sent_bytes_total",
+            "Media bytes sent to WebRTC viewers.",
+            totals.bytes_sent_total,
+        ),
+        (
+            "webrtc_frames_dropped_total",
+            "Frames viewers missed for falling behind.",
+            totals.frames_dropped_total,
+        ),
+        (
+            "webrtc_buffer_underflows_total",
+            "Frames due while the buffer was empty.",
+            totals.underflows_total,
+        ),
+        (
+            "webrtc_buffer_overflows_total",
+            "Times a stream fell over a second behind and skipped ahead.",
+            totals.overflows_total,
+        ),
+        (
+            "webrtc_quality_switches_total",
+            "Rendition switches (auto and requested).",
+            totals.quality_switches_total,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = prometheus::IntCounter::with_opts(opts(name, help)).expect("valid metric");
+        counter.inc_by(value);
+        collectors.push(Box::new(counter));
+    }
+    for collector in collectors {
+        registry.register(collector).expect("metric names are unique");
+    }
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .expect("text encoding cannot fail");
+    String::from_utf8(buffer).expect("the text format is UTF-8")
 }
 
 #[cfg(test)]

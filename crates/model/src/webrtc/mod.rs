@@ -14,5 +14,5 @@ pub use receiver::{ReceivedFrame, Receiver};
 pub use service::MockWebRtcService;
 pub use service::{
     Answer, ConnectionInfo, ConnectionStats, Offer, PlayRequest, QualityChange, StreamInfo, StreamSpec, Target,
-    WebRtcConfig, WebRtcHub, WebRtcLimits, WebRtcService,
+    WebRtcConfig, WebRtcHub, WebRtcLimits, WebRtcService, WebRtcTotals,
 };

@@ -198,6 +198,40 @@ pub struct QualityChange {
     pub adaptable: bool,
 }
 
+/// WebRTC across the server, for `/metrics`: gauges now, counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WebRtcTotals {
+    /// Open connections by the quality of the rendition they are sent.
+    pub connections: Vec<(Quality, u64)>,
+    /// Streams with a running playback.
+    pub streams_playing: u64,
+    pub frames_sent_total: u64,
+    pub bytes_sent_total: u64,
+    pub frames_dropped_total: u64,
+    pub underflows_total: u64,
+    pub overflows_total: u64,
+    pub quality_switches_total: u64,
+    /// Mean buffer fill level (0-1) of the running playbacks.
+    pub fill_level: f64,
+    /// Mean over open connections of the loss TWCC reports (0-1).
+    pub packet_loss: f64,
+    /// Mean over open connections of the jitter their receivers report, in seconds.
+    pub jitter_seconds: f64,
+    /// Sum of the open connections' bandwidth estimates, in bits per second.
+    pub bandwidth_estimate_bps: f64,
+}
+
+/// Counters that outlive connections and playbacks.
+#[derive(Default)]
+struct Counters {
+    frames_sent: std::sync::atomic::AtomicU64,
+    bytes_sent: std::sync::atomic::AtomicU64,
+    frames_dropped: std::sync::atomic::AtomicU64,
+    underflows: std::sync::atomic::AtomicU64,
+    overflows: std::sync::atomic::AtomicU64,
+    quality_switches: std::sync::atomic::AtomicU64,
+}
+
 /// Limits on WebRTC use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WebRtcLimits {
@@ -272,6 +306,8 @@ pub trait WebRtcService: Send + Sync {
     async fn close_all(&self) -> usize;
     /// The ICE servers clients are given by default.
     fn ice_servers(&self) -> Vec<IceServer>;
+    /// Gauges and counters of all streams and connections.
+    async fn totals(&self) -> WebRtcTotals;
 }
 
 fn now_ms() -> i64 {
@@ -411,6 +447,7 @@ pub struct WebRtcHub {
     config: WebRtcConfig,
     streams: Mutex<HashMap<String, Arc<StreamEntry>>>,
     connections: Mutex<HashMap<String, Arc<Connection>>>,
+    counters: Counters,
 }
 
 impl WebRtcHub {
@@ -431,6 +468,7 @@ impl WebRtcHub {
             config,
             streams: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
         })
     }
 
@@ -574,6 +612,7 @@ impl WebRtcHub {
     ) {
         let mut started = false;
         let mut underflows = 0;
+        let (mut dropped, mut overflows) = (0, 0);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -596,7 +635,19 @@ impl WebRtcHub {
             for _ in underflows..total_underflows {
                 self.live.underflow();
             }
+            self.counters
+                .underflows
+                .fetch_add(total_underflows.saturating_sub(underflows), Ordering::Relaxed);
             underflows = total_underflows;
+            let total_dropped: u64 = stats.iter().map(|s| s.frames_dropped).sum();
+            let total_overflows: u64 = stats.iter().map(|s| s.overflows).sum();
+            self.counters
+                .frames_dropped
+                .fetch_add(total_dropped.saturating_sub(dropped), Ordering::Relaxed);
+            self.counters
+                .overflows
+                .fetch_add(total_overflows.saturating_sub(overflows), Ordering::Relaxed);
+            (dropped, overflows) = (total_dropped, total_overflows);
             {
                 let mut bitrates = stream.bitrates.lock().expect("not poisoned");
                 for (bitrate, stats) in bitrates.iter_mut().zip(&stats) {
@@ -859,6 +910,7 @@ impl WebRtcHub {
             return;
         }
         connection.selected.send_replace(to);
+        self.counters.quality_switches.fetch_add(1, Ordering::Relaxed);
         let renditions = &connection.stream.renditions;
         self.notify(
             NotificationType::WebrtcQualityChanged,
@@ -883,6 +935,10 @@ impl WebRtcHub {
         let _ = self.runtime.spawn(async move { peer.close().await }).await;
         let stats = connection.peer.stats().await;
         connection.counter.close();
+        self.counters
+            .frames_sent
+            .fetch_add(stats.frames_sent, Ordering::Relaxed);
+        self.counters.bytes_sent.fetch_add(stats.bytes_sent, Ordering::Relaxed);
         self.metrics.record(StreamRecord {
             stream_type: StreamType::Webrtc,
             direction: Direction::Outbound,
@@ -1186,6 +1242,56 @@ impl WebRtcService for Arc<WebRtcHub> {
 
     fn ice_servers(&self) -> Vec<IceServer> {
         self.config.peer.ice_servers.clone()
+    }
+
+    async fn totals(&self) -> WebRtcTotals {
+        let connections: Vec<Arc<Connection>> = self
+            .connections
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let streams: Vec<Arc<StreamEntry>> = self.streams.lock().expect("not poisoned").values().cloned().collect();
+        let c = &self.counters;
+        let mut totals = WebRtcTotals {
+            connections: Quality::ALL.iter().map(|q| (*q, 0)).collect(),
+            frames_sent_total: c.frames_sent.load(Ordering::Relaxed),
+            bytes_sent_total: c.bytes_sent.load(Ordering::Relaxed),
+            frames_dropped_total: c.frames_dropped.load(Ordering::Relaxed),
+            underflows_total: c.underflows.load(Ordering::Relaxed),
+            overflows_total: c.overflows.load(Ordering::Relaxed),
+            quality_switches_total: c.quality_switches.load(Ordering::Relaxed),
+            ..Default::default()
+        };
+        let mut fill = Vec::new();
+        for stream in &streams {
+            if let Some(playbacks) = stream.playbacks()
+                && playbacks.iter().any(|p| p.is_playing() && !p.is_finished())
+            {
+                totals.streams_playing += 1;
+                fill.extend(playbacks.iter().map(|p| p.stats().fill_level));
+            }
+        }
+        totals.fill_level = fill.iter().sum::<f64>() / fill.len().max(1) as f64;
+        let (mut loss, mut jitter) = (0.0, 0.0);
+        for connection in &connections {
+            let rendition = connection.stream.renditions[*connection.selected.borrow()].quality;
+            if let Some((_, count)) = totals.connections.iter_mut().find(|(q, _)| *q == rendition) {
+                *count += 1;
+            }
+            let stats = connection.peer.stats().await;
+            // Counters keep counting while connections are open.
+            totals.frames_sent_total += stats.frames_sent;
+            totals.bytes_sent_total += stats.bytes_sent;
+            totals.bandwidth_estimate_bps += stats.bandwidth_estimate_bps;
+            loss += stats.packet_loss;
+            jitter += stats.remote_jitter_ms.unwrap_or(0.0) / 1000.0;
+        }
+        let open = connections.len().max(1) as f64;
+        totals.packet_loss = loss / open;
+        totals.jitter_seconds = jitter / open;
+        totals
     }
 }
 
