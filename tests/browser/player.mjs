@@ -34,7 +34,8 @@ try {
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(`${server.base}/player?cid=${cid}&transport=${transport}`);
-    await page.waitForFunction(() => window.playerState && window.playerState().framesDecoded > 0, null, { timeout: 20000 });
+    await page.waitForFunction(() => window.playerState && window.playerState().framesDecoded > 0
+      && window.playerState().ttff != null, null, { timeout: 20000 });
     const state = await page.evaluate(() => window.playerState());
     const decoder = await page.evaluate(async () => {
       const video = document.getElementById("video");

@@ -128,10 +128,7 @@ async function refresh() {
         if (seconds > 0) $("bitrate").textContent = formatBitrate(((s.bytesReceived - previous.bytes) * 8) / seconds);
       }
       previous = { timestamp: s.timestamp, bytes: s.bytesReceived };
-      if (s.framesDecoded > 0 && session.ttff == null) {
-        session.ttff = performance.now() - session.started;
-        $("ttff").textContent = `${Math.round(session.ttff)} ms`;
-      }
+
     }
   });
   if (session.pcId) {
@@ -146,6 +143,18 @@ async function refresh() {
 }
 setInterval(() => refresh().catch(() => {}), 1000);
 
+// The first frame the video element presents ends the time to first frame.
+function watchFirstFrame(current) {
+  const mark = () => {
+    if (session === current && current.ttff == null) {
+      current.ttff = performance.now() - current.started;
+      $("ttff").textContent = `${Math.round(current.ttff)} ms`;
+    }
+  };
+  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(mark);
+  else video.addEventListener("loadeddata", mark, { once: true });
+}
+
 async function play(form) {
   await stop();
   showError("");
@@ -155,6 +164,7 @@ async function play(form) {
   try {
     session = form.transport === "ws" ? await playWebSocket(form) : await playWhep(form);
     session.started = started;
+    watchFirstFrame(session);
   } catch (error) {
     setState("failed");
     showError(error.message);
