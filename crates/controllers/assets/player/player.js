@@ -15,6 +15,8 @@ function readForm() {
     stream: $("stream").value.trim(),
     quality: $("quality").value,
     transport: $("transport").value,
+    // Only from the URL (?use_progressive_loading=false): the server's default otherwise.
+    progressive: new URLSearchParams(location.search).get("use_progressive_loading"),
   };
 }
 
@@ -47,7 +49,8 @@ async function playWhep(form) {
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc, 1500);
-  const response = await fetch(`${target}?quality=${form.quality}`, {
+  const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
+  const response = await fetch(`${target}?quality=${form.quality}${progressive}`, {
     method: "POST",
     headers: { "Content-Type": "application/sdp" },
     body: pc.localDescription.sdp,
@@ -81,6 +84,7 @@ function playWebSocket(form) {
       const message = JSON.parse(event.data);
       if (message.type === "welcome") {
         const request = { type: "offer_request", quality: form.quality };
+        if (form.progressive != null) request.use_progressive_loading = form.progressive === "true";
         if (form.stream) request.stream_id = form.stream; else request.cid = form.cid;
         ws.send(JSON.stringify(request));
       } else if (message.type === "offer") {
