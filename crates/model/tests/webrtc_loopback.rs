@@ -298,3 +298,64 @@ async fn a_connection_that_never_connects_is_closed_and_counted_out() {
     assert_eq!(live.totals().active(StreamType::Webrtc), 0);
     assert!(hub.streams().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_rendition_switch_happens_at_a_keyframe_without_a_gap() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let vp8 = add(&f.content, "vp8.ivf").await;
+    // The same media twice makes a two-rung ladder whose switch is easy to see: it happens at the
+    // high rendition's next keyframe (frame 15), and the RTP clock runs on without a jump.
+    let stream = f
+        .hub
+        .create_stream(StreamSpec {
+            cid: vp8,
+            renditions: vec![(Quality::Low, vp8), (Quality::High, vp8)],
+            quality: Quality::Low,
+            ice_servers: vec![],
+            buffer: BufferSettings::default(),
+            progressive: true,
+            benchmark: true,
+        })
+        .await
+        .unwrap();
+    assert!(stream.adaptable);
+    assert_eq!(stream.renditions.len(), 2);
+    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
+    let request = PlayRequest {
+        target: Target::Stream(stream.stream_id.clone()),
+        quality: None,
+        buffer: None,
+        progressive: None,
+    };
+    let answer = f.hub.accept(request, &offer).await.unwrap();
+    receiver.accept_answer(&answer.sdp).await.unwrap();
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    assert!(wait_for(|| receiver.frame_count() >= 3, Duration::from_secs(10)).await);
+    let change = f.hub.set_quality(&answer.pc_id, Quality::High).await.unwrap();
+    assert_eq!(change.rendition, Quality::High);
+    assert!(change.adaptable);
+    assert!(wait_for(|| receiver.frame_count() >= 30, Duration::from_secs(10)).await);
+    let frames = receiver.frames();
+    assert_eq!(
+        frames.len(),
+        30,
+        "no frame lost or doubled across the switch: {frames:?}"
+    );
+    for pair in frames.windows(2) {
+        let step = pair[1].rtp_timestamp.wrapping_sub(pair[0].rtp_timestamp);
+        assert!((5999..=6001).contains(&step), "{frames:?}");
+    }
+    assert!(frames[15].keyframe);
+    let info = f.hub.stats(&answer.pc_id).await.unwrap();
+    assert_eq!(info.connection.rendition, Quality::High);
+    assert!(
+        f.events
+            .lock()
+            .unwrap()
+            .contains(&NotificationType::WebrtcQualityChanged)
+    );
+    assert!(f.hub.stream(&stream.stream_id).unwrap().benchmark.is_some());
+    f.hub.close(&answer.pc_id).await.unwrap();
+    receiver.close().await;
+}

@@ -363,7 +363,7 @@ impl Peer {
                         tracing::warn!(track = track.index, %mime_type, "the remote did not accept the track's codec");
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 };
                 let output = Output {
                     local,
@@ -542,11 +542,25 @@ async fn forward(mut source: Source, track: usize, output: Output) {
             frame = next_of(&mut current, track) => frame,
             frame = async { next_of(pending.as_mut().expect("guarded"), track).await }, if pending.is_some() => {
                 match frame {
-                    // The new rendition's first frame is a keyframe: switch here.
-                    Some(frame) => {
-                        current = pending.take().expect("guarded");
-                        Some(frame)
-                    }
+                    // The new rendition's first frame is a keyframe: switch here. Renditions share a
+                    // clock, so the old one may have reached the same instant: the new keyframe takes
+                    // the place of the frame held for that instant. Behind what was sent already, it
+                    // would break the timeline: wait for the next keyframe instead.
+                    Some(frame) => match &held {
+                        Some(previous) if frame.timestamp < previous.timestamp => {
+                            pending = Some(source.renditions[*source.selected.borrow()].subscribe());
+                            continue;
+                        }
+                        Some(previous) if frame.timestamp == previous.timestamp => {
+                            current = pending.take().expect("guarded");
+                            held = Some(frame);
+                            continue;
+                        }
+                        _ => {
+                            current = pending.take().expect("guarded");
+                            Some(frame)
+                        }
+                    },
                     None => {
                         pending = None;
                         continue;
