@@ -411,3 +411,34 @@ async fn a_viewer_that_vanishes_is_cleaned_up() {
     }
     assert_eq!(count, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_drives_webrtc_viewers_among_the_others() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let output = repo
+        .command(&[
+            "simulate",
+            "--server",
+            &server.base,
+            "--viewers",
+            "16",
+            "--duration",
+            "12",
+            "--media",
+            "1",
+            "--drop-rate",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let webrtc = &summary["transports"]["webrtc"];
+    assert!(webrtc["sessions"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(webrtc["errors"], 0, "{summary}");
+    assert!(webrtc["bytes"].as_u64().unwrap() > 0, "{summary}");
+    // Every WebRTC connection the simulator opened was closed again.
+    let connections = get_json(&format!("{}/api/v1/webrtc/connections", server.base)).await;
+    assert_eq!(connections["count"], 0);
+}

@@ -32,9 +32,19 @@ enum Transport {
     HttpRange,
     WebSocket,
     Sse,
+    /// WHEP playback of a short real clip, by a webrtc-rs receiver.
+    Webrtc,
 }
 
-const TRANSPORTS: [Transport; 3] = [Transport::HttpRange, Transport::WebSocket, Transport::Sse];
+const TRANSPORTS: [Transport; 4] = [
+    Transport::HttpRange,
+    Transport::WebSocket,
+    Transport::Sse,
+    Transport::Webrtc,
+];
+
+/// The clip WebRTC viewers play (2 s of VP8 and Opus; a viewer replays it until its session ends).
+const CLIP: &[u8] = include_bytes!("../../../tests/fixtures/media/vp8-opus.webm");
 
 impl Transport {
     fn name(self) -> &'static str {
@@ -42,6 +52,7 @@ impl Transport {
             Self::HttpRange => "http_range",
             Self::WebSocket => "websocket",
             Self::Sse => "sse",
+            Self::Webrtc => "webrtc",
         }
     }
 }
@@ -49,9 +60,9 @@ impl Transport {
 /// What the run did, per transport.
 #[derive(Default)]
 struct Counts {
-    sessions: [AtomicU64; 3],
-    bytes: [AtomicU64; 3],
-    errors: [AtomicU64; 3],
+    sessions: [AtomicU64; 4],
+    bytes: [AtomicU64; 4],
+    errors: [AtomicU64; 4],
     dropped: AtomicU64,
 }
 
@@ -93,6 +104,7 @@ pub async fn run(options: SimulateOptions) -> Result<(), Error> {
         .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
     let mut rng = StdRng::seed_from_u64(options.seed);
     let media = add_media(&client, &base, options.media, &mut rng).await?;
+    let clip = add_clip(&client, &base).await?;
     eprintln!(
         "simulate: {} media added; {} viewers for {} s",
         media.len(),
@@ -106,6 +118,7 @@ pub async fn run(options: SimulateOptions) -> Result<(), Error> {
     for viewer in 0..options.viewers {
         let seed = rng.next_u64();
         let (client, base, media, counts) = (client.clone(), base.clone(), media.clone(), counts.clone());
+        let clip = clip.clone();
         let drop_rate = options.drop_rate;
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ viewer as u64);
@@ -113,8 +126,12 @@ pub async fn run(options: SimulateOptions) -> Result<(), Error> {
             let arrival = rng.random_range(0.0..0.25) * (end - Instant::now()).as_secs_f64();
             tokio::time::sleep(Duration::from_secs_f64(arrival)).await;
             while Instant::now() < end {
-                let item = &media[rng.random_range(0..media.len())];
                 let transport = TRANSPORTS[rng.random_range(0..TRANSPORTS.len())];
+                let item = if transport == Transport::Webrtc {
+                    &clip
+                } else {
+                    &media[rng.random_range(0..media.len())]
+                };
                 let watch = Duration::from_secs_f64(rng.random_range(3.0..20.0)).min(end - Instant::now());
                 let drops = rng.random_bool(drop_rate);
                 counts.sessions[index(transport)].fetch_add(1, Ordering::Relaxed);
@@ -217,6 +234,26 @@ async fn add_media(client: &reqwest::Client, base: &str, count: u32, rng: &mut S
     Ok(media)
 }
 
+/// Stores the WebRTC clip.
+async fn add_clip(client: &reqwest::Client, base: &str) -> Result<Media, Error> {
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(CLIP).file_name("clip.webm"));
+    let body: Value = client
+        .post(format!("{base}/api/v1/content"))
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|e| Error::Config(format!("server: cannot add the clip at {base}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| Error::Config(format!("server: {e}")))?;
+    Ok(Media {
+        cid: body["cid"].as_str().unwrap_or_default().to_owned(),
+        size: CLIP.len() as u64,
+        byte_rate: CLIP.len() as u64 / 2,
+    })
+}
+
 struct Session<'a> {
     client: &'a reqwest::Client,
     base: &'a str,
@@ -235,7 +272,49 @@ impl Session<'_> {
             Transport::HttpRange => self.ranges(until).await,
             Transport::WebSocket => self.websocket(until).await,
             Transport::Sse => self.sse(until).await,
+            Transport::Webrtc => self.webrtc(until).await,
         }
+    }
+
+    /// WHEP playback of the clip, again each time it ends, until the session's time is up.
+    async fn webrtc(&self, until: Instant) -> SessionResult {
+        while Instant::now() < until {
+            let (receiver, _) = model::webrtc::Receiver::new([127, 0, 0, 1].into())
+                .await
+                .map_err(|e| e.to_string())?;
+            let offer = receiver
+                .offer(Duration::from_secs(1))
+                .await
+                .map_err(|e| e.to_string())?;
+            let response = self
+                .client
+                .post(format!("{}/whep/{}", self.base, self.media.cid))
+                .header("content-type", "application/sdp")
+                .body(offer)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().as_u16() != 201 {
+                receiver.close().await;
+                return Err(format!("WHEP gave {}", response.status()));
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let answer = response.text().await.map_err(|e| e.to_string())?;
+            receiver.accept_answer(&answer).await.map_err(|e| e.to_string())?;
+            // The clip lasts 2 s; a little more lets its last frames arrive.
+            let clip_end = (Instant::now() + Duration::from_millis(2500)).min(until);
+            tokio::time::sleep_until(clip_end.into()).await;
+            self.count(receiver.frames().iter().map(|f| f.bytes as u64).sum());
+            if let Some(location) = location {
+                let _ = self.client.delete(format!("{}{location}", self.base)).send().await;
+            }
+            receiver.close().await;
+        }
+        Ok(())
     }
 
     fn count(&self, bytes: u64) {
