@@ -138,9 +138,13 @@ mod tests {
             "/api/v1/content/active",
             "/api/v1/analytics",
             "/api/v1/faults",
+            "/api/v1/webrtc/streams",
+            "/api/v1/webrtc/connections/{pc_id}/stats",
+            "/whep/{cid}",
+            "/whep/sessions/{pc_id}",
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 27);
+        assert_eq!(paths.len(), 37);
     }
 }
