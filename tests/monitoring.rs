@@ -131,13 +131,13 @@ async fn injected_store_latency_is_detected_stored_and_pushed() {
         ))
         .await
         .unwrap();
-    // Steady traffic while the detector learns (60 samples of 100 ms), then a latency fault.
+    // Steady traffic while the detector learns (its first 60 latency samples), then a latency fault.
     let traffic = {
         let (base, cid) = (server.base.clone(), cid.clone());
         tokio::spawn(async move {
             let client = client();
             let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(25) {
+            while started.elapsed() < Duration::from_secs(120) {
                 if let Ok(response) = client.get(format!("{base}/ipfs/{cid}")).send().await {
                     let _ = response.bytes().await;
                 }
@@ -146,35 +146,42 @@ async fn injected_store_latency_is_detected_stored_and_pushed() {
         })
     };
     tokio::time::sleep(Duration::from_secs(9)).await;
-    let response = client()
-        .post(format!("{}/api/v1/faults", server.base))
-        .json(&json!({"store_latency_ms": 1500, "duration_s": 6}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The fault, again if the first one's alert was held back (an alert raised just before on the
+    // same series, as a loaded machine's noise can cause, silences the series for a while).
     let mut metrics_seen = 0;
-    let warning = loop {
-        let message = tokio::time::timeout_at(deadline.into(), socket.next())
+    let mut warning = None;
+    for _attempt in 0..3 {
+        let response = client()
+            .post(format!("{}/api/v1/faults", server.base))
+            .json(&json!({"store_latency_ms": 1500, "duration_s": 6}))
+            .send()
             .await
-            .expect("a system_warning within 20 s of the fault")
-            .unwrap()
             .unwrap();
-        let Message::Text(text) = message else { continue };
-        let message: Value = serde_json::from_str(&text).unwrap();
-        match message["notification_type"].as_str() {
-            Some("system_metrics") => metrics_seen += 1,
-            // The detector may flag other changes of pattern first; the fault is the slow one.
-            Some("system_warning")
-                if message["data"]["metric"] == "latency_p95_seconds"
-                    && message["data"]["value"].as_f64().unwrap() >= 1.0 =>
-            {
-                break message;
+        assert_eq!(response.status(), 202);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Ok(message) = tokio::time::timeout_at(deadline.into(), socket.next()).await {
+            let Message::Text(text) = message.unwrap().unwrap() else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(&text).unwrap();
+            match message["notification_type"].as_str() {
+                Some("system_metrics") => metrics_seen += 1,
+                // The detector may flag other changes of pattern first; the fault is the slow one.
+                Some("system_warning")
+                    if message["data"]["metric"] == "latency_p95_seconds"
+                        && message["data"]["value"].as_f64().unwrap() >= 1.0 =>
+                {
+                    warning = Some(message);
+                    break;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    };
+        if warning.is_some() {
+            break;
+        }
+    }
+    let warning = warning.expect("a system_warning for the injected latency");
     traffic.abort();
     assert!(metrics_seen > 0);
     let data = &warning["data"];
