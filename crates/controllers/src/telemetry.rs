@@ -344,9 +344,9 @@ fn render_webrtc(totals: &model::webrtc::WebRtcTotals) -> String {
             totals.jitter_seconds,
         ),
         (
-            "webrtc_bandwidth_estimate_bits_per_second",
+            "webrtc_bandwidth_estimate_bytes_per_second",
             "Sum of the congestion controllers' estimates.",
-            totals.bandwidth_estimate_bps,
+            totals.bandwidth_estimate_bps / 8.0,
         ),
     ];
     for (name, help, value) in gauges {
