@@ -64,6 +64,12 @@ async fn main() {
             }
         }
     }
+    // Every viewer starts on a keyframe: the window opens once each has its first frame (up to a
+    // GOP after it joined), so waiting for a keyframe is not counted as missing frames.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) && receivers.iter().any(|r| r.frame_count() == 0) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let join_seconds = joined.elapsed().as_secs_f64();
     let before: Value = http
         .get(format!("{server}/api/v1/webrtc/streams/{stream_id}"))
@@ -89,6 +95,10 @@ async fn main() {
 
     // A frame is late when it arrives more than one frame interval after its RTP time says.
     let (mut frames, mut late, mut fewest) = (0usize, 0usize, usize::MAX);
+    // RTP steps between consecutive frames, in frame intervals: 1 is a frame after the other,
+    // more is frames missing in between.
+    let mut gaps = std::collections::BTreeMap::<u32, usize>::new();
+    let mut step_ticks = 0;
     for receiver in &receivers {
         let video: Vec<_> = receiver
             .frames()
@@ -98,12 +108,18 @@ async fn main() {
         fewest = fewest.min(video.len());
         frames += video.len();
         let Some(first) = video.first() else { continue };
-        let interval = video
+        let step = video
             .windows(2)
             .map(|w| w[1].rtp_timestamp.wrapping_sub(w[0].rtp_timestamp))
             .min()
-            .unwrap_or(3000) as f64
-            / 90_000.0;
+            .unwrap_or(3000)
+            .max(1);
+        step_ticks = step;
+        for pair in video.windows(2) {
+            let frames_apart = (pair[1].rtp_timestamp.wrapping_sub(pair[0].rtp_timestamp) + step / 2) / step;
+            *gaps.entry(frames_apart).or_default() += 1;
+        }
+        let interval = f64::from(step) / 90_000.0;
         for frame in &video {
             let due = f64::from(frame.rtp_timestamp.wrapping_sub(first.rtp_timestamp)) / 90_000.0;
             let arrived = frame.arrived.duration_since(first.arrived).as_secs_f64();
@@ -126,6 +142,9 @@ async fn main() {
             "late_share": late as f64 / frames.max(1) as f64,
             "underflows": underflows,
             "stream_bitrate_bps": after["playback"]["bitrate_bps"],
+            "frames_dropped": after["playback"]["frames_dropped"],
+            "rtp_step_ticks": step_ticks,
+            "rtp_steps_in_frames": gaps.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         })
     );
     for receiver in receivers {
