@@ -101,8 +101,9 @@ function playWebSocket(form) {
         };
         await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
         const answer = await pc.createAnswer();
-        await pc.setLocalDescription(answer);
+        // The answer goes out before the candidates its local description starts gathering.
         ws.send(JSON.stringify({ type: "answer", pc_id: pcId, sdp: answer.sdp }));
+        await pc.setLocalDescription(answer);
         resolve({ pc, pcId, ws, close: async () => { ws.send(JSON.stringify({ type: "close", pc_id: pcId })); pc.close(); ws.close(); } });
       } else if (message.type === "candidate" && pc) {
         await pc.addIceCandidate({ candidate: message.candidate, sdpMid: message.sdpMid, sdpMLineIndex: message.sdpMLineIndex }).catch(() => {});

@@ -226,6 +226,9 @@ pub struct Peer {
     sent: Arc<Sent>,
     /// Called with the bytes of every frame sent (the live counters of the server).
     on_sent: Arc<dyn Fn(u64) + Send + Sync>,
+    /// Candidates trickled before the remote description arrived (clients often send their first
+    /// candidates ahead of their answer): applied with it, not refused.
+    early_candidates: Mutex<Option<Vec<IceCandidate>>>,
 }
 
 impl Peer {
@@ -296,6 +299,7 @@ impl Peer {
             forwarders: Mutex::new(Vec::new()),
             sent: Arc::new(Sent::default()),
             on_sent,
+            early_candidates: Mutex::new(Some(Vec::new())),
         });
         Ok((peer, events))
     }
@@ -304,7 +308,11 @@ impl Peer {
     /// the track negotiated.
     pub async fn attach(&self, source: Source) -> Result<()> {
         let tracks: Vec<TrackInfo> = source.renditions[0].tracks().to_vec();
+        // The tracks' viewers all subscribe before the playback starts, so none misses the first
+        // keyframe and waits a whole GOP for the next.
+        let subscribed = Arc::new(tokio::sync::Barrier::new(tracks.len()));
         for track in tracks {
+            let subscribed = subscribed.clone();
             let (codec, _, kind) = rtp_codec(track.codec);
             let mime_type = codec.mime_type.clone();
             let ssrc: u32 = rand::random();
@@ -372,7 +380,7 @@ impl Peer {
                     sent,
                     on_sent,
                 };
-                forward(source, track.index, output).await;
+                forward(source, track.index, output, subscribed).await;
             });
             self.forwarders.lock().expect("not poisoned").push(forwarder);
         }
@@ -401,7 +409,18 @@ impl Peer {
         self.connection
             .set_remote_description(answer)
             .await
-            .map_err(webrtc_error("sdp"))
+            .map_err(webrtc_error("sdp"))?;
+        self.apply_early_candidates().await;
+        Ok(())
+    }
+
+    async fn apply_early_candidates(&self) {
+        let early = self.early_candidates.lock().expect("not poisoned").take();
+        for candidate in early.into_iter().flatten() {
+            if let Err(error) = self.apply_candidate(candidate).await {
+                tracing::debug!(%error, "an early candidate was refused");
+            }
+        }
     }
 
     /// Answers a remote offer (WHEP); the answer carries the candidates gathered within
@@ -413,6 +432,7 @@ impl Peer {
             .set_remote_description(offer)
             .await
             .map_err(webrtc_error("sdp"))?;
+        self.apply_early_candidates().await;
         let answer = self
             .connection
             .create_answer(None)
@@ -431,8 +451,26 @@ impl Peer {
             .ok_or_else(|| Error::Input("sdp: no local description after answering".into()))
     }
 
-    /// Adds a remote ICE candidate.
+    /// Adds a remote ICE candidate (kept until the remote description if that has not come yet).
     pub async fn add_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        if candidate.candidate.trim().is_empty() {
+            // End of candidates: nothing to add.
+            return Ok(());
+        }
+        {
+            let mut early = self.early_candidates.lock().expect("not poisoned");
+            if let Some(early) = early.as_mut() {
+                if early.len() >= 64 {
+                    return Err(Error::Input("candidate: more than 64 before the answer".into()));
+                }
+                early.push(candidate);
+                return Ok(());
+            }
+        }
+        self.apply_candidate(candidate).await
+    }
+
+    async fn apply_candidate(&self, candidate: IceCandidate) -> Result<()> {
         self.connection
             .add_ice_candidate(RTCIceCandidateInit {
                 candidate: candidate.candidate,
@@ -527,9 +565,11 @@ async fn next_of(viewer: &mut Viewer, track: usize) -> Option<Arc<Frame>> {
 /// Sends one track's frames as samples, each lasting until the track's next frame begins (the
 /// RTP clock advances by it). A switch of rendition subscribes to the new one and goes on sending
 /// the old until the new one's first keyframe, so the picture never breaks.
-async fn forward(mut source: Source, track: usize, output: Output) {
+async fn forward(mut source: Source, track: usize, output: Output, subscribed: Arc<tokio::sync::Barrier>) {
     let selected = *source.selected.borrow_and_update();
     let mut current = source.renditions[selected].subscribe();
+    // A track whose codec the remote refused never arrives: the others go on after a while.
+    let _ = tokio::time::timeout(Duration::from_secs(2), subscribed.wait()).await;
     // Subscribed first, so the first frame of a playback starting now is not missed. All the
     // renditions start together, so they share a clock.
     for rendition in source.renditions.iter() {
