@@ -577,6 +577,7 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
     }
     let mut pending: Option<Viewer> = None;
     let mut held: Option<Arc<Frame>> = None;
+    let mut selectable = true;
     loop {
         let next = tokio::select! {
             frame = next_of(&mut current, track) => frame,
@@ -607,12 +608,17 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
                     }
                 }
             }
-            changed = source.selected.changed() => {
-                if changed.is_ok() {
-                    let selected = *source.selected.borrow_and_update();
-                    if let Some(rendition) = source.renditions.get(selected) {
-                        pending = Some(rendition.subscribe());
+            changed = source.selected.changed(), if selectable => {
+                match changed {
+                    Ok(()) => {
+                        let selected = *source.selected.borrow_and_update();
+                        if let Some(rendition) = source.renditions.get(selected) {
+                            pending = Some(rendition.subscribe());
+                        }
                     }
+                    // Nobody can select any more (a fixed source): stop watching, or this
+                    // branch would be ready forever.
+                    Err(_) => selectable = false,
                 }
                 continue;
             }
