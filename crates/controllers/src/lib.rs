@@ -24,6 +24,7 @@ pub mod bidirectional;
 pub mod content_api;
 pub mod content_path;
 pub mod dashboard;
+pub mod embedded;
 pub mod error;
 pub mod extract;
 pub mod gateway;

@@ -71,6 +71,28 @@ pub struct IceCandidate {
     pub sdp_mline_index: Option<u16>,
 }
 
+impl From<RTCIceCandidateInit> for IceCandidate {
+    fn from(init: RTCIceCandidateInit) -> Self {
+        Self {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+        }
+    }
+}
+
+impl From<IceCandidate> for RTCIceCandidateInit {
+    fn from(candidate: IceCandidate) -> Self {
+        Self {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_mline_index,
+            username_fragment: None,
+            url: None,
+        }
+    }
+}
+
 /// What a peer tells its signaling channel.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PeerEvent {
@@ -188,11 +210,7 @@ struct Events {
 impl PeerConnectionEventHandler for Events {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(candidate) = event.candidate.to_json() {
-            let _ = self.events.try_send(PeerEvent::Candidate(IceCandidate {
-                candidate: candidate.candidate,
-                sdp_mid: candidate.sdp_mid,
-                sdp_mline_index: candidate.sdp_mline_index,
-            }));
+            let _ = self.events.try_send(PeerEvent::Candidate(candidate.into()));
         }
     }
 
@@ -472,13 +490,7 @@ impl Peer {
 
     async fn apply_candidate(&self, candidate: IceCandidate) -> Result<()> {
         self.connection
-            .add_ice_candidate(RTCIceCandidateInit {
-                candidate: candidate.candidate,
-                sdp_mid: candidate.sdp_mid,
-                sdp_mline_index: candidate.sdp_mline_index,
-                username_fragment: None,
-                url: None,
-            })
+            .add_ice_candidate(candidate.into())
             .await
             .map_err(webrtc_error("candidate"))
     }
