@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Monitoring figures, against the release build:
-#  (a) gateway throughput (wrk, 64 connections) with instrumentation on (metrics, live counters,
-#      the sampler and its detectors) and off (--instrumentation=false), medians of 3 alternating rounds;
+#  (a) gateway throughput (wrk, 64 connections) with the monitoring instrumentation on (metrics,
+#      live counters, the sampler and its detectors) and off (--instrumentation=false), stream records
+#      on in both; and with no accounting at all (--record-streams=false too). Medians of 5 rounds;
 #  (b) event-to-chart latency in headless Chromium, from the dashboard browser test;
 #  (c) NAB scores of our detectors beside the published ones, and (d) detector CPU time per sample.
 set -euo pipefail
@@ -33,20 +34,25 @@ start_server() {
 }
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 rps() { wrk -t2 -c64 -d5s "$1" | awk '/Requests\/sec/ {print $2}'; }
-median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+median() { printf '%s\n' "$@" | sort -n | sed -n 3p; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
-
 for object in small tiny; do
   cid=${!object}
-  on=() off=()
-  for _ in 1 2 3; do
+  on=() monitoring_off=() all_off=()
+  for _ in 1 2 3 4 5; do
     start_server; on+=("$(rps "$base/ipfs/$cid")"); stop_server
-    start_server --instrumentation=false; off+=("$(rps "$base/ipfs/$cid")"); stop_server
+    start_server --instrumentation=false; monitoring_off+=("$(rps "$base/ipfs/$cid")"); stop_server
+    start_server --instrumentation=false --record-streams=false; all_off+=("$(rps "$base/ipfs/$cid")"); stop_server
   done
-  declare "on_$object=$(median "${on[@]}")" "off_$object=$(median "${off[@]}")"
+  declare "on_$object=$(median "${on[@]}")" "off_$object=$(median "${monitoring_off[@]}")" \
+    "bare_$object=$(median "${all_off[@]}")"
 done
-echo "(a) gateway 1 MiB:  $on_small req/s instrumented, $off_small req/s not (medians of 3), ratio $(ratio "$on_small" "$off_small") (goal >= 0.97)"
-echo "(a) gateway 64 KiB: $on_tiny req/s instrumented, $off_tiny req/s not (medians of 3), ratio $(ratio "$on_tiny" "$off_tiny")"
+for object in small tiny; do
+  on=on_$object off=off_$object bare=bare_$object
+  size=$([ "$object" = small ] && echo "1 MiB" || echo "64 KiB")
+  echo "(a) gateway $size: ${!on} req/s instrumented, ${!off} without monitoring, ratio $(ratio "${!on}" "${!off}") (goal >= 0.97)"
+  echo "    gateway $size: ${!bare} req/s with no accounting at all (no stream records either), ratio $(ratio "${!on}" "${!bare}")"
+done
 
 if [ -x /usr/bin/chromium ]; then
   [ -d tests/browser/node_modules ] || (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

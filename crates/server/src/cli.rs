@@ -134,8 +134,8 @@ pub struct ServeOptions {
     /// Allow `POST /api/v1/faults` to inject store latency (for drills and the simulator) [default: false].
     #[arg(long, env = "IPFS_STREAM_ALLOW_FAULT_INJECTION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_fault_injection: Option<bool>,
-    /// Count requests and streams for /metrics, sample them and detect anomalies; off serves
-    /// content with no accounting at all (the baseline of the instrumentation benchmark) [default: true].
+    /// Count requests and streams for /metrics, sample them and detect anomalies (the stream
+    /// records have their own switch, --record-streams) [default: true].
     #[arg(long, env = "IPFS_STREAM_INSTRUMENTATION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub instrumentation: Option<bool>,
 }

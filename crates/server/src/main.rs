@@ -49,7 +49,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
             let limits = controllers::Limits {
                 max_upload_bytes: config.max_upload_bytes,
                 notification_idle_timeout: std::time::Duration::from_secs(config.notification_idle_timeout_secs),
-                record_streams: config.record_streams && config.instrumentation,
+                record_streams: config.record_streams,
             };
             let detector =
                 model::anomaly::DetectorKind::parse(&config.anomaly_detector).expect("validated with the config");

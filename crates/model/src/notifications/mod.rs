@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::error::Result;
 
+mod history;
+use history::History;
+
 macro_rules! notification_types {
     ($($variant:ident => $name:literal),* $(,)?) => {
         /// The kinds of notification.
@@ -165,9 +168,6 @@ struct Subscriber {
 
 /// Notifications kept per type by default.
 pub const DEFAULT_HISTORY_PER_TYPE: u64 = 1000;
-const WRITE_QUEUE: usize = 8192;
-/// How often the history is cut back to its size per type.
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Fans events out to subscribers and hands them to the history writer.
 pub struct NotificationHub {
@@ -177,8 +177,7 @@ pub struct NotificationHub {
     sent: AtomicU64,
     published: AtomicU64,
     dropped: AtomicU64,
-    history: mpsc::Sender<Notification>,
-    repository: Arc<dyn NotificationRepository>,
+    history: History,
 }
 
 fn now_ms() -> i64 {
@@ -191,24 +190,6 @@ fn now_ms() -> i64 {
 impl NotificationHub {
     /// Starts the history writer on the current runtime, keeping `keep_per_type` per type.
     pub fn start(repository: Arc<dyn NotificationRepository>, keep_per_type: u64) -> Self {
-        let (history, receiver) = mpsc::channel(WRITE_QUEUE);
-        let writer = repository.clone();
-        let mut last_prune: Option<std::time::Instant> = None;
-        crate::batch::spawn_writer(receiver, move |batch: Vec<Notification>| {
-            let writer = writer.clone();
-            // Pruning scans the table: at most every PRUNE_EVERY, however busy the hub is.
-            let prune = last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
-            if prune {
-                last_prune = Some(std::time::Instant::now());
-            }
-            async move {
-                if let Err(e) = writer.save_batch(&batch).await {
-                    tracing::warn!(error = %e, "notification history not written");
-                } else if prune && let Err(e) = writer.prune(keep_per_type).await {
-                    tracing::warn!(error = %e, "notification history not pruned");
-                }
-            }
-        });
         Self {
             subscribers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -216,8 +197,7 @@ impl NotificationHub {
             sent: AtomicU64::new(0),
             published: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            history,
-            repository,
+            history: History::start(repository, keep_per_type),
         }
     }
 
@@ -298,7 +278,7 @@ impl NotificationHub {
     }
 
     pub async fn history(&self, kind: Option<NotificationType>, limit: u64) -> Result<Vec<Notification>> {
-        self.repository.history(kind, limit).await
+        self.history.read(kind, limit).await
     }
 }
 
@@ -311,9 +291,15 @@ impl Notifier for NotificationHub {
             source,
         };
         self.published.fetch_add(1, Ordering::Relaxed);
-        if self.history.try_send(notification.clone()).is_err() {
-            tracing::warn!(kind = kind.as_str(), "notification history queue full; event not kept");
+        let mut subscribers = self.lock();
+        // With nobody listening (a busy gateway's usual case) the event only goes to the history,
+        // without being copied or serialized for subscribers.
+        if subscribers.is_empty() {
+            drop(subscribers);
+            self.history.keep(notification);
+            return;
         }
+        self.history.keep(notification.clone());
         let message = notification.to_message();
         let text = bytes::Bytes::from(message.to_string());
         let shared = Arc::new(Delivery {
@@ -321,7 +307,6 @@ impl Notifier for NotificationHub {
             message,
             text,
         });
-        let mut subscribers = self.lock();
         let mut lagging = Vec::new();
         for (id, subscriber) in subscribers.iter() {
             if !subscriber.subscription.matches(&shared.notification, &shared.message) {

@@ -1,0 +1,197 @@
+//! Writing the notification history. Events wait in memory, at most the newest `keep` of each type
+//! (older ones would be pruned as soon as they were written), and go to the repository together,
+//! in the order they were published. A burst of thousands of events a second then costs at most
+//! `keep` rows per type per write, and publishing never waits on storage.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{Notification, NotificationRepository, NotificationType};
+use crate::error::Result;
+
+/// How long a published event may wait before it is written (a read of the history writes what
+/// waits first, so readers never miss it).
+pub const WRITE_EVERY: Duration = Duration::from_millis(500);
+/// How often the history is cut back to its size per type: pruning scans the table.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
+/// The history of a hub: keeps events, and reads them back.
+pub(super) struct History {
+    shared: Arc<Shared>,
+    /// Wakes the writer when the first event of a batch arrives.
+    wake: mpsc::Sender<()>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    repository: Arc<dyn NotificationRepository>,
+    keep: u64,
+    /// One write at a time, so rows go in in publishing order; holds when the table was last pruned.
+    writing: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Events not yet written: the newest `keep` of each type, each with its publishing order.
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    by_type: HashMap<NotificationType, VecDeque<(u64, Notification)>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.by_type.values().all(VecDeque::is_empty)
+    }
+
+    fn push(&mut self, notification: Notification, keep: u64) {
+        let order = self.next;
+        self.next += 1;
+        let queue = self.by_type.entry(notification.kind).or_default();
+        queue.push_back((order, notification));
+        while queue.len() as u64 > keep {
+            queue.pop_front();
+        }
+    }
+
+    /// Everything waiting, oldest first.
+    fn take(&mut self) -> Vec<Notification> {
+        let mut all: Vec<_> = self.by_type.values_mut().flat_map(|queue| queue.drain(..)).collect();
+        all.sort_unstable_by_key(|(order, _)| *order);
+        all.into_iter().map(|(_, notification)| notification).collect()
+    }
+}
+
+impl History {
+    /// Starts the writer on the current runtime. It ends when the history is dropped, after
+    /// writing what was waiting.
+    pub fn start(repository: Arc<dyn NotificationRepository>, keep: u64) -> Self {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            repository,
+            keep,
+            writing: tokio::sync::Mutex::new(None),
+        });
+        let (wake, mut woken) = mpsc::channel(1);
+        let writer = shared.clone();
+        tokio::spawn(async move {
+            while woken.recv().await.is_some() {
+                tokio::time::sleep(WRITE_EVERY).await;
+                writer.write().await;
+            }
+            writer.write().await;
+        });
+        Self { shared, wake }
+    }
+
+    pub fn keep(&self, notification: Notification) {
+        let was_empty = {
+            let mut pending = self.shared.lock();
+            let was_empty = pending.is_empty();
+            pending.push(notification, self.shared.keep);
+            was_empty
+        };
+        if was_empty {
+            // Full means the writer is already due; nothing is lost either way.
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    /// The most recent `limit` events (of one type, if given), oldest first, including those
+    /// published a moment ago.
+    pub async fn read(&self, kind: Option<NotificationType>, limit: u64) -> Result<Vec<Notification>> {
+        self.shared.write().await;
+        self.shared.repository.history(kind, limit).await
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn write(&self) {
+        let mut last_prune = self.writing.lock().await;
+        let batch = self.lock().take();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.repository.save_batch(&batch).await {
+            tracing::warn!(error = %e, events = batch.len(), "notification history not written");
+            return;
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            *last_prune = Some(Instant::now());
+            if let Err(e) = self.repository.prune(self.keep).await {
+                tracing::warn!(error = %e, "notification history not pruned");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::notifications::{MemoryNotificationRepository, MockNotificationRepository};
+
+    fn event(kind: NotificationType, i: u64) -> Notification {
+        Notification {
+            kind,
+            data: json!({ "i": i }),
+            timestamp_ms: i as i64,
+            source: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_written_once_with_the_newest_of_each_type_in_publishing_order() {
+        let mut repository = MockNotificationRepository::new();
+        repository
+            .expect_save_batch()
+            .times(1)
+            .withf(|batch| {
+                let seen: Vec<_> = batch.iter().map(|n| (n.kind, n.data["i"].as_u64().unwrap())).collect();
+                // The pin was published between retrievals 9998 and 9999.
+                seen == [
+                    (NotificationType::ContentRetrieved, 9_997),
+                    (NotificationType::ContentRetrieved, 9_998),
+                    (NotificationType::PinAdded, 9_998),
+                    (NotificationType::ContentRetrieved, 9_999),
+                ]
+            })
+            .returning(|_| Ok(()));
+        repository.expect_prune().times(1).returning(|_| Ok(()));
+        let history = History::start(Arc::new(repository), 3);
+        for i in 0..10_000 {
+            history.keep(event(NotificationType::ContentRetrieved, i));
+            if i == 9_998 {
+                history.keep(event(NotificationType::PinAdded, i));
+            }
+        }
+        tokio::time::sleep(WRITE_EVERY * 2).await;
+        drop(history);
+        tokio::time::sleep(WRITE_EVERY).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_sees_what_was_just_published() {
+        let history = History::start(Arc::new(MemoryNotificationRepository::default()), 10);
+        history.keep(event(NotificationType::ContentAdded, 1));
+        history.keep(event(NotificationType::ContentAdded, 2));
+        let read = history.read(None, 10).await.unwrap();
+        assert_eq!(read.iter().map(|n| n.timestamp_ms).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_waits_is_written_when_the_history_is_dropped() {
+        let repository = Arc::new(MemoryNotificationRepository::default());
+        let history = History::start(repository.clone(), 10);
+        history.keep(event(NotificationType::ContentAdded, 1));
+        drop(history);
+        tokio::time::sleep(WRITE_EVERY * 2).await;
+        assert_eq!(repository.history(None, 10).await.unwrap().len(), 1);
+    }
+}
