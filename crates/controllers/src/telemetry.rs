@@ -15,7 +15,9 @@ use model::metrics::{Direction, Outcome, StreamType};
 use model::notifications::NotificationHub;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::AppState;
 
@@ -24,9 +26,29 @@ pub struct Telemetry {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
-    stream_bytes: IntCounterVec,
-    streams: IntCounterVec,
-    active_streams: IntGaugeVec,
+    /// Every stream's counters, resolved once: a stream updates them without hashing its labels.
+    by_stream: Vec<StreamInstruments>,
+}
+
+const STREAM_TYPES: [StreamType; 4] = [
+    StreamType::Http,
+    StreamType::Websocket,
+    StreamType::Sse,
+    StreamType::Webrtc,
+];
+const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+const OUTCOMES: [Outcome; 3] = [Outcome::Ok, Outcome::Error, Outcome::Aborted];
+
+/// The instruments of one stream type and direction.
+struct StreamInstruments {
+    active: IntGauge,
+    bytes: IntCounter,
+    /// By outcome, in the order of [`OUTCOMES`].
+    ended: [IntCounter; 3],
+}
+
+fn stream_index(stream_type: StreamType, direction: Direction) -> usize {
+    stream_type as usize * DIRECTIONS.len() + direction as usize
 }
 
 const NAMESPACE: &str = "ipfs_stream";
@@ -85,27 +107,32 @@ impl Telemetry {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
+        let by_stream = STREAM_TYPES
+            .iter()
+            .flat_map(|kind| DIRECTIONS.iter().map(move |way| (kind.as_str(), way.as_str())))
+            .map(|(kind, way)| StreamInstruments {
+                active: active_streams.with_label_values(&[kind, way]),
+                bytes: stream_bytes.with_label_values(&[kind, way]),
+                ended: OUTCOMES.map(|outcome| streams.with_label_values(&[kind, way, outcome.as_str()])),
+            })
+            .collect();
         Self {
             registry,
             http_requests,
             http_duration,
-            stream_bytes,
-            streams,
-            active_streams,
+            by_stream,
         }
     }
 
     pub fn stream_started(&self, stream_type: StreamType, direction: Direction) {
-        self.active_streams
-            .with_label_values(&[stream_type.as_str(), direction.as_str()])
-            .inc();
+        self.by_stream[stream_index(stream_type, direction)].active.inc();
     }
 
     pub fn stream_ended(&self, stream_type: StreamType, direction: Direction, outcome: Outcome, bytes: u64) {
-        let (kind, way) = (stream_type.as_str(), direction.as_str());
-        self.active_streams.with_label_values(&[kind, way]).dec();
-        self.stream_bytes.with_label_values(&[kind, way]).inc_by(bytes);
-        self.streams.with_label_values(&[kind, way, outcome.as_str()]).inc();
+        let instruments = &self.by_stream[stream_index(stream_type, direction)];
+        instruments.active.dec();
+        instruments.bytes.inc_by(bytes);
+        instruments.ended[outcome as usize].inc();
     }
 
     /// The text exposition format.
@@ -279,7 +306,7 @@ pub async fn record_requests(
         Some(route) => route.into(),
         None => route_label(req.match_pattern()).into(),
     };
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let read = matches!(
         *req.method(),
         actix_web::http::Method::GET | actix_web::http::Method::HEAD
@@ -290,7 +317,7 @@ pub async fn record_requests(
         let seconds = started.elapsed().as_secs_f64();
         state.live.request(seconds, response.status().is_server_error(), read);
         let telemetry = &state.telemetry;
-        let status = response.status().as_u16().to_string();
+        let status = response.status();
         telemetry
             .http_requests
             .with_label_values(&[route.as_ref(), method.as_str(), status.as_str()])
@@ -431,6 +458,57 @@ mod tests {
             "/api/v1/content/{cid}"
         );
         assert_eq!(route_label(None), "unmatched");
+    }
+
+    #[actix_web::test]
+    async fn each_stream_counts_under_its_own_labels() {
+        for (i, kind) in STREAM_TYPES.iter().enumerate() {
+            assert_eq!(*kind as usize, i);
+        }
+        for (i, way) in DIRECTIONS.iter().enumerate() {
+            assert_eq!(*way as usize, i);
+        }
+        for (i, outcome) in OUTCOMES.iter().enumerate() {
+            assert_eq!(*outcome as usize, i);
+        }
+        let hub = Arc::new(NotificationHub::start(
+            Arc::new(model::notifications::MemoryNotificationRepository::default()),
+            10,
+        ));
+        let telemetry = Telemetry::new(hub, Arc::default(), Arc::default());
+        telemetry.stream_started(StreamType::Websocket, Direction::Inbound);
+        telemetry.stream_started(StreamType::Sse, Direction::Outbound);
+        telemetry.stream_ended(StreamType::Sse, Direction::Outbound, Outcome::Aborted, 5);
+        let text = telemetry.render();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series)?.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+        };
+        assert_eq!(
+            value(r#"ipfs_stream_active_streams{direction="inbound",stream_type="websocket"}"#),
+            1
+        );
+        assert_eq!(
+            value(r#"ipfs_stream_active_streams{direction="outbound",stream_type="sse"}"#),
+            0
+        );
+        assert_eq!(
+            value(r#"ipfs_stream_active_streams{direction="outbound",stream_type="http"}"#),
+            0
+        );
+        assert_eq!(
+            value(r#"ipfs_stream_stream_bytes_total{direction="outbound",stream_type="sse"}"#),
+            5
+        );
+        assert_eq!(
+            value(r#"ipfs_stream_streams_total{direction="outbound",outcome="aborted",stream_type="sse"}"#),
+            1
+        );
+        assert_eq!(
+            value(r#"ipfs_stream_streams_total{direction="outbound",outcome="ok",stream_type="sse"}"#),
+            0
+        );
     }
 
     #[actix_web::test]

@@ -104,7 +104,31 @@ pub trait StreamRecordRepository: Send + Sync {
 
     /// Records matching `query`, newest first.
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<StreamRecord>>;
+
+    /// Deletes records that started before `older_than_ms`, and all but the newest `keep_newest`;
+    /// returns how many went.
+    async fn prune(&self, older_than_ms: i64, keep_newest: u64) -> Result<u64>;
 }
+
+/// How much of the stream log is kept: a busy gateway writes a record per request, so both an age
+/// and a count bound it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_records: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(48 * 3600),
+            max_records: 1_000_000,
+        }
+    }
+}
+
+/// How often the stream log is cut back to its retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// count, average, min, max, median, p95, p99 of a series.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -205,15 +229,29 @@ pub struct BatchedStreamMetrics {
 
 impl BatchedStreamMetrics {
     /// Starts the writer task on the current runtime; it ends when the last handle is dropped,
-    /// after writing what was queued.
-    pub fn start(repository: Arc<dyn StreamRecordRepository>) -> Self {
+    /// after writing what was queued. Every [`PRUNE_EVERY`] it cuts the log back to `retention`.
+    pub fn start(repository: Arc<dyn StreamRecordRepository>, retention: Retention) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let writer = repository.clone();
+        let mut last_prune: Option<std::time::Instant> = None;
         crate::batch::spawn_writer(receiver, move |batch: Vec<StreamRecord>| {
             let writer = writer.clone();
+            let prune = last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+            if prune {
+                last_prune = Some(std::time::Instant::now());
+            }
             async move {
                 if let Err(e) = writer.save_batch(&batch).await {
                     tracing::warn!(error = %e, records = batch.len(), "stream metrics not written");
+                }
+                if prune {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let older_than_ms = now_ms.saturating_sub(retention.max_age.as_millis() as i64);
+                    if let Err(e) = writer.prune(older_than_ms, retention.max_records).await {
+                        tracing::warn!(error = %e, "stream metrics not pruned");
+                    }
                 }
             }
         });
@@ -313,7 +351,24 @@ mod tests {
             count.fetch_add(batch.len() as u64, Ordering::SeqCst);
             Ok(())
         });
-        let metrics = BatchedStreamMetrics::start(Arc::new(repository));
+        let retention = Retention {
+            max_age: Duration::from_secs(3600),
+            max_records: 500,
+        };
+        // Pruned after the first write, with the cut-off an hour back.
+        repository
+            .expect_prune()
+            .withf(|older_than_ms, keep| {
+                let hour_ago = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    - 3_600_000;
+                (older_than_ms - hour_ago).abs() < 60_000 && *keep == 500
+            })
+            .times(1)
+            .returning(|_, _| Ok(0));
+        let metrics = BatchedStreamMetrics::start(Arc::new(repository), retention);
         for _ in 0..1000 {
             metrics.record(record(StreamType::Sse, 1, 1, Outcome::Ok));
         }

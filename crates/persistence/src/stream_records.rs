@@ -71,6 +71,24 @@ impl StreamRecordRepository for SqlStreamRecords {
         Ok(())
     }
 
+    async fn prune(&self, older_than_ms: i64, keep_newest: u64) -> model::Result<u64> {
+        // Ids only grow and only the oldest rows go, so the newest N are the top N ids: a range
+        // delete on the primary key, no sort.
+        let over = sqlx::query(
+            "DELETE FROM stream_records WHERE id <= (SELECT COALESCE(MAX(id), 0) FROM stream_records) - $1",
+        )
+        .bind(keep_newest.min(i64::MAX as u64) as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let old = sqlx::query("DELETE FROM stream_records WHERE started_at_ms < $1")
+            .bind(older_than_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(over.rows_affected() + old.rows_affected())
+    }
+
     async fn history(&self, query: &HistoryQuery) -> model::Result<Vec<StreamRecord>> {
         let rows = sqlx::query(
             "SELECT stream_type, direction, path, bytes, chunks, chunk_size, duration_us, correlation_id, outcome,
@@ -150,6 +168,39 @@ mod tests {
             some.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
             vec![1007, 1005]
         );
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_and_the_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = SqlStreamRecords::new(crate::database::open(&dir.path().join("db")).await.unwrap());
+        let records: Vec<_> = (0..100).map(|i| sample(StreamType::Http, 1000 + i)).collect();
+        repo.save_batch(&records).await.unwrap();
+        let started = |repo: &SqlStreamRecords| {
+            let repo = repo.clone();
+            async move {
+                let all = repo
+                    .history(&HistoryQuery {
+                        limit: 1000,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                all.iter().map(|r| r.started_at_ms).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(repo.prune(0, 1000).await.unwrap(), 0, "nothing beyond either bound");
+        assert_eq!(repo.prune(0, 30).await.unwrap(), 70);
+        assert_eq!(started(&repo).await, (1070..1100).rev().collect::<Vec<_>>());
+        assert_eq!(repo.prune(1090, 30).await.unwrap(), 20);
+        assert_eq!(started(&repo).await, (1090..1100).rev().collect::<Vec<_>>());
+        repo.save_batch(&[sample(StreamType::Sse, 2000)]).await.unwrap();
+        assert_eq!(
+            repo.prune(0, 5).await.unwrap(),
+            6,
+            "the count bound holds across later writes"
+        );
+        assert_eq!(started(&repo).await, vec![2000, 1099, 1098, 1097, 1096]);
     }
 
     #[tokio::test]

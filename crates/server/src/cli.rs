@@ -20,7 +20,9 @@ pub struct Cli {
 pub struct GlobalOptions {
     /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes,
     /// notification_idle_timeout_secs, notification_history, record_streams, sample_interval_ms,
-    /// metrics_retention_hours, anomaly_detector, allow_fault_injection, instrumentation).
+    /// metrics_retention_hours, max_stream_records, anomaly_detector, allow_fault_injection,
+    /// instrumentation, webrtc_ice_servers, webrtc_max_streams, webrtc_max_viewers_per_stream,
+    /// webrtc_max_connections).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the embedded store and the database [default: ./ipfs-stream-data].
@@ -125,9 +127,12 @@ pub struct ServeOptions {
     /// Milliseconds between samples of the server's series, 50 to 60000 [default: 1000].
     #[arg(long, env = "IPFS_STREAM_SAMPLE_INTERVAL_MS")]
     pub sample_interval_ms: Option<u64>,
-    /// Hours of samples and anomalies kept [default: 48].
+    /// Hours of samples, anomalies and stream records kept [default: 48].
     #[arg(long, env = "IPFS_STREAM_METRICS_RETENTION_HOURS")]
     pub metrics_retention_hours: Option<u64>,
+    /// Stream records kept at most; the oldest go first [default: 1000000].
+    #[arg(long, env = "IPFS_STREAM_MAX_STREAM_RECORDS")]
+    pub max_stream_records: Option<u64>,
     /// Detector run on every sampled series: contextual, relative_entropy or windowed_gaussian [default: contextual].
     #[arg(long, env = "IPFS_STREAM_ANOMALY_DETECTOR")]
     pub anomaly_detector: Option<String>,

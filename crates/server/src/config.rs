@@ -22,6 +22,8 @@ pub struct Config {
     pub record_streams: bool,
     pub sample_interval_ms: u64,
     pub metrics_retention_hours: u64,
+    /// Stream records kept at most (older ones go first).
+    pub max_stream_records: u64,
     pub anomaly_detector: String,
     pub allow_fault_injection: bool,
     pub instrumentation: bool,
@@ -45,6 +47,7 @@ impl Default for Config {
             record_streams: true,
             sample_interval_ms: 1000,
             metrics_retention_hours: 48,
+            max_stream_records: 1_000_000,
             anomaly_detector: "contextual".into(),
             allow_fault_injection: false,
             instrumentation: true,
@@ -70,6 +73,7 @@ struct FileConfig {
     record_streams: Option<bool>,
     sample_interval_ms: Option<u64>,
     metrics_retention_hours: Option<u64>,
+    max_stream_records: Option<u64>,
     anomaly_detector: Option<String>,
     allow_fault_injection: Option<bool>,
     instrumentation: Option<bool>,
@@ -137,6 +141,10 @@ impl Config {
                 .and_then(|s| s.metrics_retention_hours)
                 .or(file.metrics_retention_hours)
                 .unwrap_or(defaults.metrics_retention_hours),
+            max_stream_records: serve
+                .and_then(|s| s.max_stream_records)
+                .or(file.max_stream_records)
+                .unwrap_or(defaults.max_stream_records),
             anomaly_detector: serve
                 .and_then(|s| s.anomaly_detector.clone())
                 .or(file.anomaly_detector)
@@ -201,6 +209,9 @@ impl Config {
         if self.metrics_retention_hours == 0 {
             return Err(Error::Config("metrics_retention_hours: must be at least 1".into()));
         }
+        if self.max_stream_records == 0 {
+            return Err(Error::Config("max_stream_records: must be at least 1".into()));
+        }
         if model::anomaly::DetectorKind::parse(&self.anomaly_detector).is_none() {
             return Err(Error::Config(format!(
                 "anomaly_detector: {:?} is not contextual, relative_entropy or windowed_gaussian",
@@ -234,14 +245,21 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let config = file(
-            "data_dir = \"/srv/ipfs\"\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\nlog_format = \"json\"\n",
+            "data_dir = \"/srv/ipfs\"\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\nlog_format = \"json\"\n\
+             max_stream_records = 10\nrecord_streams = false\ninstrumentation = false\n",
         );
         let global = GlobalOptions {
             config: Some(config.path().to_owned()),
             data_dir: Some("/flag/dir".into()),
             ..Default::default()
         };
-        let loaded = Config::load(&global, Some(&ServeOptions::default())).unwrap();
+        let serve = ServeOptions {
+            max_stream_records: Some(20),
+            ..Default::default()
+        };
+        let loaded = Config::load(&global, Some(&serve)).unwrap();
+        assert_eq!(loaded.max_stream_records, 20);
+        assert!(!loaded.record_streams && !loaded.instrumentation);
         assert_eq!(loaded.data_dir, PathBuf::from("/flag/dir"));
         assert_eq!(loaded.listen, "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!(loaded.max_upload_bytes, 5);
@@ -257,6 +275,7 @@ mod tests {
         let cases = [
             ("listen = \"nowhere\"", "listen"),
             ("max_upload_bytes = 0", "max_upload_bytes"),
+            ("max_stream_records = 0", "max_stream_records"),
             ("kubo_api = \"https://example.invalid\"", "kubo_api"),
             ("log_format = \"xml\"", "log_format"),
             ("colour = \"blue\"", "colour"),

@@ -64,9 +64,14 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         tracing::warn!("fault injection is allowed (POST /api/v1/faults)");
         content = content.with_faults(faults.clone());
     }
-    let metrics = Arc::new(BatchedStreamMetrics::start(Arc::new(SqlStreamRecords::new(
-        pool.clone(),
-    ))));
+    let retention = model::metrics::Retention {
+        max_age: std::time::Duration::from_secs(options.metrics_retention_hours * 3600),
+        max_records: options.max_stream_records,
+    };
+    let metrics = Arc::new(BatchedStreamMetrics::start(
+        Arc::new(SqlStreamRecords::new(pool.clone())),
+        retention,
+    ));
     Ok(Services {
         content: Arc::new(content),
         metrics,

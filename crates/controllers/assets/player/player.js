@@ -5,6 +5,15 @@
 const $ = (id) => document.getElementById(id);
 const video = $("video");
 let session = null;
+// Milliseconds from the start of the current playback to each step of its setup.
+let timeline = {};
+let timelineStart = 0;
+function mark(step) { if (timeline[step] == null) timeline[step] = Math.round(performance.now() - timelineStart); }
+function watchSetup(pc) {
+  pc.addEventListener("iceconnectionstatechange", () => { if (pc.iceConnectionState === "connected") mark("ice_connected"); });
+  pc.addEventListener("connectionstatechange", () => { if (pc.connectionState === "connected") mark("connected"); });
+  pc.addEventListener("track", () => mark("track"));
+}
 
 function setState(text) { $("state").textContent = text; }
 function showError(text) { $("error").textContent = text || ""; }
@@ -22,6 +31,7 @@ function readForm() {
 
 function newPeer() {
   const pc = new RTCPeerConnection();
+  watchSetup(pc);
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();
@@ -48,7 +58,9 @@ async function playWhep(form) {
   const pc = newPeer();
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
   await pc.setLocalDescription(await pc.createOffer());
+  mark("offer");
   await gathered(pc, 1500);
+  mark("gathered");
   const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
   const response = await fetch(`${target}?quality=${form.quality}${progressive}`, {
     method: "POST",
@@ -61,6 +73,7 @@ async function playWhep(form) {
   }
   const location = response.headers.get("Location");
   const sdp = await response.text();
+  mark("answer");
   await pc.setRemoteDescription({ type: "answer", sdp });
   return {
     pc,
@@ -83,13 +96,16 @@ function playWebSocket(form) {
     ws.onmessage = async (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "welcome") {
+        mark("welcome");
         const request = { type: "offer_request", quality: form.quality };
         if (form.progressive != null) request.use_progressive_loading = form.progressive === "true";
         if (form.stream) request.stream_id = form.stream; else request.cid = form.cid;
         ws.send(JSON.stringify(request));
       } else if (message.type === "offer") {
         pcId = message.pc_id;
+        mark("offer");
         pc = new RTCPeerConnection({ iceServers: message.ice_servers || [] });
+        watchSetup(pc);
         const stream = new MediaStream();
         pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; video.play().catch(() => {}); };
         pc.onconnectionstatechange = () => setState(pc.connectionState);
@@ -103,6 +119,7 @@ function playWebSocket(form) {
         const answer = await pc.createAnswer();
         // The answer goes out before the candidates its local description starts gathering.
         ws.send(JSON.stringify({ type: "answer", pc_id: pcId, sdp: answer.sdp }));
+        mark("answer");
         await pc.setLocalDescription(answer);
         resolve({ pc, pcId, ws, close: async () => { ws.send(JSON.stringify({ type: "close", pc_id: pcId })); pc.close(); ws.close(); } });
       } else if (message.type === "candidate" && pc) {
@@ -153,6 +170,7 @@ function watchFirstFrame(current) {
   const mark = () => {
     if (session === current && current.ttff == null) {
       current.ttff = performance.now() - current.started;
+      mark("first_frame");
       $("ttff").textContent = `${Math.round(current.ttff)} ms`;
     }
   };
@@ -166,6 +184,8 @@ async function play(form) {
   if (!form.cid && !form.stream) { showError("give a CID or a stream id"); return; }
   setState("connecting");
   const started = performance.now();
+  timeline = {};
+  timelineStart = started;
   try {
     session = form.transport === "ws" ? await playWebSocket(form) : await playWhep(form);
     session.started = started;
@@ -201,5 +221,6 @@ if (params.get("cid") || params.get("stream_id")) play(readForm());
 window.playerState = () => ({
   pcId: session && session.pcId,
   ttff: session && session.ttff,
+  timeline: { ...timeline },
   framesDecoded: Number($("framesDecoded").textContent),
 });
