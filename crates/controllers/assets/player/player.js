@@ -44,23 +44,33 @@ function newPeer() {
   return pc;
 }
 
-/// Resolves once ICE gathering completes (or after `ms`), so the offer carries its candidates.
-function gathered(pc, ms) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, ms);
-  });
+/// The candidates as a trickle-ice-sdpfrag (RFC 8840) for a WHEP PATCH.
+function sdpfrag(pc, candidates) {
+  const sdp = pc.localDescription.sdp;
+  const field = (name) => (new RegExp(`a=${name}:(.*)`).exec(sdp) || [])[1].trim();
+  let frag = `a=ice-ufrag:${field("ice-ufrag")}\r\na=ice-pwd:${field("ice-pwd")}\r\n`;
+  for (const c of candidates) frag += `m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:${c.sdpMid}\r\na=${c.candidate}\r\n`;
+  return frag;
 }
 
 async function playWhep(form) {
   const pc = newPeer();
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
+  // The offer goes at once and the candidates follow by PATCH (trickle ICE): waiting for the
+  // browser to finish gathering cost more than the rest of the setup.
+  let resource = null;
+  const early = [];
+  const trickle = (candidates) => {
+    fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
+      body: sdpfrag(pc, candidates) }).catch(() => {});
+  };
+  pc.addEventListener("icecandidate", (event) => {
+    const candidate = event.candidate;
+    if (!candidate || !candidate.candidate) return;
+    if (resource) trickle([candidate]); else early.push(candidate);
+  });
   await pc.setLocalDescription(await pc.createOffer());
   mark("offer");
-  await gathered(pc, 1500);
-  mark("gathered");
   const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
   const response = await fetch(`${target}?quality=${form.quality}${progressive}`, {
     method: "POST",
@@ -75,6 +85,10 @@ async function playWhep(form) {
   const sdp = await response.text();
   mark("answer");
   await pc.setRemoteDescription({ type: "answer", sdp });
+  if (location) {
+    resource = location;
+    if (early.length) trickle(early);
+  }
   return {
     pc,
     pcId: location ? location.split("/").pop() : null,
@@ -167,15 +181,15 @@ setInterval(() => refresh().catch(() => {}), 1000);
 
 // The first frame the video element presents ends the time to first frame.
 function watchFirstFrame(current) {
-  const mark = () => {
+  const presented = () => {
     if (session === current && current.ttff == null) {
       current.ttff = performance.now() - current.started;
       mark("first_frame");
       $("ttff").textContent = `${Math.round(current.ttff)} ms`;
     }
   };
-  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(mark);
-  else video.addEventListener("loadeddata", mark, { once: true });
+  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(presented);
+  else video.addEventListener("loadeddata", presented, { once: true });
 }
 
 async function play(form) {

@@ -122,6 +122,25 @@ fn webm_vp8_with_opus_and_vp9() {
 }
 
 #[test]
+fn webm_video_frames_last_until_the_next_one() {
+    // SimpleBlocks carry no duration: the track's DefaultDuration gives it.
+    for name in ["vp8-opus.webm", "vp9.webm"] {
+        let (tracks, frames) = demux(name).unwrap();
+        let video = tracks.iter().position(|t| t.codec != Codec::Opus).unwrap();
+        let video = of_track(&frames, video);
+        for pair in video.windows(2) {
+            let gap = pair[1].timestamp - pair[0].timestamp;
+            let error = gap.abs_diff(pair[0].duration);
+            assert!(
+                error <= Duration::from_millis(1),
+                "{name}: lasts {:?}, next after {gap:?}",
+                pair[0].duration
+            );
+        }
+    }
+}
+
+#[test]
 fn ivf_vp8_and_vp9() {
     for (name, codec) in [("vp8.ivf", Codec::Vp8), ("vp9.ivf", Codec::Vp9)] {
         let (tracks, frames) = demux(name).unwrap();

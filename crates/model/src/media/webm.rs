@@ -16,6 +16,8 @@ pub struct WebmDemuxer {
     numbers: Vec<(u64, usize)>,
     /// Nanoseconds per timestamp unit.
     scale: u64,
+    /// Each track's DefaultDuration: the length of frames whose block gives none (SimpleBlocks).
+    default_durations: Vec<Duration>,
     frame: MkvFrame,
 }
 
@@ -24,6 +26,7 @@ impl WebmDemuxer {
         let file = MatroskaFile::open(source).map_err(|e| MediaError::Invalid(format!("WebM: {e}")))?;
         let mut tracks = Vec::new();
         let mut numbers = Vec::new();
+        let mut default_durations = Vec::new();
         for entry in file.tracks() {
             if !matches!(entry.track_type(), TrackType::Video | TrackType::Audio) {
                 continue;
@@ -41,6 +44,11 @@ impl WebmDemuxer {
                 (v.pixel_width().get() as u32, v.pixel_height().get() as u32)
             });
             numbers.push((entry.track_number().get(), tracks.len()));
+            default_durations.push(
+                entry
+                    .default_duration()
+                    .map_or(Duration::ZERO, |d| Duration::from_nanos(d.get())),
+            );
             tracks.push(TrackInfo {
                 index: tracks.len(),
                 codec,
@@ -57,6 +65,7 @@ impl WebmDemuxer {
             tracks,
             numbers,
             scale,
+            default_durations,
             frame: MkvFrame::default(),
         })
     }
@@ -87,7 +96,10 @@ impl Demuxer for WebmDemuxer {
             };
             let duration = match codec {
                 Codec::Opus => opus_packet_duration(&data)?,
-                _ => Duration::from_nanos(self.frame.duration.unwrap_or(0) * self.scale),
+                _ => match self.frame.duration {
+                    Some(units) => Duration::from_nanos(units.saturating_mul(self.scale)),
+                    None => self.default_durations[track],
+                },
             };
             return Ok(Some(Frame {
                 track,

@@ -297,6 +297,17 @@ impl Peer {
             .with_setting_engine(
                 SettingEngineBuilder::new()
                     .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    // Answering (WHEP), we wait for the client's ClientHello: it comes as soon as
+                    // the client's ICE is up, while a browser acting as DTLS server answered our
+                    // ClientHello about 150 ms late.
+                    .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server)
+                    // Offering (the WebSocket signaling), we nominate the pair. A browser's
+                    // candidates often first appear as peer-reflexive, which ICE by default
+                    // holds back for a second in case a better pair shows up: a direct path is
+                    // as good as it gets here. Checks every 50 ms (RFC 8445's Ta) rather than
+                    // 200, with as many attempts over a similar span.
+                    .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+                    .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(25))
                     .build(),
             )
             .with_handler(Arc::new(Events {
@@ -589,6 +600,7 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
     }
     let mut pending: Option<Viewer> = None;
     let mut held: Option<Arc<Frame>> = None;
+    let mut started = false;
     let mut selectable = true;
     loop {
         let next = tokio::select! {
@@ -640,27 +652,46 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
                 Some(next) if next.timestamp > previous.timestamp => next.timestamp - previous.timestamp,
                 _ => previous.duration,
             };
-            let sample = Sample {
-                data: previous.data.clone(),
-                duration,
-                ..Sample::new(Instant::now())
-            };
-            if let Err(error) = output
-                .local
-                .write_sample(output.ssrc, output.payload_type, &sample, &[])
-                .await
-            {
-                tracing::debug!(%error, "sample not sent");
+            if !send(&output, &previous, duration).await {
                 return;
             }
-            let bytes = previous.data.len() as u64;
-            output.sent.frames.fetch_add(1, Ordering::Relaxed);
-            output.sent.bytes.fetch_add(bytes, Ordering::Relaxed);
-            (output.on_sent)(bytes);
         }
         match next {
-            Some(frame) => held = Some(frame),
+            // The first frame goes at once when its container says how long it lasts: held for
+            // the next one's timestamp, the first picture would wait a frame.
+            Some(frame) if !started && !frame.duration.is_zero() => {
+                started = true;
+                if !send(&output, &frame, frame.duration).await {
+                    return;
+                }
+            }
+            Some(frame) => {
+                started = true;
+                held = Some(frame);
+            }
             None => return,
         }
     }
+}
+
+/// Sends one frame lasting `duration` (the RTP clock advances by it); false once the track is gone.
+async fn send(output: &Output, frame: &Frame, duration: Duration) -> bool {
+    let sample = Sample {
+        data: frame.data.clone(),
+        duration,
+        ..Sample::new(Instant::now())
+    };
+    if let Err(error) = output
+        .local
+        .write_sample(output.ssrc, output.payload_type, &sample, &[])
+        .await
+    {
+        tracing::debug!(%error, "sample not sent");
+        return false;
+    }
+    let bytes = frame.data.len() as u64;
+    output.sent.frames.fetch_add(1, Ordering::Relaxed);
+    output.sent.bytes.fetch_add(bytes, Ordering::Relaxed);
+    (output.on_sent)(bytes);
+    true
 }
