@@ -15,8 +15,14 @@ use config::Config;
 use error::Error;
 use tracing_subscriber::EnvFilter;
 
+/// webrtc-rs logs routine ICE and DTLS events as warnings (a check from a candidate not yet
+/// signalled, a replaced interceptor); our own logs say what matters about a connection.
+const WEBRTC_LOGS: &str =
+    "rtc=error,rtc_ice=error,rtc_dtls=error,rtc_interceptor=error,rtc_srtp=error,rtc_sctp=error,webrtc=error";
+
 fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default_level},{WEBRTC_LOGS}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
