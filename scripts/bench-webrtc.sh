@@ -4,7 +4,8 @@
 #      ~1 GB stored WebM, progressive loading on and off (medians of 3);
 #  (b) N webrtc-rs receivers of one ~1 Mbps stream: connected, late frames, underflows, and the
 #      server's CPU per viewer over a steady window;
-#  (c) the server's memory per viewer (RSS with N viewers minus RSS before, over N).
+#  (c) the server's memory per viewer (RSS with N viewers minus RSS of the fresh server before, over
+#      N; the stream's own buffer and demuxer are shared out among the viewers).
 # Usage: scripts/bench-webrtc.sh [viewer counts, default "10 50 100 200"] [big file MiB, default 1024]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,10 +42,14 @@ big=$("$binary" add -q "$work/big.webm")
 rm -f "$work/big.webm"
 echo "{\"files\": {\"10mb\": $(stat -c %s "$work/10mb.webm"), \"big\": $((big_mib * 1024 * 1024))}}"
 
-"$binary" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
-base=$(sed -n 's/^listening on //p' "$work/serve.out" | head -1)
+start_server() {
+  "$binary" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+  server_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
+  base=$(sed -n 's/^listening on //p' "$work/serve.out" | head -1)
+}
+stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+start_server
 
 # (a)
 node tests/browser/first-frame.mjs "$base" "10MB=$ten" "${big_mib}MiB=$big"
@@ -54,6 +59,10 @@ ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 for viewers in $counts; do
+  # A fresh server for each count: one that served the count before reuses the memory that run
+  # freed, and its RSS would not grow with the viewers.
+  stop_server
+  start_server
   rss_before=$(rss_kib)
   fifo="$work/load.$viewers"
   "$load" "$base" "$ten" "$viewers" 10 >"$fifo" &
