@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use actix_web::HttpRequest;
 use bytes::Bytes;
@@ -106,10 +106,7 @@ impl Tally {
         if let Some(telemetry) = &meter.telemetry {
             telemetry.stream_started(meter.stream_type, meter.direction);
         }
-        let started_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let started_at_ms = model::clock::now_ms();
         let live = meter.live.as_ref().map(|live| {
             live.open_stream(
                 content_of(&meter.path).to_owned(),

@@ -1,10 +1,11 @@
 //! What operators watch: sampled series over time, the content being streamed now, recent
 //! anomalies and trends, and (when allowed) fault injection.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use model::clock::now_ms;
 use model::monitoring::{ActiveContent, Anomaly, Metric, SeriesPoint, SeriesQuery};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -33,13 +34,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(clear_faults))
             .default_service(web::to(method_not_allowed)),
     );
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Longest range one query may span: 400 days.

@@ -10,11 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, Session};
 use futures::StreamExt;
+use model::clock::now_ms;
 use model::notifications::{Notification, NotificationType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -46,13 +47,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(publish))
                 .default_service(web::to(method_not_allowed)),
         );
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn type_names() -> Vec<&'static str> {

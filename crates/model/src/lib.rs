@@ -25,6 +25,7 @@
 
 pub mod anomaly;
 pub mod batch;
+pub mod clock;
 pub mod content;
 pub mod error;
 pub mod faults;

@@ -245,10 +245,7 @@ impl BatchedStreamMetrics {
                     tracing::warn!(error = %e, records = batch.len(), "stream metrics not written");
                 }
                 if prune {
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    let older_than_ms = now_ms.saturating_sub(retention.max_age.as_millis() as i64);
+                    let older_than_ms = crate::clock::now_ms().saturating_sub(retention.max_age.as_millis() as i64);
                     if let Err(e) = writer.prune(older_than_ms, retention.max_records).await {
                         tracing::warn!(error = %e, "stream metrics not pruned");
                     }

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cid::{Cid, Version};
@@ -18,6 +17,7 @@ use super::node::{Node, NodeKind};
 use super::reader::{ByteRange, read_file_range};
 use super::repository::{ContentRecord, ContentRepository, Page};
 use super::store::{BlockStore, ByteStream, storage_key};
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::notifications::{NotificationType, Notifier};
 use serde_json::json;
@@ -199,13 +199,6 @@ impl ContentNode {
         }
         Ok(marked)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn version_number(cid: &Cid) -> u8 {

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::history::{Anomaly, Metric, MetricsHistory, Sample};
 use super::live::{LiveStats, Totals};
 use crate::anomaly::{Detector, DetectorKind, SeriesHint};
+use crate::clock::now_ms;
 use crate::metrics::StreamType;
 use crate::notifications::{NotificationType, Notifier};
 
@@ -107,13 +108,6 @@ pub struct Sampler {
     watches: Vec<(Metric, SeriesWatch)>,
     last: Option<(Instant, Totals, Option<ProcessUsage>)>,
     anomalies_raised: Arc<AtomicU64>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Sampler {

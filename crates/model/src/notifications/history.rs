@@ -21,7 +21,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(5);
 /// The history of a hub: keeps events, and reads them back.
 pub(super) struct History {
     shared: Arc<Shared>,
-    /// Wakes the writer when the first event of a batch arrives.
+    /// Wakes the writer; holds one token, so a burst wakes it once.
     wake: mpsc::Sender<()>,
 }
 
@@ -41,10 +41,6 @@ struct Pending {
 }
 
 impl Pending {
-    fn is_empty(&self) -> bool {
-        self.by_type.values().all(VecDeque::is_empty)
-    }
-
     fn push(&mut self, notification: Notification, keep: u64) {
         let order = self.next;
         self.next += 1;
@@ -86,16 +82,9 @@ impl History {
     }
 
     pub fn keep(&self, notification: Notification) {
-        let was_empty = {
-            let mut pending = self.shared.lock();
-            let was_empty = pending.is_empty();
-            pending.push(notification, self.shared.keep);
-            was_empty
-        };
-        if was_empty {
-            // Full means the writer is already due; nothing is lost either way.
-            let _ = self.wake.try_send(());
-        }
+        self.shared.lock().push(notification, self.shared.keep);
+        // Full means the writer is already due: the send fails at once and nothing is lost.
+        let _ = self.wake.try_send(());
     }
 
     /// The most recent `limit` events (of one type, if given), oldest first, including those

@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::clock::now_ms;
 use crate::error::Result;
 
 mod history;
@@ -178,13 +178,6 @@ pub struct NotificationHub {
     published: AtomicU64,
     dropped: AtomicU64,
     history: History,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl NotificationHub {

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cid::Cid;
@@ -21,6 +21,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 use super::peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source};
 use super::quality::{AdaptiveSwitch, Quality, rendition_for};
+use crate::clock::now_ms;
 use crate::content::{ContentService, NodeKind};
 use crate::error::{Error, Result};
 use crate::media::playback::{BufferSettings, Playback, PlaybackStats};
@@ -308,12 +309,6 @@ pub trait WebRtcService: Send + Sync {
     fn ice_servers(&self) -> Vec<IceServer>;
     /// Gauges and counters of all streams and connections.
     async fn totals(&self) -> WebRtcTotals;
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn new_id(prefix: &str) -> String {
