@@ -150,7 +150,7 @@ async fn injected_store_latency_is_detected_stored_and_pushed() {
     // same series, as a loaded machine's noise can cause, silences the series for a while).
     let mut metrics_seen = 0;
     let mut warning = None;
-    for _attempt in 0..3 {
+    for _attempt in 0..5 {
         let response = client()
             .post(format!("{}/api/v1/faults", server.base))
             .json(&json!({"store_latency_ms": 1500, "duration_s": 6}))
