@@ -203,7 +203,7 @@ pub struct Contextual {
 
 impl Contextual {
     /// `rest`: values after a score of 0.75 or more during which nothing is reported (NAB uses a
-    /// fifth of the probation period).
+    /// fifth of the probation period); 0 reports every score.
     pub fn new(range: Option<(f64, f64)>, rest: usize) -> Self {
         let mut recent_scores = VecDeque::new();
         recent_scores.push_back(1.0);
@@ -279,7 +279,7 @@ impl Contextual {
         let facts = self.facts(value);
         let (expected_share, new_share) = self.step(facts);
         let current = ((1.0 - expected_share) + new_share) / 2.0;
-        let quiet = self.recent_scores.iter().all(|&s| s < BASE_THRESHOLD);
+        let quiet = self.rest == 0 || self.recent_scores.iter().all(|&s| s < BASE_THRESHOLD);
         self.recent_scores.push_back(current);
         while self.recent_scores.len() > self.rest.max(1) {
             self.recent_scores.pop_front();

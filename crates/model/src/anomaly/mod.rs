@@ -18,6 +18,10 @@ pub struct SeriesHint {
     pub range: Option<(f64, f64)>,
     /// Values during which the detector is still learning; it scores them 0.
     pub probation: usize,
+    /// Whether the detector itself stays quiet for a while after a high score. NAB rewards only
+    /// the first detection in a window, so the benchmark wants it; a live series has its own
+    /// cooldown, which lets a value far beyond the ordinary through.
+    pub rests_after_alert: bool,
 }
 
 /// An online detector of one series.
@@ -73,7 +77,10 @@ impl DetectorKind {
         match self {
             Self::WindowedGaussian => Box::new(WindowedGaussian::new(WindowedGaussian::NAB_WINDOW, 100)),
             Self::RelativeEntropy => Box::new(RelativeEntropy::new(hint.range)),
-            Self::Contextual => Box::new(Contextual::new(hint.range, hint.probation / 5)),
+            Self::Contextual => {
+                let rest = if hint.rests_after_alert { hint.probation / 5 } else { 0 };
+                Box::new(Contextual::new(hint.range, rest))
+            }
         }
     }
 }

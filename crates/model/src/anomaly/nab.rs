@@ -40,6 +40,7 @@ impl Series {
         SeriesHint {
             range: Some((low, high)),
             probation: probation(self.values.len()),
+            rests_after_alert: true,
         }
     }
 }

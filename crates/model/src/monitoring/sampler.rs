@@ -2,6 +2,7 @@
 //! `system_metrics`, and given to each series' detector; what a detector flags is stored and
 //! published as `system_warning`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -60,17 +61,43 @@ pub struct SeriesWatch {
     cooldown: u32,
     seen: usize,
     quiet_for: u32,
+    /// How far each recent value lay outside the expected range (see [`excess`]).
+    recent_excess: VecDeque<f64>,
+}
+
+/// A value at least this many range widths outside the expected range, and at least
+/// [`ESCALATION_FACTOR`] times further out than any recent value, always alerts: a detector that
+/// quantises values sees everything past its range as one level, so after a small excursion it
+/// could not tell a far larger one from a repeat.
+const ESCALATION_MIN_EXCESS: f64 = 1.0;
+const ESCALATION_FACTOR: f64 = 2.0;
+
+/// How far `value` lies outside `(low, high)`, in widths of that range; 0 inside it.
+fn excess(value: f64, (low, high): (f64, f64)) -> f64 {
+    let width = (high - low).max(f64::MIN_POSITIVE);
+    if value > high {
+        (value - high) / width
+    } else if value < low {
+        (low - value) / width
+    } else {
+        0.0
+    }
 }
 
 impl SeriesWatch {
     pub fn new(kind: DetectorKind, probation: usize, cooldown: u32) -> Self {
         Self {
-            detector: kind.build(SeriesHint { range: None, probation }),
+            detector: kind.build(SeriesHint {
+                range: None,
+                probation,
+                rests_after_alert: false,
+            }),
             threshold: kind.alert_threshold(),
             probation,
             cooldown,
             seen: 0,
             quiet_for: 0,
+            recent_excess: VecDeque::new(),
         }
     }
 
@@ -83,18 +110,24 @@ impl SeriesWatch {
         }
         self.seen += 1;
         self.quiet_for = self.quiet_for.saturating_sub(1);
-        if self.seen <= self.probation || score < self.threshold {
+        let excess = expected.map_or(0.0, |range| excess(value, range));
+        let recent_peak = self.recent_excess.iter().copied().fold(0.0, f64::max);
+        self.recent_excess.push_back(excess);
+        if self.recent_excess.len() > self.probation.max(1) {
+            self.recent_excess.pop_front();
+        }
+        if self.seen <= self.probation {
             return None;
         }
-        let expected = expected.unwrap_or((value, value));
-        // The cooldown quiets repeated alerts while a series settles into a new pattern; a value
-        // beyond the range seen still alerts.
-        let beyond = value < expected.0 || value > expected.1;
-        if self.quiet_for > 0 && !beyond {
+        let escalates = excess >= ESCALATION_MIN_EXCESS && excess >= ESCALATION_FACTOR * recent_peak;
+        // The cooldown quiets repeated alerts while a series settles into a new pattern (a fault
+        // that lasts raises one alert, not one a sample); an escalation still alerts.
+        let alerts = escalates || (score >= self.threshold && self.quiet_for == 0);
+        if !alerts {
             return None;
         }
         self.quiet_for = self.cooldown;
-        Some((score, expected))
+        Some((score, expected.unwrap_or((value, value))))
     }
 }
 
@@ -311,6 +344,29 @@ mod tests {
             Sampler::new(live, Arc::new(FixedProbe), history, hub.clone(), config),
             hub,
         )
+    }
+
+    #[test]
+    fn an_alert_does_not_hide_a_far_larger_deviation_soon_after() {
+        let mut watch = SeriesWatch::new(DetectorKind::Contextual, 60, 30);
+        for i in 0..120 {
+            assert_eq!(watch.observe(0.001 + (i % 3) as f64 * 1e-4), None, "sample {i}");
+        }
+        let first = watch.observe(0.02);
+        assert!(first.is_some(), "a spike beyond the ordinary alerts");
+        for i in 0..3 {
+            watch.observe(0.001 + (i % 3) as f64 * 1e-4);
+        }
+        let (_, (_, high)) = watch
+            .observe(1.5)
+            .expect("a far larger spike alerts within the cooldown");
+        assert!(high < 0.01);
+        // The same level again is no escalation.
+        assert_eq!(watch.observe(1.5), None);
+        // Back to ordinary values: the cooldown holds repeated alerts back.
+        for i in 0..5 {
+            assert_eq!(watch.observe(0.001 + (i % 3) as f64 * 1e-4), None, "sample {i}");
+        }
     }
 
     #[tokio::test]
