@@ -32,14 +32,11 @@ function readForm() {
 function newPeer() {
   const pc = new RTCPeerConnection();
   watchSetup(pc);
-  pc.addTransceiver("video", { direction: "recvonly" });
-  pc.addTransceiver("audio", { direction: "recvonly" });
-  const stream = new MediaStream();
-  pc.ontrack = (event) => {
-    stream.addTrack(event.track);
-    video.srcObject = stream;
-    video.play().catch(() => {});
-  };
+  // A receiver's track exists before any negotiation: the video element gets them at once and
+  // sets up its playback while signaling and ICE run, instead of after the first packets arrive.
+  const tracks = ["video", "audio"].map((kind) => pc.addTransceiver(kind, { direction: "recvonly" }).receiver.track);
+  video.srcObject = new MediaStream(tracks);
+  video.play().catch(() => {});
   pc.onconnectionstatechange = () => setState(pc.connectionState);
   return pc;
 }
