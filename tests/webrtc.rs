@@ -342,7 +342,11 @@ async fn whep_plays_a_created_stream_and_rest_controls_it() {
             .collect::<Vec<_>>()
     };
     assert!(wait_for(|| h264(&receiver).len() >= 10, Duration::from_secs(10)).await);
-    assert!(h264(&receiver)[0].keyframe, "H.264 starts on an IDR");
+    assert!(
+        h264(&receiver)[0].keyframe,
+        "H.264 starts on an IDR: {:?}",
+        &h264(&receiver)[..4]
+    );
 
     let listed = get_json(&streams).await;
     assert_eq!(listed["streams"][0]["viewers"], 1);

@@ -1,12 +1,15 @@
-//! ICE as the server runs it when it answers a browser's offer (WHEP): the controlled side. A
-//! browser nominates a pair with its very first check, before the server's own check of that
-//! pair has succeeded. The check must be answered at once and the pair selected, or the browser
-//! waits a check interval for its next one and its first DTLS flight is dropped (the fix carried
-//! in `crates/patched/rtc-ice`).
+//! ICE as the server runs it, with the fixes carried in `crates/patched/rtc-ice`.
+//!
+//! - Answering a browser's offer (WHEP), the server is the controlled side. A browser nominates a
+//!   pair with its very first check, before the server's own check of that pair has succeeded.
+//!   The check must be answered at once and the pair selected. Otherwise the browser waits a check
+//!   interval for its next one, and its first DTLS flight is dropped.
+//! - Offering (the WebSocket signaling), the server is the controlling side. It nominates as soon
+//!   as a check succeeds, not at its next check tick.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc::ice::attributes::control::AttrControlling;
@@ -17,38 +20,66 @@ use rtc::ice::candidate::candidate_host::CandidateHostConfig;
 use rtc::ice::{Agent, AgentConfig};
 use rtc::sansio::Protocol;
 use rtc::shared::{TransportContext, TransportMessage, TransportProtocol};
-use rtc::stun::attributes::ATTR_USERNAME;
+use rtc::stun::attributes::{ATTR_USE_CANDIDATE, ATTR_USERNAME};
 use rtc::stun::fingerprint::FINGERPRINT;
 use rtc::stun::integrity::MessageIntegrity;
-use rtc::stun::message::{BINDING_REQUEST, CLASS_SUCCESS_RESPONSE, Message, TransactionId};
+use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, CLASS_SUCCESS_RESPONSE, Message, TransactionId};
 use rtc::stun::textattrs::Username;
+use rtc::stun::xoraddr::XorMappedAddress;
 
 const SERVER: &str = "127.0.0.1:40000";
 const BROWSER: &str = "127.0.0.1:50000";
 
-fn controlled_server(now: Instant) -> Agent {
-    let provider = rtc::crypto::default_provider().unwrap();
-    let mut agent = Agent::new(now, Arc::new(AgentConfig::default()), provider).unwrap();
-    let server: SocketAddr = SERVER.parse().unwrap();
-    let host = CandidateHostConfig {
+const BROWSER_PASSWORD: &str = "browser-password-of-24-chars";
+
+fn host_candidate(address: &str) -> rtc::ice::candidate::Candidate {
+    let address: SocketAddr = address.parse().unwrap();
+    CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".into(),
-            address: server.ip().to_string(),
-            port: server.port(),
+            address: address.ip().to_string(),
+            port: address.port(),
             component: 1,
             ..Default::default()
         },
         ..Default::default()
     }
     .new_candidate_host()
-    .unwrap();
-    agent.add_local_candidate(host).unwrap();
+    .unwrap()
+}
+
+fn server_agent(now: Instant, controlling: bool) -> Agent {
+    let provider = rtc::crypto::default_provider().unwrap();
+    let mut agent = Agent::new(now, Arc::new(AgentConfig::default()), provider).unwrap();
+    agent.add_local_candidate(host_candidate(SERVER)).unwrap();
     agent
-        .start_connectivity_checks(now, false, "brwsr".into(), "browser-password-of-24-chars".into())
+        .start_connectivity_checks(now, controlling, "brwsr".into(), BROWSER_PASSWORD.into())
         .unwrap();
     while agent.poll_write().is_some() {}
     while agent.poll_event().is_some() {}
     agent
+}
+
+fn from_browser(now: Instant, message: &Message) -> TransportMessage<BytesMut> {
+    TransportMessage {
+        now,
+        transport: TransportContext {
+            local_addr: SERVER.parse().unwrap(),
+            peer_addr: BROWSER.parse().unwrap(),
+            transport_protocol: TransportProtocol::UDP,
+            ecn: None,
+        },
+        message: BytesMut::from(&message.raw[..]),
+    }
+}
+
+fn decode(raw: &[u8]) -> Message {
+    let mut message = Message {
+        raw: raw.to_vec(),
+        ..Message::default()
+    };
+    message.decode().unwrap();
+    message
 }
 
 /// A browser's first check: from an address the server has no candidate for yet, nominating.
@@ -77,31 +108,16 @@ fn nominating_check(server: &Agent) -> Message {
 #[test]
 fn a_check_nominating_an_unchecked_pair_is_answered_and_selects_it() {
     let now = Instant::now();
-    let mut server = controlled_server(now);
+    let mut server = server_agent(now, false);
     let check = nominating_check(&server);
     let browser: SocketAddr = BROWSER.parse().unwrap();
-    server
-        .handle_read(TransportMessage {
-            now,
-            transport: TransportContext {
-                local_addr: SERVER.parse().unwrap(),
-                peer_addr: browser,
-                transport_protocol: TransportProtocol::UDP,
-                ecn: None,
-            },
-            message: BytesMut::from(&check.raw[..]),
-        })
-        .unwrap();
+    server.handle_read(from_browser(now, &check)).unwrap();
 
     let mut answered = false;
     let mut checked_back = false;
     while let Some(sent) = server.poll_write() {
         assert_eq!(sent.transport.peer_addr, browser);
-        let mut message = Message {
-            raw: sent.message.to_vec(),
-            ..Message::default()
-        };
-        message.decode().unwrap();
+        let message = decode(&sent.message);
         if message.typ.class == CLASS_SUCCESS_RESPONSE && message.transaction_id == check.transaction_id {
             answered = true;
         } else if message.typ == BINDING_REQUEST {
@@ -112,4 +128,88 @@ fn a_check_nominating_an_unchecked_pair_is_answered_and_selects_it() {
     assert!(checked_back, "the server still checks the pair itself");
     let (_, remote) = server.get_selected_candidate_pair().expect("the pair is selected");
     assert_eq!(remote.addr(), browser);
+}
+
+#[test]
+fn a_controlling_server_nominates_as_soon_as_a_check_succeeds() {
+    let start = Instant::now();
+    let mut server = server_agent(start, true);
+    server.add_remote_candidate(host_candidate(BROWSER)).unwrap();
+    // The first check tick sends the checks.
+    let tick = start + Duration::from_millis(1);
+    server.handle_timeout(tick).unwrap();
+    let check = std::iter::from_fn(|| server.poll_write())
+        .map(|sent| decode(&sent.message))
+        .find(|message| message.typ == BINDING_REQUEST)
+        .expect("a check of the browser's candidate");
+    assert!(!check.contains(ATTR_USE_CANDIDATE));
+
+    // The browser answers; no tick runs in between.
+    let provider = rtc::crypto::default_provider().unwrap();
+    let browser: SocketAddr = BROWSER.parse().unwrap();
+    let mut response = Message::new();
+    response
+        .build(&[
+            Box::new(BINDING_SUCCESS),
+            Box::new(check.transaction_id),
+            Box::new(XorMappedAddress {
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 40000,
+            }),
+            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                BROWSER_PASSWORD.into(),
+                provider.crypto(),
+            )),
+            Box::new(FINGERPRINT),
+        ])
+        .unwrap();
+    let answered = tick + Duration::from_millis(1);
+    server.handle_read(from_browser(answered, &response)).unwrap();
+    let nominations = |server: &mut Agent| -> Vec<Message> {
+        std::iter::from_fn(|| server.poll_write())
+            .filter(|sent| sent.transport.peer_addr == browser)
+            .map(|sent| decode(&sent.message))
+            .filter(|message| message.typ == BINDING_REQUEST && message.contains(ATTR_USE_CANDIDATE))
+            .collect()
+    };
+    let nomination = nominations(&mut server);
+    assert_eq!(
+        nomination.len(),
+        1,
+        "the nomination goes out with the success, not at the next tick"
+    );
+    // Selected at once: a browser starts DTLS as soon as it is nominated.
+    let (_, remote) = server.get_selected_candidate_pair().expect("the pair is selected");
+    assert_eq!(remote.addr(), browser);
+
+    // Unanswered, the nomination is repeated at the next tick (every 200 ms once connected);
+    // answered, it stops.
+    let next_tick = answered + Duration::from_millis(250);
+    server.handle_timeout(next_tick).unwrap();
+    let repeated = nominations(&mut server);
+    assert_eq!(repeated.len(), 1, "an unanswered nomination is repeated");
+    let mut acknowledgement = Message::new();
+    acknowledgement
+        .build(&[
+            Box::new(BINDING_SUCCESS),
+            Box::new(repeated[0].transaction_id),
+            Box::new(XorMappedAddress {
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 40000,
+            }),
+            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                BROWSER_PASSWORD.into(),
+                provider.crypto(),
+            )),
+            Box::new(FINGERPRINT),
+        ])
+        .unwrap();
+    server
+        .handle_read(from_browser(next_tick + Duration::from_millis(1), &acknowledgement))
+        .unwrap();
+    server.handle_timeout(next_tick + Duration::from_millis(250)).unwrap();
+    assert!(
+        nominations(&mut server).is_empty(),
+        "an answered nomination is not repeated"
+    );
 }

@@ -207,6 +207,33 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Patched (see PATCHED.md): what the controlling agent's check tick does once a valid pair
+    /// may be nominated, done as soon as a check succeeds.
+    fn nominate_best_valid_pair(&mut self, now: Instant) {
+        let Some(pair_index) = self.get_best_valid_candidate_pair() else {
+            return;
+        };
+        let (local_index, remote_index) = {
+            let p = &self.candidate_pairs[pair_index];
+            (p.local_index, p.remote_index)
+        };
+        if !(self.is_nominatable(now, local_index, true) && self.is_nominatable(now, remote_index, false)) {
+            return;
+        }
+        self.candidate_pairs[pair_index].nominated = true;
+        self.nominated_pair = Some(pair_index);
+        self.nominate_pair(now);
+        // Selected now rather than when the nomination is answered: the pair has just passed a
+        // check, and the remote (a browser starting DTLS as soon as it is nominated) sends its
+        // ClientHello before our nomination's answer is back, which `rtc` would drop for want
+        // of a selected pair. The nomination is repeated each tick until it is answered.
+        if self.get_selected_pair().is_none() {
+            self.set_selected_pair(Some(now), Some(pair_index));
+        }
+    }
+}
+
 impl ControllingSelector for Agent {
     fn start(&mut self, now: Instant) {
         self.nominated_pair = None;
@@ -223,6 +250,14 @@ impl ControllingSelector for Agent {
         let nominated_pair_is_some = self.nominated_pair.is_some();
 
         if self.get_selected_pair().is_some() {
+            // Patched (see PATCHED.md): a pair selected as it was nominated keeps being
+            // nominated until the remote answers.
+            if let Some(nominated) = self.nominated_pair
+                && self.get_selected_pair() == Some(nominated)
+                && !self.candidate_pairs[nominated].nomination_acknowledged
+            {
+                self.nominate_pair(now);
+            }
             if self.validate_selected_pair(now) {
                 self.check_keepalive(now);
             }
@@ -335,8 +370,16 @@ impl ControllingSelector for Agent {
                     selected_pair_is_none,
                     rtt.as_millis()
                 );
+                if pending_request.is_use_candidate {
+                    self.candidate_pairs[pair_index].nomination_acknowledged = true;
+                }
                 if pending_request.is_use_candidate && selected_pair_is_none {
                     self.set_selected_pair(Some(now), Some(pair_index));
+                } else if selected_pair_is_none && self.nominated_pair.is_none() {
+                    // Patched (see PATCHED.md): nominate the best valid pair as soon as one
+                    // exists, not at the next check tick (up to a check interval later). The
+                    // configured acceptance waits still apply.
+                    self.nominate_best_valid_pair(now);
                 }
             } else {
                 // This shouldn't happen

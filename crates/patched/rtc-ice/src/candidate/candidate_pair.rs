@@ -79,6 +79,8 @@ pub struct CandidatePair {
     pub(crate) binding_request_count: u16,
     pub(crate) state: CandidatePairState,
     pub(crate) nominated: bool,
+    /// Patched (see PATCHED.md): the remote answered our nomination of this pair.
+    pub(crate) nomination_acknowledged: bool,
 
     // STUN transaction stats
     /// Total number of STUN connectivity check requests sent (not including retransmissions).
@@ -154,6 +156,7 @@ impl CandidatePair {
             state: CandidatePairState::Waiting,
             binding_request_count: 0,
             nominated: false,
+            nomination_acknowledged: false,
             // STUN transaction stats
             requests_sent: 0,
             requests_received: 0,
