@@ -301,6 +301,8 @@ impl Peer {
             stats: estimator_stats.clone(),
             informed: false,
         };
+        // The stack's own pacer would start at a fixed 1 Mbps until the estimate moves.
+        let initial_pacing_bps = estimator.target_bitrate();
         let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)
             .map_err(webrtc_error("congestion control"))?;
         let registry = register_default_interceptors(registry, &mut media)
@@ -312,12 +314,9 @@ impl Peer {
                 Slot::NackResponder,
                 NackResponderBuilder::new().with_size(NACK_BUFFER).build(),
             )
-            // The stack's own pacer would start at a fixed 1 Mbps until the estimate moves.
             .with(
                 Slot::Pacer,
-                PacerBuilder::new()
-                    .with_target_bitrate((config.initial_bitrate_bps * PACING_FACTOR).max(FAST_START_BPS))
-                    .build(),
+                PacerBuilder::new().with_target_bitrate(initial_pacing_bps).build(),
             );
         let ice_servers = config
             .ice_servers
