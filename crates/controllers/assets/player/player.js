@@ -13,6 +13,10 @@ function watchSetup(pc) {
   pc.addEventListener("iceconnectionstatechange", () => { if (pc.iceConnectionState === "connected") mark("ice_connected"); });
   pc.addEventListener("connectionstatechange", () => { if (pc.connectionState === "connected") mark("connected"); });
   pc.addEventListener("track", () => mark("track"));
+  // A remote track unmutes when its first packet arrives.
+  const unmuted = (track) => { if (track.kind === "video") track.addEventListener("unmute", () => mark("first_packet"), { once: true }); };
+  pc.getReceivers().forEach((receiver) => unmuted(receiver.track));
+  pc.addEventListener("track", (event) => unmuted(event.track));
 }
 
 function setState(text) { $("state").textContent = text; }
@@ -31,10 +35,10 @@ function readForm() {
 
 function newPeer() {
   const pc = new RTCPeerConnection();
-  watchSetup(pc);
   // A receiver's track exists before any negotiation: the video element gets them at once and
   // sets up its playback while signaling and ICE run, instead of after the first packets arrive.
   const tracks = ["video", "audio"].map((kind) => pc.addTransceiver(kind, { direction: "recvonly" }).receiver.track);
+  watchSetup(pc);
   video.srcObject = new MediaStream(tracks);
   video.play().catch(() => {});
   pc.onconnectionstatechange = () => setState(pc.connectionState);
