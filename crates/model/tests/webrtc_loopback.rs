@@ -22,6 +22,8 @@ struct Fixture {
     hub: Arc<WebRtcHub>,
     content: Arc<dyn ContentService>,
     events: Arc<std::sync::Mutex<Vec<NotificationType>>>,
+    /// The same notifications with their data.
+    notifications: Arc<std::sync::Mutex<Vec<(NotificationType, serde_json::Value)>>>,
     live: Arc<LiveStats>,
 }
 
@@ -30,10 +32,13 @@ async fn fixture(limits: WebRtcLimits) -> Fixture {
     let content: Arc<dyn ContentService> = Arc::new(node);
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut notifier = MockNotifier::new();
+    let notifications = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = events.clone();
-    notifier
-        .expect_publish()
-        .returning(move |kind, _, _| seen.lock().unwrap().push(kind));
+    let detailed = notifications.clone();
+    notifier.expect_publish().returning(move |kind, data, _| {
+        seen.lock().unwrap().push(kind);
+        detailed.lock().unwrap().push((kind, data));
+    });
     let mut metrics = MockStreamMetrics::new();
     metrics
         .expect_record()
@@ -55,6 +60,7 @@ async fn fixture(limits: WebRtcLimits) -> Fixture {
         hub,
         content,
         events,
+        notifications,
         live,
     }
 }
@@ -92,6 +98,17 @@ fn trickle(
         }
     });
     [a, b]
+}
+
+/// Waits up to a second for an asynchronous condition.
+async fn wait_for_async<F: std::future::Future<Output = bool>>(what: impl Fn() -> F) -> bool {
+    for _ in 0..20 {
+        if what().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 async fn wait_for(what: impl Fn() -> bool, timeout: Duration) -> bool {
@@ -142,6 +159,11 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
 
     let stats = f.hub.stats(&offer.pc_id).await.unwrap();
     assert_eq!(stats.transport.frames_sent, 30);
+    assert_eq!(
+        f.hub.connections()[0].frames_sent,
+        30,
+        "the list shows what each connection sent"
+    );
     assert!(stats.transport.bandwidth_estimate_bps > 0.0);
     assert_eq!(stats.buffer.frames_sent, 30);
 
@@ -358,4 +380,101 @@ async fn a_requested_rendition_switch_happens_at_a_keyframe_without_a_gap() {
     assert!(f.hub.stream(&stream.stream_id).unwrap().benchmark.is_some());
     f.hub.close(&answer.pc_id).await.unwrap();
     receiver.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_track_plays_and_goes_with_its_connection() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let video = add(&f.content, "vp8.ivf").await;
+    let audio = add(&f.content, "opus.ogg").await;
+    let offer = f.hub.offer(PlayRequest::cid(video)).await.unwrap();
+    let (receiver, candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let receiver = Arc::new(receiver);
+    let answer = receiver.answer(&offer.sdp).await.unwrap();
+    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
+    let relays = trickle(
+        f.hub.clone(),
+        offer.pc_id.clone(),
+        receiver.clone(),
+        offer.events,
+        candidates,
+    );
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+
+    let (renegotiation, tracks) = f.hub.add_track(&offer.pc_id, audio).await.unwrap();
+    assert_eq!(tracks[0].kind, "audio");
+    let answer = receiver.answer(&renegotiation).await.unwrap();
+    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
+    let opus = |r: &Receiver| {
+        r.frames()
+            .iter()
+            .filter(|f| f.mime_type.eq_ignore_ascii_case("audio/opus"))
+            .count()
+    };
+    assert!(wait_for(|| opus(&receiver) >= 10, Duration::from_secs(10)).await);
+    assert_eq!(
+        f.hub.totals().await.streams_playing,
+        2,
+        "the connection's stream and the added one"
+    );
+
+    f.hub.close(&offer.pc_id).await.unwrap();
+    assert!(
+        wait_for_async(|| async { f.hub.totals().await.streams_playing == 0 }).await,
+        "the added stream stops with its connection"
+    );
+    let stopped = || {
+        f.notifications
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(kind, data)| *kind == NotificationType::WebrtcStreamEnded && data["reason"] == "stopped")
+            .count()
+    };
+    assert!(
+        wait_for(|| stopped() >= 1, Duration::from_secs(5)).await,
+        "the added stream, two seconds long, ended stopped: {:?}",
+        f.notifications.lock().unwrap()
+    );
+    receiver.close().await;
+    relays.iter().for_each(|r| r.abort());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_cannot_overshoot_the_limits() {
+    let f = fixture(WebRtcLimits {
+        max_streams: 1,
+        max_viewers_per_stream: 10,
+        max_connections: 1,
+    })
+    .await;
+    let vp8 = add(&f.content, "vp8.ivf").await;
+    let spec = StreamSpec {
+        cid: vp8,
+        renditions: vec![],
+        quality: Quality::Auto,
+        ice_servers: vec![],
+        buffer: BufferSettings::default(),
+        progressive: true,
+        benchmark: false,
+    };
+    let (a, b) = tokio::join!(f.hub.create_stream(spec.clone()), f.hub.create_stream(spec));
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(model::Error::LimitReached(_))))
+        .count();
+    assert_eq!(
+        (a.is_ok() as usize + b.is_ok() as usize, refused),
+        (1, 1),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(f.hub.streams().len(), 1);
+
+    let (a, b) = tokio::join!(f.hub.offer(PlayRequest::cid(vp8)), f.hub.offer(PlayRequest::cid(vp8)));
+    let at_capacity = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(model::Error::AtCapacity(_))))
+        .count();
+    assert_eq!((a.is_ok() as usize + b.is_ok() as usize, at_capacity), (1, 1));
+    assert_eq!(f.hub.connections().len(), 1);
 }

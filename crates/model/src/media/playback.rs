@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use super::{Demuxer, Frame, MediaError, TrackInfo};
 
@@ -91,6 +91,8 @@ pub struct Playback {
     frames: Mutex<Option<broadcast::Sender<Arc<Frame>>>>,
     initial: BufferSettings,
     playing: AtomicBool,
+    /// Becomes true when sending starts.
+    started: watch::Sender<bool>,
 }
 
 impl Playback {
@@ -129,6 +131,7 @@ impl Playback {
             frames: Mutex::new(Some(frames)),
             initial: settings,
             playing: AtomicBool::new(false),
+            started: watch::Sender::new(false),
         });
         let producer = shared.clone();
         tokio::task::spawn_blocking(move || demux(demuxer, &producer));
@@ -140,7 +143,13 @@ impl Playback {
         if !self.playing.swap(true, Ordering::Relaxed) {
             let pacer = self.clone();
             tokio::spawn(async move { pacer.pace().await });
+            self.started.send_replace(true);
         }
+    }
+
+    /// Whether sending has started, as it changes.
+    pub fn started(&self) -> watch::Receiver<bool> {
+        self.started.subscribe()
     }
 
     pub fn is_playing(&self) -> bool {

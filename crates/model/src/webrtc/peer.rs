@@ -546,6 +546,14 @@ impl Peer {
             .map_err(webrtc_error("candidate"))
     }
 
+    /// Frames and bytes of media sent so far.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.sent.frames.load(Ordering::Relaxed),
+            self.sent.bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// The congestion controller's current estimate, in bits per second.
     pub fn bandwidth_estimate(&self) -> f64 {
         f64::from_bits(self.estimate.load(Ordering::Relaxed))

@@ -85,6 +85,15 @@ impl AdaptiveSwitch {
         self.current
     }
 
+    /// Takes a rendition chosen elsewhere (a fixed preset the viewer asked for) as the one
+    /// playing; a change counts as a switch for the hold time.
+    pub fn follow(&mut self, now: Instant, current: usize) {
+        if current != self.current {
+            self.headroom_since = None;
+            self.switch(now, current);
+        }
+    }
+
     /// The rendition to play given the estimate, the loss and each rendition's bitrate (low to
     /// high); `Some` when that is a switch.
     pub fn decide(&mut self, now: Instant, estimate_bps: f64, loss: f64, bitrates: &[f64]) -> Option<usize> {
@@ -189,6 +198,24 @@ mod tests {
         assert_eq!(
             lossy.decide(start + Duration::from_secs(20), 5_000_000.0, 0.05, &LADDER),
             None
+        );
+    }
+
+    #[test]
+    fn a_rendition_chosen_elsewhere_is_where_auto_goes_on_from() {
+        let start = Instant::now();
+        // Started on low, then the viewer asked for high, then went back to auto.
+        let mut abr = AdaptiveSwitch::new(0);
+        abr.follow(start, 2);
+        assert_eq!(abr.current(), 2);
+        // High does not fit 1.2 Mbps: down to medium once the hold time is over.
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(1), 1_200_000.0, 0.0, &LADDER),
+            None
+        );
+        assert_eq!(
+            abr.decide(start + Duration::from_secs(3), 1_200_000.0, 0.0, &LADDER),
+            Some(1)
         );
     }
 

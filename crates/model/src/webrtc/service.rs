@@ -417,6 +417,7 @@ impl Connection {
     fn info(&self) -> ConnectionInfo {
         let rendition = self.stream.renditions[*self.selected.borrow()].quality;
         let quality = *self.quality.lock().expect("not poisoned");
+        let (frames_sent, bytes_sent) = self.peer.sent();
         ConnectionInfo {
             pc_id: self.pc_id.clone(),
             stream_id: self.stream.id.clone(),
@@ -426,8 +427,8 @@ impl Connection {
             rendition,
             adaptable: self.stream.adaptable(),
             created_at_ms: self.created_at_ms,
-            frames_sent: 0,
-            bytes_sent: 0,
+            frames_sent,
+            bytes_sent,
         }
     }
 }
@@ -442,7 +443,25 @@ pub struct WebRtcHub {
     config: WebRtcConfig,
     streams: Mutex<HashMap<String, Arc<StreamEntry>>>,
     connections: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Connections being set up, counted against the limit before they are in `connections`.
+    connecting: AtomicUsize,
     counters: Counters,
+}
+
+/// A place counted in a gauge while it lives.
+struct Reservation<'a>(&'a AtomicUsize);
+
+impl<'a> Reservation<'a> {
+    fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl WebRtcHub {
@@ -463,6 +482,7 @@ impl WebRtcHub {
             config,
             streams: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
+            connecting: AtomicUsize::new(0),
             counters: Counters::default(),
         })
     }
@@ -609,10 +629,13 @@ impl WebRtcHub {
         let mut underflows = 0;
         let (mut dropped, mut overflows) = (0, 0);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Renditions start together: the first one's start is the stream's.
+        let mut playing = playbacks[0].started();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopped.changed() => break,
+                _ = playing.wait_for(|playing| *playing), if !started => {}
             }
             if *stopped.borrow() {
                 break;
@@ -677,12 +700,39 @@ impl WebRtcHub {
                 }
                 self.notify(
                     NotificationType::WebrtcStreamEnded,
-                    json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(),
+                    json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(), "reason": "finished",
                            "frames_sent": stats[0].frames_sent, "underflows": total_underflows, "error": error}),
                 );
-                break;
+                return;
             }
         }
+        // Stopped before its end: deleted, or its last viewer left.
+        if started {
+            let frames_sent = playbacks.first().map_or(0, |p| p.stats().frames_sent);
+            self.notify(
+                NotificationType::WebrtcStreamEnded,
+                json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(), "reason": "stopped",
+                       "frames_sent": frames_sent, "underflows": underflows, "error": null}),
+            );
+        }
+    }
+
+    /// Sends `stream` on the connection as well, and the offer that renegotiates it.
+    async fn attach_and_offer(self: &Arc<Self>, connection: &Connection, stream: &Arc<StreamEntry>) -> Result<String> {
+        let playbacks = self.playbacks(stream).await?;
+        let (_, selection) = watch::channel(0);
+        let peer = connection.peer.clone();
+        let source = Source {
+            renditions: playbacks,
+            selected: selection,
+        };
+        self.runtime
+            .spawn(async move {
+                peer.attach(source).await?;
+                peer.offer().await
+            })
+            .await
+            .map_err(|e| Error::Store(format!("peer task failed: {e}")))?
     }
 
     fn find_stream(&self, stream_id: &str) -> Result<Arc<StreamEntry>> {
@@ -733,13 +783,17 @@ impl WebRtcHub {
         let stream = self.target(request).await?;
         // Reserve the places first, so concurrent requests cannot overshoot the limits.
         let limits = self.config.limits;
-        let total = self.connections.lock().expect("not poisoned").len();
-        if total >= limits.max_connections {
-            return Err(Error::AtCapacity(format!(
-                "{total} WebRTC connections open, the server's limit is {}",
-                limits.max_connections
-            )));
-        }
+        let _place = {
+            let connections = self.connections.lock().expect("not poisoned");
+            let total = connections.len() + self.connecting.load(Ordering::Relaxed);
+            if total >= limits.max_connections {
+                return Err(Error::AtCapacity(format!(
+                    "{total} WebRTC connections open or opening, the server's limit is {}",
+                    limits.max_connections
+                )));
+            }
+            Reservation::new(&self.connecting)
+        };
         let viewers = stream.viewers.fetch_add(1, Ordering::Relaxed);
         if viewers >= limits.max_viewers_per_stream {
             stream.viewers.fetch_sub(1, Ordering::Relaxed);
@@ -885,6 +939,8 @@ impl WebRtcHub {
                 let bitrates = connection.stream.bitrates.lock().expect("not poisoned").clone();
                 let estimate = connection.peer.bandwidth_estimate();
                 let loss = connection.peer.packet_loss();
+                // The viewer may have chosen a fixed preset since the last decision.
+                abr.follow(Instant::now(), *connection.selected.borrow());
                 if let Some(to) = abr.decide(Instant::now(), estimate, loss, &bitrates) {
                     self.switch(&connection, to, "auto", estimate, loss);
                 }
@@ -956,11 +1012,13 @@ impl WebRtcHub {
                    "frames_sent": stats.frames_sent, "bytes_sent": stats.bytes_sent,
                    "duration_ms": connection.created.elapsed().as_millis() as u64}),
         );
-        connection.stream.viewers.fetch_sub(1, Ordering::Relaxed);
         let mut streams = vec![connection.stream.clone()];
         streams.extend(connection.added.lock().expect("not poisoned").drain(..));
-        for stream in streams.iter().filter(|s| s.ephemeral) {
-            self.retire_if_unwatched(stream);
+        for stream in &streams {
+            stream.viewers.fetch_sub(1, Ordering::Relaxed);
+            if stream.ephemeral {
+                self.retire_if_unwatched(stream);
+            }
         }
         Ok(())
     }
@@ -1015,10 +1073,17 @@ impl WebRtcService for Arc<WebRtcHub> {
         }
         let stream = self.build_stream(spec, false).await?;
         let info = stream.info();
-        self.streams
-            .lock()
-            .expect("not poisoned")
-            .insert(stream.id.clone(), stream);
+        let mut streams = self.streams.lock().expect("not poisoned");
+        // Checked again as it is added: concurrent requests all passed the first check.
+        let created = streams.values().filter(|s| !s.ephemeral).count();
+        if created >= max {
+            drop(streams);
+            stop_stream(&stream);
+            return Err(Error::LimitReached(format!(
+                "{created} streams exist, the limit is {max}"
+            )));
+        }
+        streams.insert(stream.id.clone(), stream);
         Ok(info)
     }
 
@@ -1149,22 +1214,20 @@ impl WebRtcService for Arc<WebRtcHub> {
             .expect("not poisoned")
             .insert(stream.id.clone(), stream.clone());
         connection.added.lock().expect("not poisoned").push(stream.clone());
-        let playbacks = self.playbacks(&stream).await?;
-        let (_, selection) = watch::channel(0);
-        let peer = connection.peer.clone();
-        let source = Source {
-            renditions: playbacks,
-            selected: selection,
-        };
-        let sdp = self
-            .runtime
-            .spawn(async move {
-                peer.attach(source).await?;
-                peer.offer().await
-            })
-            .await
-            .map_err(|e| Error::Store(format!("peer task failed: {e}")))??;
-        Ok((sdp, stream.tracks.iter().map(TrackSummary::from).collect()))
+        match self.attach_and_offer(&connection, &stream).await {
+            Ok(sdp) => Ok((sdp, stream.tracks.iter().map(TrackSummary::from).collect())),
+            Err(error) => {
+                // Nothing of the failed track stays: not on the connection, not as a stream.
+                connection
+                    .added
+                    .lock()
+                    .expect("not poisoned")
+                    .retain(|added| !Arc::ptr_eq(added, &stream));
+                stream.viewers.fetch_sub(1, Ordering::Relaxed);
+                self.retire_if_unwatched(&stream);
+                Err(error)
+            }
+        }
     }
 
     async fn set_quality(&self, pc_id: &str, quality: Quality) -> Result<QualityChange> {
