@@ -19,4 +19,13 @@ ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx -g 15 -b:v 100k vp8.ivf
 ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx-vp9 -g 15 -b:v 100k vp9.ivf
 ffmpeg "${quiet[@]}" "${video[@]}" "${h264[@]}" -profile:v baseline -f h264 h264-baseline.h264
 ffmpeg "${quiet[@]}" "${audio[@]}" -c:a libopus -b:a 32k -page_duration 20000 opus.ogg
+# Video that starts 0.5 s after the audio: an empty edit leads the video track's edit list.
+parts=$(mktemp -d)
+ffmpeg "${quiet[@]}" "${video[@]}" "${h264[@]}" -profile:v baseline "$parts/video.mp4"
+ffmpeg "${quiet[@]}" "${audio[@]}" -c:a libopus -b:a 32k "$parts/audio.ogg"
+ffmpeg "${quiet[@]}" -itsoffset 0.5 -i "$parts/video.mp4" -i "$parts/audio.ogg" -map 0:v -map 1:a -c copy \
+  -movflags +faststart h264-opus-video-later.mp4
+rm -rf "$parts"
+# Raw H.264 with B-frames (refused: WebRTC sends frames in decoding order, players expect no reordering).
+ffmpeg "${quiet[@]}" "${video[@]}" -c:v libx264 -profile:v main -bf 2 -g 15 -pix_fmt yuv420p -f h264 h264-main-bframes.h264
 ls -l

@@ -80,6 +80,15 @@ pub(crate) fn valid_quality(value: &str) -> Result<(), ValidationError> {
         .ok_or_else(|| ValidationError::new("quality").with_message("must be one of low, medium, high, auto".into()))
 }
 
+/// A rendition is one fixed encoding: `auto` names none.
+fn valid_rendition_quality(value: &str) -> Result<(), ValidationError> {
+    match Quality::parse(value) {
+        Some(Quality::Auto) | None => Err(ValidationError::new("quality")
+            .with_message("must be one of low, medium, high (a rendition is one encoding)".into())),
+        Some(_) => Ok(()),
+    }
+}
+
 fn valid_address(value: &str) -> Result<(), ValidationError> {
     let host_name = !value.is_empty()
         && value.len() <= 253
@@ -126,7 +135,7 @@ pub struct IceServerRequest {
 #[serde(deny_unknown_fields)]
 pub struct RenditionRequest {
     /// `low`, `medium` or `high`.
-    #[validate(custom(function = "valid_quality"))]
+    #[validate(custom(function = "valid_rendition_quality"))]
     pub quality: String,
     #[validate(custom(function = "valid_cid"))]
     pub cid: String,

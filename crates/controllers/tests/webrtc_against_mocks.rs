@@ -93,7 +93,7 @@ async fn a_stream_request_with_bad_fields_names_each_and_reaches_nothing() {
             .set_json(serde_json::json!({
                 "cid": "not-a-cid", "buffer_size": 500, "prefetch_threshold": 0.95, "quality": "ultra",
                 "port": 70000, "ice_servers": [{"urls": ["http://stun.example.org"]}],
-                "renditions": [{"quality": "high", "cid": "nope"}],
+                "renditions": [{"quality": "high", "cid": "nope"}, {"quality": "auto", "cid": VIDEO}],
             })),
     )
     .await;
@@ -108,6 +108,7 @@ async fn a_stream_request_with_bad_fields_names_each_and_reaches_nothing() {
         "prefetch_threshold",
         "quality",
         "renditions[0].cid",
+        "renditions[1].quality",
     ] {
         assert!(fields.split(',').any(|f| f == field), "{field} in {body}");
     }

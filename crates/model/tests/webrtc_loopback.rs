@@ -249,6 +249,12 @@ async fn streams_check_their_media_and_limits_are_enforced() {
     assert!(refused.contains("AAC"), "{refused}");
     let refused = f.hub.create_stream(spec(high)).await.unwrap_err().to_string();
     assert!(refused.contains("High"), "{refused}");
+    // Played by CID, unplayable media is refused at once, and said so on the notifications.
+    let refused = f.hub.offer(PlayRequest::cid(aac)).await.unwrap_err().to_string();
+    assert!(refused.contains("AAC"), "{refused}");
+    assert!(f.notifications.lock().unwrap().iter().any(|(kind, data)| {
+        *kind == NotificationType::WebrtcError && data["error"].as_str().is_some_and(|e| e.contains("AAC"))
+    }));
     let garbage = f
         .content
         .add(

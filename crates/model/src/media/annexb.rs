@@ -1,6 +1,7 @@
 //! Raw H.264 (Annex-B): NAL units split on start codes and grouped into access units. A raw stream
 //! carries no timestamps: frames are paced at 30 per second.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +13,13 @@ const FRAME: Duration = Duration::from_nanos(1_000_000_000 / 30);
 const READ: usize = 64 * 1024;
 /// An access unit larger than this is not a video frame.
 const MAX_ACCESS_UNIT: usize = 32 << 20;
+/// NAL units looked at when the stream is opened, for B-frames (an encoder that uses them does so
+/// within its first pictures).
+const LOOKAHEAD_NALS: usize = 64;
+
+fn b_frames_refused() -> MediaError {
+    MediaError::Unsupported("H.264 with B-frames (frames out of order; encode with -bf 0)".into())
+}
 
 pub struct AnnexBDemuxer {
     source: Box<dyn MediaSource>,
@@ -20,7 +28,7 @@ pub struct AnnexBDemuxer {
     eof: bool,
     frames: u64,
     /// NAL units read ahead of the access unit being built.
-    carried: Option<Vec<u8>>,
+    carried: VecDeque<Vec<u8>>,
     /// The latest SPS and PPS, repeated before keyframes that lack them.
     parameter_sets: [Option<Vec<u8>>; 2],
 }
@@ -38,7 +46,7 @@ impl AnnexBDemuxer {
             buffer: Vec::new(),
             eof: false,
             frames: 0,
-            carried: None,
+            carried: VecDeque::new(),
             parameter_sets: [None, None],
         };
         // The first SPS says the profile: refuse what cannot be played before any frame goes out.
@@ -54,7 +62,15 @@ impl AnnexBDemuxer {
             Some(sps) if sps.len() > 1 => h264::check_profile(sps[1])?,
             _ => return Err(MediaError::Invalid("H.264 stream does not start with an SPS".into())),
         }
-        demuxer.carried = Some(first);
+        demuxer.carried.push_back(first);
+        // B-frames cannot be sent as they come: refuse them before any frame goes out.
+        while demuxer.carried.len() < LOOKAHEAD_NALS {
+            let Some(nal) = demuxer.next_nal()? else { break };
+            if h264::is_b_slice(&nal) {
+                return Err(b_frames_refused());
+            }
+            demuxer.carried.push_back(nal);
+        }
         Ok(demuxer)
     }
 
@@ -110,7 +126,7 @@ impl Demuxer for AnnexBDemuxer {
         let mut unit = Vec::new();
         let (mut seen_slice, mut keyframe, mut has_parameter_sets) = (false, false, false);
         loop {
-            let nal = match self.carried.take() {
+            let nal = match self.carried.pop_front() {
                 Some(nal) => nal,
                 None => match self.next_nal()? {
                     Some(nal) => nal,
@@ -118,8 +134,11 @@ impl Demuxer for AnnexBDemuxer {
                 },
             };
             if starts_access_unit(&nal, seen_slice) {
-                self.carried = Some(nal);
+                self.carried.push_front(nal);
                 break;
+            }
+            if h264::is_b_slice(&nal) {
+                return Err(b_frames_refused());
             }
             let kind = h264::nal_type(&nal);
             if kind == NAL_SPS || kind == NAL_PPS {

@@ -71,6 +71,45 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Whether a coded slice (NAL types 1 and 5) is a B slice: its `slice_type`, the second
+/// Exp-Golomb number of the slice header, is 1 or 6.
+pub fn is_b_slice(nal: &[u8]) -> bool {
+    if !matches!(nal_type(nal), 1 | NAL_IDR) {
+        return false;
+    }
+    // The header's first bytes, without emulation prevention (00 00 03 → 00 00).
+    let mut header = Vec::with_capacity(16);
+    let mut zeros = 0;
+    for &byte in nal.iter().skip(1).take(16) {
+        if zeros >= 2 && byte == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if byte == 0 { zeros + 1 } else { 0 };
+        header.push(byte);
+    }
+    let mut bits = header
+        .iter()
+        .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1));
+    let mut exp_golomb = || {
+        let mut leading = 0;
+        loop {
+            match bits.next()? {
+                0 if leading < 32 => leading += 1,
+                0 => return None,
+                _ => break,
+            }
+        }
+        let mut value = 0u64;
+        for _ in 0..leading {
+            value = (value << 1) | u64::from(bits.next()?);
+        }
+        Some((1u64 << leading) - 1 + value)
+    };
+    let _first_mb_in_slice = exp_golomb();
+    exp_golomb().is_some_and(|slice_type| slice_type % 5 == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +124,17 @@ mod tests {
         assert_eq!(units, vec![&[0x65, 0xaa][..], &[0x41][..]]);
         assert_eq!(nal_type(units[0]), NAL_IDR);
         assert!(avcc_to_annexb(&[0, 0, 0, 9, 1], 4, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn b_slices_are_told_from_the_others() {
+        // first_mb_in_slice 0 ("1"), then slice_type: P 0 ("1"), B 1 ("010"), I 7 ("0001000").
+        assert!(!is_b_slice(&[0x41, 0b1100_0000]));
+        assert!(is_b_slice(&[0x01, 0b1010_0000]));
+        assert!(!is_b_slice(&[0x65, 0b1000_1000]));
+        // B with all slices alike (6: "00111"); an SPS is no slice.
+        assert!(is_b_slice(&[0x01, 0b1001_1100]));
+        assert!(!is_b_slice(&[0x67, 0b1010_0000]));
     }
 
     #[test]

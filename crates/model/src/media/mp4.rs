@@ -16,8 +16,10 @@ struct Mp4Track {
     next: usize,
     /// AVCC NAL length size and the SPS/PPS to put before keyframes (H.264 only).
     avc: Option<(usize, Vec<u8>)>,
-    /// The first sample's decode time: timestamps start at 0.
+    /// The first sample's decode time: timestamps start at 0…
     origin: i64,
+    /// …plus the time the track's edit list holds it back (its leading empty edits).
+    delay: Duration,
 }
 
 pub struct Mp4Demuxer {
@@ -28,6 +30,27 @@ pub struct Mp4Demuxer {
 
 fn seconds(units: i64, timescale: u64) -> Duration {
     Duration::from_nanos((units.max(0) as u128 * 1_000_000_000 / timescale.max(1) as u128) as u64)
+}
+
+/// How long a track's edit list holds its media back: the sum of its leading empty edits (a
+/// track that starts after the others, say video half a second after the audio), in movie time.
+fn leading_empty_edits(trak: &re_mp4::TrakBox, movie_timescale: u32) -> Duration {
+    let Some(elst) = trak.edts.as_ref().and_then(|edts| edts.elst.as_ref()) else {
+        return Duration::ZERO;
+    };
+    // An empty edit's media time is -1: all ones in the box's 32 or 64 bits.
+    let empty = if elst.version == 1 {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let units: u64 = elst
+        .entries
+        .iter()
+        .take_while(|entry| entry.media_time == empty)
+        .map(|entry| entry.segment_duration)
+        .sum();
+    seconds(units.min(i64::MAX as u64) as i64, u64::from(movie_timescale))
 }
 
 impl Mp4Demuxer {
@@ -100,6 +123,7 @@ impl Mp4Demuxer {
             }
             state.push(Mp4Track {
                 origin: track.samples.first().map_or(0, |s| s.decode_timestamp),
+                delay: leading_empty_edits(trak, mp4.moov.mvhd.timescale),
                 samples: track.samples.clone(),
                 next: 0,
                 avc,
@@ -132,7 +156,7 @@ impl Demuxer for Mp4Demuxer {
             .filter_map(|(i, t)| {
                 t.samples
                     .get(t.next)
-                    .map(|s| (i, seconds(s.decode_timestamp - t.origin, s.timescale)))
+                    .map(|s| (i, t.delay + seconds(s.decode_timestamp - t.origin, s.timescale)))
             })
             .min_by_key(|(_, at)| *at);
         let Some((index, timestamp)) = next else {

@@ -17,6 +17,8 @@ pub const MIN_BUFFER: usize = 1;
 pub const MAX_BUFFER: usize = 120;
 pub const MIN_THRESHOLD: f64 = 0.1;
 pub const MAX_THRESHOLD: f64 = 0.9;
+/// A frame sent this much after its time counts as late: the buffer grows.
+const LATE_MS: f64 = 40.0;
 /// Frames a viewer may fall behind before it misses some.
 const VIEWER_QUEUE: usize = 256;
 
@@ -285,7 +287,11 @@ impl Playback {
             if last_adapt.elapsed() >= Duration::from_secs(1) {
                 last_adapt = Instant::now();
                 let stats = shared.stats.lock().expect("not poisoned").clone();
-                self.adapt(stats.underflows > underflows_at_adapt, stats.jitter_ms);
+                self.adapt(
+                    stats.underflows > underflows_at_adapt,
+                    stats.jitter_ms,
+                    stats.frame_delay_ms,
+                );
                 underflows_at_adapt = stats.underflows;
             }
         }
@@ -293,13 +299,14 @@ impl Playback {
         self.stop();
     }
 
-    /// More buffer after underflows or jitter; back towards the settings when smooth.
-    fn adapt(&self, underflowed: bool, jitter_ms: f64) {
+    /// More buffer after underflows, jitter or frames going out late; back towards the settings
+    /// when smooth and on time.
+    fn adapt(&self, underflowed: bool, jitter_ms: f64, delay_ms: f64) {
         let mut buffer = self.shared.buffer.lock().expect("not poisoned");
-        if underflowed || jitter_ms > 20.0 {
+        if underflowed || jitter_ms > 20.0 || delay_ms > LATE_MS {
             buffer.target = (buffer.target + buffer.target / 4 + 1).min(MAX_BUFFER);
             buffer.threshold = (buffer.threshold + 0.1).min(MAX_THRESHOLD);
-        } else if jitter_ms < 5.0 {
+        } else if jitter_ms < 5.0 && delay_ms < LATE_MS / 4.0 {
             if buffer.target > self.initial.buffer_size {
                 buffer.target -= 1;
             }
@@ -447,6 +454,25 @@ mod tests {
         assert!(stats.prefetches >= 5, "refilled in bursts of ~5: {stats:?}");
         assert!(stats.finished);
         assert!((1..=MAX_BUFFER).contains(&stats.buffer_target));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_buffer_grows_when_frames_go_out_late_and_relaxes_when_on_time() {
+        let settings = BufferSettings {
+            buffer_size: 10,
+            prefetch_threshold: 0.5,
+        };
+        let playback = Playback::prepare(ivf(), settings);
+        let target = || playback.stats().buffer_target;
+        playback.adapt(false, 1.0, 2.0 * LATE_MS);
+        assert!(target() > 10, "late frames: {}", target());
+        assert!(playback.stats().prefetch_threshold > 0.5);
+        let grown = target();
+        playback.adapt(false, 1.0, 1.0);
+        assert_eq!(target(), grown - 1, "on time and smooth: back towards the settings");
+        playback.adapt(false, 1.0, LATE_MS / 2.0);
+        assert_eq!(target(), grown - 1, "neither late nor on time: held");
+        playback.stop();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,27 @@ fn mp4_h264_with_opus_interleaves_in_time() {
 }
 
 #[test]
+fn mp4_tracks_keep_the_offset_their_edit_lists_give() {
+    let (tracks, frames) = demux("h264-opus-video-later.mp4").unwrap();
+    let video = tracks.iter().position(|t| t.codec == Codec::H264).unwrap();
+    let audio = tracks.iter().position(|t| t.codec == Codec::Opus).unwrap();
+    let first = |track| of_track(&frames, track)[0].timestamp;
+    assert_eq!(first(audio), Duration::ZERO);
+    assert_eq!(
+        first(video),
+        Duration::from_millis(500),
+        "the video starts half a second in"
+    );
+    // Sent in time order across the tracks: the first video frame after 0.5 s of audio.
+    let position = frames.iter().position(|f| f.track == video).unwrap();
+    assert!(
+        frames[..position]
+            .iter()
+            .all(|f| f.track == audio && f.timestamp < Duration::from_millis(500))
+    );
+}
+
+#[test]
 fn mp4_main_profile_plays() {
     let (tracks, frames) = demux("h264-main.mp4").unwrap();
     assert_eq!(tracks.len(), 1);
@@ -90,7 +111,11 @@ fn mp4_main_profile_plays() {
 
 #[test]
 fn what_webrtc_cannot_play_is_refused_by_name() {
-    for (name, expected) in [("h264-high-bframes.mp4", "High profile"), ("h264-aac.mp4", "AAC")] {
+    for (name, expected) in [
+        ("h264-high-bframes.mp4", "High profile"),
+        ("h264-aac.mp4", "AAC"),
+        ("h264-main-bframes.h264", "B-frames"),
+    ] {
         match demux(name) {
             Err(MediaError::Unsupported(message)) => assert!(message.contains(expected), "{name}: {message}"),
             other => panic!("{name}: {:?}", other.map(|(t, f)| (t, f.len()))),

@@ -127,6 +127,9 @@ pub struct PeerStats {
     pub rtt_ms: Option<f64>,
     /// Interarrival jitter the remote reported in RTCP receiver reports, in milliseconds.
     pub remote_jitter_ms: Option<f64>,
+    /// Share of packets lost the remote reported in its last RTCP receiver report (the worst of
+    /// its streams).
+    pub rtcp_fraction_lost: Option<f64>,
 }
 
 pub(crate) fn rtp_codec(codec: Codec) -> (RTCRtpCodec, u8, RtpCodecKind) {
@@ -596,6 +599,7 @@ impl Peer {
             if let RTCStatsReportEntry::RemoteInboundRtp(remote) = entry {
                 let jitter = remote.received_rtp_stream_stats.jitter * 1000.0;
                 stats.remote_jitter_ms = Some(stats.remote_jitter_ms.unwrap_or(0.0).max(jitter));
+                stats.rtcp_fraction_lost = Some(stats.rtcp_fraction_lost.unwrap_or(0.0).max(remote.fraction_lost));
                 if stats.rtt_ms.is_none() && remote.round_trip_time_measurements > 0 {
                     stats.rtt_ms = Some(remote.round_trip_time * 1000.0);
                 }

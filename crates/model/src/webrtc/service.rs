@@ -780,7 +780,20 @@ impl WebRtcHub {
 
     /// A connection playing `request`, its peer built and media attached (no SDP exchanged yet).
     async fn connect(self: &Arc<Self>, request: &PlayRequest) -> Result<(Arc<Connection>, mpsc::Receiver<PeerEvent>)> {
-        let stream = self.target(request).await?;
+        let stream = match self.target(request).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let target = match &request.target {
+                    Target::Stream(id) => json!({"stream_id": id}),
+                    Target::Cid(cid) => json!({"cid": cid.to_string()}),
+                };
+                self.notify(
+                    NotificationType::WebrtcError,
+                    json!({"target": target, "error": error.to_string()}),
+                );
+                return Err(error);
+            }
+        };
         // Reserve the places first, so concurrent requests cannot overshoot the limits.
         let limits = self.config.limits;
         let _place = {
@@ -900,6 +913,8 @@ impl WebRtcHub {
         let mut established = false;
         let mut abr = AdaptiveSwitch::new(*connection.selected.borrow());
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Loss from RTCP receiver reports, read every few ticks (a stats report is not cheap).
+        let (mut rtcp_loss, mut ticks) = (0.0, 0u64);
         let reason = loop {
             tokio::select! {
                 changed = state.changed() => {
@@ -938,7 +953,12 @@ impl WebRtcHub {
             if established && quality == Quality::Auto && connection.stream.adaptable() {
                 let bitrates = connection.stream.bitrates.lock().expect("not poisoned").clone();
                 let estimate = connection.peer.bandwidth_estimate();
-                let loss = connection.peer.packet_loss();
+                if ticks % 4 == 0 {
+                    rtcp_loss = connection.peer.stats().await.rtcp_fraction_lost.unwrap_or(0.0);
+                }
+                ticks += 1;
+                // TWCC feedback and receiver reports each see loss; the worse one counts.
+                let loss = connection.peer.packet_loss().max(rtcp_loss);
                 // The viewer may have chosen a fixed preset since the last decision.
                 abr.follow(Instant::now(), *connection.selected.borrow());
                 if let Some(to) = abr.decide(Instant::now(), estimate, loss, &bitrates) {
