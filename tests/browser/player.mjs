@@ -1,6 +1,7 @@
-// The player page in headless Chromium: an H.264 MP4 over WHEP and a VP8 WebM over the WebSocket
-// signaling, each until Chromium has decoded frames (its own getStats counters); prints the time
-// to first decoded frame and saves a screenshot of each. Usage: node player.mjs <ipfs-stream binary>
+// The player page in headless Chromium: an H.264 MP4 over WHEP, a VP8 WebM and a main-profile H.264
+// MP4 over the WebSocket signaling, each until Chromium has decoded frames (its own getStats
+// counters) with the codec the file needs; prints the time to first decoded frame and saves a
+// screenshot of each. Usage: node player.mjs <ipfs-stream binary>
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,9 +26,10 @@ const server = await startServer(binary);
 let browser;
 try {
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
-  for (const [file, transport, codec] of [
-    ["h264-baseline-opus.mp4", "whep", "H264"],
-    ["vp8-opus.webm", "ws", "VP8"],
+  for (const [file, transport, codec, fmtp] of [
+    ["h264-baseline-opus.mp4", "whep", "H264", "profile-level-id=42e01f"],
+    ["vp8-opus.webm", "ws", "VP8", ""],
+    ["h264-main.mp4", "ws", "H264", "profile-level-id=4d001f"],
   ]) {
     const cid = await add(server.base, file);
     const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
@@ -42,10 +44,20 @@ try {
       return { width: video.videoWidth, height: video.videoHeight };
     });
     assert.ok(decoder.width > 0, `${file}: the video element has a picture`);
+    // What Chromium decodes with: the codec entry its inbound video names.
+    const negotiated = await page.evaluate(async () => {
+      const report = await session.pc.getStats();
+      let codecId = null;
+      report.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") codecId = s.codecId; });
+      const entry = codecId && report.get(codecId);
+      return entry ? { mimeType: entry.mimeType, sdpFmtpLine: entry.sdpFmtpLine || "" } : null;
+    });
+    assert.ok(negotiated && negotiated.mimeType === `video/${codec}`, `${file}: ${JSON.stringify(negotiated)}`);
+    assert.ok(negotiated.sdpFmtpLine.includes(fmtp), `${file}: ${JSON.stringify(negotiated)}`);
     // The server counts the same connection.
     const connections = await (await fetch(`${server.base}/api/v1/webrtc/connections`)).json();
     assert.equal(connections.count, 1, `${file}: one connection on the server`);
-    await page.screenshot({ path: join(screenshots, `player-${codec.toLowerCase()}.png`) });
+    await page.screenshot({ path: join(screenshots, `player-${file.replace(/\.[a-z0-9]+$/, "")}.png`) });
     console.log(JSON.stringify({ file, transport, codec, frames_decoded: state.framesDecoded,
       time_to_first_frame_ms: Math.round(state.ttff) }));
     assert.deepEqual(errors, [], `${file}: no page errors`);

@@ -484,3 +484,48 @@ async fn concurrent_requests_cannot_overshoot_the_limits() {
     assert_eq!((a.is_ok() as usize + b.is_ok() as usize, at_capacity), (1, 1));
     assert_eq!(f.hub.connections().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn main_profile_h264_is_announced_and_sent_as_main() {
+    let f = fixture(WebRtcLimits::default()).await;
+    for (name, profile_level_id) in [("h264-main.mp4", "4d001f"), ("h264-baseline-opus.mp4", "42e01f")] {
+        let cid = add(&f.content, name).await;
+        let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
+        let (receiver, candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+        let receiver = Arc::new(receiver);
+        let answer = receiver.answer(&offer.sdp).await.unwrap();
+        f.hub.answer(&offer.pc_id, &answer).await.unwrap();
+        let relays = trickle(
+            f.hub.clone(),
+            offer.pc_id.clone(),
+            receiver.clone(),
+            offer.events,
+            candidates,
+        );
+        assert!(receiver.connected(Duration::from_secs(10)).await, "{name}");
+        let h264 = |r: &Receiver| {
+            r.frames()
+                .into_iter()
+                .filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264"))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            wait_for(|| h264(&receiver).len() >= 3, Duration::from_secs(10)).await,
+            "{name}"
+        );
+        // The payload type the frames came with maps to the file's profile in the negotiated SDP.
+        let payload_type = h264(&receiver)[0].payload_type;
+        let fmtp = answer
+            .lines()
+            .find(|line| line.starts_with(&format!("a=fmtp:{payload_type} ")))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            fmtp.contains(&format!("profile-level-id={profile_level_id}")),
+            "{name}: {fmtp}"
+        );
+        f.hub.close(&offer.pc_id).await.unwrap();
+        receiver.close().await;
+        relays.iter().for_each(|r| r.abort());
+    }
+}

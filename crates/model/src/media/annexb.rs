@@ -42,6 +42,7 @@ impl AnnexBDemuxer {
                 codec: Codec::H264,
                 width: 0,
                 height: 0,
+                h264_profile: None,
             }],
             buffer: Vec::new(),
             eof: false,
@@ -59,7 +60,10 @@ impl AnnexBDemuxer {
             None
         };
         match sps {
-            Some(sps) if sps.len() > 1 => h264::check_profile(sps[1])?,
+            Some(sps) if sps.len() > 1 => {
+                h264::check_profile(sps[1])?;
+                demuxer.tracks[0].h264_profile = Some(sps[1]);
+            }
             _ => return Err(MediaError::Invalid("H.264 stream does not start with an SPS".into())),
         }
         demuxer.carried.push_back(first);

@@ -76,6 +76,7 @@ impl IvfDemuxer {
                 codec,
                 width,
                 height,
+                h264_profile: None,
             }],
             // The header holds the frame rate (rate/scale): a timestamp unit is scale/rate s.
             timebase: (scale, rate),

@@ -58,6 +58,8 @@ pub struct TrackInfo {
     /// Pixels, for video.
     pub width: u32,
     pub height: u32,
+    /// The H.264 profile (`profile_idc`: 66 baseline, 77 main), announced in the SDP.
+    pub h264_profile: Option<u8>,
 }
 
 /// One encoded frame (a video access unit or an audio packet).

@@ -65,10 +65,12 @@ impl Mp4Demuxer {
                 continue;
             }
             let stsd = &trak.mdia.minf.stbl.stsd.contents;
+            let mut h264_profile = None;
             let (codec, avc) = match stsd {
                 StsdBoxContent::Avc1(avc1) => {
                     let config = &avc1.avcc.contents;
                     h264::check_profile(config.avc_profile_indication)?;
+                    h264_profile = Some(config.avc_profile_indication);
                     let mut parameter_sets = Vec::new();
                     for nal in config
                         .sequence_parameter_sets
@@ -133,6 +135,7 @@ impl Mp4Demuxer {
                 codec,
                 width: track.width as u32,
                 height: track.height as u32,
+                h264_profile,
             });
         }
         if tracks.is_empty() {

@@ -68,6 +68,7 @@ impl OggDemuxer {
                 codec: Codec::Opus,
                 width: 0,
                 height: 0,
+                h264_profile: None,
             }],
             elapsed: Duration::ZERO,
         })

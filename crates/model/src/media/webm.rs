@@ -54,6 +54,7 @@ impl WebmDemuxer {
                 codec,
                 width,
                 height,
+                h264_profile: None,
             });
         }
         if tracks.is_empty() {

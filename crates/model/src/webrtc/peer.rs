@@ -161,6 +161,30 @@ pub(crate) fn rtp_codec(codec: Codec) -> (RTCRtpCodec, u8, RtpCodecKind) {
     (codec, payload_type, kind)
 }
 
+/// H.264 main profile (`profile_idc` 77).
+const H264_MAIN: u8 = 77;
+/// How main-profile H.264 is announced, beside the constrained baseline of [`rtp_codec`], so a
+/// receiver sets its decoder up for what it will get.
+const H264_MAIN_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f";
+const H264_MAIN_PAYLOAD_TYPE: u8 = 110;
+
+/// The RTP codec a track is sent as: its codec's, or H.264 main for main-profile media.
+pub(crate) fn track_codec(track: &TrackInfo) -> (RTCRtpCodec, u8, RtpCodecKind) {
+    let (mut codec, mut payload_type, kind) = rtp_codec(track.codec);
+    if track.codec == Codec::H264 && track.h264_profile == Some(H264_MAIN) {
+        codec.sdp_fmtp_line = H264_MAIN_FMTP.into();
+        payload_type = H264_MAIN_PAYLOAD_TYPE;
+    }
+    (codec, payload_type, kind)
+}
+
+/// The profile part (`profile_idc` and constraints) of an fmtp line's `profile-level-id`.
+fn h264_profile_of(fmtp: &str) -> Option<String> {
+    fmtp.split(';')
+        .find_map(|parameter| parameter.trim().strip_prefix("profile-level-id="))
+        .map(|id| id.get(..4).unwrap_or(id).to_ascii_lowercase())
+}
+
 fn webrtc_error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
     move |e| Error::Input(format!("{context}: {e}"))
 }
@@ -284,8 +308,18 @@ impl Peer {
         on_sent: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Arc<Self>, mpsc::Receiver<PeerEvent>)> {
         let mut media = MediaEngine::default();
-        for codec in [Codec::H264, Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus] {
-            let (rtp_codec, payload_type, kind) = rtp_codec(codec);
+        let h264_main = TrackInfo {
+            index: 0,
+            codec: Codec::H264,
+            width: 0,
+            height: 0,
+            h264_profile: Some(H264_MAIN),
+        };
+        let codecs = [Codec::H264, Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus]
+            .map(rtp_codec)
+            .into_iter()
+            .chain([track_codec(&h264_main)]);
+        for (rtp_codec, payload_type, kind) in codecs {
             media
                 .register_codec(
                     RTCRtpCodecParameters {
@@ -385,8 +419,9 @@ impl Peer {
         let subscribed = Arc::new(tokio::sync::Barrier::new(tracks.len()));
         for track in tracks {
             let subscribed = subscribed.clone();
-            let (codec, _, kind) = rtp_codec(track.codec);
+            let (codec, _, kind) = track_codec(&track);
             let mime_type = codec.mime_type.clone();
+            let profile = h264_profile_of(&codec.sdp_fmtp_line);
             let ssrc: u32 = rand::random();
             let local = Arc::new(
                 TrackLocalStaticSample::new(
@@ -430,14 +465,19 @@ impl Peer {
                 let payload_type = loop {
                     // The remote may list other codecs first (browsers offer VP8 first): the
                     // payload type is the one negotiated for this track's codec.
-                    if let Ok(parameters) = sender.get_parameters().await
-                        && let Some(codec) = parameters
-                            .rtp_parameters
-                            .codecs
+                    // Of H.264, the entry of the track's profile if the remote took it, else any.
+                    if let Ok(parameters) = sender.get_parameters().await {
+                        let codecs = &parameters.rtp_parameters.codecs;
+                        let same_codec =
+                            |c: &&RTCRtpCodecParameters| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime_type);
+                        let chosen = codecs
                             .iter()
-                            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime_type))
-                    {
-                        break codec.payload_type;
+                            .filter(same_codec)
+                            .find(|c| h264_profile_of(&c.rtp_codec.sdp_fmtp_line) == profile)
+                            .or_else(|| codecs.iter().find(same_codec));
+                        if let Some(codec) = chosen {
+                            break codec.payload_type;
+                        }
                     }
                     if Instant::now() > deadline {
                         tracing::warn!(track = track.index, %mime_type, "the remote did not accept the track's codec");

@@ -31,6 +31,8 @@ pub struct ReceivedFrame {
     /// `video/VP8`, `video/H264`, `audio/opus`…
     pub mime_type: String,
     pub rtp_timestamp: u32,
+    /// The RTP payload type it came with (which of the negotiated codec entries).
+    pub payload_type: u8,
     pub keyframe: bool,
     pub bytes: usize,
     pub arrived: Instant,
@@ -86,7 +88,7 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
     let mut vp8 = Vp8Packet::default();
     let mut h264 = H264Packet::default();
     let mut mime_types: HashMap<u32, String> = HashMap::new();
-    let mut frame: Option<(u32, Vec<u8>)> = None;
+    let mut frame: Option<(u32, u8, Vec<u8>)> = None;
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = event else {
             continue;
@@ -110,20 +112,22 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
         };
         if frame
             .as_ref()
-            .is_some_and(|(timestamp, _)| *timestamp != packet.header.timestamp)
+            .is_some_and(|(timestamp, _, _)| *timestamp != packet.header.timestamp)
         {
             // A frame whose last packet was lost: dropped, as a decoder would.
             frame = None;
         }
-        let (_, data) = frame.get_or_insert_with(|| (packet.header.timestamp, Vec::new()));
+        let (_, _, data) =
+            frame.get_or_insert_with(|| (packet.header.timestamp, packet.header.payload_type, Vec::new()));
         data.extend_from_slice(&payload);
         let audio = mime_type.starts_with("audio");
         if packet.header.marker || audio {
-            let (rtp_timestamp, data) = frame.take().expect("a frame in progress");
+            let (rtp_timestamp, payload_type, data) = frame.take().expect("a frame in progress");
             frames.lock().expect("not poisoned").push(ReceivedFrame {
                 keyframe: is_keyframe(&mime_type, &data),
                 mime_type,
                 rtp_timestamp,
+                payload_type,
                 bytes: data.len(),
                 arrived: Instant::now(),
             });
@@ -148,6 +152,23 @@ impl Receiver {
     pub async fn new(bind: IpAddr) -> Result<(Self, mpsc::Receiver<IceCandidate>)> {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(error("codecs"))?;
+        // H.264 main too, which the defaults lack (as the server announces it).
+        let (codec, payload_type, kind) = super::peer::track_codec(&crate::media::TrackInfo {
+            index: 0,
+            codec: crate::media::Codec::H264,
+            width: 0,
+            height: 0,
+            h264_profile: Some(77),
+        });
+        media
+            .register_codec(
+                rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+                    rtp_codec: codec,
+                    payload_type,
+                },
+                kind,
+            )
+            .map_err(error("codecs"))?;
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(error("interceptors"))?;
         let (candidates_out, candidates) = mpsc::channel(64);
         let (state_out, state) = watch::channel(RTCPeerConnectionState::New);
