@@ -176,13 +176,3 @@ pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     )
     .error_response()
 }
-
-/// JSON body parse failures, as API errors.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-        format!("invalid JSON body: {err}"),
-    )
-    .into()
-}

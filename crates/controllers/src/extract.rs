@@ -1,7 +1,10 @@
 //! `Checked<T>`: a query string parsed into `T` and validated, with a 400 that names the bad parameter.
+//! `Json<T>`: a JSON body parsed into `T`, with a 400 that names the field whose value has the wrong
+//! type (actix's own extractor says only where in the text the parser stopped).
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload};
-use futures::future::{Ready, ready};
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, mime, web};
+use futures::future::{LocalBoxFuture, Ready, ready};
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
@@ -48,6 +51,69 @@ impl<T: DeserializeOwned + Validate> FromRequest for Checked<T> {
     }
 }
 
+/// A JSON body parsed into `T`; validation, if any, is the handler's.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+fn invalid_json(message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("invalid JSON body: {message}"),
+    )
+}
+
+/// Parses a JSON body; a value of the wrong type is named by its path (`renditions[0].quality`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_data() && path != "." {
+            ApiError::bad_parameter(&path, format!("{path}: {inner}"))
+        } else {
+            invalid_json(inner)
+        }
+    })?;
+    deserializer.end().map_err(invalid_json)?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = req
+            .mime_type()
+            .ok()
+            .flatten()
+            .is_some_and(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON));
+        // The body within the app's payload limit (413 beyond it).
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(invalid_json("the Content-Type must be application/json").into());
+            }
+            let body = body.await?;
+            Ok(Json(parse_json(&body)?))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -72,5 +138,33 @@ mod tests {
         assert!(err.message.contains("must be 0 or 1"));
         let parsed = parse_query::<Sample>("version=1&flag=true&other=ignored").unwrap();
         assert_eq!((parsed.version, parsed.flag), (Some(1), Some(true)));
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Nested {
+        #[allow(dead_code)]
+        items: Vec<Sample>,
+    }
+
+    #[test]
+    fn a_json_value_of_the_wrong_type_is_named_by_its_path() {
+        let err = parse_json::<Nested>(br#"{"items": [{"version": 1}, {"version": -1}]}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("items[1].version"));
+        assert!(
+            err.message.starts_with("items[1].version: invalid value"),
+            "{}",
+            err.message
+        );
+        // Not JSON at all, or trailing text: no field to name.
+        for body in [&b"{\"items\": ["[..], b"[] []", b"nope"] {
+            let err = parse_json::<Nested>(body).unwrap_err();
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                ("invalid_json", None),
+                "{}",
+                err.message
+            );
+        }
+        assert!(parse_json::<Nested>(br#"{"items": []}"#).is_ok());
     }
 }

@@ -52,11 +52,10 @@ pub use state::{AppState, Limits};
 
 use actix_web::web;
 
-/// Registers every route of the server on an actix-web app, and JSON errors for bad JSON bodies and
-/// unknown routes (query strings go through `extract::Checked`).
+/// Registers every route of the server on an actix-web app, and JSON errors for unknown routes (JSON
+/// bodies go through `extract::Json`, query strings through `extract::Checked`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
-        .app_data(web::JsonConfig::default().error_handler(error::json_error))
         .configure(health::routes)
         .configure(gateway::routes)
         // Before the content API: /api/v1/content/active is not a CID.

@@ -292,7 +292,10 @@ pub async fn faults(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         (status = 403, description = "Fault injection is off", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn inject_fault(body: web::Json<FaultRequest>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn inject_fault(
+    body: crate::extract::Json<FaultRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let faults = allowed(&state)?;
     body.validate()?;
     faults.inject_store_latency(

@@ -274,7 +274,10 @@ const PUBLISHABLE: [NotificationType; 4] = [
         (status = 400, description = "A type clients may not publish, or data that is not an object", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn publish(body: web::Json<PublishRequest>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn publish(
+    body: crate::extract::Json<PublishRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let kind = NotificationType::parse(&body.notification_type)
         .filter(|k| PUBLISHABLE.contains(k))

@@ -221,7 +221,7 @@ fn parse_cid(value: &str) -> Cid {
 pub async fn create_stream(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<StreamRequest>,
+    body: crate::extract::Json<StreamRequest>,
 ) -> Result<HttpResponse, ApiError> {
     body.validate()?;
     let webrtc = service(&state)?;
@@ -336,7 +336,7 @@ pub struct QualityRequest {
 pub async fn set_quality(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<QualityRequest>,
+    body: crate::extract::Json<QualityRequest>,
 ) -> Result<HttpResponse, ApiError> {
     body.validate()?;
     let quality = Quality::parse(&body.quality).expect("validated");

@@ -125,6 +125,19 @@ async fn a_stream_request_with_bad_fields_names_each_and_reaches_nothing() {
     )
     .await;
     assert_eq!(reply.status, 400, "unknown fields are refused");
+
+    // A value of the wrong type is named too, by its path.
+    let reply = call(
+        MockWebRtcService::new(),
+        test::TestRequest::post()
+            .uri("/api/v1/webrtc/streams")
+            .set_json(serde_json::json!({"cid": VIDEO, "renditions": [{"quality": "low", "cid": 7}]})),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    let body = reply.json();
+    assert_eq!(body["field"], "renditions[0].cid", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("invalid type"), "{body}");
 }
 
 #[actix_web::test]
