@@ -17,6 +17,7 @@ ffmpeg "${quiet[@]}" "${video[@]}" "${audio[@]}" -c:v libvpx -g 15 -b:v 100k -c:
 ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx-vp9 -g 15 -b:v 100k vp9.webm
 ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx -g 15 -b:v 100k vp8.ivf
 ffmpeg "${quiet[@]}" "${video[@]}" -c:v libvpx-vp9 -g 15 -b:v 100k vp9.ivf
+ffmpeg "${quiet[@]}" "${video[@]}" -c:v libaom-av1 -cpu-used 8 -g 15 -b:v 100k av1.ivf
 ffmpeg "${quiet[@]}" "${video[@]}" "${h264[@]}" -profile:v baseline -f h264 h264-baseline.h264
 ffmpeg "${quiet[@]}" "${audio[@]}" -c:a libopus -b:a 32k -page_duration 20000 opus.ogg
 # Video that starts 0.5 s after the audio: an empty edit leads the video track's edit list.
