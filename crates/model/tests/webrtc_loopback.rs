@@ -529,3 +529,75 @@ async fn main_profile_h264_is_announced_and_sent_as_main() {
         relays.iter().for_each(|r| r.abort());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_vanishes_without_a_word_is_closed_after_the_ice_timeouts() {
+    let mut f = fixture(WebRtcLimits::default()).await;
+    f.hub = WebRtcHub::new(
+        f.content.clone(),
+        Arc::new({
+            let mut notifier = MockNotifier::new();
+            let seen = f.notifications.clone();
+            notifier
+                .expect_publish()
+                .returning(move |kind, data, _| seen.lock().unwrap().push((kind, data)));
+            notifier
+        }),
+        Arc::new({
+            let mut metrics = MockStreamMetrics::new();
+            metrics.expect_record().returning(|_| ());
+            metrics
+        }),
+        f.live.clone(),
+        tokio::runtime::Handle::current(),
+        WebRtcConfig {
+            peer: model::webrtc::PeerConfig {
+                ice_disconnected_timeout: Duration::from_millis(500),
+                ice_failed_timeout: Duration::from_millis(500),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let cid = add(&f.content, "vp8.ivf").await;
+    let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
+    // The viewer lives on a runtime of its own: shutting that down ends it mid-stream, with no
+    // DTLS close_notify and no RTCP goodbye, as a crashed or unplugged client would.
+    let viewer_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (receiver, candidates) = viewer_runtime
+        .spawn(Receiver::new([127, 0, 0, 1].into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let receiver = Arc::new(receiver);
+    let answer = receiver.answer(&offer.sdp).await.unwrap();
+    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
+    let relays = trickle(
+        f.hub.clone(),
+        offer.pc_id.clone(),
+        receiver.clone(),
+        offer.events,
+        candidates,
+    );
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    assert!(wait_for(|| receiver.frame_count() >= 3, Duration::from_secs(5)).await);
+    viewer_runtime.shutdown_background();
+
+    assert!(
+        wait_for(|| f.hub.connections().is_empty(), Duration::from_secs(10)).await,
+        "the server noticed the silence and closed the connection"
+    );
+    assert_eq!(f.live.totals().active(StreamType::Webrtc), 0);
+    let closed = f
+        .notifications
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(kind, data)| *kind == NotificationType::WebrtcConnectionClosed && data["reason"] == "failed");
+    assert!(closed, "{:?}", f.notifications.lock().unwrap());
+    relays.iter().for_each(|r| r.abort());
+}

@@ -167,7 +167,11 @@ fn webm_video_frames_last_until_the_next_one() {
 
 #[test]
 fn ivf_vp8_vp9_and_av1() {
-    for (name, codec) in [("vp8.ivf", Codec::Vp8), ("vp9.ivf", Codec::Vp9), ("av1.ivf", Codec::Av1)] {
+    for (name, codec) in [
+        ("vp8.ivf", Codec::Vp8),
+        ("vp9.ivf", Codec::Vp9),
+        ("av1.ivf", Codec::Av1),
+    ] {
         let (tracks, frames) = demux(name).unwrap();
         assert_eq!(tracks[0].codec, codec);
         assert_video(&of_track(&frames, 0));

@@ -51,6 +51,11 @@ pub struct PeerConfig {
     pub bind: IpAddr,
     /// Where the bandwidth estimate starts (the pacer sends at the estimate).
     pub initial_bitrate_bps: f64,
+    /// Silence from the remote after which the connection counts as disconnected…
+    pub ice_disconnected_timeout: Duration,
+    /// …and the further silence after which it has failed and is closed: a viewer that vanished
+    /// without a word stops costing its media this long after its last packet.
+    pub ice_failed_timeout: Duration,
 }
 
 impl Default for PeerConfig {
@@ -59,6 +64,8 @@ impl Default for PeerConfig {
             ice_servers: Vec::new(),
             bind: IpAddr::from([127, 0, 0, 1]),
             initial_bitrate_bps: 2_000_000.0,
+            ice_disconnected_timeout: Duration::from_secs(5),
+            ice_failed_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -385,6 +392,11 @@ impl Peer {
                     // 200, with as many attempts over a similar span.
                     .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
                     .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(25))
+                    .with_ice_timeouts(
+                        Some(config.ice_disconnected_timeout),
+                        Some(config.ice_failed_timeout),
+                        None,
+                    )
                     .build(),
             )
             .with_handler(Arc::new(Events {
