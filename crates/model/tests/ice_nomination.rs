@@ -7,6 +7,8 @@
 //! - Offering (the WebSocket signaling), the server is the controlling side. It nominates as soon
 //!   as a check succeeds, not at its next check tick.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +17,6 @@ use bytes::BytesMut;
 use rtc::ice::attributes::control::AttrControlling;
 use rtc::ice::attributes::priority::PriorityAttr;
 use rtc::ice::attributes::use_candidate::UseCandidateAttr;
-use rtc::ice::candidate::CandidateConfig;
-use rtc::ice::candidate::candidate_host::CandidateHostConfig;
 use rtc::ice::{Agent, AgentConfig};
 use rtc::sansio::Protocol;
 use rtc::shared::{TransportContext, TransportMessage, TransportProtocol};
@@ -32,26 +32,10 @@ const BROWSER: &str = "127.0.0.1:50000";
 
 const BROWSER_PASSWORD: &str = "browser-password-of-24-chars";
 
-fn host_candidate(address: &str) -> rtc::ice::candidate::Candidate {
-    let address: SocketAddr = address.parse().unwrap();
-    CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".into(),
-            address: address.ip().to_string(),
-            port: address.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap()
-}
-
 fn server_agent(now: Instant, controlling: bool) -> Agent {
     let provider = rtc::crypto::default_provider().unwrap();
     let mut agent = Agent::new(now, Arc::new(AgentConfig::default()), provider).unwrap();
-    agent.add_local_candidate(host_candidate(SERVER)).unwrap();
+    agent.add_local_candidate(support::host_candidate(SERVER)).unwrap();
     agent
         .start_connectivity_checks(now, controlling, "brwsr".into(), BROWSER_PASSWORD.into())
         .unwrap();
@@ -134,7 +118,7 @@ fn a_check_nominating_an_unchecked_pair_is_answered_and_selects_it() {
 fn a_controlling_server_nominates_as_soon_as_a_check_succeeds() {
     let start = Instant::now();
     let mut server = server_agent(start, true);
-    server.add_remote_candidate(host_candidate(BROWSER)).unwrap();
+    server.add_remote_candidate(support::host_candidate(BROWSER)).unwrap();
     // The first check tick sends the checks.
     let tick = start + Duration::from_millis(1);
     server.handle_timeout(tick).unwrap();

@@ -9,8 +9,9 @@
 //!
 //! The two peers here talk through queues, so the burst is exact rather than a matter of timing.
 
+mod support;
+
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
+use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -65,19 +66,7 @@ fn peer(address: &str, answering_role: RTCDtlsRole) -> RTCPeerConnection {
         .with_media_engine(media)
         .build(Instant::now())
         .unwrap();
-    let address: SocketAddr = address.parse().unwrap();
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".into(),
-            address: address.ip().to_string(),
-            port: address.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap();
+    let candidate = support::host_candidate(address);
     connection
         .add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
         .unwrap();

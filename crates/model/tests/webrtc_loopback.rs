@@ -111,6 +111,59 @@ async fn wait_for_async<F: std::future::Future<Output = bool>>(what: impl Fn() -
     false
 }
 
+/// A stream of one rendition with the default settings.
+fn spec(cid: Cid) -> StreamSpec {
+    StreamSpec {
+        cid,
+        renditions: vec![],
+        quality: Quality::Auto,
+        ice_servers: vec![],
+        buffer: BufferSettings::default(),
+        progressive: true,
+        benchmark: false,
+    }
+}
+
+/// A webrtc-rs viewer that answered the server's offer, connected, with candidates relayed both ways.
+struct Viewer {
+    pc_id: String,
+    receiver: Arc<Receiver>,
+    answer: String,
+    relays: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Viewer {
+    /// `receiver` answers `offer`; returns once connected.
+    async fn join(
+        hub: &Arc<WebRtcHub>,
+        offer: model::webrtc::Offer,
+        (receiver, candidates): (Receiver, mpsc::Receiver<model::webrtc::IceCandidate>),
+    ) -> Self {
+        let receiver = Arc::new(receiver);
+        let answer = receiver.answer(&offer.sdp).await.unwrap();
+        hub.answer(&offer.pc_id, &answer).await.unwrap();
+        let relays = trickle(
+            hub.clone(),
+            offer.pc_id.clone(),
+            receiver.clone(),
+            offer.events,
+            candidates,
+        );
+        assert!(receiver.connected(Duration::from_secs(10)).await, "connected");
+        Self {
+            pc_id: offer.pc_id,
+            receiver,
+            answer,
+            relays,
+        }
+    }
+
+    async fn leave(self) {
+        self.receiver.close().await;
+        self.relays.iter().for_each(|r| r.abort());
+    }
+}
+
 async fn wait_for(what: impl Fn() -> bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -129,18 +182,9 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
     let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
     assert!(offer.sdp.contains("VP8"), "{}", offer.sdp);
     assert_eq!(offer.tracks[0].codec, "VP8");
-    let (receiver, candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
-    let receiver = Arc::new(receiver);
-    let answer = receiver.answer(&offer.sdp).await.unwrap();
-    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
-    let relays = trickle(
-        f.hub.clone(),
-        offer.pc_id.clone(),
-        receiver.clone(),
-        offer.events,
-        candidates,
-    );
-    assert!(receiver.connected(Duration::from_secs(10)).await);
+    let created = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let viewer = Viewer::join(&f.hub, offer, created).await;
+    let receiver = viewer.receiver.clone();
     assert_eq!(f.hub.connections().len(), 1);
     assert_eq!(f.live.totals().active(StreamType::Webrtc), 1);
 
@@ -157,7 +201,7 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
     let spread = frames[29].arrived.duration_since(frames[0].arrived);
     assert!(spread >= Duration::from_millis(1500), "paced, not burst: {spread:?}");
 
-    let stats = f.hub.stats(&offer.pc_id).await.unwrap();
+    let stats = f.hub.stats(&viewer.pc_id).await.unwrap();
     assert_eq!(stats.transport.frames_sent, 30);
     assert_eq!(
         f.hub.connections()[0].frames_sent,
@@ -167,7 +211,7 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
     assert!(stats.transport.bandwidth_estimate_bps > 0.0);
     assert_eq!(stats.buffer.frames_sent, 30);
 
-    f.hub.close(&offer.pc_id).await.unwrap();
+    f.hub.close(&viewer.pc_id).await.unwrap();
     assert!(f.hub.connections().is_empty());
     assert!(f.hub.streams().is_empty(), "the stream made for the connection is gone");
     assert_eq!(f.live.totals().active(StreamType::Webrtc), 0);
@@ -181,11 +225,10 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
         assert!(events.contains(&kind), "{kind:?} in {events:?}");
     }
     assert!(matches!(
-        f.hub.close(&offer.pc_id).await,
+        f.hub.close(&viewer.pc_id).await,
         Err(model::Error::UnknownId { .. })
     ));
-    receiver.close().await;
-    relays.iter().for_each(|r| r.abort());
+    viewer.leave().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,15 +279,6 @@ async fn streams_check_their_media_and_limits_are_enforced() {
     let vp8 = add(&f.content, "vp8.ivf").await;
     let aac = add(&f.content, "h264-aac.mp4").await;
     let high = add(&f.content, "h264-high-bframes.mp4").await;
-    let spec = |cid| StreamSpec {
-        cid,
-        renditions: vec![],
-        quality: Quality::Auto,
-        ice_servers: vec![],
-        buffer: BufferSettings::default(),
-        progressive: true,
-        benchmark: false,
-    };
     let refused = f.hub.create_stream(spec(aac)).await.unwrap_err().to_string();
     assert!(refused.contains("AAC"), "{refused}");
     let refused = f.hub.create_stream(spec(high)).await.unwrap_err().to_string();
@@ -394,23 +428,14 @@ async fn an_added_track_plays_and_goes_with_its_connection() {
     let video = add(&f.content, "vp8.ivf").await;
     let audio = add(&f.content, "opus.ogg").await;
     let offer = f.hub.offer(PlayRequest::cid(video)).await.unwrap();
-    let (receiver, candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
-    let receiver = Arc::new(receiver);
-    let answer = receiver.answer(&offer.sdp).await.unwrap();
-    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
-    let relays = trickle(
-        f.hub.clone(),
-        offer.pc_id.clone(),
-        receiver.clone(),
-        offer.events,
-        candidates,
-    );
-    assert!(receiver.connected(Duration::from_secs(10)).await);
+    let created = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let viewer = Viewer::join(&f.hub, offer, created).await;
+    let receiver = viewer.receiver.clone();
 
-    let (renegotiation, tracks) = f.hub.add_track(&offer.pc_id, audio).await.unwrap();
+    let (renegotiation, tracks) = f.hub.add_track(&viewer.pc_id, audio).await.unwrap();
     assert_eq!(tracks[0].kind, "audio");
     let answer = receiver.answer(&renegotiation).await.unwrap();
-    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
+    f.hub.answer(&viewer.pc_id, &answer).await.unwrap();
     let opus = |r: &Receiver| {
         r.frames()
             .iter()
@@ -424,7 +449,7 @@ async fn an_added_track_plays_and_goes_with_its_connection() {
         "the connection's stream and the added one"
     );
 
-    f.hub.close(&offer.pc_id).await.unwrap();
+    f.hub.close(&viewer.pc_id).await.unwrap();
     assert!(
         wait_for_async(|| async { f.hub.totals().await.streams_playing == 0 }).await,
         "the added stream stops with its connection"
@@ -442,8 +467,7 @@ async fn an_added_track_plays_and_goes_with_its_connection() {
         "the added stream, two seconds long, ended stopped: {:?}",
         f.notifications.lock().unwrap()
     );
-    receiver.close().await;
-    relays.iter().for_each(|r| r.abort());
+    viewer.leave().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,16 +479,7 @@ async fn concurrent_requests_cannot_overshoot_the_limits() {
     })
     .await;
     let vp8 = add(&f.content, "vp8.ivf").await;
-    let spec = StreamSpec {
-        cid: vp8,
-        renditions: vec![],
-        quality: Quality::Auto,
-        ice_servers: vec![],
-        buffer: BufferSettings::default(),
-        progressive: true,
-        benchmark: false,
-    };
-    let (a, b) = tokio::join!(f.hub.create_stream(spec.clone()), f.hub.create_stream(spec));
+    let (a, b) = tokio::join!(f.hub.create_stream(spec(vp8)), f.hub.create_stream(spec(vp8)));
     let refused = [&a, &b]
         .iter()
         .filter(|r| matches!(r, Err(model::Error::LimitReached(_))))
@@ -491,18 +506,9 @@ async fn main_profile_h264_is_announced_and_sent_as_main() {
     for (name, profile_level_id) in [("h264-main.mp4", "4d001f"), ("h264-baseline-opus.mp4", "42e01f")] {
         let cid = add(&f.content, name).await;
         let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
-        let (receiver, candidates) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
-        let receiver = Arc::new(receiver);
-        let answer = receiver.answer(&offer.sdp).await.unwrap();
-        f.hub.answer(&offer.pc_id, &answer).await.unwrap();
-        let relays = trickle(
-            f.hub.clone(),
-            offer.pc_id.clone(),
-            receiver.clone(),
-            offer.events,
-            candidates,
-        );
-        assert!(receiver.connected(Duration::from_secs(10)).await, "{name}");
+        let created = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+        let viewer = Viewer::join(&f.hub, offer, created).await;
+        let receiver = viewer.receiver.clone();
         let h264 = |r: &Receiver| {
             r.frames()
                 .into_iter()
@@ -515,7 +521,8 @@ async fn main_profile_h264_is_announced_and_sent_as_main() {
         );
         // The payload type the frames came with maps to the file's profile in the negotiated SDP.
         let payload_type = h264(&receiver)[0].payload_type;
-        let fmtp = answer
+        let fmtp = viewer
+            .answer
             .lines()
             .find(|line| line.starts_with(&format!("a=fmtp:{payload_type} ")))
             .unwrap_or_default()
@@ -524,9 +531,8 @@ async fn main_profile_h264_is_announced_and_sent_as_main() {
             fmtp.contains(&format!("profile-level-id={profile_level_id}")),
             "{name}: {fmtp}"
         );
-        f.hub.close(&offer.pc_id).await.unwrap();
-        receiver.close().await;
-        relays.iter().for_each(|r| r.abort());
+        f.hub.close(&viewer.pc_id).await.unwrap();
+        viewer.leave().await;
     }
 }
 
@@ -568,22 +574,13 @@ async fn a_viewer_that_vanishes_without_a_word_is_closed_after_the_ice_timeouts(
         .enable_all()
         .build()
         .unwrap();
-    let (receiver, candidates) = viewer_runtime
+    let created = viewer_runtime
         .spawn(Receiver::new([127, 0, 0, 1].into()))
         .await
         .unwrap()
         .unwrap();
-    let receiver = Arc::new(receiver);
-    let answer = receiver.answer(&offer.sdp).await.unwrap();
-    f.hub.answer(&offer.pc_id, &answer).await.unwrap();
-    let relays = trickle(
-        f.hub.clone(),
-        offer.pc_id.clone(),
-        receiver.clone(),
-        offer.events,
-        candidates,
-    );
-    assert!(receiver.connected(Duration::from_secs(10)).await);
+    let viewer = Viewer::join(&f.hub, offer, created).await;
+    let receiver = viewer.receiver.clone();
     assert!(wait_for(|| receiver.frame_count() >= 3, Duration::from_secs(5)).await);
     viewer_runtime.shutdown_background();
 
@@ -599,5 +596,5 @@ async fn a_viewer_that_vanishes_without_a_word_is_closed_after_the_ice_timeouts(
         .iter()
         .any(|(kind, data)| *kind == NotificationType::WebrtcConnectionClosed && data["reason"] == "failed");
     assert!(closed, "{:?}", f.notifications.lock().unwrap());
-    relays.iter().for_each(|r| r.abort());
+    viewer.relays.iter().for_each(|r| r.abort());
 }

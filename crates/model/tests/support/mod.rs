@@ -57,3 +57,20 @@ pub fn file_stream(path: &str) -> ByteStream {
     let bytes = std::fs::read(fixture(path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"));
     pieces(bytes, 4096)
 }
+
+/// A host ICE candidate at `address` (UDP, component 1).
+pub fn host_candidate(address: &str) -> rtc::ice::candidate::Candidate {
+    let address: std::net::SocketAddr = address.parse().unwrap();
+    rtc::ice::candidate::candidate_host::CandidateHostConfig {
+        base_config: rtc::ice::candidate::CandidateConfig {
+            network: "udp".into(),
+            address: address.ip().to_string(),
+            port: address.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .unwrap()
+}
