@@ -92,7 +92,6 @@ pub struct Playback {
     /// Taken when the stream ends, so viewers see the end.
     frames: Mutex<Option<broadcast::Sender<Arc<Frame>>>>,
     initial: BufferSettings,
-    playing: AtomicBool,
     /// Becomes true when sending starts.
     started: watch::Sender<bool>,
 }
@@ -132,7 +131,6 @@ impl Playback {
             shared: shared.clone(),
             frames: Mutex::new(Some(frames)),
             initial: settings,
-            playing: AtomicBool::new(false),
             started: watch::Sender::new(false),
         });
         let producer = shared.clone();
@@ -142,10 +140,9 @@ impl Playback {
 
     /// Starts sending; later calls do nothing.
     pub fn play(self: &Arc<Self>) {
-        if !self.playing.swap(true, Ordering::Relaxed) {
+        if !self.started.send_replace(true) {
             let pacer = self.clone();
             tokio::spawn(async move { pacer.pace().await });
-            self.started.send_replace(true);
         }
     }
 
@@ -155,7 +152,7 @@ impl Playback {
     }
 
     pub fn is_playing(&self) -> bool {
-        self.playing.load(Ordering::Relaxed)
+        *self.started.borrow()
     }
 
     pub fn tracks(&self) -> &[TrackInfo] {

@@ -175,14 +175,23 @@ const H264_MAIN: u8 = 77;
 const H264_MAIN_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f";
 const H264_MAIN_PAYLOAD_TYPE: u8 = 110;
 
-/// The RTP codec a track is sent as: its codec's, or H.264 main for main-profile media.
-pub(crate) fn track_codec(track: &TrackInfo) -> (RTCRtpCodec, u8, RtpCodecKind) {
-    let (mut codec, mut payload_type, kind) = rtp_codec(track.codec);
-    if track.codec == Codec::H264 && track.h264_profile == Some(H264_MAIN) {
-        codec.sdp_fmtp_line = H264_MAIN_FMTP.into();
-        payload_type = H264_MAIN_PAYLOAD_TYPE;
+/// H.264 main as registered beside the codecs of [`rtp_codec`].
+pub(crate) fn h264_main_codec() -> RTCRtpCodecParameters {
+    let (mut rtp_codec, _, _) = rtp_codec(Codec::H264);
+    rtp_codec.sdp_fmtp_line = H264_MAIN_FMTP.into();
+    RTCRtpCodecParameters {
+        rtp_codec,
+        payload_type: H264_MAIN_PAYLOAD_TYPE,
     }
-    (codec, payload_type, kind)
+}
+
+/// The RTP codec a track is sent as: its codec's, or H.264 main for main-profile media.
+fn track_codec(track: &TrackInfo) -> (RTCRtpCodec, RtpCodecKind) {
+    let (codec, _, kind) = rtp_codec(track.codec);
+    if track.codec == Codec::H264 && track.h264_profile == Some(H264_MAIN) {
+        return (h264_main_codec().rtp_codec, kind);
+    }
+    (codec, kind)
 }
 
 /// The profile part (`profile_idc` and constraints) of an fmtp line's `profile-level-id`.
@@ -315,17 +324,10 @@ impl Peer {
         on_sent: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Arc<Self>, mpsc::Receiver<PeerEvent>)> {
         let mut media = MediaEngine::default();
-        let h264_main = TrackInfo {
-            index: 0,
-            codec: Codec::H264,
-            width: 0,
-            height: 0,
-            h264_profile: Some(H264_MAIN),
-        };
         let codecs = [Codec::H264, Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::Opus]
             .map(rtp_codec)
             .into_iter()
-            .chain([track_codec(&h264_main)]);
+            .chain([(h264_main_codec().rtp_codec, H264_MAIN_PAYLOAD_TYPE, RtpCodecKind::Video)]);
         for (rtp_codec, payload_type, kind) in codecs {
             media
                 .register_codec(
@@ -431,7 +433,7 @@ impl Peer {
         let subscribed = Arc::new(tokio::sync::Barrier::new(tracks.len()));
         for track in tracks {
             let subscribed = subscribed.clone();
-            let (codec, _, kind) = track_codec(&track);
+            let (codec, kind) = track_codec(&track);
             let mime_type = codec.mime_type.clone();
             let profile = h264_profile_of(&codec.sdp_fmtp_line);
             let ssrc: u32 = rand::random();

@@ -153,21 +153,8 @@ impl Receiver {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(error("codecs"))?;
         // H.264 main too, which the defaults lack (as the server announces it).
-        let (codec, payload_type, kind) = super::peer::track_codec(&crate::media::TrackInfo {
-            index: 0,
-            codec: crate::media::Codec::H264,
-            width: 0,
-            height: 0,
-            h264_profile: Some(77),
-        });
         media
-            .register_codec(
-                rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
-                    rtp_codec: codec,
-                    payload_type,
-                },
-                kind,
-            )
+            .register_codec(super::peer::h264_main_codec(), RtpCodecKind::Video)
             .map_err(error("codecs"))?;
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(error("interceptors"))?;
         let (candidates_out, candidates) = mpsc::channel(64);

@@ -1053,6 +1053,11 @@ impl WebRtcHub {
     }
 }
 
+/// Streams created through the API (not made for one connection) among `streams`.
+fn created_among(streams: &HashMap<String, Arc<StreamEntry>>) -> usize {
+    streams.values().filter(|s| !s.ephemeral).count()
+}
+
 fn stop_stream(stream: &StreamEntry) {
     if let Some(running) = stream.running.lock().expect("not poisoned").take() {
         for playback in running.playbacks.iter() {
@@ -1095,7 +1100,7 @@ impl WebRtcService for Arc<WebRtcHub> {
         let info = stream.info();
         let mut streams = self.streams.lock().expect("not poisoned");
         // Checked again as it is added: concurrent requests all passed the first check.
-        let created = streams.values().filter(|s| !s.ephemeral).count();
+        let created = created_among(&streams);
         if created >= max {
             drop(streams);
             stop_stream(&stream);
@@ -1375,12 +1380,7 @@ impl WebRtcService for Arc<WebRtcHub> {
 
 impl WebRtcHub {
     fn created_streams(&self) -> usize {
-        self.streams
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .filter(|s| !s.ephemeral)
-            .count()
+        created_among(&self.streams.lock().expect("not poisoned"))
     }
 
     fn ice_servers_of(&self, stream: &StreamEntry) -> Vec<IceServer> {
