@@ -28,6 +28,14 @@ struct Fixture {
 }
 
 async fn fixture(limits: WebRtcLimits) -> Fixture {
+    fixture_with(WebRtcConfig {
+        limits,
+        ..Default::default()
+    })
+    .await
+}
+
+async fn fixture_with(config: WebRtcConfig) -> Fixture {
     let (node, _) = support::node();
     let content: Arc<dyn ContentService> = Arc::new(node);
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -51,10 +59,7 @@ async fn fixture(limits: WebRtcLimits) -> Fixture {
         Arc::new(metrics),
         live.clone(),
         tokio::runtime::Handle::current(),
-        WebRtcConfig {
-            limits,
-            ..Default::default()
-        },
+        config,
     );
     Fixture {
         hub,
@@ -177,7 +182,18 @@ async fn wait_for(what: impl Fn() -> bool, timeout: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
-    let f = fixture(WebRtcLimits::default()).await;
+    plays_every_frame_from_the_first_keyframe_paced(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_stack_the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
+    plays_every_frame_from_the_first_keyframe_paced(false).await;
+}
+
+async fn plays_every_frame_from_the_first_keyframe_paced(direct_media: bool) {
+    let mut config = WebRtcConfig::default();
+    config.peer.direct_media = direct_media;
+    let f = fixture_with(config).await;
     let cid = add(&f.content, "vp8.ivf").await;
     let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
     assert!(offer.sdp.contains("VP8"), "{}", offer.sdp);
@@ -210,6 +226,9 @@ async fn the_server_offer_plays_every_frame_from_the_first_keyframe_paced() {
     );
     assert!(stats.transport.bandwidth_estimate_bps > 0.0);
     assert_eq!(stats.buffer.frames_sent, 30);
+    let path = if direct_media { "direct" } else { "stack" };
+    assert_eq!(stats.transport.media_path, path);
+    assert!(stats.transport.packets_sent >= 30, "{stats:?}");
 
     f.hub.close(&viewer.pc_id).await.unwrap();
     assert!(f.hub.connections().is_empty());
@@ -264,6 +283,11 @@ async fn a_receiver_offer_is_answered_with_candidates_and_audio_plays_with_video
         .filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264"))
         .collect();
     assert!(video[0].keyframe, "H.264 starts on an IDR with SPS/PPS");
+    let stats = f.hub.stats(&answer.pc_id).await.unwrap();
+    assert_eq!(
+        stats.transport.media_path, "direct",
+        "answering, the server sends directly too"
+    );
     f.hub.close(&answer.pc_id).await.unwrap();
     receiver.close().await;
 }

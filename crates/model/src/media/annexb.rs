@@ -177,6 +177,7 @@ impl Demuxer for AnnexBDemuxer {
             duration: FRAME,
             keyframe,
             data: Bytes::from(unit),
+            packets: Default::default(),
         }))
     }
 }

@@ -132,6 +132,7 @@ impl Demuxer for IvfDemuxer {
             duration: self.time(next_pts.saturating_sub(current.0)),
             keyframe: keyframe_of(codec, &current.1),
             data: current.1,
+            packets: Default::default(),
         }))
     }
 }

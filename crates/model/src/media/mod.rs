@@ -72,6 +72,26 @@ pub struct Frame {
     /// A frame a decoder can start from (always true for audio).
     pub keyframe: bool,
     pub data: Bytes,
+    /// The frame cut into packet payloads, by whichever of its senders comes first, for all.
+    pub packets: Packets,
+}
+
+/// A frame's packet payloads, computed once (see [`Frame::packets`]). Not part of a frame's value:
+/// two frames are equal whether or not either was cut yet.
+#[derive(Clone, Debug, Default)]
+pub struct Packets(std::sync::OnceLock<std::sync::Arc<[Bytes]>>);
+
+impl Packets {
+    /// The payloads, cut by `cut` on the first call.
+    pub fn get_or_cut(&self, cut: impl FnOnce() -> Vec<Bytes>) -> &std::sync::Arc<[Bytes]> {
+        self.0.get_or_init(|| cut().into())
+    }
+}
+
+impl PartialEq for Packets {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Media refused or broken, with what the problem is.

@@ -193,6 +193,7 @@ impl Demuxer for Mp4Demuxer {
             duration: seconds(sample.duration as i64, sample.timescale),
             keyframe: sample.is_sync,
             data: Bytes::from(data),
+            packets: Default::default(),
         }))
     }
 }

@@ -93,6 +93,7 @@ impl Demuxer for OggDemuxer {
             duration,
             keyframe: true,
             data: Bytes::from(packet.data),
+            packets: Default::default(),
         }))
     }
 }

@@ -108,6 +108,7 @@ impl Demuxer for WebmDemuxer {
                 duration,
                 keyframe: keyframe || codec == Codec::Opus,
                 data,
+                packets: Default::default(),
             }));
         }
     }

@@ -2,6 +2,7 @@
 //! and adaptive switching ([`quality`]), and the service that owns streams and connections
 //! ([`service`]).
 
+mod direct;
 pub mod peer;
 pub mod quality;
 pub mod receiver;

@@ -3,8 +3,8 @@
 //! with GCC congestion control over TWCC giving a bandwidth estimate. A source may have several
 //! renditions; the peer switches between them at keyframes when told to.
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use rtc::interceptor::{
     BandwidthEstimator, EstimatorStats, Gcc, NackResponderBuilder, PacerBuilder, PacketReport, Registry, Slot,
 };
 use rtc::media::Sample;
+use rtc::peer_connection::transport::{RTCIceCandidate, RTCIceCandidateType, RTCIceProtocol};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -28,7 +29,9 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder, configure_congestion_control,
     register_default_interceptors,
 };
+use webrtc::rtp_transceiver::RtpSender;
 
+use super::direct::{DirectPath, DirectTrack, EstimateOut, TapRuntime};
 use crate::error::{Error, Result};
 use crate::media::playback::{Playback, Viewer};
 use crate::media::{Codec, Frame, TrackInfo};
@@ -56,6 +59,9 @@ pub struct PeerConfig {
     /// …and the further silence after which it has failed and is closed: a viewer that vanished
     /// without a word stops costing its media this long after its last packet.
     pub ice_failed_timeout: Duration,
+    /// Media of connections over a UDP pair of ours goes on the direct path
+    /// ([`super::direct`]) rather than through the stack's per-connection pipeline.
+    pub direct_media: bool,
 }
 
 impl Default for PeerConfig {
@@ -66,6 +72,7 @@ impl Default for PeerConfig {
             initial_bitrate_bps: 2_000_000.0,
             ice_disconnected_timeout: Duration::from_secs(5),
             ice_failed_timeout: Duration::from_secs(10),
+            direct_media: true,
         }
     }
 }
@@ -123,10 +130,16 @@ pub struct Source {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct PeerStats {
     pub state: String,
+    /// How the media goes: `direct` (the server's own path over the connection's UDP socket) or
+    /// `stack` (through the WebRTC stack's pipeline: a relayed or TCP pair, or the direct path
+    /// turned off); empty before the first frame.
+    pub media_path: String,
     pub frames_sent: u64,
     pub bytes_sent: u64,
-    /// RTP packets and bytes (headers included) the transport sent.
+    /// RTP packets the transport sent (retransmissions not included).
     pub packets_sent: u64,
+    /// Packets sent again on a NACK.
+    pub packets_retransmitted: u64,
     /// The congestion controller's target, in bits per second.
     pub bandwidth_estimate_bps: f64,
     /// Share of packets the remote reported lost (TWCC feedback).
@@ -222,17 +235,16 @@ const FAST_START_BPS: f64 = 10_000_000.0;
 /// published, and what quality decisions use, is the target itself.
 struct PublishedEstimate {
     gcc: Gcc,
-    target: Arc<AtomicU64>,
-    stats: Arc<Mutex<EstimatorStats>>,
+    out: EstimateOut,
     /// Whether any congestion feedback has arrived.
     informed: bool,
 }
 
 impl PublishedEstimate {
     fn publish(&self) {
-        self.target
-            .store(self.gcc.target_bitrate().to_bits(), Ordering::Relaxed);
-        *self.stats.lock().expect("not poisoned") = self.gcc.stats();
+        if !self.out.stack_silenced.load(Ordering::Relaxed) {
+            self.out.publish(&self.gcc);
+        }
     }
 }
 
@@ -301,11 +313,64 @@ struct Sent {
     bytes: AtomicU64,
 }
 
+/// The direct path of a peer, opened by the first track that sends.
+struct Direct {
+    enabled: bool,
+    connection: Arc<dyn PeerConnection>,
+    runtime: Arc<TapRuntime>,
+    estimate: EstimateOut,
+    initial_bitrate_bps: f64,
+    path: tokio::sync::OnceCell<Option<Arc<DirectPath>>>,
+}
+
+impl Direct {
+    /// The path, opened over the selected candidate pair of `sender`'s transport the first time.
+    async fn path(&self, sender: &dyn RtpSender, transport_cc: Option<u8>) -> Option<Arc<DirectPath>> {
+        if !self.enabled {
+            return None;
+        }
+        self.path
+            .get_or_init(|| async {
+                let fingerprints = super::direct::sdp_fingerprints(&self.connection.local_description().await?.sdp);
+                let pair = selected_udp_pair(sender).await?;
+                DirectPath::open(
+                    &self.runtime,
+                    &fingerprints,
+                    pair,
+                    transport_cc,
+                    self.estimate.clone(),
+                    self.initial_bitrate_bps,
+                )
+            })
+            .await
+            .clone()
+    }
+
+    fn opened(&self) -> Option<&Arc<DirectPath>> {
+        self.path.get().and_then(Option::as_ref)
+    }
+}
+
+/// The local and remote address of the candidate pair `sender`'s transport selected, if it is a
+/// UDP pair that does not go through a relay.
+async fn selected_udp_pair(sender: &dyn RtpSender) -> Option<(SocketAddr, SocketAddr)> {
+    let transport = sender.transport().await.ok()??;
+    let pair = transport.ice_transport().get_selected_candidate_pair().await.ok()??;
+    let (local, remote) = (pair.local(), pair.remote());
+    let udp = |candidate: &RTCIceCandidate| candidate.protocol == RTCIceProtocol::Udp;
+    if local.typ == RTCIceCandidateType::Relay || !udp(local) || !udp(remote) {
+        return None;
+    }
+    let address = |candidate: &RTCIceCandidate| Some(SocketAddr::new(candidate.address.parse().ok()?, candidate.port));
+    Some((address(local)?, address(remote)?))
+}
+
 /// A server peer sending media sources.
 pub struct Peer {
     connection: Arc<dyn PeerConnection>,
     estimate: Arc<AtomicU64>,
     estimator_stats: Arc<Mutex<EstimatorStats>>,
+    direct: Arc<Direct>,
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
     forwarders: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -341,12 +406,20 @@ impl Peer {
         }
         let estimate = Arc::new(AtomicU64::new(config.initial_bitrate_bps.to_bits()));
         let estimator_stats = Arc::new(Mutex::new(EstimatorStats::default()));
-        let estimator = PublishedEstimate {
-            gcc: Gcc::new(config.initial_bitrate_bps, 100_000.0, 50_000_000.0),
+        let estimate_out = EstimateOut {
             target: estimate.clone(),
             stats: estimator_stats.clone(),
+            stack_silenced: Arc::new(AtomicBool::new(false)),
+        };
+        let estimator = PublishedEstimate {
+            gcc: Gcc::new(config.initial_bitrate_bps, 100_000.0, 50_000_000.0),
+            out: estimate_out.clone(),
             informed: false,
         };
+        if config.direct_media {
+            super::direct::prepare();
+        }
+        let runtime = Arc::new(TapRuntime::default());
         // The stack's own pacer would start at a fixed 1 Mbps until the estimate moves.
         let initial_pacing_bps = estimator.target_bitrate();
         let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)
@@ -407,13 +480,23 @@ impl Peer {
                 gathered: gathered_out,
             }))
             .with_udp_addrs(vec![std::net::SocketAddr::new(config.bind, 0)])
+            .with_runtime(runtime.clone())
             .build()
             .await
             .map_err(webrtc_error("creating the peer connection"))?;
+        let connection: Arc<dyn PeerConnection> = Arc::new(connection);
         let peer = Arc::new(Self {
-            connection: Arc::new(connection),
+            connection: connection.clone(),
             estimate,
             estimator_stats,
+            direct: Arc::new(Direct {
+                enabled: config.direct_media,
+                connection,
+                runtime,
+                estimate: estimate_out,
+                initial_bitrate_bps: config.initial_bitrate_bps,
+                path: tokio::sync::OnceCell::new(),
+            }),
             state,
             gathered,
             forwarders: Mutex::new(Vec::new()),
@@ -466,6 +549,7 @@ impl Peer {
             let source = source.clone();
             let sent = self.sent.clone();
             let on_sent = self.on_sent.clone();
+            let direct = self.direct.clone();
             let forwarder = tokio::spawn(async move {
                 // Frames go out once the connection is up and the track has a payload type.
                 if state
@@ -476,7 +560,7 @@ impl Peer {
                     return;
                 }
                 let deadline = Instant::now() + Duration::from_secs(30);
-                let payload_type = loop {
+                let (payload_type, transport_cc) = loop {
                     // The remote may list other codecs first (browsers offer VP8 first): the
                     // payload type is the one negotiated for this track's codec.
                     // Of H.264, the entry of the track's profile if the remote took it, else any.
@@ -490,7 +574,13 @@ impl Peer {
                             .find(|c| h264_profile_of(&c.rtp_codec.sdp_fmtp_line) == profile)
                             .or_else(|| codecs.iter().find(same_codec));
                         if let Some(codec) = chosen {
-                            break codec.payload_type;
+                            let transport_cc = parameters
+                                .rtp_parameters
+                                .header_extensions
+                                .iter()
+                                .find(|extension| extension.uri == rtc::sdp::extmap::TRANSPORT_CC_URI)
+                                .and_then(|extension| u8::try_from(extension.id).ok());
+                            break (codec.payload_type, transport_cc);
                         }
                     }
                     if Instant::now() > deadline {
@@ -499,13 +589,15 @@ impl Peer {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 };
-                let output = Output {
-                    local,
-                    ssrc,
-                    payload_type,
-                    sent,
-                    on_sent,
+                let sink = match direct.path(sender.as_ref(), transport_cc).await {
+                    Some(path) => Sink::Direct(path.track(track.codec, ssrc, payload_type)),
+                    None => Sink::Stack {
+                        local,
+                        ssrc,
+                        payload_type,
+                    },
                 };
+                let output = Output { sink, sent, on_sent };
                 forward(source, track.index, output, subscribed).await;
             });
             self.forwarders.lock().expect("not poisoned").push(forwarder);
@@ -648,6 +740,21 @@ impl Peer {
         };
         for outbound in report.outbound_rtp_streams() {
             stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
+            stats.packets_retransmitted += outbound.retransmitted_packets_sent;
+        }
+        if stats.frames_sent > 0 {
+            stats.media_path = "stack".into();
+        }
+        if let Some(direct) = self.direct.opened() {
+            // The stack sees none of the media: what it reports of it is the direct path's.
+            let direct = direct.stats();
+            stats.media_path = "direct".into();
+            stats.packets_sent = direct.packets_sent;
+            stats.packets_retransmitted = direct.retransmitted;
+            stats.remote_jitter_ms = direct.remote_jitter_ms;
+            stats.rtcp_fraction_lost = direct.rtcp_fraction_lost;
+            stats.rtt_ms = stats.rtt_ms.or(direct.rtt_ms);
+            return stats;
         }
         for entry in report.iter_by_type(RTCStatsType::RemoteInboundRTP) {
             if let RTCStatsReportEntry::RemoteInboundRtp(remote) = entry {
@@ -667,15 +774,26 @@ impl Peer {
         for forwarder in self.forwarders.lock().expect("not poisoned").drain(..) {
             forwarder.abort();
         }
+        if let Some(direct) = self.direct.opened() {
+            direct.stop();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close()).await;
     }
 }
 
-/// Where one track's samples go.
+/// Where one track's frames go: through the stack as samples, or on the direct path.
+enum Sink {
+    Stack {
+        local: Arc<TrackLocalStaticSample>,
+        ssrc: u32,
+        payload_type: u8,
+    },
+    Direct(Arc<DirectTrack>),
+}
+
+/// One track's sink and the counters of what it sent.
 struct Output {
-    local: Arc<TrackLocalStaticSample>,
-    ssrc: u32,
-    payload_type: u8,
+    sink: Sink,
     sent: Arc<Sent>,
     on_sent: Arc<dyn Fn(u64) + Send + Sync>,
 }
@@ -784,19 +902,31 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
 const NACK_BUFFER: u16 = 256;
 
 /// Sends one frame lasting `duration` (the RTP clock advances by it); false once the track is gone.
-async fn send(output: &Output, frame: &Frame, duration: Duration) -> bool {
-    let sample = Sample {
-        data: frame.data.clone(),
-        duration,
-        ..Sample::new(Instant::now())
-    };
-    if let Err(error) = output
-        .local
-        .write_sample(output.ssrc, output.payload_type, &sample, &[])
-        .await
-    {
-        tracing::debug!(%error, "sample not sent");
-        return false;
+async fn send(output: &Output, frame: &Arc<Frame>, duration: Duration) -> bool {
+    match &output.sink {
+        Sink::Stack {
+            local,
+            ssrc,
+            payload_type,
+        } => {
+            let sample = Sample {
+                data: frame.data.clone(),
+                duration,
+                ..Sample::new(Instant::now())
+            };
+            if let Err(error) = local.write_sample(*ssrc, *payload_type, &sample, &[]).await {
+                tracing::debug!(%error, "sample not sent");
+                return false;
+            }
+        }
+        // The RTP clock follows the frames' own timestamps. A frame the socket refused is lost
+        // as on the network (NACKs may bring its packets back); the connection goes on.
+        Sink::Direct(track) => {
+            if let Err(error) = track.send(frame).await {
+                tracing::debug!(%error, "frame not sent");
+                return true;
+            }
+        }
     }
     let bytes = frame.data.len() as u64;
     output.sent.frames.fetch_add(1, Ordering::Relaxed);
@@ -814,8 +944,11 @@ mod tests {
         let target = Arc::new(AtomicU64::new(0));
         let mut estimate = PublishedEstimate {
             gcc: Gcc::new(1_000_000.0, 100_000.0, 50_000_000.0),
-            target: target.clone(),
-            stats: Arc::new(Mutex::new(EstimatorStats::default())),
+            out: EstimateOut {
+                target: target.clone(),
+                stats: Arc::new(Mutex::new(EstimatorStats::default())),
+                stack_silenced: Arc::new(AtomicBool::new(false)),
+            },
             informed: false,
         };
         assert_eq!(estimate.target_bitrate(), FAST_START_BPS);

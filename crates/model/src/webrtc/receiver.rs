@@ -40,9 +40,13 @@ pub struct ReceivedFrame {
 
 type Frames = Arc<Mutex<Vec<ReceivedFrame>>>;
 
+/// Packets that arrived after a later one of their stream: reordered, or sent again on a NACK.
+type Late = Arc<std::sync::atomic::AtomicU64>;
+
 struct Handler {
     candidates: mpsc::Sender<IceCandidate>,
     frames: Frames,
+    late: Late,
     state: watch::Sender<RTCPeerConnectionState>,
     gathered: watch::Sender<bool>,
 }
@@ -66,7 +70,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        tokio::spawn(reassemble(track, self.frames.clone()));
+        tokio::spawn(reassemble(track, self.frames.clone(), self.late.clone()));
     }
 }
 
@@ -84,7 +88,8 @@ fn is_keyframe(mime_type: &str, data: &[u8]) -> bool {
     }
 }
 
-async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
+async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, late: Late) {
+    let mut newest: HashMap<u32, u16> = HashMap::new();
     let mut vp8 = Vp8Packet::default();
     let mut h264 = H264Packet::default();
     let mut mime_types: HashMap<u32, String> = HashMap::new();
@@ -94,6 +99,17 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames) {
             continue;
         };
         let ssrc = packet.header.ssrc;
+        let sequence = packet.header.sequence_number;
+        match newest.get(&ssrc) {
+            // Behind the newest by less than half the sequence space: older.
+            Some(newest) if sequence != *newest && newest.wrapping_sub(sequence) < 0x8000 => {
+                late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            _ => {
+                newest.insert(ssrc, sequence);
+            }
+        }
         let mime_type = match mime_types.get(&ssrc) {
             Some(mime_type) => mime_type.clone(),
             None => {
@@ -143,6 +159,7 @@ fn error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
 pub struct Receiver {
     connection: Arc<dyn PeerConnection>,
     frames: Frames,
+    late: Late,
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
 }
@@ -150,6 +167,16 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver bound to `bind`, and its local candidates to trickle.
     pub async fn new(bind: IpAddr) -> Result<(Self, mpsc::Receiver<IceCandidate>)> {
+        Self::build(bind, super::direct::TapRuntime::default()).await
+    }
+
+    /// A receiver that loses one in `every` RTP packet it is sent (the network's doing, as far
+    /// as the sender can tell), for trying recovery.
+    pub async fn losing_one_in(every: u32, bind: IpAddr) -> Result<(Self, mpsc::Receiver<IceCandidate>)> {
+        Self::build(bind, super::direct::TapRuntime::losing_one_in(every)).await
+    }
+
+    async fn build(bind: IpAddr, runtime: super::direct::TapRuntime) -> Result<(Self, mpsc::Receiver<IceCandidate>)> {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(error("codecs"))?;
         // H.264 main too, which the defaults lack (as the server announces it).
@@ -161,6 +188,7 @@ impl Receiver {
         let (state_out, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_out, gathered) = watch::channel(false);
         let frames: Frames = Arc::default();
+        let late: Late = Arc::default();
         let connection = PeerConnectionBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)
@@ -172,10 +200,12 @@ impl Receiver {
             .with_handler(Arc::new(Handler {
                 candidates: candidates_out,
                 frames: frames.clone(),
+                late: late.clone(),
                 state: state_out,
                 gathered: gathered_out,
             }))
             .with_udp_addrs(vec![std::net::SocketAddr::new(bind, 0)])
+            .with_runtime(Arc::new(runtime))
             .build()
             .await
             .map_err(error("creating the peer connection"))?;
@@ -183,6 +213,7 @@ impl Receiver {
             Self {
                 connection: Arc::new(connection),
                 frames,
+                late,
                 state,
                 gathered,
             },
@@ -279,6 +310,27 @@ impl Receiver {
     /// Frames received so far, without copying them.
     pub fn frame_count(&self) -> usize {
         self.frames.lock().expect("not poisoned").len()
+    }
+
+    /// Packets that arrived after a later one of their stream (sent again on a NACK, or
+    /// reordered), left out of the frames.
+    pub fn late_packets(&self) -> u64 {
+        self.late.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// RTCP sender reports received, over all streams.
+    pub async fn sender_reports(&self) -> u64 {
+        let report = self
+            .connection
+            .get_stats(Instant::now(), rtc::statistics::StatsSelector::None)
+            .await;
+        report
+            .iter()
+            .filter_map(|entry| match entry {
+                rtc::statistics::report::RTCStatsReportEntry::RemoteOutboundRtp(remote) => Some(remote.reports_sent),
+                _ => None,
+            })
+            .sum()
     }
 
     pub async fn close(&self) {

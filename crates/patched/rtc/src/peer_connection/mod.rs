@@ -248,6 +248,8 @@ pub(crate) mod handler;
 mod internal;
 pub mod message;
 pub mod sdp;
+// Patched: an application's own copy of the SRTP contexts.
+pub mod srtp_export;
 pub mod state;
 pub mod transport;
 

@@ -217,6 +217,8 @@ impl<'a>
             let mut messages = vec![];
             let mut peer_closed = false;
             let mut srtp_contexts = None;
+            // Patched: the application's copy of the contexts.
+            let mut exported_contexts = None;
             let mut srtp_profile_for_stats: Option<SrtpProtectionProfile> = None;
             let mut peer_certificates_for_stats: Vec<Vec<u8>> = vec![];
             let mut dtls_cipher_for_stats: Option<String> = None;
@@ -257,6 +259,14 @@ impl<'a>
                                     &self.ctx.dtls_transport.crypto_provider,
                                 )?;
                             srtp_contexts = Some((local_srtp_context, remote_srtp_context));
+                            // Patched: the application may take its own copy of the contexts.
+                            if crate::peer_connection::srtp_export::hook().is_some() {
+                                exported_contexts = Some(DtlsHandler::update_srtp_contexts(
+                                    state,
+                                    &self.ctx.dtls_transport.replay_protection,
+                                    &self.ctx.dtls_transport.crypto_provider,
+                                )?);
+                            }
                         } else {
                             warn!(
                                 "Unable to find connection state for {}",
@@ -281,6 +291,30 @@ impl<'a>
                     now: transmit.now,
                     transport: transmit.transport,
                     message: RTCMessageInternal::Dtls(DTLSMessage::Raw(transmit.message)),
+                });
+            }
+
+            // Patched: hand the application its copy, named by the local certificates.
+            if let (Some((local, remote)), Some(hook)) = (
+                exported_contexts,
+                crate::peer_connection::srtp_export::hook(),
+            ) {
+                let transport = &self.ctx.dtls_transport;
+                let local_fingerprints = transport
+                    .certificates
+                    .iter()
+                    .filter_map(|certificate| {
+                        certificate
+                            .get_fingerprints(transport.crypto_provider.crypto())
+                            .ok()
+                    })
+                    .flatten()
+                    .map(|fingerprint| fingerprint.value)
+                    .collect();
+                hook(crate::peer_connection::srtp_export::ExportedSrtp {
+                    local_fingerprints,
+                    local,
+                    remote,
                 });
             }
 
