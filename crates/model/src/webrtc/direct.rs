@@ -19,12 +19,12 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, History, convert_twcc};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, convert_twcc};
 use rtc::peer_connection::srtp_export::{ExportedSrtp, set_srtp_export_hook};
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -33,12 +33,12 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp::packetizer::Payloader;
 use rtc::shared::marshal::{Marshal, MarshalSize};
 use rtc::srtp::context::Context as SrtpContext;
-use tokio::sync::mpsc;
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime, TokioRuntime,
     Transmit,
 };
 
+use super::transport_history::TransportHistory;
 use crate::media::{Codec, Frame};
 
 /// The RTP packet size the payloads are cut for (before header extensions and the SRTP tag), as
@@ -51,8 +51,6 @@ const MAX_GSO_BYTES: usize = 65_000;
 const NACK_HISTORY: usize = 512;
 /// How often sender reports go out, and the estimator's timers run.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// Sent packets GCC waits to hear about before taking them for lost.
-const FEEDBACK_HORIZON: Duration = Duration::from_secs(10);
 /// Exported contexts nobody claimed are dropped after this long.
 const EXPORT_LIFETIME: Duration = Duration::from_secs(60);
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
@@ -126,7 +124,8 @@ impl InboundLoss {
 #[derive(Debug)]
 pub(crate) struct TappedSocket {
     inner: Arc<dyn AsyncUdpSocket>,
-    rtcp: OnceLock<mpsc::Sender<Bytes>>,
+    /// The direct path reading this socket's RTCP, once there is one.
+    rtcp: OnceLock<Weak<DirectPath>>,
     loss: Option<Arc<InboundLoss>>,
 }
 
@@ -156,15 +155,17 @@ impl TappedSocket {
 /// media: the stack, which sent none of it, would only spend a turn of its loop on each. What is
 /// left (STUN, DTLS) is moved to the front; returns how many messages that is. A message that
 /// holds RTCP and something else (coalesced by GRO) is copied to the path and left to the stack.
-fn take_rtcp(rtcp: &mpsc::Sender<Bytes>, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta], count: usize) -> usize {
+fn take_rtcp(rtcp: &Weak<DirectPath>, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta], count: usize) -> usize {
+    let Some(path) = rtcp.upgrade() else {
+        return count;
+    };
     let mut kept = 0;
     for index in 0..count {
         let received = &bufs[index][..meta[index].len];
         let mut only_rtcp = true;
         for datagram in received.chunks(meta[index].stride.max(1)) {
             if is_rtcp(datagram) {
-                // A full queue loses feedback, as the network may.
-                let _ = rtcp.try_send(Bytes::copy_from_slice(datagram));
+                path.on_rtcp(datagram);
             } else {
                 only_rtcp = false;
             }
@@ -363,10 +364,9 @@ pub(crate) struct DirectStats {
     pub rtcp_fraction_lost: Option<f64>,
 }
 
-/// Transport-wide sequence numbers and the record GCC matches feedback against.
+/// The record of what was sent that GCC matches feedback against, and GCC.
 struct Congestion {
-    next_sequence: u16,
-    history: History,
+    history: TransportHistory,
     gcc: Gcc,
 }
 
@@ -409,6 +409,8 @@ pub(crate) struct DirectPath {
     destination: SocketAddr,
     gso_segments: usize,
     srtp: Mutex<SrtpContext>,
+    /// Opens the RTCP the remote sends.
+    remote: Mutex<SrtpContext>,
     transport_cc: Option<u8>,
     congestion: Mutex<Congestion>,
     estimate: EstimateOut,
@@ -442,10 +444,6 @@ impl DirectPath {
         let exported = fingerprints
             .iter()
             .find_map(|fingerprint| claim_exported(fingerprint))?;
-        let (rtcp_out, rtcp_in) = mpsc::channel(256);
-        if socket.rtcp.set(rtcp_out).is_err() {
-            return None;
-        }
         estimate.stack_silenced.store(true, Ordering::Relaxed);
         let gcc = Gcc::new(initial_bitrate_bps, 100_000.0, 50_000_000.0);
         estimate.publish(&gcc);
@@ -454,10 +452,10 @@ impl DirectPath {
             socket,
             destination,
             srtp: Mutex::new(exported.local),
+            remote: Mutex::new(exported.remote),
             transport_cc,
             congestion: Mutex::new(Congestion {
-                next_sequence: rand::random(),
-                history: History::new(),
+                history: TransportHistory::starting_at(rand::random()),
                 gcc,
             }),
             estimate,
@@ -468,7 +466,9 @@ impl DirectPath {
             tasks: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&path);
-        let feedback = tokio::spawn(read_feedback(weak.clone(), exported.remote, rtcp_in));
+        if path.socket.rtcp.set(weak.clone()).is_err() {
+            return None;
+        }
         let reports = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REPORT_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -478,7 +478,7 @@ impl DirectPath {
                 path.on_tick().await;
             }
         });
-        path.tasks.lock().expect("not poisoned").extend([feedback, reports]);
+        path.tasks.lock().expect("not poisoned").push(reports);
         Some(path)
     }
 
@@ -537,24 +537,15 @@ impl DirectPath {
             let mut srtp = self.srtp.lock().expect("not poisoned");
             let mut congestion = self.transport_cc.map(|_| self.congestion.lock().expect("not poisoned"));
             for sent in packets {
-                let transport_sequence = congestion.as_mut().map(|congestion| {
-                    let sequence = congestion.next_sequence;
-                    congestion.next_sequence = sequence.wrapping_add(1);
-                    sequence
-                });
+                let transport_sequence = congestion.as_ref().map(|congestion| congestion.history.next_sequence());
                 let (header, plain) = track.build(sent, self.transport_cc.zip(transport_sequence));
                 let protected = srtp
                     .encrypt_rtp_with_header(&plain, &header)
                     .map_err(io::Error::other)?;
-                if let (Some(congestion), Some(sequence)) = (congestion.as_mut(), transport_sequence) {
-                    congestion.history.add_outgoing(
-                        track.ssrc,
-                        sent.sequence,
-                        true,
-                        sequence,
-                        protected.len(),
-                        departure,
-                    );
+                if let Some(congestion) = congestion.as_mut() {
+                    congestion
+                        .history
+                        .record(track.ssrc, sent.sequence, protected.len(), departure);
                 }
                 datagrams.push(protected);
             }
@@ -619,7 +610,6 @@ impl DirectPath {
         {
             let mut congestion = self.congestion.lock().expect("not poisoned");
             congestion.gcc.handle_timeout(now);
-            congestion.history.prune_before(now - FEEDBACK_HORIZON);
             self.estimate.publish(&congestion.gcc);
         }
         let tracks = self.tracks.lock().expect("not poisoned").clone();
@@ -651,6 +641,28 @@ impl DirectPath {
         }
     }
 
+    /// One RTCP datagram from the remote, as the socket reads it (on the connection's driver: the
+    /// work is short, and a NACK's answer is sent from a task of its own).
+    fn on_rtcp(self: &Arc<Self>, datagram: &[u8]) {
+        let now = Instant::now();
+        let Ok(plain) = self.remote.lock().expect("not poisoned").decrypt_rtcp(datagram) else {
+            return;
+        };
+        let Ok(packets) = rtc::rtcp::packet::unmarshal(&mut plain.freeze()) else {
+            return;
+        };
+        for packet in packets {
+            let packet = packet.as_any();
+            if let Some(feedback) = packet.downcast_ref::<TransportLayerCc>() {
+                self.on_transport_cc(feedback, now);
+            } else if let Some(nack) = packet.downcast_ref::<TransportLayerNack>() {
+                self.on_nack(nack);
+            } else if let Some(report) = packet.downcast_ref::<ReceiverReport>() {
+                self.on_receiver_report(report, now);
+            }
+        }
+    }
+
     fn track_of(&self, ssrc: u32) -> Option<Arc<DirectTrack>> {
         self.tracks
             .lock()
@@ -663,7 +675,7 @@ impl DirectPath {
     fn on_transport_cc(&self, feedback: &TransportLayerCc, now: Instant) {
         let mut congestion = self.congestion.lock().expect("not poisoned");
         for acknowledgement in convert_twcc(feedback) {
-            congestion.history.on_twcc_feedback(now, acknowledgement);
+            congestion.history.acknowledge(acknowledgement);
         }
         let reports = congestion.history.take_reports();
         if !reports.is_empty() {
@@ -699,7 +711,7 @@ impl DirectPath {
         }
     }
 
-    async fn on_nack(&self, nack: &TransportLayerNack) {
+    fn on_nack(self: &Arc<Self>, nack: &TransportLayerNack) {
         let Some(track) = self.track_of(nack.media_ssrc) else {
             return;
         };
@@ -715,39 +727,18 @@ impl DirectPath {
             return;
         }
         self.retransmitted.fetch_add(packets.len() as u64, Ordering::Relaxed);
-        if let Err(error) = self.send_packets(&track, &packets, Instant::now()).await {
-            tracing::debug!(%error, "retransmission not sent");
-        }
+        let path = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = path.send_packets(&track, &packets, Instant::now()).await {
+                tracing::debug!(%error, "retransmission not sent");
+            }
+        });
     }
 }
 
 impl Drop for DirectPath {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Reads the connection's RTCP (copies the tapped socket gives) until the path goes.
-async fn read_feedback(path: std::sync::Weak<DirectPath>, mut remote: SrtpContext, mut rtcp: mpsc::Receiver<Bytes>) {
-    while let Some(datagram) = rtcp.recv().await {
-        let Some(path) = path.upgrade() else { return };
-        let now = Instant::now();
-        let Ok(plain) = remote.decrypt_rtcp(&datagram) else {
-            continue;
-        };
-        let Ok(packets) = rtc::rtcp::packet::unmarshal(&mut plain.freeze()) else {
-            continue;
-        };
-        for packet in packets {
-            let packet = packet.as_any();
-            if let Some(feedback) = packet.downcast_ref::<TransportLayerCc>() {
-                path.on_transport_cc(feedback, now);
-            } else if let Some(nack) = packet.downcast_ref::<TransportLayerNack>() {
-                path.on_nack(nack).await;
-            } else if let Some(report) = packet.downcast_ref::<ReceiverReport>() {
-                path.on_receiver_report(report, now);
-            }
-        }
     }
 }
 

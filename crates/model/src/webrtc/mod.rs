@@ -7,6 +7,7 @@ pub mod peer;
 pub mod quality;
 pub mod receiver;
 pub mod service;
+mod transport_history;
 
 pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source};
 pub use quality::{AdaptiveSwitch, Quality};
