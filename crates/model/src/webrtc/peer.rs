@@ -14,7 +14,8 @@ use rtc::interceptor::{
 use rtc::media::Sample;
 use rtc::peer_connection::transport::{RTCIceCandidate, RTCIceCandidateType, RTCIceProtocol};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::statistics::StatsSelector;
 use rtc::statistics::report::RTCStatsReportEntry;
@@ -62,6 +63,38 @@ pub struct PeerConfig {
     /// Media of connections over a UDP pair of ours goes on the direct path
     /// ([`super::direct`]) rather than through the stack's per-connection pipeline.
     pub direct_media: bool,
+}
+
+impl PeerConfig {
+    /// Whether a connection may go through a TURN relay, where the direct path cannot go.
+    pub fn may_relay(&self) -> bool {
+        self.ice_servers
+            .iter()
+            .flat_map(|server| &server.urls)
+            .any(|url| url.starts_with("turn:") || url.starts_with("turns:"))
+    }
+}
+
+/// Has the SDP offer what the direct path answers for: NACK and PLI on video, transport-wide
+/// congestion control on both kinds.
+fn announce_direct_feedback(media: &mut MediaEngine) -> std::result::Result<(), webrtc::error::Error> {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
+    };
+    media.register_feedback(feedback("nack", ""), RtpCodecKind::Video);
+    media.register_feedback(feedback("nack", "pli"), RtpCodecKind::Video);
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        media.register_feedback(feedback("transport-cc", ""), kind);
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.into(),
+            },
+            kind,
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 impl Default for PeerConfig {
@@ -420,23 +453,33 @@ impl Peer {
             super::direct::prepare();
         }
         let runtime = Arc::new(TapRuntime::default());
-        // The stack's own pacer would start at a fixed 1 Mbps until the estimate moves.
-        let initial_pacing_bps = estimator.target_bitrate();
-        let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)
-            .map_err(webrtc_error("congestion control"))?;
-        let registry = register_default_interceptors(registry, &mut media)
-            .map_err(webrtc_error("interceptors"))?
-            // Packets kept per viewer for retransmission. The default 1024 held ~18 s of a 0.5 Mbps
-            // video, about 1.5 MB: most of a viewer's memory. A NACK is worth answering only
-            // within the receiver's jitter buffer; 256 still covers half a second at 4 Mbps.
-            .with(
-                Slot::NackResponder,
-                NackResponderBuilder::new().with_size(NACK_BUFFER).build(),
-            )
-            .with(
-                Slot::Pacer,
-                PacerBuilder::new().with_target_bitrate(initial_pacing_bps).build(),
-            );
+        let registry = if config.direct_media && !config.may_relay() {
+            // Every candidate pair is a UDP socket of ours, so the direct path carries all the
+            // media: the stack negotiates what it answers for, and runs no media pipeline (whose
+            // timers would wake every connection's driver many times a second for nothing).
+            announce_direct_feedback(&mut media).map_err(webrtc_error("feedback"))?;
+            Registry::new()
+        } else {
+            // The stack's own pacer would start at a fixed 1 Mbps until the estimate moves.
+            let initial_pacing_bps = estimator.target_bitrate();
+            let registry =
+                configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)
+                    .map_err(webrtc_error("congestion control"))?;
+            register_default_interceptors(registry, &mut media)
+                .map_err(webrtc_error("interceptors"))?
+                // Packets kept per viewer for retransmission. The default 1024 held ~18 s of a
+                // 0.5 Mbps video, about 1.5 MB: most of a viewer's memory. A NACK is worth
+                // answering only within the receiver's jitter buffer; 256 still covers half a
+                // second at 4 Mbps.
+                .with(
+                    Slot::NackResponder,
+                    NackResponderBuilder::new().with_size(NACK_BUFFER).build(),
+                )
+                .with(
+                    Slot::Pacer,
+                    PacerBuilder::new().with_target_bitrate(initial_pacing_bps).build(),
+                )
+        };
         let ice_servers = config
             .ice_servers
             .iter()
