@@ -107,7 +107,7 @@ fn trickle(
 
 /// Waits up to a second for an asynchronous condition.
 async fn wait_for_async<F: std::future::Future<Output = bool>>(what: impl Fn() -> F) -> bool {
-    for _ in 0..20 {
+    for _ in 0..60 {
         if what().await {
             return true;
         }
@@ -621,4 +621,47 @@ async fn a_viewer_that_vanishes_without_a_word_is_closed_after_the_ice_timeouts(
         .any(|(kind, data)| *kind == NotificationType::WebrtcConnectionClosed && data["reason"] == "failed");
     assert!(closed, "{:?}", f.notifications.lock().unwrap());
     viewer.relays.iter().for_each(|r| r.abort());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_packets_are_sent_again_and_reports_flow_both_ways() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let cid = add(&f.content, "vp8.ivf").await;
+    let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
+    let lossy = Receiver::losing_one_in(5, [127, 0, 0, 1].into()).await.unwrap();
+    let viewer = Viewer::join(&f.hub, offer, lossy).await;
+    let receiver = viewer.receiver.clone();
+
+    // The receiver loses one packet in five and asks for them again (NACK): they come, late
+    // (and are left out of its frames, which it assembles as packets come).
+    assert!(
+        wait_for(|| receiver.late_packets() > 0, Duration::from_secs(5)).await,
+        "no packet came again; {} frames",
+        receiver.frame_count()
+    );
+    assert!(
+        wait_for(|| receiver.frame_count() >= 15, Duration::from_secs(10)).await,
+        "{}",
+        receiver.frame_count()
+    );
+    let stats = f.hub.stats(&viewer.pc_id).await.unwrap();
+    assert_eq!(stats.transport.media_path, "direct");
+    assert!(stats.transport.packets_retransmitted > 0, "{stats:?}");
+
+    // Sender reports reached the receiver (a second apart): its receiver reports come back with
+    // them, and give the round trip.
+    let hub = f.hub.clone();
+    let pc_id = viewer.pc_id.clone();
+    assert!(
+        wait_for_async(|| {
+            let (hub, pc_id) = (hub.clone(), pc_id.clone());
+            async move {
+                let transport = hub.stats(&pc_id).await.unwrap().transport;
+                transport.rtcp_rtt_ms.is_some() && transport.remote_jitter_ms.is_some()
+            }
+        })
+        .await,
+        "no receiver report answering a sender report"
+    );
+    viewer.leave().await;
 }

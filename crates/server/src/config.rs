@@ -32,6 +32,9 @@ pub struct Config {
     pub webrtc_max_streams: usize,
     pub webrtc_max_viewers_per_stream: usize,
     pub webrtc_max_connections: usize,
+    /// Media goes on the server's own path over each connection's UDP socket rather than through
+    /// the WebRTC stack's pipeline (see the README); off only to compare the two.
+    pub webrtc_direct_media: bool,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             webrtc_max_streams: 100,
             webrtc_max_viewers_per_stream: 1000,
             webrtc_max_connections: 2000,
+            webrtc_direct_media: true,
         }
     }
 }
@@ -81,6 +85,7 @@ struct FileConfig {
     webrtc_max_streams: Option<usize>,
     webrtc_max_viewers_per_stream: Option<usize>,
     webrtc_max_connections: Option<usize>,
+    webrtc_direct_media: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -163,6 +168,7 @@ impl Config {
                 .webrtc_max_viewers_per_stream
                 .unwrap_or(defaults.webrtc_max_viewers_per_stream),
             webrtc_max_connections: file.webrtc_max_connections.unwrap_or(defaults.webrtc_max_connections),
+            webrtc_direct_media: file.webrtc_direct_media.unwrap_or(defaults.webrtc_direct_media),
         };
         config.validate()?;
         Ok(config)
@@ -246,7 +252,7 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let config = file(
             "data_dir = \"/srv/ipfs\"\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\nlog_format = \"json\"\n\
-             max_stream_records = 10\nrecord_streams = false\ninstrumentation = false\n",
+             max_stream_records = 10\nrecord_streams = false\ninstrumentation = false\nwebrtc_direct_media = false\n",
         );
         let global = GlobalOptions {
             config: Some(config.path().to_owned()),
@@ -259,7 +265,7 @@ mod tests {
         };
         let loaded = Config::load(&global, Some(&serve)).unwrap();
         assert_eq!(loaded.max_stream_records, 20);
-        assert!(!loaded.record_streams && !loaded.instrumentation);
+        assert!(!loaded.record_streams && !loaded.instrumentation && !loaded.webrtc_direct_media);
         assert_eq!(loaded.data_dir, PathBuf::from("/flag/dir"));
         assert_eq!(loaded.listen, "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!(loaded.max_upload_bytes, 5);

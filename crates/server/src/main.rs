@@ -82,6 +82,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
                         .collect(),
                     // ICE binds where HTTP listens: loopback stays loopback, a LAN address its LAN.
                     bind: config.listen.ip(),
+                    direct_media: config.webrtc_direct_media,
                     ..Default::default()
                 },
                 limits: model::webrtc::WebRtcLimits {

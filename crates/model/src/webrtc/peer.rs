@@ -177,7 +177,10 @@ pub struct PeerStats {
     pub bandwidth_estimate_bps: f64,
     /// Share of packets the remote reported lost (TWCC feedback).
     pub packet_loss: f64,
+    /// Round trip time, from the congestion controller's feedback or else RTCP.
     pub rtt_ms: Option<f64>,
+    /// Round trip time from RTCP receiver reports (which answer our sender reports).
+    pub rtcp_rtt_ms: Option<f64>,
     /// Interarrival jitter the remote reported in RTCP receiver reports, in milliseconds.
     pub remote_jitter_ms: Option<f64>,
     /// Share of packets lost the remote reported in its last RTCP receiver report (the worst of
@@ -796,6 +799,7 @@ impl Peer {
             stats.packets_retransmitted = direct.retransmitted;
             stats.remote_jitter_ms = direct.remote_jitter_ms;
             stats.rtcp_fraction_lost = direct.rtcp_fraction_lost;
+            stats.rtcp_rtt_ms = direct.rtt_ms;
             stats.rtt_ms = stats.rtt_ms.or(direct.rtt_ms);
             return stats;
         }
@@ -804,8 +808,9 @@ impl Peer {
                 let jitter = remote.received_rtp_stream_stats.jitter * 1000.0;
                 stats.remote_jitter_ms = Some(stats.remote_jitter_ms.unwrap_or(0.0).max(jitter));
                 stats.rtcp_fraction_lost = Some(stats.rtcp_fraction_lost.unwrap_or(0.0).max(remote.fraction_lost));
-                if stats.rtt_ms.is_none() && remote.round_trip_time_measurements > 0 {
-                    stats.rtt_ms = Some(remote.round_trip_time * 1000.0);
+                if remote.round_trip_time_measurements > 0 {
+                    stats.rtcp_rtt_ms = Some(remote.round_trip_time * 1000.0);
+                    stats.rtt_ms = stats.rtt_ms.or(stats.rtcp_rtt_ms);
                 }
             }
         }

@@ -318,21 +318,6 @@ impl Receiver {
         self.late.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// RTCP sender reports received, over all streams.
-    pub async fn sender_reports(&self) -> u64 {
-        let report = self
-            .connection
-            .get_stats(Instant::now(), rtc::statistics::StatsSelector::None)
-            .await;
-        report
-            .iter()
-            .filter_map(|entry| match entry {
-                rtc::statistics::report::RTCStatsReportEntry::RemoteOutboundRtp(remote) => Some(remote.reports_sent),
-                _ => None,
-            })
-            .sum()
-    }
-
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close()).await;
     }
