@@ -6,7 +6,7 @@
 #      server's CPU per viewer over a steady window;
 #  (c) the server's memory per viewer (RSS with N viewers minus RSS of the fresh server before, over
 #      N; the stream's own buffer and demuxer are shared out among the viewers).
-# Usage: scripts/bench-webrtc.sh [viewer counts, default "10 50 100 200"] [big file MiB, default 1024]
+# Usage: [WEBRTC_THREADS=N] scripts/bench-webrtc.sh [viewer counts, default "10 50 100 200"] [big file MiB, default 1024]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=${1:-"10 50 100 200"}
@@ -26,6 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 export IPFS_STREAM_DATA_DIR="$work/repo"
+# WEBRTC_THREADS=N runs the server with that many WebRTC threads (its default otherwise).
+if [ -n "${WEBRTC_THREADS:-}" ]; then
+  echo "webrtc_threads = $WEBRTC_THREADS" >"$work/config.toml"
+  export IPFS_STREAM_CONFIG="$work/config.toml"
+fi
 
 # A 20 s VP8 clip at ~1 Mbps, looped (stream copy) into the sizes we need. The grain keeps the
 # encoder at its target: a plain test pattern compresses to half of it.

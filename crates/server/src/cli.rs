@@ -22,7 +22,7 @@ pub struct GlobalOptions {
     /// notification_idle_timeout_secs, notification_history, record_streams, sample_interval_ms,
     /// metrics_retention_hours, max_stream_records, anomaly_detector, allow_fault_injection,
     /// instrumentation, webrtc_ice_servers, webrtc_max_streams, webrtc_max_viewers_per_stream,
-    /// webrtc_max_connections, webrtc_direct_media).
+    /// webrtc_max_connections, webrtc_direct_media, webrtc_threads).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the embedded store and the database [default: ./ipfs-stream-data].

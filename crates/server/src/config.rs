@@ -35,6 +35,9 @@ pub struct Config {
     /// Media goes on the server's own path over each connection's UDP socket rather than through
     /// the WebRTC stack's pipeline (see the README); off only to compare the two.
     pub webrtc_direct_media: bool,
+    /// Threads of the runtime peers and playbacks run on. One is the most efficient while it keeps
+    /// up (no wake-ups across threads); more carry more viewers on more cores.
+    pub webrtc_threads: usize,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             webrtc_max_viewers_per_stream: 1000,
             webrtc_max_connections: 2000,
             webrtc_direct_media: true,
+            webrtc_threads: 2,
         }
     }
 }
@@ -86,6 +90,7 @@ struct FileConfig {
     webrtc_max_viewers_per_stream: Option<usize>,
     webrtc_max_connections: Option<usize>,
     webrtc_direct_media: Option<bool>,
+    webrtc_threads: Option<usize>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, Error> {
@@ -169,6 +174,7 @@ impl Config {
                 .unwrap_or(defaults.webrtc_max_viewers_per_stream),
             webrtc_max_connections: file.webrtc_max_connections.unwrap_or(defaults.webrtc_max_connections),
             webrtc_direct_media: file.webrtc_direct_media.unwrap_or(defaults.webrtc_direct_media),
+            webrtc_threads: file.webrtc_threads.unwrap_or(defaults.webrtc_threads),
         };
         config.validate()?;
         Ok(config)
@@ -207,10 +213,14 @@ impl Config {
             ("webrtc_max_streams", self.webrtc_max_streams),
             ("webrtc_max_viewers_per_stream", self.webrtc_max_viewers_per_stream),
             ("webrtc_max_connections", self.webrtc_max_connections),
+            ("webrtc_threads", self.webrtc_threads),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key}: must be at least 1")));
             }
+        }
+        if self.webrtc_threads > 64 {
+            return Err(Error::Config("webrtc_threads: at most 64".into()));
         }
         if self.metrics_retention_hours == 0 {
             return Err(Error::Config("metrics_retention_hours: must be at least 1".into()));
@@ -282,6 +292,8 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("max_upload_bytes = 0", "max_upload_bytes"),
             ("max_stream_records = 0", "max_stream_records"),
+            ("webrtc_threads = 0", "webrtc_threads"),
+            ("webrtc_threads = 65", "webrtc_threads"),
             ("kubo_api = \"https://example.invalid\"", "kubo_api"),
             ("log_format = \"xml\"", "log_format"),
             ("colour = \"blue\"", "colour"),

@@ -92,7 +92,15 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
                 },
                 ..Default::default()
             };
-            serve::run(services, config.listen, limits, monitoring, webrtc).await?
+            serve::run(
+                services,
+                config.listen,
+                limits,
+                monitoring,
+                webrtc,
+                config.webrtc_threads,
+            )
+            .await?
         }
         Command::Add {
             path,

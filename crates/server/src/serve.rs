@@ -29,11 +29,12 @@ pub async fn run(
     limits: controllers::Limits,
     monitoring: Monitoring,
     webrtc: model::webrtc::WebRtcConfig,
+    webrtc_threads: usize,
 ) -> Result<(), Error> {
     // Peers and playbacks get their own threads, so media never waits on HTTP workers (and the
     // other way round).
     let media_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(webrtc_threads)
         .thread_name("webrtc")
         .enable_all()
         .build()
