@@ -26,7 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export IPFS_STREAM_DATA_DIR="$work/repo"
-# WEBRTC_THREADS=N runs the server with that many WebRTC threads (its default otherwise).
+# WEBRTC_THREADS=N runs the server with that many WebRTC threads (its default, half the cores, otherwise).
 if [ -n "${WEBRTC_THREADS:-}" ]; then
   echo "webrtc_threads = $WEBRTC_THREADS" >"$work/config.toml"
   export IPFS_STREAM_CONFIG="$work/config.toml"

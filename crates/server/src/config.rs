@@ -35,8 +35,9 @@ pub struct Config {
     /// Media goes on the server's own path over each connection's UDP socket rather than through
     /// the WebRTC stack's pipeline (see the README); off only to compare the two.
     pub webrtc_direct_media: bool,
-    /// Threads of the runtime peers and playbacks run on. One is the most efficient while it keeps
-    /// up (no wake-ups across threads); more carry more viewers on more cores.
+    /// Threads of the runtime peers and playbacks run on: half the cores by default, the other
+    /// half left to HTTP, demuxing and the database. One is the most efficient while it keeps up
+    /// (no wake-up crosses threads); more carry more viewers on more cores.
     pub webrtc_threads: usize,
 }
 
@@ -62,7 +63,7 @@ impl Default for Config {
             webrtc_max_viewers_per_stream: 1000,
             webrtc_max_connections: 2000,
             webrtc_direct_media: true,
-            webrtc_threads: 2,
+            webrtc_threads: std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
         }
     }
 }
