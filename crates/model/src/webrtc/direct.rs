@@ -53,14 +53,18 @@ const NACK_HISTORY: usize = 512;
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Exported contexts nobody claimed are dropped after this long.
 const EXPORT_LIFETIME: Duration = Duration::from_secs(60);
+/// The range GCC's estimate moves in, in bits per second.
+const MIN_BITRATE_BPS: f64 = 100_000.0;
+const MAX_BITRATE_BPS: f64 = 50_000_000.0;
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// The SRTP contexts of completed handshakes, until their connection claims them.
 static EXPORTED: Mutex<Vec<(Instant, ExportedSrtp)>> = Mutex::new(Vec::new());
 
-/// Has the stack hand over its SRTP contexts from now on (once per process).
-fn export_srtp_contexts() {
+/// Has the stack hand over its SRTP contexts from now on (once per process): what the direct
+/// path of any later connection needs.
+pub(crate) fn export_srtp_contexts() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         set_srtp_export_hook(Box::new(|exported| {
@@ -119,8 +123,8 @@ impl InboundLoss {
     }
 }
 
-/// A UDP socket of the stack's that also gives a copy of the RTCP it receives to the direct path
-/// (and may lose media on purpose).
+/// A UDP socket of the stack's whose RTCP goes to the direct path once there is one (and which may
+/// lose media on purpose).
 #[derive(Debug)]
 pub(crate) struct TappedSocket {
     inner: Arc<dyn AsyncUdpSocket>,
@@ -329,6 +333,11 @@ impl Runtime for TapRuntime {
     }
 }
 
+/// GCC starting at `initial_bitrate_bps`, within the range an estimate may take.
+pub(crate) fn new_gcc(initial_bitrate_bps: f64) -> Gcc {
+    Gcc::new(initial_bitrate_bps, MIN_BITRATE_BPS, MAX_BITRATE_BPS)
+}
+
 /// Where the bandwidth estimate of a peer is published, by the stack's congestion controller or
 /// by the direct path's, whichever carries the media.
 #[derive(Clone)]
@@ -395,7 +404,9 @@ struct TrackState {
 
 /// A track sent on the direct path.
 pub(crate) struct DirectTrack {
-    path: Arc<DirectPath>,
+    /// Weak: the path keeps its tracks (their counters and NACK record outlive their forwarders),
+    /// and goes with its connection.
+    path: Weak<DirectPath>,
     codec: Codec,
     ssrc: u32,
     payload_type: u8,
@@ -419,7 +430,7 @@ pub(crate) struct DirectPath {
     reports_sent: Mutex<VecDeque<(u32, Instant)>>,
     rtt_ms: Mutex<Option<f64>>,
     retransmitted: AtomicU64,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    reports: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl DirectPath {
@@ -445,7 +456,7 @@ impl DirectPath {
             .iter()
             .find_map(|fingerprint| claim_exported(fingerprint))?;
         estimate.stack_silenced.store(true, Ordering::Relaxed);
-        let gcc = Gcc::new(initial_bitrate_bps, 100_000.0, 50_000_000.0);
+        let gcc = new_gcc(initial_bitrate_bps);
         estimate.publish(&gcc);
         let path = Arc::new(Self {
             gso_segments: socket.max_gso_segments().clamp(1, 64),
@@ -463,7 +474,7 @@ impl DirectPath {
             reports_sent: Mutex::new(VecDeque::new()),
             rtt_ms: Mutex::new(None),
             retransmitted: AtomicU64::new(0),
-            tasks: Mutex::new(Vec::new()),
+            reports: Mutex::new(None),
         });
         let weak = Arc::downgrade(&path);
         if path.socket.rtcp.set(weak.clone()).is_err() {
@@ -478,14 +489,14 @@ impl DirectPath {
                 path.on_tick().await;
             }
         });
-        path.tasks.lock().expect("not poisoned").push(reports);
+        *path.reports.lock().expect("not poisoned") = Some(reports);
         Some(path)
     }
 
     /// A track to send frames of `codec` on, as `ssrc` with `payload_type`.
     pub fn track(self: &Arc<Self>, codec: Codec, ssrc: u32, payload_type: u8) -> Arc<DirectTrack> {
         let track = Arc::new(DirectTrack {
-            path: self.clone(),
+            path: Arc::downgrade(self),
             codec,
             ssrc,
             payload_type,
@@ -505,13 +516,17 @@ impl DirectPath {
         track
     }
 
+    fn tracks(&self) -> Vec<Arc<DirectTrack>> {
+        self.tracks.lock().expect("not poisoned").clone()
+    }
+
     pub fn stats(&self) -> DirectStats {
         let mut stats = DirectStats {
             retransmitted: self.retransmitted.load(Ordering::Relaxed),
             rtt_ms: *self.rtt_ms.lock().expect("not poisoned"),
             ..Default::default()
         };
-        for track in self.tracks.lock().expect("not poisoned").iter() {
+        for track in self.tracks() {
             let state = track.state.lock().expect("not poisoned");
             stats.packets_sent += u64::from(state.packets);
             if let Some(reception) = state.reception {
@@ -522,10 +537,10 @@ impl DirectPath {
         stats
     }
 
-    /// Stops reading feedback and sending reports.
+    /// Stops sending reports (RTCP stops reaching a path that is gone).
     pub fn stop(&self) {
-        for task in self.tasks.lock().expect("not poisoned").drain(..) {
-            task.abort();
+        if let Some(reports) = self.reports.lock().expect("not poisoned").take() {
+            reports.abort();
         }
     }
 
@@ -612,9 +627,8 @@ impl DirectPath {
             congestion.gcc.handle_timeout(now);
             self.estimate.publish(&congestion.gcc);
         }
-        let tracks = self.tracks.lock().expect("not poisoned").clone();
         let ntp = ntp_now();
-        for track in tracks {
+        for track in self.tracks() {
             let report = {
                 let state = track.state.lock().expect("not poisoned");
                 let Some((rtp_time, at)) = state.last else { continue };
@@ -664,12 +678,7 @@ impl DirectPath {
     }
 
     fn track_of(&self, ssrc: u32) -> Option<Arc<DirectTrack>> {
-        self.tracks
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .find(|track| track.ssrc == ssrc)
-            .cloned()
+        self.tracks().into_iter().find(|track| track.ssrc == ssrc)
     }
 
     fn on_transport_cc(&self, feedback: &TransportLayerCc, now: Instant) {
@@ -828,7 +837,11 @@ impl DirectTrack {
             state.history.extend(packets.iter().cloned());
             packets
         };
-        self.path.send_packets(self, &packets, now).await
+        let path = self
+            .path
+            .upgrade()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the connection is closed"))?;
+        path.send_packets(self, &packets, now).await
     }
 
     /// The header and plain packet (header and payload) of a sent packet, with its transport-wide
@@ -865,12 +878,6 @@ impl fmt::Debug for DirectPath {
             .field("destination", &self.destination)
             .finish()
     }
-}
-
-/// Whether a connection may use the direct path: the process exports SRTP contexts from the
-/// first time one is built.
-pub(crate) fn prepare() {
-    export_srtp_contexts();
 }
 
 #[cfg(test)]

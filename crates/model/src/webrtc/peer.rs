@@ -448,12 +448,12 @@ impl Peer {
             stack_silenced: Arc::new(AtomicBool::new(false)),
         };
         let estimator = PublishedEstimate {
-            gcc: Gcc::new(config.initial_bitrate_bps, 100_000.0, 50_000_000.0),
+            gcc: super::direct::new_gcc(config.initial_bitrate_bps),
             out: estimate_out.clone(),
             informed: false,
         };
         if config.direct_media {
-            super::direct::prepare();
+            super::direct::export_srtp_contexts();
         }
         let runtime = Arc::new(TapRuntime::default());
         let registry = if config.direct_media && !config.may_relay() {
@@ -774,7 +774,6 @@ impl Peer {
     /// Counters, the estimate and what RTCP and TWCC say of the path.
     pub async fn stats(&self) -> PeerStats {
         let estimator = *self.estimator_stats.lock().expect("not poisoned");
-        let report = self.connection.get_stats(Instant::now(), StatsSelector::None).await;
         let mut stats = PeerStats {
             state: self.state.borrow().to_string(),
             frames_sent: self.sent.frames.load(Ordering::Relaxed),
@@ -784,15 +783,9 @@ impl Peer {
             rtt_ms: estimator.round_trip_time.map(|rtt| rtt.as_secs_f64() * 1000.0),
             ..Default::default()
         };
-        for outbound in report.outbound_rtp_streams() {
-            stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
-            stats.packets_retransmitted += outbound.retransmitted_packets_sent;
-        }
-        if stats.frames_sent > 0 {
-            stats.media_path = "stack".into();
-        }
         if let Some(direct) = self.direct.opened() {
-            // The stack sees none of the media: what it reports of it is the direct path's.
+            // The stack sees none of the media: what is known of it is the direct path's, with no
+            // call into the connection's driver.
             let direct = direct.stats();
             stats.media_path = "direct".into();
             stats.packets_sent = direct.packets_sent;
@@ -802,6 +795,14 @@ impl Peer {
             stats.rtcp_rtt_ms = direct.rtt_ms;
             stats.rtt_ms = stats.rtt_ms.or(direct.rtt_ms);
             return stats;
+        }
+        if stats.frames_sent > 0 {
+            stats.media_path = "stack".into();
+        }
+        let report = self.connection.get_stats(Instant::now(), StatsSelector::None).await;
+        for outbound in report.outbound_rtp_streams() {
+            stats.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
+            stats.packets_retransmitted += outbound.retransmitted_packets_sent;
         }
         for entry in report.iter_by_type(RTCStatsType::RemoteInboundRTP) {
             if let RTCStatsReportEntry::RemoteInboundRtp(remote) = entry {
@@ -991,7 +992,7 @@ mod tests {
     fn the_pacer_starts_fast_then_runs_ahead_of_the_published_estimate() {
         let target = Arc::new(AtomicU64::new(0));
         let mut estimate = PublishedEstimate {
-            gcc: Gcc::new(1_000_000.0, 100_000.0, 50_000_000.0),
+            gcc: crate::webrtc::direct::new_gcc(1_000_000.0),
             out: EstimateOut {
                 target: target.clone(),
                 stats: Arc::new(Mutex::new(EstimatorStats::default())),
