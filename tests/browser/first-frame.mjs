@@ -1,5 +1,5 @@
 // Time to first decoded frame in headless Chromium for stored files, over WHEP, with progressive
-// loading on and off: the median of 5 playbacks per case, after one warm-up playback that is
+// loading on and off: the median of 9 playbacks per case, after one warm-up playback that is
 // printed but not counted (a fresh browser's first page also pays for starting its own processes).
 // Prints one JSON line per case. Usage:
 //   node first-frame.mjs <server base URL> <label>=<cid> [<label>=<cid> ...]
@@ -9,7 +9,7 @@ import { CHROMIUM_ARGS } from "./server.mjs";
 
 const [base, ...cases] = process.argv.slice(2);
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
-const ROUNDS = 5;
+const ROUNDS = 9;
 
 async function play(cid, progressive) {
   const page = await browser.newPage();

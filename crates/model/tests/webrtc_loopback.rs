@@ -665,3 +665,44 @@ async fn lost_packets_are_sent_again_and_reports_flow_both_ways() {
     );
     viewer.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_connection_keeps_its_ice_consent_while_its_rtcp_bypasses_the_stack() {
+    // ICE consent rests on STUN alone once the direct path reads the socket (both sides check
+    // every 2 s). With 1.5 s to disconnected and 1.5 s more to failed, a connection whose STUN no
+    // longer reached the stack would fail within 3 s.
+    let f = fixture_with(WebRtcConfig {
+        peer: model::webrtc::PeerConfig {
+            ice_disconnected_timeout: Duration::from_millis(1500),
+            ice_failed_timeout: Duration::from_millis(1500),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let cid = add(&f.content, "vp8.ivf").await;
+    let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
+    let viewer = Viewer::join(&f.hub, offer, Receiver::new([127, 0, 0, 1].into()).await.unwrap()).await;
+    let receiver = viewer.receiver.clone();
+    assert!(wait_for(|| receiver.frame_count() >= 3, Duration::from_secs(5)).await);
+    let before = f.hub.stats(&viewer.pc_id).await.unwrap();
+    assert_eq!(before.transport.media_path, "direct");
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        f.hub.connections().iter().any(|c| c.pc_id == viewer.pc_id),
+        "{:?}",
+        f.notifications.lock().unwrap()
+    );
+    let failed = f
+        .notifications
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(kind, _)| *kind == NotificationType::WebrtcError);
+    assert!(!failed, "{:?}", f.notifications.lock().unwrap());
+    // The RTCP went on reaching the path meanwhile: the estimate's feedback kept coming.
+    let after = f.hub.stats(&viewer.pc_id).await.unwrap();
+    assert!(after.transport.rtcp_rtt_ms.is_some(), "{after:?}");
+    viewer.leave().await;
+}

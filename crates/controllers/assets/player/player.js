@@ -33,16 +33,19 @@ function readForm() {
   };
 }
 
+/// A receiving peer with a video and an audio transceiver; `show()` hands their tracks to the
+/// video element, which then sets up its playback while signaling and ICE run, instead of after
+/// the first packets arrive.
 function newPeer() {
   const pc = new RTCPeerConnection();
-  // A receiver's track exists before any negotiation: the video element gets them at once and
-  // sets up its playback while signaling and ICE run, instead of after the first packets arrive.
   const tracks = ["video", "audio"].map((kind) => pc.addTransceiver(kind, { direction: "recvonly" }).receiver.track);
   watchSetup(pc);
-  video.srcObject = new MediaStream(tracks);
-  video.play().catch(() => {});
   pc.onconnectionstatechange = () => setState(pc.connectionState);
-  return pc;
+  const show = () => {
+    video.srcObject = new MediaStream(tracks);
+    video.play().catch(() => {});
+  };
+  return { pc, show };
 }
 
 /// The candidates as a trickle-ice-sdpfrag (RFC 8840) for a WHEP PATCH.
@@ -55,7 +58,7 @@ function sdpfrag(pc, candidates) {
 }
 
 async function playWhep(form) {
-  const pc = newPeer();
+  const { pc, show } = newPeer();
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
   // The offer goes at once and the candidates follow by PATCH (trickle ICE): waiting for the
   // browser to finish gathering cost more than the rest of the setup.
@@ -70,14 +73,19 @@ async function playWhep(form) {
     if (!candidate || !candidate.candidate) return;
     if (resource) trickle([candidate]); else early.push(candidate);
   });
-  await pc.setLocalDescription(await pc.createOffer());
-  mark("offer");
+  // The offer goes out as soon as it exists: applying it locally, and the video element's own
+  // setup, run while the server answers.
+  const offer = await pc.createOffer();
   const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
-  const response = await fetch(`${target}?quality=${form.quality}${progressive}`, {
+  const answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
     method: "POST",
     headers: { "Content-Type": "application/sdp" },
-    body: pc.localDescription.sdp,
+    body: offer.sdp,
   });
+  mark("offer");
+  show();
+  await pc.setLocalDescription(offer);
+  const response = await answered;
   if (response.status !== 201) {
     const body = await response.json().catch(() => ({}));
     throw new Error(body.message || `WHEP answered ${response.status}`);

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::task::AtomicWaker;
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, convert_twcc};
 use rtc::peer_connection::srtp_export::{ExportedSrtp, set_srtp_export_hook};
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -131,9 +132,59 @@ pub(crate) struct TappedSocket {
     /// The direct path reading this socket's RTCP, once there is one.
     rtcp: OnceLock<Weak<DirectPath>>,
     loss: Option<Arc<InboundLoss>>,
+    /// Who reads the socket once the direct path has a reader of its own (see [`read_for_path`]).
+    reader: ReaderHandoff,
 }
 
+/// The hand-over of a socket between the stack's driver and the direct path's reader. Every RTCP
+/// datagram (a dozen a second per viewer) used to wake the connection's whole driver; the reader
+/// handles it alone and passes on only what the stack answers for (STUN, DTLS).
+#[derive(Debug, Default)]
+struct ReaderHandoff {
+    /// The path asked for the socket.
+    requested: AtomicBool,
+    /// The reader has the socket: the driver takes what it needs from `for_stack` only. Set by the
+    /// driver itself, so that once it is set the driver never polls the socket again and its
+    /// waker cannot take the socket's readiness from the reader.
+    reading: AtomicBool,
+    for_stack: Mutex<VecDeque<(Vec<u8>, RecvMeta)>>,
+    driver: AtomicWaker,
+    path_reader: AtomicWaker,
+}
+
+/// Datagrams for the stack kept while its driver is busy; STUN and DTLS retransmit what is lost.
+const FOR_STACK_QUEUE: usize = 64;
+
 impl TappedSocket {
+    /// What the direct path's reader received for the stack, one datagram at a time.
+    fn take_for_stack(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> Poll<io::Result<usize>> {
+        let (Some(buf), Some(slot)) = (bufs.first_mut(), meta.first_mut()) else {
+            return Poll::Ready(Ok(0));
+        };
+        let Some((datagram, received)) = self.reader.for_stack.lock().expect("not poisoned").pop_front() else {
+            return Poll::Pending;
+        };
+        let length = datagram.len().min(buf.len());
+        buf[..length].copy_from_slice(&datagram[..length]);
+        *slot = received;
+        slot.len = length;
+        slot.stride = length;
+        Poll::Ready(Ok(1))
+    }
+
+    /// Gives the socket to the direct path's reader, from the driver's next poll on.
+    fn hand_to_path_reader(&self) {
+        self.reader.requested.store(true, Ordering::Release);
+        self.reader.driver.wake();
+    }
+
+    /// Gives the socket back to the driver.
+    fn hand_back(&self) {
+        self.reader.requested.store(false, Ordering::Release);
+        self.reader.reading.store(false, Ordering::Release);
+        self.reader.driver.wake();
+    }
+
     /// Receives one datagram at a time, dropping those the loss takes.
     fn poll_recv_lossy(
         &self,
@@ -188,6 +239,92 @@ fn take_rtcp(rtcp: &Weak<DirectPath>, bufs: &mut [IoSliceMut<'_>], meta: &mut [R
     kept
 }
 
+thread_local! {
+    /// The receive buffer of the readers running on a thread (a reader never holds it across an
+    /// await): large enough for a GRO batch, and one per thread rather than per connection.
+    static RECEIVED: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 65_536]);
+}
+
+/// Datagrams a reader takes before letting other tasks run.
+const READER_BUDGET: usize = 64;
+
+/// Reads `socket` for its direct path once the driver has handed it over: RTCP goes to the path
+/// there and then, anything else (STUN, DTLS) to the stack's driver, which is woken only for that.
+/// The socket goes back to the driver when the reader ends: when the path goes (its task is
+/// aborted) or the socket fails (the driver then meets the error itself).
+async fn read_for_path(socket: Arc<TappedSocket>, path: Weak<DirectPath>) {
+    struct HandBack(Arc<TappedSocket>);
+    impl Drop for HandBack {
+        fn drop(&mut self) {
+            self.0.hand_back();
+        }
+    }
+    let _hand_back = HandBack(socket.clone());
+    socket.hand_to_path_reader();
+    futures::future::poll_fn(|cx| {
+        let handoff = &socket.reader;
+        handoff.path_reader.register(cx.waker());
+        if !handoff.reading.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        RECEIVED.with_borrow_mut(|buffer| {
+            for _ in 0..READER_BUDGET {
+                let mut meta = [RecvMeta::default()];
+                match socket.inner.poll_recv(cx, &mut [IoSliceMut::new(buffer)], &mut meta) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) if is_retryable(&error) => continue,
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(0)) => continue,
+                    Poll::Ready(Ok(_)) => {
+                        let Some(path) = path.upgrade() else {
+                            return Poll::Ready(());
+                        };
+                        let [received] = meta;
+                        socket.deliver(&path, &buffer[..received.len], received);
+                    }
+                }
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    })
+    .await;
+}
+
+/// Receive errors that leave the socket usable (as the stack's driver counts them).
+fn is_retryable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::TimedOut
+    )
+}
+
+impl TappedSocket {
+    /// One received message (several datagrams when GRO coalesced them): RTCP to `path`, the
+    /// rest queued for the stack, whose driver is woken for it.
+    fn deliver(&self, path: &Arc<DirectPath>, message: &[u8], received: RecvMeta) {
+        let mut for_stack = false;
+        for datagram in message.chunks(received.stride.max(1)) {
+            if is_rtcp(datagram) {
+                path.on_rtcp(datagram);
+            } else if !self.loss.as_ref().is_some_and(|loss| loss.drops(datagram)) {
+                let mut queue = self.reader.for_stack.lock().expect("not poisoned");
+                if queue.len() < FOR_STACK_QUEUE {
+                    queue.push_back((datagram.to_vec(), received));
+                    for_stack = true;
+                }
+            }
+        }
+        if for_stack {
+            self.reader.driver.wake();
+        }
+    }
+}
+
 impl AsyncUdpSocket for TappedSocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
@@ -203,6 +340,17 @@ impl AsyncUdpSocket for TappedSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        let handoff = &self.reader;
+        // The driver also probes with a waker that wakes nobody: that one is not kept.
+        if !cx.waker().will_wake(std::task::Waker::noop()) {
+            handoff.driver.register(cx.waker());
+        }
+        if handoff.requested.load(Ordering::Acquire) && !handoff.reading.swap(true, Ordering::AcqRel) {
+            handoff.path_reader.wake();
+        }
+        if handoff.reading.load(Ordering::Acquire) {
+            return self.take_for_stack(bufs, meta);
+        }
         loop {
             let received = match &self.loss {
                 Some(loss) if !bufs.is_empty() && !meta.is_empty() => self.poll_recv_lossy(loss, cx, bufs, meta),
@@ -282,6 +430,7 @@ impl Runtime for TapRuntime {
             inner: self.tokio.wrap_udp_socket(socket)?,
             rtcp: OnceLock::new(),
             loss: self.loss.clone(),
+            reader: ReaderHandoff::default(),
         });
         let mut sockets = self.sockets.lock().expect("not poisoned");
         // An ICE restart rebinds: the sockets of before are the stack's no more.
@@ -430,7 +579,8 @@ pub(crate) struct DirectPath {
     reports_sent: Mutex<VecDeque<(u32, Instant)>>,
     rtt_ms: Mutex<Option<f64>>,
     retransmitted: AtomicU64,
-    reports: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The report task and the socket's reader, which go with the path.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl DirectPath {
@@ -474,7 +624,7 @@ impl DirectPath {
             reports_sent: Mutex::new(VecDeque::new()),
             rtt_ms: Mutex::new(None),
             retransmitted: AtomicU64::new(0),
-            reports: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&path);
         if path.socket.rtcp.set(weak.clone()).is_err() {
@@ -489,7 +639,8 @@ impl DirectPath {
                 path.on_tick().await;
             }
         });
-        *path.reports.lock().expect("not poisoned") = Some(reports);
+        let reader = tokio::spawn(read_for_path(path.socket.clone(), Arc::downgrade(&path)));
+        path.tasks.lock().expect("not poisoned").extend([reports, reader]);
         Some(path)
     }
 
@@ -537,10 +688,10 @@ impl DirectPath {
         stats
     }
 
-    /// Stops sending reports (RTCP stops reaching a path that is gone).
+    /// Stops sending reports and gives the socket back to the stack.
     pub fn stop(&self) {
-        if let Some(reports) = self.reports.lock().expect("not poisoned").take() {
-            reports.abort();
+        for task in self.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
         }
     }
 

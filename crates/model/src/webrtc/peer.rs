@@ -26,9 +26,9 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::{
     CongestionFeedback, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder, configure_congestion_control,
-    register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    configure_congestion_control, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -319,6 +319,8 @@ impl BandwidthEstimator for PublishedEstimate {
 struct Events {
     events: mpsc::Sender<PeerEvent>,
     state: watch::Sender<RTCPeerConnectionState>,
+    /// Whether ICE has a working pair (DTLS may still be running over it).
+    ice_connected: watch::Sender<bool>,
     gathered: watch::Sender<bool>,
 }
 
@@ -334,6 +336,15 @@ impl PeerConnectionEventHandler for Events {
         if state == RTCIceGatheringState::Complete {
             let _ = self.gathered.send(true);
         }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let connected = matches!(
+            state,
+            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+        );
+        self.ice_connected
+            .send_if_modified(|was| std::mem::replace(was, connected) != connected);
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
@@ -356,23 +367,46 @@ struct Direct {
     runtime: Arc<TapRuntime>,
     estimate: EstimateOut,
     initial_bitrate_bps: f64,
+    /// The certificate fingerprints and the selected pair, taken as soon as ICE is up.
+    route: tokio::sync::OnceCell<Route>,
     path: tokio::sync::OnceCell<Option<Arc<DirectPath>>>,
 }
 
+/// What opening the direct path needs from the stack besides the SRTP keys.
+#[derive(Clone)]
+struct Route {
+    fingerprints: Vec<String>,
+    pair: (SocketAddr, SocketAddr),
+}
+
 impl Direct {
-    /// The path, opened over the selected candidate pair of `sender`'s transport the first time.
-    async fn path(&self, sender: &dyn RtpSender, transport_cc: Option<u8>) -> Option<Arc<DirectPath>> {
+    /// The route over `sender`'s transport, asked of the stack until it has one. Taken while DTLS
+    /// still runs, so that opening the path when it completes costs no call into the driver.
+    async fn route(&self, sender: &dyn RtpSender) -> Option<Route> {
         if !self.enabled {
             return None;
         }
+        self.route
+            .get_or_try_init(|| async {
+                let description = self.connection.local_description().await.ok_or(())?;
+                let fingerprints = super::direct::sdp_fingerprints(&description.sdp);
+                let pair = selected_udp_pair(sender).await.ok_or(())?;
+                Ok::<_, ()>(Route { fingerprints, pair })
+            })
+            .await
+            .ok()
+            .cloned()
+    }
+
+    /// The path, opened over the route the first time (once DTLS has given the keys).
+    async fn path(&self, sender: &dyn RtpSender, transport_cc: Option<u8>) -> Option<Arc<DirectPath>> {
+        let route = self.route(sender).await?;
         self.path
             .get_or_init(|| async {
-                let fingerprints = super::direct::sdp_fingerprints(&self.connection.local_description().await?.sdp);
-                let pair = selected_udp_pair(sender).await?;
                 DirectPath::open(
                     &self.runtime,
-                    &fingerprints,
-                    pair,
+                    &route.fingerprints,
+                    route.pair,
                     transport_cc,
                     self.estimate.clone(),
                     self.initial_bitrate_bps,
@@ -408,6 +442,7 @@ pub struct Peer {
     estimator_stats: Arc<Mutex<EstimatorStats>>,
     direct: Arc<Direct>,
     state: watch::Receiver<RTCPeerConnectionState>,
+    ice_connected: watch::Receiver<bool>,
     gathered: watch::Receiver<bool>,
     forwarders: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     sent: Arc<Sent>,
@@ -495,6 +530,7 @@ impl Peer {
         let (events_out, events) = mpsc::channel(256);
         let (state_out, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_out, gathered) = watch::channel(false);
+        let (ice_connected_out, ice_connected) = watch::channel(false);
         let connection = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
             .with_media_engine(media)
@@ -523,6 +559,7 @@ impl Peer {
             .with_handler(Arc::new(Events {
                 events: events_out,
                 state: state_out,
+                ice_connected: ice_connected_out,
                 gathered: gathered_out,
             }))
             .with_udp_addrs(vec![std::net::SocketAddr::new(config.bind, 0)])
@@ -541,9 +578,11 @@ impl Peer {
                 runtime,
                 estimate: estimate_out,
                 initial_bitrate_bps: config.initial_bitrate_bps,
+                route: tokio::sync::OnceCell::new(),
                 path: tokio::sync::OnceCell::new(),
             }),
             state,
+            ice_connected,
             gathered,
             forwarders: Mutex::new(Vec::new()),
             sent: Arc::new(Sent::default()),
@@ -592,17 +631,20 @@ impl Peer {
                 .await
                 .map_err(webrtc_error("adding a track"))?;
             let mut state = self.state.clone();
+            let mut ice_connected = self.ice_connected.clone();
             let source = source.clone();
             let sent = self.sent.clone();
             let on_sent = self.on_sent.clone();
             let direct = self.direct.clone();
             let forwarder = tokio::spawn(async move {
-                // Frames go out once the connection is up and the track has a payload type.
-                if state
-                    .wait_for(|s| *s == RTCPeerConnectionState::Connected)
-                    .await
-                    .is_err()
-                {
+                // What the first frame needs from the stack is asked for while DTLS runs: the
+                // negotiated payload type, and the direct path's route. Frames go out once the
+                // whole connection is up.
+                let ready = tokio::select! {
+                    ice = ice_connected.wait_for(|connected| *connected) => ice.is_ok(),
+                    up = state.wait_for(|s| *s == RTCPeerConnectionState::Connected) => up.is_ok(),
+                };
+                if !ready {
                     return;
                 }
                 let deadline = Instant::now() + Duration::from_secs(30);
@@ -620,13 +662,15 @@ impl Peer {
                             .find(|c| h264_profile_of(&c.rtp_codec.sdp_fmtp_line) == profile)
                             .or_else(|| codecs.iter().find(same_codec));
                         if let Some(codec) = chosen {
-                            let transport_cc = parameters
-                                .rtp_parameters
-                                .header_extensions
-                                .iter()
-                                .find(|extension| extension.uri == rtc::sdp::extmap::TRANSPORT_CC_URI)
-                                .and_then(|extension| u8::try_from(extension.id).ok());
-                            break (codec.payload_type, transport_cc);
+                            let extension = |uri: &str| {
+                                parameters
+                                    .rtp_parameters
+                                    .header_extensions
+                                    .iter()
+                                    .find(|extension| extension.uri == uri)
+                                    .and_then(|extension| u8::try_from(extension.id).ok())
+                            };
+                            break (codec.payload_type, extension(rtc::sdp::extmap::TRANSPORT_CC_URI));
                         }
                     }
                     if Instant::now() > deadline {
@@ -635,6 +679,14 @@ impl Peer {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 };
+                direct.route(sender.as_ref()).await;
+                if state
+                    .wait_for(|s| *s == RTCPeerConnectionState::Connected)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 let sink = match direct.path(sender.as_ref(), transport_cc).await {
                     Some(path) => Sink::Direct(path.track(track.codec, ssrc, payload_type)),
                     None => Sink::Stack {
@@ -858,9 +910,11 @@ async fn next_of(viewer: &mut Viewer, track: usize) -> Option<Arc<Frame>> {
     }
 }
 
-/// Sends one track's frames as samples, each lasting until the track's next frame begins (the
-/// RTP clock advances by it). A switch of rendition subscribes to the new one and goes on sending
-/// the old until the new one's first keyframe, so the picture never breaks.
+/// Sends one track's frames. The stack takes them as samples, each lasting until the track's next
+/// frame begins (the RTP clock advances by it), so a frame is held until the next one comes; the
+/// direct path stamps each frame with its own timestamp and sends it at once. A switch of
+/// rendition subscribes to the new one and goes on sending the old until the new one's first
+/// keyframe, so the picture never breaks.
 async fn forward(mut source: Source, track: usize, output: Output, subscribed: Arc<tokio::sync::Barrier>) {
     let selected = *source.selected.borrow_and_update();
     let mut current = source.renditions[selected].subscribe();
@@ -871,9 +925,10 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
     for rendition in source.renditions.iter() {
         rendition.play();
     }
+    let needs_duration = matches!(output.sink, Sink::Stack { .. });
     let mut pending: Option<Viewer> = None;
     let mut held: Option<Arc<Frame>> = None;
-    let mut started = false;
+    let mut last_sent: Option<Duration> = None;
     let mut selectable = true;
     loop {
         let next = tokio::select! {
@@ -882,23 +937,25 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
                 match frame {
                     // The new rendition's first frame is a keyframe: switch here. Renditions share a
                     // clock, so the old one may have reached the same instant: the new keyframe takes
-                    // the place of the frame held for that instant. Behind what was sent already, it
+                    // the place of a frame held for that instant. Behind what was sent already, it
                     // would break the timeline: wait for the next keyframe instead.
-                    Some(frame) => match &held {
-                        Some(previous) if frame.timestamp < previous.timestamp => {
+                    Some(frame) => {
+                        let behind = match (&held, last_sent) {
+                            (Some(previous), _) => frame.timestamp < previous.timestamp,
+                            (None, Some(sent)) => frame.timestamp <= sent,
+                            (None, None) => false,
+                        };
+                        if behind {
                             pending = Some(source.renditions[*source.selected.borrow()].subscribe());
                             continue;
                         }
-                        Some(previous) if frame.timestamp == previous.timestamp => {
-                            current = pending.take().expect("guarded");
+                        current = pending.take().expect("guarded");
+                        if held.as_ref().is_some_and(|previous| previous.timestamp == frame.timestamp) {
                             held = Some(frame);
                             continue;
                         }
-                        _ => {
-                            current = pending.take().expect("guarded");
-                            Some(frame)
-                        }
-                    },
+                        Some(frame)
+                    }
                     None => {
                         pending = None;
                         continue;
@@ -928,22 +985,22 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
             if !send(&output, &previous, duration).await {
                 return;
             }
+            last_sent = Some(previous.timestamp);
         }
-        match next {
-            // The first frame goes at once when its container says how long it lasts: held for
-            // the next one's timestamp, the first picture would wait a frame.
-            Some(frame) if !started && !frame.duration.is_zero() => {
-                started = true;
-                if !send(&output, &frame, frame.duration).await {
-                    return;
-                }
-            }
-            Some(frame) => {
-                started = true;
-                held = Some(frame);
-            }
-            None => return,
+        let Some(frame) = next else { return };
+        // The direct path holds a frame only while a switch is pending, so that the new
+        // rendition's keyframe may take its place. The first frame goes at once when its
+        // container says how long it lasts: held for the next one's timestamp, the first picture
+        // would wait a frame.
+        let first_with_duration = last_sent.is_none() && !frame.duration.is_zero();
+        if (needs_duration || pending.is_some()) && !first_with_duration {
+            held = Some(frame);
+            continue;
         }
+        if !send(&output, &frame, frame.duration).await {
+            return;
+        }
+        last_sent = Some(frame.timestamp);
     }
 }
 
