@@ -1,7 +1,7 @@
 //! One stream's playback: a demuxer feeding a frame buffer on a blocking thread, refilled in bursts
 //! (prefetches) whenever the fill level falls to the prefetch threshold, and a pacer sending each
-//! frame at its timestamp to every viewer (one demux and one buffer per stream, fanned out). A viewer
-//! starts on a keyframe. The buffer's target and threshold grow when playback underflows or the
+//! frame at its timestamp to every viewer of its track (one demux and one buffer per stream, fanned
+//! out; a viewer of the video is not woken for the audio). A viewer starts on a keyframe. The buffer's target and threshold grow when playback underflows or the
 //! send times jitter, and relax when it runs smoothly, within 1–120 frames and 0.1–0.9.
 
 use std::collections::VecDeque;
@@ -89,8 +89,8 @@ struct Shared {
 pub struct Playback {
     tracks: Vec<TrackInfo>,
     shared: Arc<Shared>,
-    /// Taken when the stream ends, so viewers see the end.
-    frames: Mutex<Option<broadcast::Sender<Arc<Frame>>>>,
+    /// One queue per track; taken when the stream ends, so viewers see the end.
+    frames: Mutex<Option<Vec<broadcast::Sender<Arc<Frame>>>>>,
     initial: BufferSettings,
     /// Becomes true when sending starts.
     started: watch::Sender<bool>,
@@ -125,7 +125,11 @@ impl Playback {
             stats: Mutex::new(PlaybackStats::default()),
             dropped: AtomicU64::new(0),
         });
-        let (frames, _) = broadcast::channel(VIEWER_QUEUE);
+        let frames = demuxer
+            .tracks()
+            .iter()
+            .map(|_| broadcast::channel(VIEWER_QUEUE).0)
+            .collect();
         let playback = Arc::new(Self {
             tracks: demuxer.tracks().to_vec(),
             shared: shared.clone(),
@@ -159,26 +163,36 @@ impl Playback {
         &self.tracks
     }
 
-    /// A new viewer; its first frame of each video track is a keyframe.
-    pub fn subscribe(&self) -> Viewer {
-        let frames = match &*self.frames.lock().expect("not poisoned") {
+    /// A new viewer of `track`; its first frame is a keyframe.
+    pub fn subscribe(&self, track: usize) -> Viewer {
+        let frames = match self
+            .frames
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .and_then(|all| all.get(track))
+        {
             Some(sender) => sender.subscribe(),
-            // Ended: a receiver whose sender is gone reports the end at once.
+            // Ended, or no such track: a receiver whose sender is gone reports the end at once.
             None => broadcast::channel(1).1,
         };
         Viewer {
             frames,
-            waiting_for_keyframe: vec![true; self.tracks.len()],
+            waiting_for_keyframe: true,
             shared: self.shared.clone(),
         }
     }
 
+    /// Viewers of the track most watched.
     pub fn viewers(&self) -> usize {
         self.frames
             .lock()
             .expect("not poisoned")
-            .as_ref()
-            .map_or(0, |sender| sender.receiver_count())
+            .iter()
+            .flatten()
+            .map(broadcast::Sender::receiver_count)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn stats(&self) -> PlaybackStats {
@@ -278,7 +292,13 @@ impl Playback {
                 // Far behind (the host stalled): restart the clock here instead of bursting.
                 clock = Some(now - frame.timestamp);
             }
-            if let Some(sender) = &*self.frames.lock().expect("not poisoned") {
+            if let Some(sender) = self
+                .frames
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .and_then(|all| all.get(frame.track))
+            {
                 let _ = sender.send(Arc::new(frame));
             }
             if last_adapt.elapsed() >= Duration::from_secs(1) {
@@ -377,10 +397,10 @@ fn demux(mut demuxer: Box<dyn Demuxer>, shared: &Shared) {
     }
 }
 
-/// One viewer's frames.
+/// One viewer's frames of one track.
 pub struct Viewer {
     frames: broadcast::Receiver<Arc<Frame>>,
-    waiting_for_keyframe: Vec<bool>,
+    waiting_for_keyframe: bool,
     shared: Arc<Shared>,
 }
 
@@ -390,17 +410,16 @@ impl Viewer {
         loop {
             match self.frames.recv().await {
                 Ok(frame) => {
-                    let waiting = &mut self.waiting_for_keyframe[frame.track];
-                    if *waiting && !frame.keyframe {
+                    if self.waiting_for_keyframe && !frame.keyframe {
                         continue;
                     }
-                    *waiting = false;
+                    self.waiting_for_keyframe = false;
                     return Some(frame);
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     self.shared.dropped.fetch_add(missed, Ordering::Relaxed);
                     // Missing frames breaks decoding until the next keyframe.
-                    self.waiting_for_keyframe.iter_mut().for_each(|waiting| *waiting = true);
+                    self.waiting_for_keyframe = true;
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -415,11 +434,46 @@ mod tests {
     use super::*;
     use crate::media::open;
 
-    fn ivf() -> Box<dyn Demuxer> {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/media/vp8.ivf");
+    fn fixture(name: &str) -> Box<dyn Demuxer> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/media")
+            .join(name);
         let bytes = std::fs::read(path).unwrap();
         let size = bytes.len() as u64;
         open(Box::new(Cursor::new(bytes)), size).unwrap()
+    }
+
+    fn ivf() -> Box<dyn Demuxer> {
+        fixture("vp8.ivf")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_viewer_of_one_track_gets_that_track_alone_from_its_first_keyframe() {
+        let playback = Playback::prepare(fixture("vp8-opus.webm"), BufferSettings::default());
+        let video = playback.tracks().iter().position(|t| t.codec.is_video()).unwrap();
+        let audio = playback.tracks().iter().position(|t| !t.codec.is_video()).unwrap();
+        let (mut pictures, mut sound) = (playback.subscribe(video), playback.subscribe(audio));
+        assert_eq!(playback.viewers(), 1, "one viewer of each track");
+        playback.play();
+        let (mut video_frames, mut audio_frames) = (Vec::new(), 0);
+        while let Some(frame) = pictures.next().await {
+            video_frames.push(frame);
+        }
+        while let Some(frame) = sound.next().await {
+            assert_eq!(frame.track, audio);
+            audio_frames += 1;
+        }
+        assert!(video_frames.iter().all(|frame| frame.track == video));
+        assert!(video_frames[0].keyframe);
+        assert!(
+            video_frames.len() > 10 && audio_frames > 10,
+            "{} {audio_frames}",
+            video_frames.len()
+        );
+        assert!(
+            playback.subscribe(playback.tracks().len()).next().await.is_none(),
+            "no such track"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,7 +485,7 @@ mod tests {
                 prefetch_threshold: 0.5,
             },
         );
-        let (mut a, mut b) = (playback.subscribe(), playback.subscribe());
+        let (mut a, mut b) = (playback.subscribe(0), playback.subscribe(0));
         let started = Instant::now();
         let mut received = Vec::new();
         while let Some(frame) = a.next().await {
@@ -476,7 +530,7 @@ mod tests {
     async fn a_late_viewer_starts_on_a_keyframe() {
         let playback = Playback::start(ivf(), BufferSettings::default());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut late = playback.subscribe();
+        let mut late = playback.subscribe(0);
         let first = late.next().await.unwrap();
         assert!(first.keyframe);
         assert_eq!(first.timestamp, Duration::from_secs(1), "the keyframe after the join");

@@ -899,17 +899,6 @@ struct Output {
     on_sent: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
-/// The next frame of `track` from `viewer`, `None` at the end.
-async fn next_of(viewer: &mut Viewer, track: usize) -> Option<Arc<Frame>> {
-    loop {
-        match viewer.next().await {
-            Some(frame) if frame.track == track => return Some(frame),
-            Some(_) => continue,
-            None => return None,
-        }
-    }
-}
-
 /// Sends one track's frames. The stack takes them as samples, each lasting until the track's next
 /// frame begins (the RTP clock advances by it), so a frame is held until the next one comes; the
 /// direct path stamps each frame with its own timestamp and sends it at once. A switch of
@@ -917,7 +906,7 @@ async fn next_of(viewer: &mut Viewer, track: usize) -> Option<Arc<Frame>> {
 /// keyframe, so the picture never breaks.
 async fn forward(mut source: Source, track: usize, output: Output, subscribed: Arc<tokio::sync::Barrier>) {
     let selected = *source.selected.borrow_and_update();
-    let mut current = source.renditions[selected].subscribe();
+    let mut current = source.renditions[selected].subscribe(track);
     // A track whose codec the remote refused never arrives: the others go on after a while.
     let _ = tokio::time::timeout(Duration::from_secs(2), subscribed.wait()).await;
     // Subscribed first, so the first frame of a playback starting now is not missed. All the
@@ -932,8 +921,8 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
     let mut selectable = true;
     loop {
         let next = tokio::select! {
-            frame = next_of(&mut current, track) => frame,
-            frame = async { next_of(pending.as_mut().expect("guarded"), track).await }, if pending.is_some() => {
+            frame = current.next() => frame,
+            frame = async { pending.as_mut().expect("guarded").next().await }, if pending.is_some() => {
                 match frame {
                     // The new rendition's first frame is a keyframe: switch here. Renditions share a
                     // clock, so the old one may have reached the same instant: the new keyframe takes
@@ -946,7 +935,7 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
                             (None, None) => false,
                         };
                         if behind {
-                            pending = Some(source.renditions[*source.selected.borrow()].subscribe());
+                            pending = Some(source.renditions[*source.selected.borrow()].subscribe(track));
                             continue;
                         }
                         current = pending.take().expect("guarded");
@@ -967,7 +956,7 @@ async fn forward(mut source: Source, track: usize, output: Output, subscribed: A
                     Ok(()) => {
                         let selected = *source.selected.borrow_and_update();
                         if let Some(rendition) = source.renditions.get(selected) {
-                            pending = Some(rendition.subscribe());
+                            pending = Some(rendition.subscribe(track));
                         }
                     }
                     // Nobody can select any more (a fixed source): stop watching, or this
