@@ -1,8 +1,9 @@
 //! One stream's playback: a demuxer feeding a frame buffer on a blocking thread, refilled in bursts
 //! (prefetches) whenever the fill level falls to the prefetch threshold, and a pacer sending each
 //! frame at its timestamp to every viewer of its track (one demux and one buffer per stream, fanned
-//! out; a viewer of the video is not woken for the audio). A viewer starts on a keyframe. The buffer's target and threshold grow when playback underflows or the
-//! send times jitter, and relax when it runs smoothly, within 1–120 frames and 0.1–0.9.
+//! out; a viewer of the video is not woken for the audio). A viewer starts on a keyframe. The
+//! buffer's target and threshold grow when playback underflows or the send times jitter, and relax
+//! when it runs smoothly, within 1–120 frames and 0.1–0.9.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

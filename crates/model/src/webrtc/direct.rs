@@ -1,5 +1,5 @@
 //! The direct media path. The webrtc-rs stack negotiates a connection (ICE, DTLS, SDP) and keeps
-//! answering for it (consent checks, RTCP it understands, closing), but the media of a connection
+//! answering for it (consent checks, DTLS, closing), but the media of a connection
 //! whose pair is a plain UDP socket of ours does not go through it: each frame is cut into RTP
 //! payloads once, for all its viewers ([`Frame::packets`]), and per viewer only the RTP header is
 //! stamped, the packet protected with the connection's own SRTP context and the frame's packets
@@ -7,7 +7,9 @@
 //! interceptor chain per packet per viewer; this one costs a header, a cipher pass and a share of
 //! one system call.
 //!
-//! What the interceptors did for the media is done here, from the RTCP the socket receives:
+//! What the interceptors did for the media is done here, from the RTCP the socket receives (a
+//! reader of the path's own takes the socket over from the stack's driver, and passes on STUN and
+//! DTLS alone):
 //! transport-wide sequence numbers and GCC over TWCC feedback (the bandwidth estimate), NACKs
 //! answered from a record of what was sent, sender reports (so a receiver can put audio and video
 //! on one clock) and what receiver reports say of loss, jitter and round trip.
@@ -129,10 +131,8 @@ impl InboundLoss {
 #[derive(Debug)]
 pub(crate) struct TappedSocket {
     inner: Arc<dyn AsyncUdpSocket>,
-    /// The direct path reading this socket's RTCP, once there is one.
-    rtcp: OnceLock<Weak<DirectPath>>,
     loss: Option<Arc<InboundLoss>>,
-    /// Who reads the socket once the direct path has a reader of its own (see [`read_for_path`]).
+    /// Who reads the socket once a direct path has claimed it (see [`read_for_path`]).
     reader: ReaderHandoff,
 }
 
@@ -141,7 +141,7 @@ pub(crate) struct TappedSocket {
 /// handles it alone and passes on only what the stack answers for (STUN, DTLS).
 #[derive(Debug, Default)]
 struct ReaderHandoff {
-    /// The path asked for the socket.
+    /// A direct path claimed the socket.
     requested: AtomicBool,
     /// The reader has the socket: the driver takes what it needs from `for_stack` only. Set by the
     /// driver itself, so that once it is set the driver never polls the socket again and its
@@ -172,17 +172,34 @@ impl TappedSocket {
         Poll::Ready(Ok(1))
     }
 
-    /// Gives the socket to the direct path's reader, from the driver's next poll on.
-    fn hand_to_path_reader(&self) {
-        self.reader.requested.store(true, Ordering::Release);
+    /// Claims the socket for a direct path's reader, which has it from the driver's next poll
+    /// on; `None` if another path has it. The claim ends when the returned guard is dropped.
+    fn claim_for_path(self: &Arc<Self>) -> Option<HandBack> {
+        if self.reader.requested.swap(true, Ordering::AcqRel) {
+            return None;
+        }
         self.reader.driver.wake();
+        Some(HandBack(self.clone()))
     }
 
-    /// Gives the socket back to the driver.
-    fn hand_back(&self) {
-        self.reader.requested.store(false, Ordering::Release);
-        self.reader.reading.store(false, Ordering::Release);
-        self.reader.driver.wake();
+    /// One received message (several datagrams when GRO coalesced them): RTCP to `path`, the
+    /// rest queued for the stack, whose driver is woken for it.
+    fn deliver(&self, path: &Arc<DirectPath>, message: &[u8], received: RecvMeta) {
+        let mut for_stack = false;
+        for datagram in message.chunks(received.stride.max(1)) {
+            if is_rtcp(datagram) {
+                path.on_rtcp(datagram);
+            } else if !self.loss.as_ref().is_some_and(|loss| loss.drops(datagram)) {
+                let mut queue = self.reader.for_stack.lock().expect("not poisoned");
+                if queue.len() < FOR_STACK_QUEUE {
+                    queue.push_back((datagram.to_vec(), received));
+                    for_stack = true;
+                }
+            }
+        }
+        if for_stack {
+            self.reader.driver.wake();
+        }
     }
 
     /// Receives one datagram at a time, dropping those the loss takes.
@@ -206,39 +223,6 @@ impl TappedSocket {
     }
 }
 
-/// Takes the RTCP out of `count` received messages for the direct path, which answers for the
-/// media: the stack, which sent none of it, would only spend a turn of its loop on each. What is
-/// left (STUN, DTLS) is moved to the front; returns how many messages that is. A message that
-/// holds RTCP and something else (coalesced by GRO) is copied to the path and left to the stack.
-fn take_rtcp(rtcp: &Weak<DirectPath>, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta], count: usize) -> usize {
-    let Some(path) = rtcp.upgrade() else {
-        return count;
-    };
-    let mut kept = 0;
-    for index in 0..count {
-        let received = &bufs[index][..meta[index].len];
-        let mut only_rtcp = true;
-        for datagram in received.chunks(meta[index].stride.max(1)) {
-            if is_rtcp(datagram) {
-                path.on_rtcp(datagram);
-            } else {
-                only_rtcp = false;
-            }
-        }
-        if only_rtcp {
-            continue;
-        }
-        if kept != index {
-            let length = meta[index].len;
-            let (front, back) = bufs.split_at_mut(index);
-            front[kept][..length].copy_from_slice(&back[0][..length]);
-            meta[kept] = meta[index];
-        }
-        kept += 1;
-    }
-    kept
-}
-
 thread_local! {
     /// The receive buffer of the readers running on a thread (a reader never holds it across an
     /// await): large enough for a GRO batch, and one per thread rather than per connection.
@@ -248,19 +232,25 @@ thread_local! {
 /// Datagrams a reader takes before letting other tasks run.
 const READER_BUDGET: usize = 64;
 
-/// Reads `socket` for its direct path once the driver has handed it over: RTCP goes to the path
-/// there and then, anything else (STUN, DTLS) to the stack's driver, which is woken only for that.
-/// The socket goes back to the driver when the reader ends: when the path goes (its task is
-/// aborted) or the socket fails (the driver then meets the error itself).
-async fn read_for_path(socket: Arc<TappedSocket>, path: Weak<DirectPath>) {
-    struct HandBack(Arc<TappedSocket>);
-    impl Drop for HandBack {
-        fn drop(&mut self) {
-            self.0.hand_back();
-        }
+/// A claim on a socket for a direct path's reader: dropping it gives the socket back to the driver.
+struct HandBack(Arc<TappedSocket>);
+
+impl Drop for HandBack {
+    fn drop(&mut self) {
+        let handoff = &self.0.reader;
+        handoff.requested.store(false, Ordering::Release);
+        handoff.reading.store(false, Ordering::Release);
+        handoff.driver.wake();
     }
-    let _hand_back = HandBack(socket.clone());
-    socket.hand_to_path_reader();
+}
+
+/// Reads the claimed socket for its direct path once the driver has handed it over: RTCP goes to
+/// the path there and then, anything else (STUN, DTLS) to the stack's driver, which is woken only
+/// for that. The socket goes back to the driver when the reader ends (the claim is held by the
+/// task, so even one aborted before it ran gives it back): when the path goes (its task is
+/// aborted) or the socket fails (the driver then meets the error itself).
+async fn read_for_path(claim: HandBack, path: Weak<DirectPath>) {
+    let socket = &claim.0;
     futures::future::poll_fn(|cx| {
         let handoff = &socket.reader;
         handoff.path_reader.register(cx.waker());
@@ -303,28 +293,6 @@ fn is_retryable(error: &io::Error) -> bool {
     )
 }
 
-impl TappedSocket {
-    /// One received message (several datagrams when GRO coalesced them): RTCP to `path`, the
-    /// rest queued for the stack, whose driver is woken for it.
-    fn deliver(&self, path: &Arc<DirectPath>, message: &[u8], received: RecvMeta) {
-        let mut for_stack = false;
-        for datagram in message.chunks(received.stride.max(1)) {
-            if is_rtcp(datagram) {
-                path.on_rtcp(datagram);
-            } else if !self.loss.as_ref().is_some_and(|loss| loss.drops(datagram)) {
-                let mut queue = self.reader.for_stack.lock().expect("not poisoned");
-                if queue.len() < FOR_STACK_QUEUE {
-                    queue.push_back((datagram.to_vec(), received));
-                    for_stack = true;
-                }
-            }
-        }
-        if for_stack {
-            self.reader.driver.wake();
-        }
-    }
-}
-
 impl AsyncUdpSocket for TappedSocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
@@ -351,19 +319,9 @@ impl AsyncUdpSocket for TappedSocket {
         if handoff.reading.load(Ordering::Acquire) {
             return self.take_for_stack(bufs, meta);
         }
-        loop {
-            let received = match &self.loss {
-                Some(loss) if !bufs.is_empty() && !meta.is_empty() => self.poll_recv_lossy(loss, cx, bufs, meta),
-                _ => self.inner.poll_recv(cx, bufs, meta),
-            };
-            let (Poll::Ready(Ok(count)), Some(rtcp)) = (&received, self.rtcp.get()) else {
-                return received;
-            };
-            let kept = take_rtcp(rtcp, bufs, meta, *count);
-            // All of it was RTCP: nothing for the stack, read on (or wait).
-            if kept > 0 {
-                return Poll::Ready(Ok(kept));
-            }
+        match &self.loss {
+            Some(loss) if !bufs.is_empty() && !meta.is_empty() => self.poll_recv_lossy(loss, cx, bufs, meta),
+            _ => self.inner.poll_recv(cx, bufs, meta),
         }
     }
 
@@ -428,7 +386,6 @@ impl Runtime for TapRuntime {
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         let tapped = Arc::new(TappedSocket {
             inner: self.tokio.wrap_udp_socket(socket)?,
-            rtcp: OnceLock::new(),
             loss: self.loss.clone(),
             reader: ReaderHandoff::default(),
         });
@@ -626,10 +583,9 @@ impl DirectPath {
             retransmitted: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
+        let claim = path.socket.claim_for_path()?;
         let weak = Arc::downgrade(&path);
-        if path.socket.rtcp.set(weak.clone()).is_err() {
-            return None;
-        }
+        let reader = tokio::spawn(read_for_path(claim, weak.clone()));
         let reports = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REPORT_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -639,7 +595,6 @@ impl DirectPath {
                 path.on_tick().await;
             }
         });
-        let reader = tokio::spawn(read_for_path(path.socket.clone(), Arc::downgrade(&path)));
         path.tasks.lock().expect("not poisoned").extend([reports, reader]);
         Some(path)
     }
@@ -806,8 +761,8 @@ impl DirectPath {
         }
     }
 
-    /// One RTCP datagram from the remote, as the socket reads it (on the connection's driver: the
-    /// work is short, and a NACK's answer is sent from a task of its own).
+    /// One RTCP datagram from the remote, as the path's reader takes it from the socket (the work
+    /// is short, and a NACK's answer is sent from a task of its own).
     fn on_rtcp(self: &Arc<Self>, datagram: &[u8]) {
         let now = Instant::now();
         let Ok(plain) = self.remote.lock().expect("not poisoned").decrypt_rtcp(datagram) else {
