@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # WebRTC figures, against the release build, on loopback:
 #  (a) time to first decoded frame in headless Chromium (the player page over WHEP) for a ~10 MB and a
-#      ~1 GB stored WebM, progressive loading on and off (medians of 9, after one warm-up playback);
+#      ~1 GB stored WebM, progressive loading on and off, with Play pressed on an open player and
+#      with a player link opened (medians of 9, after one warm-up playback);
 #  (b) N webrtc-rs receivers of one ~1 Mbps stream: connected, late frames, underflows, and the
 #      server's CPU per viewer over a steady window;
 #  (c) the server's memory per viewer (RSS with N viewers minus RSS of the fresh server before, over

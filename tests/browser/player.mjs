@@ -1,7 +1,8 @@
 // The player page in headless Chromium: an H.264 MP4 over WHEP, a VP8 WebM and a main-profile H.264
-// MP4 over the WebSocket signaling, each until Chromium has decoded frames (its own getStats
-// counters) with the codec the file needs; prints the time to first decoded frame and saves a
-// screenshot of each. Usage: node player.mjs <ipfs-stream binary>
+// MP4 over the WebSocket signaling, each opened as a player link, and a VP8 WebM over WHEP with Play
+// pressed on an open player (its peer made ahead); each until Chromium has decoded frames (its own
+// getStats counters) with the codec the file needs. Prints the time to first decoded frame and
+// saves a screenshot of each. Usage: node player.mjs <ipfs-stream binary>
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,19 +27,30 @@ const server = await startServer(binary);
 let browser;
 try {
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
-  for (const [file, transport, codec, fmtp] of [
-    ["h264-baseline-opus.mp4", "whep", "H264", "profile-level-id=42e01f"],
-    ["vp8-opus.webm", "ws", "VP8", ""],
-    ["h264-main.mp4", "ws", "H264", "profile-level-id=4d001f"],
+  // "link" opens /player?cid=…, which plays at once; "press" opens the player and presses Play once
+  // the page has made its WHEP peer ahead (offer applied, candidates gathered).
+  for (const [file, transport, codec, fmtp, start] of [
+    ["h264-baseline-opus.mp4", "whep", "H264", "profile-level-id=42e01f", "link"],
+    ["vp8-opus.webm", "ws", "VP8", "", "link"],
+    ["h264-main.mp4", "ws", "H264", "profile-level-id=4d001f", "link"],
+    ["vp8-opus.webm", "whep", "VP8", "", "press"],
   ]) {
     const cid = await add(server.base, file);
     const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${server.base}/player?cid=${cid}&transport=${transport}`);
+    if (start === "link") {
+      await page.goto(`${server.base}/player?cid=${cid}&transport=${transport}`);
+    } else {
+      await page.goto(`${server.base}/player?transport=${transport}`);
+      await page.waitForFunction(() => window.playerState && window.playerState().nextPeerReady, null, { timeout: 20000 });
+      await page.fill("#cid", cid);
+      await page.click("#play");
+    }
     await page.waitForFunction(() => window.playerState && window.playerState().framesDecoded > 0
       && window.playerState().ttff != null, null, { timeout: 20000 });
     const state = await page.evaluate(() => window.playerState());
+    assert.equal(state.peerPrepared, start === "press", `${file}: a peer made ahead is used when Play is pressed`);
     const decoder = await page.evaluate(async () => {
       const video = document.getElementById("video");
       return { width: video.videoWidth, height: video.videoHeight };
@@ -57,8 +69,8 @@ try {
     // The server counts the same connection.
     const connections = await (await fetch(`${server.base}/api/v1/webrtc/connections`)).json();
     assert.equal(connections.count, 1, `${file}: one connection on the server`);
-    await page.screenshot({ path: join(screenshots, `player-${file.replace(/\.[a-z0-9]+$/, "")}.png`) });
-    console.log(JSON.stringify({ file, transport, codec, frames_decoded: state.framesDecoded,
+    await page.screenshot({ path: join(screenshots, `player-${file.replace(/\.[a-z0-9]+$/, "")}-${transport}.png`) });
+    console.log(JSON.stringify({ file, transport, started_by: start, codec, frames_decoded: state.framesDecoded,
       time_to_first_frame_ms: Math.round(state.ttff) }));
     assert.deepEqual(errors, [], `${file}: no page errors`);
     await page.close({ runBeforeUnload: true });

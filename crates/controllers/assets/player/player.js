@@ -48,6 +48,43 @@ function newPeer() {
   return { pc, show };
 }
 
+/// A WHEP peer made ahead of the playback: its offer does not depend on what is played, so the
+/// page makes it while it is idle (at load, and after each playback), and pressing play costs the
+/// server's answer, ICE and DTLS only. A playback that starts before its peer is ready takes it as
+/// far as it got: the offer goes as soon as it exists and the candidates follow by PATCH.
+let preparedPeer = null;
+function prepareWhepPeer() {
+  const peer = newPeer();
+  const { pc } = peer;
+  peer.candidates = [];
+  peer.onCandidate = null;
+  pc.addEventListener("icecandidate", (event) => {
+    const candidate = event.candidate;
+    if (!candidate || !candidate.candidate) return;
+    if (peer.onCandidate) peer.onCandidate(candidate); else peer.candidates.push(candidate);
+  });
+  // With no playback on, the video element takes the peer's (still silent) tracks now: setting up
+  // its media pipeline cost the playback about 15 ms otherwise. After the page's load event only,
+  // as a media element waiting for data holds that event back.
+  const showWhileIdle = () => { if (!session && !peer.taken && !peer.shown) { peer.show(); peer.shown = true; } };
+  if (document.readyState === "complete") showWhileIdle(); else window.addEventListener("load", showWhileIdle, { once: true });
+  peer.offer = pc.createOffer();
+  peer.applied = peer.offer.then((offer) => pc.setLocalDescription(offer));
+  peer.ready = () => pc.iceGatheringState === "complete" && pc.localDescription != null;
+  peer.offer.catch(() => {});
+  peer.applied.catch(() => {});
+  return peer;
+}
+function takeWhepPeer() {
+  const peer = preparedPeer || prepareWhepPeer();
+  preparedPeer = null;
+  peer.taken = true;
+  return peer;
+}
+function prepareNextPeer() {
+  if (!preparedPeer && $("transport").value === "whep") preparedPeer = prepareWhepPeer();
+}
+
 /// The candidates as a trickle-ice-sdpfrag (RFC 8840) for a WHEP PATCH.
 function sdpfrag(pc, candidates) {
   const sdp = pc.localDescription.sdp;
@@ -58,55 +95,58 @@ function sdpfrag(pc, candidates) {
 }
 
 async function playWhep(form) {
-  const { pc, show } = newPeer();
+  const peer = takeWhepPeer();
+  const { pc, show } = peer;
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
-  // The offer goes at once and the candidates follow by PATCH (trickle ICE): waiting for the
-  // browser to finish gathering cost more than the rest of the setup.
+  const offer = await peer.offer;
+  // A prepared peer's local description carries all its candidates; otherwise the offer goes at
+  // once and the candidates follow by PATCH (trickle ICE): waiting for the browser to finish
+  // gathering cost more than the rest of the setup.
+  const complete = peer.ready();
   let resource = null;
-  const early = [];
   const trickle = (candidates) => {
     fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
       body: sdpfrag(pc, candidates) }).catch(() => {});
   };
-  pc.addEventListener("icecandidate", (event) => {
-    const candidate = event.candidate;
-    if (!candidate || !candidate.candidate) return;
-    if (resource) trickle([candidate]); else early.push(candidate);
-  });
-  // The offer goes out as soon as it exists: applying it locally, and the video element's own
-  // setup, run while the server answers.
-  const offer = await pc.createOffer();
+  if (!complete) peer.onCandidate = (candidate) => { if (resource) trickle([candidate]); else peer.candidates.push(candidate); };
   const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
   const answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
     method: "POST",
     headers: { "Content-Type": "application/sdp" },
-    body: offer.sdp,
+    body: complete ? pc.localDescription.sdp : offer.sdp,
   });
   mark("offer");
-  show();
-  await pc.setLocalDescription(offer);
-  const response = await answered;
-  if (response.status !== 201) {
-    const body = await response.json().catch(() => ({}));
-    throw new Error(body.message || `WHEP answered ${response.status}`);
+  // Applying the offer locally, and the video element's own setup, run while the server answers.
+  if (!peer.shown) show();
+  try {
+    await peer.applied;
+    const response = await answered;
+    if (response.status !== 201) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.message || `WHEP answered ${response.status}`);
+    }
+    const location = response.headers.get("Location");
+    const sdp = await response.text();
+    mark("answer");
+    await pc.setRemoteDescription({ type: "answer", sdp });
+    if (location) {
+      resource = location;
+      if (!complete && peer.candidates.length) trickle(peer.candidates);
+    }
+    return {
+      pc,
+      pcId: location ? location.split("/").pop() : null,
+      prepared: complete,
+      close: async () => {
+        pc.close();
+        // keepalive: the DELETE still goes out when the page is being unloaded.
+        if (location) await fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
+      },
+    };
+  } catch (error) {
+    pc.close();
+    throw error;
   }
-  const location = response.headers.get("Location");
-  const sdp = await response.text();
-  mark("answer");
-  await pc.setRemoteDescription({ type: "answer", sdp });
-  if (location) {
-    resource = location;
-    if (early.length) trickle(early);
-  }
-  return {
-    pc,
-    pcId: location ? location.split("/").pop() : null,
-    close: async () => {
-      pc.close();
-      // keepalive: the DELETE still goes out when the page is being unloaded.
-      if (location) await fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
-    },
-  };
 }
 
 function playWebSocket(form) {
@@ -188,13 +228,19 @@ async function refresh() {
 }
 setInterval(() => refresh().catch(() => {}), 1000);
 
-// The first frame the video element presents ends the time to first frame.
+// The first frame decoded and handed to the compositor ends the time to first frame (the video
+// frame callback's presentation time); the callback itself comes at the next rendering step, up to
+// a display refresh later, and is marked as well.
 function watchFirstFrame(current) {
-  const presented = () => {
+  const presented = (now, frame) => {
     if (session === current && current.ttff == null) {
-      current.ttff = performance.now() - current.started;
-      mark("first_frame");
+      const callback = performance.now();
+      current.ttff = (frame && frame.presentationTime ? Math.min(frame.presentationTime, callback) : callback) - current.started;
+      mark("first_frame_callback");
+      timeline.first_frame = Math.round(current.ttff);
       $("ttff").textContent = `${Math.round(current.ttff)} ms`;
+      // The next playback's peer, now that this one's setup is done.
+      prepareNextPeer();
     }
   };
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(presented);
@@ -202,11 +248,11 @@ function watchFirstFrame(current) {
 }
 
 async function play(form) {
+  const started = performance.now();
   await stop();
   showError("");
   if (!form.cid && !form.stream) { showError("give a CID or a stream id"); return; }
   setState("connecting");
-  const started = performance.now();
   timeline = {};
   timelineStart = started;
   try {
@@ -216,6 +262,7 @@ async function play(form) {
   } catch (error) {
     setState("failed");
     showError(error.message);
+    prepareNextPeer();
   }
 }
 
@@ -227,12 +274,18 @@ async function stop() {
     await closing.close().catch(() => {});
     setState("closed");
   }
+  prepareNextPeer();
 }
 
 $("source").addEventListener("submit", (event) => { event.preventDefault(); play(readForm()); });
 $("stop").addEventListener("click", () => stop());
 // Leaving the page hangs up at once instead of leaving the server to time the connection out.
-window.addEventListener("pagehide", () => { stop(); });
+window.addEventListener("pagehide", () => {
+  if (preparedPeer) preparedPeer.pc.close();
+  preparedPeer = null;
+  stop();
+});
+$("transport").addEventListener("change", () => prepareNextPeer());
 
 // /player?cid=…&quality=…&transport=ws plays at once.
 const params = new URLSearchParams(location.search);
@@ -240,10 +293,14 @@ if (params.get("cid")) $("cid").value = params.get("cid");
 if (params.get("stream_id")) $("stream").value = params.get("stream_id");
 if (params.get("quality")) $("quality").value = params.get("quality");
 if (params.get("transport")) $("transport").value = params.get("transport");
+prepareNextPeer();
 if (params.get("cid") || params.get("stream_id")) play(readForm());
 window.playerState = () => ({
   pcId: session && session.pcId,
   ttff: session && session.ttff,
+  // Whether the playback went out with a peer prepared ahead, and whether the next one is ready.
+  peerPrepared: Boolean(session && session.prepared),
+  nextPeerReady: Boolean(preparedPeer && preparedPeer.ready()),
   timeline: { ...timeline },
   framesDecoded: Number($("framesDecoded").textContent),
 });
