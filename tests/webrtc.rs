@@ -72,6 +72,7 @@ async fn expect(socket: &mut Socket, kind: &str, receiver: Option<&Receiver>) ->
                             candidate: message["candidate"].as_str().unwrap().to_owned(),
                             sdp_mid: message["sdpMid"].as_str().map(str::to_owned),
                             sdp_mline_index: message["sdpMLineIndex"].as_u64().map(|i| i as u16),
+                            ..Default::default()
                         })
                         .await;
                 }
@@ -167,6 +168,7 @@ async fn websocket_signaling_plays_a_stored_webm_from_a_keyframe() {
                         candidate: message["candidate"].as_str().unwrap().to_owned(),
                         sdp_mid: message["sdpMid"].as_str().map(str::to_owned),
                         sdp_mline_index: message["sdpMLineIndex"].as_u64().map(|i| i as u16),
+                        ..Default::default()
                     })
                     .await;
             }
@@ -175,6 +177,17 @@ async fn websocket_signaling_plays_a_stored_webm_from_a_keyframe() {
     assert!(
         receiver.connected(Duration::from_secs(1)).await,
         "connected over trickled ICE"
+    );
+    // A candidate of another username fragment would restart ICE: refused by name, the
+    // connection goes on.
+    let restart = json!({"type": "candidate", "pc_id": pc_id, "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host",
+                         "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "restart1"});
+    socket.send(Message::text(restart.to_string())).await.unwrap();
+    let refused = expect(&mut socket, "error", Some(&receiver)).await;
+    assert_eq!(refused["error"], "unprocessable", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("ICE restart"),
+        "{refused}"
     );
     let video = |r: &Receiver| {
         r.frames()
@@ -322,6 +335,7 @@ async fn whep_plays_a_created_stream_and_rest_controls_it() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400, "a malformed offer is refused");
+    let offer_ufrag = model::webrtc::ice_ufrag(&offer).unwrap().to_owned();
     let response = client()
         .post(&whep_url)
         .header("Content-Type", "application/sdp")
@@ -364,6 +378,45 @@ async fn whep_plays_a_created_stream_and_rest_controls_it() {
         .await
         .unwrap();
     assert_eq!(patch.status().as_u16(), 204);
+    // The session's own username fragment trickles; another one is an ICE restart (RFC 9725:
+    // If-Match "*"), which the session refuses by name and survives.
+    let frag = |ufrag: &str| {
+        format!(
+            "a=ice-ufrag:{ufrag}\r\na=ice-pwd:0123456789abcdefghijkl\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
+             a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+        )
+    };
+    let patch = |body: String, if_match: &'static str| {
+        client()
+            .patch(format!("{}{location}", server.base))
+            .header("Content-Type", "application/trickle-ice-sdpfrag")
+            .header("If-Match", if_match)
+            .body(body)
+            .send()
+    };
+    let trickled = patch(frag(&offer_ufrag), "*").await.unwrap();
+    assert_eq!(trickled.status().as_u16(), 204);
+    for restart in [
+        frag("restart1"),
+        "a=ice-ufrag:restart1\r\na=ice-pwd:0123456789abcdefghijkl\r\n".to_owned(),
+    ] {
+        let refused = patch(restart, "*").await.unwrap();
+        assert_eq!(refused.status().as_u16(), 422);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "unprocessable", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("ICE restart is not supported"),
+            "{body}"
+        );
+    }
+    let before = h264(&receiver).len();
+    assert!(
+        wait_for(|| h264(&receiver).len() > before + 5, Duration::from_secs(10)).await,
+        "still playing"
+    );
     let deleted = client()
         .delete(format!("{}{location}", server.base))
         .send()

@@ -123,6 +123,8 @@ struct CandidateMessage {
     sdp_mid: Option<String>,
     #[serde(rename = "sdpMLineIndex")]
     sdp_mline_index: Option<u16>,
+    #[serde(rename = "usernameFragment")]
+    username_fragment: Option<String>,
 }
 
 /// Forwards a connection's candidates and state changes to the socket.
@@ -253,6 +255,7 @@ async fn dispatch(
                         candidate: candidate.candidate,
                         sdp_mid: candidate.sdp_mid,
                         sdp_mline_index: candidate.sdp_mline_index,
+                        username_fragment: candidate.username_fragment,
                     },
                 )
                 .await

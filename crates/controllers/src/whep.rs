@@ -206,8 +206,11 @@ pub async fn play_stream(
     play(req, &state, query.request(Target::Stream(path.into_inner())), body).await
 }
 
-/// The candidates of a trickle-ice-sdpfrag (RFC 8840), each with the media section it follows.
+/// The candidates of a trickle-ice-sdpfrag (RFC 8840), each with the media section it follows and
+/// the fragment's ICE username fragment. A fragment without candidates gives one empty candidate
+/// (end of candidates) with that username fragment, so that an ICE restart is seen even then.
 pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
+    let ufrag = model::webrtc::ice_ufrag(frag).map(str::to_owned);
     let mut mid: Option<String> = None;
     let mut index: Option<u16> = None;
     let mut candidates = Vec::new();
@@ -228,6 +231,7 @@ pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
                     candidate: candidate.to_owned(),
                     sdp_mid: mid.clone(),
                     sdp_mline_index: index,
+                    username_fragment: ufrag.clone(),
                 });
             }
         } else if !line.contains('=') {
@@ -237,13 +241,20 @@ pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
             ));
         }
     }
+    if candidates.is_empty() && ufrag.is_some() {
+        candidates.push(IceCandidate {
+            username_fragment: ufrag,
+            ..Default::default()
+        });
+    }
     Ok(candidates)
 }
 
 /// Trickle ICE candidates into a session.
 #[utoipa::path(patch, path = "/whep/sessions/{pc_id}", tag = "whep", request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
     responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 412, description = "If-Match does not match the session", body = crate::error::ErrorBody)))]
+              (status = 412, description = "If-Match does not match the session", body = crate::error::ErrorBody),
+              (status = 422, description = "An ICE restart (a username fragment other than the session's): not supported", body = crate::error::ErrorBody)))]
 pub async fn trickle(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -295,6 +306,13 @@ mod tests {
         assert_eq!(candidates[0].sdp_mid.as_deref(), Some("0"));
         assert_eq!(candidates[0].sdp_mline_index, Some(0));
         assert!(candidates[0].candidate.starts_with("candidate:1 1 udp"));
+        assert_eq!(candidates[0].username_fragment.as_deref(), Some("abcd"));
+        // Credentials alone (an ICE restart without candidates yet) still reach the session.
+        let credentials = parse_sdpfrag("a=ice-ufrag:wxyz\r\na=ice-pwd:efgh\r\n").unwrap();
+        assert_eq!(credentials.len(), 1);
+        assert!(credentials[0].candidate.is_empty());
+        assert_eq!(credentials[0].username_fragment.as_deref(), Some("wxyz"));
+        assert!(parse_sdpfrag("a=end-of-candidates\r\n").unwrap().is_empty());
         assert!(parse_sdpfrag("a=candidate:1 1 udp").is_err());
         assert!(parse_sdpfrag("garbage").is_err());
     }

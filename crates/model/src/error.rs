@@ -64,6 +64,9 @@ pub enum Error {
     /// A per-client or per-stream limit was reached; retry later or elsewhere.
     #[error("limit reached: {0}")]
     LimitReached(String),
+    /// A request this server understands but does not carry out (an ICE restart, for one).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The server as a whole is at capacity.
     #[error("at capacity: {0}")]
     AtCapacity(String),

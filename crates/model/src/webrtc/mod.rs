@@ -9,7 +9,7 @@ pub mod receiver;
 pub mod service;
 mod transport_history;
 
-pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source};
+pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source, ice_ufrag};
 pub use quality::{AdaptiveSwitch, Quality};
 pub use receiver::{ReceivedFrame, Receiver};
 #[cfg(any(test, feature = "mock"))]

@@ -118,6 +118,10 @@ pub struct IceCandidate {
     pub sdp_mid: Option<String>,
     #[serde(rename = "sdpMLineIndex", default, skip_serializing_if = "Option::is_none")]
     pub sdp_mline_index: Option<u16>,
+    /// The ICE username fragment the candidate belongs to: one other than the remote
+    /// description's is an ICE restart.
+    #[serde(rename = "usernameFragment", default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
 }
 
 impl From<RTCIceCandidateInit> for IceCandidate {
@@ -126,6 +130,7 @@ impl From<RTCIceCandidateInit> for IceCandidate {
             candidate: init.candidate,
             sdp_mid: init.sdp_mid,
             sdp_mline_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
         }
     }
 }
@@ -136,7 +141,7 @@ impl From<IceCandidate> for RTCIceCandidateInit {
             candidate: candidate.candidate,
             sdp_mid: candidate.sdp_mid,
             sdp_mline_index: candidate.sdp_mline_index,
-            username_fragment: None,
+            username_fragment: candidate.username_fragment,
             url: None,
         }
     }
@@ -451,6 +456,15 @@ pub struct Peer {
     /// Candidates trickled before the remote description arrived (clients often send their first
     /// candidates ahead of their answer): applied with it, not refused.
     early_candidates: Mutex<Option<Vec<IceCandidate>>>,
+    /// The ICE username fragment of the remote description, once there is one.
+    remote_ufrag: Mutex<Option<String>>,
+}
+
+/// The first ICE username fragment an SDP (or SDP fragment) gives.
+pub fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|line| line.trim().strip_prefix("a=ice-ufrag:"))
+        .map(str::trim)
 }
 
 impl Peer {
@@ -588,6 +602,7 @@ impl Peer {
             sent: Arc::new(Sent::default()),
             on_sent,
             early_candidates: Mutex::new(Some(Vec::new())),
+            remote_ufrag: Mutex::new(None),
         });
         Ok((peer, events))
     }
@@ -726,6 +741,7 @@ impl Peer {
             .set_remote_description(answer)
             .await
             .map_err(webrtc_error("sdp"))?;
+        *self.remote_ufrag.lock().expect("not poisoned") = ice_ufrag(sdp).map(str::to_owned);
         self.apply_early_candidates().await;
         Ok(())
     }
@@ -733,7 +749,11 @@ impl Peer {
     async fn apply_early_candidates(&self) {
         let early = self.early_candidates.lock().expect("not poisoned").take();
         for candidate in early.into_iter().flatten() {
-            if let Err(error) = self.apply_candidate(candidate).await {
+            let applied = match self.refuse_restart(&candidate) {
+                Ok(()) => self.apply_candidate(candidate).await,
+                Err(refused) => Err(refused),
+            };
+            if let Err(error) = applied {
                 tracing::debug!(%error, "an early candidate was refused");
             }
         }
@@ -748,6 +768,7 @@ impl Peer {
             .set_remote_description(offer)
             .await
             .map_err(webrtc_error("sdp"))?;
+        *self.remote_ufrag.lock().expect("not poisoned") = ice_ufrag(offer_sdp).map(str::to_owned);
         self.apply_early_candidates().await;
         let answer = self
             .connection
@@ -769,6 +790,7 @@ impl Peer {
 
     /// Adds a remote ICE candidate (kept until the remote description if that has not come yet).
     pub async fn add_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        self.refuse_restart(&candidate)?;
         if candidate.candidate.trim().is_empty() {
             // End of candidates: nothing to add.
             return Ok(());
@@ -784,6 +806,18 @@ impl Peer {
             }
         }
         self.apply_candidate(candidate).await
+    }
+
+    /// A candidate of another username fragment than the remote description's would restart
+    /// ICE, which needs a new answer: this server keeps a session's first one.
+    fn refuse_restart(&self, candidate: &IceCandidate) -> Result<()> {
+        let remote_ufrag = self.remote_ufrag.lock().expect("not poisoned");
+        match (&candidate.username_fragment, remote_ufrag.as_ref()) {
+            (Some(theirs), Some(ours)) if theirs != ours => Err(Error::Unprocessable(format!(
+                "ICE restart is not supported: username fragment {theirs:?} is not the session's {ours:?}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     async fn apply_candidate(&self, candidate: IceCandidate) -> Result<()> {
