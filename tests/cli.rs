@@ -262,3 +262,60 @@ fn the_committed_openapi_document_is_current() {
     let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
 }
+
+/// Starts `serve` under a shell that first runs `limits` (ulimit options); gives the server and
+/// its log (plain text, as it goes to a pipe), to read once the server is dropped.
+fn serve_with_open_files(repo: &Repo, limits: &str) -> (Server, std::process::ChildStderr) {
+    use std::io::BufRead;
+    let script = format!("ulimit {limits} && exec \"$0\" serve --listen 127.0.0.1:0");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script, common::BINARY])
+        .env("IPFS_STREAM_DATA_DIR", repo.path())
+        .env_remove("IPFS_STREAM_KUBO_API")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .strip_prefix("listening on ")
+        .expect("a 'listening on' line")
+        .to_owned();
+    (Server { child, base }, stderr)
+}
+
+/// The soft and hard "Max open files" of a /proc/<pid>/limits.
+fn open_files(limits: &str) -> (String, String) {
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[test]
+fn serve_raises_its_open_files_limit_and_keeps_webrtc_within_it() {
+    use std::io::Read;
+    // Every WebRTC viewer holds a socket: a soft limit of 256 would stop the server near 200.
+    let repo = Repo::new();
+    let (server, _) = serve_with_open_files(&repo, "-Sn 256");
+    let (soft, hard) = open_files(&std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap());
+    let (_, our_hard) = open_files(&std::fs::read_to_string("/proc/self/limits").unwrap());
+    assert_eq!(hard, our_hard, "the hard limit is the one the server was given");
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    drop(server);
+
+    // A hard limit of 300 leaves room for 150 connections, not the default 2000.
+    let (server, mut stderr) = serve_with_open_files(&repo, "-n 300");
+    drop(server);
+    let mut logged = String::new();
+    stderr.read_to_string(&mut logged).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("webrtc_max_connections lowered"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(
+        line.contains("configured=2000") && line.contains("max_connections=150"),
+        "{line}"
+    );
+}

@@ -23,8 +23,11 @@ const WEBRTC_LOGS: &str =
 fn init_tracing(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default_level},{WEBRTC_LOGS}")));
+    // Colours for a terminal only: a log file or journal gets plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),

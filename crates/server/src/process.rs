@@ -1,4 +1,5 @@
-//! The process' CPU time and resident memory, from Linux's `/proc/self`.
+//! The process' CPU time and resident memory, from Linux's `/proc/self`, and its limit of open
+//! files.
 
 use model::monitoring::{ProcessProbe, ProcessUsage};
 
@@ -44,9 +45,52 @@ impl ProcessProbe for ProcSelf {
     }
 }
 
+/// Raises the soft limit of open files to the hard one, as a server of many connections needs:
+/// every WebRTC viewer holds a UDP socket, and a shell's usual soft limit of 1024 let a server
+/// take fewer than a thousand viewers while the hard limit allowed far more. Returns the soft
+/// limit before and after.
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct given, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before, limit.rlim_cur))
+    }
+}
+
+/// Open files kept for everything but WebRTC connections: HTTP clients, block files, the database.
+const FILES_KEPT_FOR_THE_REST: u64 = 256;
+
+/// How many WebRTC connections (one socket each) an open files limit leaves room for.
+pub fn connections_within(open_files_limit: u64) -> usize {
+    let room = open_files_limit
+        .saturating_sub(FILES_KEPT_FOR_THE_REST)
+        .max(open_files_limit / 2);
+    usize::try_from(room).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_leave_room_for_the_rest() {
+        assert_eq!(connections_within(1024), 768);
+        assert_eq!(connections_within(300), 150);
+        assert_eq!(connections_within(1 << 20), (1 << 20) - 256);
+    }
 
     #[test]
     fn cpu_ticks_are_read_past_a_name_with_spaces() {

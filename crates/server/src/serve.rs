@@ -28,9 +28,28 @@ pub async fn run(
     listen: SocketAddr,
     limits: controllers::Limits,
     monitoring: Monitoring,
-    webrtc: model::webrtc::WebRtcConfig,
+    mut webrtc: model::webrtc::WebRtcConfig,
     webrtc_threads: usize,
 ) -> Result<(), Error> {
+    match crate::process::raise_open_files_limit() {
+        Ok((before, limit)) => {
+            tracing::info!(before, limit, "open files limit");
+            // Each WebRTC connection holds a socket: past what the limit leaves for them, a new
+            // viewer is refused by name rather than the process failing to open a block file, a
+            // database handle or an HTTP connection of the ones already served.
+            let fitting = crate::process::connections_within(limit);
+            if webrtc.limits.max_connections > fitting {
+                tracing::warn!(
+                    configured = webrtc.limits.max_connections,
+                    limit,
+                    max_connections = fitting,
+                    "webrtc_max_connections lowered to what the open files limit leaves"
+                );
+                webrtc.limits.max_connections = fitting;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "open files limit not read"),
+    }
     // Peers and playbacks get their own threads, so media never waits on HTTP workers (and the
     // other way round).
     let media_runtime = tokio::runtime::Builder::new_multi_thread()

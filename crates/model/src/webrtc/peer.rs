@@ -580,7 +580,8 @@ impl Peer {
             .with_runtime(runtime.clone())
             .build()
             .await
-            .map_err(webrtc_error("creating the peer connection"))?;
+            // Nothing the client sent is in this: it fails for want of sockets (open files).
+            .map_err(|e| Error::AtCapacity(format!("creating the peer connection: {e}")))?;
         let connection: Arc<dyn PeerConnection> = Arc::new(connection);
         let peer = Arc::new(Self {
             connection: connection.clone(),
