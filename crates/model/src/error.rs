@@ -75,5 +75,14 @@ pub enum Error {
     Store(String),
 }
 
+impl Error {
+    /// A failure that may pass if the same request is made again: a storage adapter's (a disk
+    /// out of file handles for a moment, a remote node that timed out). What the content itself
+    /// says (not found, corrupt, malformed) stays true.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Store(_))
+    }
+}
+
 /// The model's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
@@ -14,6 +15,14 @@ use crate::content::{ByteRange, ContentService};
 
 /// Bytes fetched per range read.
 const WINDOW: u64 = 256 * 1024;
+/// How long to wait before each new attempt at a range read that failed for a passing reason:
+/// about a second in all, which the frame buffer covers, rather than ending a playback that
+/// all its viewers share.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+];
 
 /// A file in the store as `Read + Seek`. Must be used off the async runtime (in
 /// `spawn_blocking`): each miss blocks on a range read.
@@ -43,28 +52,41 @@ impl StoreSource {
 
     /// The whole file, read once (playback without progressive loading).
     pub fn load_all(content: &Arc<dyn ContentService>, cid: &Cid, runtime: &Handle) -> std::io::Result<Bytes> {
-        let chunks: Vec<Bytes> = runtime
-            .block_on(async { content.read(cid, ByteRange::full()).await?.try_collect().await })
-            .map_err(std::io::Error::other)?;
-        Ok(chunks.concat().into())
+        read_range(content, cid, ByteRange::full(), runtime, &mut 0)
     }
 
     fn fetch(&mut self, at: u64) -> std::io::Result<()> {
-        let length = WINDOW.min(self.size - at);
-        let (content, cid) = (self.content.clone(), self.cid);
-        let chunks: Vec<Bytes> = self
-            .runtime
-            .block_on(async move {
-                content
-                    .read(&cid, ByteRange::new(at, Some(length)))
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .map_err(std::io::Error::other)?;
-        self.reads += 1;
-        self.window = (at, chunks.concat().into());
+        let range = ByteRange::new(at, Some(WINDOW.min(self.size - at)));
+        let data = read_range(&self.content, &self.cid, range, &self.runtime, &mut self.reads)?;
+        self.window = (at, data);
         Ok(())
+    }
+}
+
+/// Reads `range` of `cid`, again after a failure that may pass (see [`RETRY_DELAYS`]); counts
+/// each attempt in `attempts`.
+fn read_range(
+    content: &Arc<dyn ContentService>,
+    cid: &Cid,
+    range: ByteRange,
+    runtime: &Handle,
+    attempts: &mut u64,
+) -> std::io::Result<Bytes> {
+    let mut delays = RETRY_DELAYS.iter();
+    loop {
+        let read = runtime.block_on(async { content.read(cid, range).await?.try_collect::<Vec<Bytes>>().await });
+        *attempts += 1;
+        match read {
+            Ok(chunks) => return Ok(chunks.concat().into()),
+            Err(error) if error.is_transient() => match delays.next() {
+                Some(delay) => {
+                    tracing::warn!(%error, %cid, at = range.start(), "range read failed; trying again");
+                    std::thread::sleep(*delay);
+                }
+                None => return Err(std::io::Error::other(error)),
+            },
+            Err(error) => return Err(std::io::Error::other(error)),
+        }
     }
 }
 
@@ -139,5 +161,63 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(all.len(), data.len());
+    }
+
+    /// A store whose range reads give `failures` in turn (None: the bytes asked for).
+    fn flaky_store(data: Vec<u8>, failures: Vec<Option<crate::Error>>) -> Arc<dyn ContentService> {
+        let mut store = crate::content::service::MockContentService::new();
+        let failures = std::sync::Mutex::new(std::collections::VecDeque::from(failures));
+        store.expect_read().returning(move |_, range| {
+            if let Some(Some(error)) = failures.lock().unwrap().pop_front() {
+                return Err(error);
+            }
+            let (start, end) = range.clamp(&Cid::default(), data.len() as u64).unwrap();
+            let (start, end) = (start as usize, end as usize);
+            let slice = Bytes::copy_from_slice(&data[start..end]);
+            Ok(Box::pin(futures::stream::iter([Ok(slice)])))
+        });
+        Arc::new(store)
+    }
+
+    #[test]
+    fn a_range_read_that_fails_for_a_passing_reason_is_made_again() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let cid = Cid::default();
+        let store = flaky_store(
+            data.clone(),
+            vec![
+                None,
+                Some(crate::Error::Store("Too many open files".into())),
+                Some(crate::Error::Store("timed out".into())),
+            ],
+        );
+        let mut source = StoreSource::new(store, cid, data.len() as u64, runtime.handle().clone());
+        let (read, reads) = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            source.read_to_end(&mut all).map(|_| (all, source.reads))
+        })
+        .join()
+        .unwrap()
+        .expect("two failures in a row are ridden out");
+        assert_eq!(read, data);
+        assert_eq!(reads, 5, "three windows, the second read three times");
+
+        // What the content says is not asked again; nor a store that keeps failing forever.
+        let missing = flaky_store(data.clone(), vec![Some(crate::Error::NotFound(cid))]);
+        let mut source = StoreSource::new(missing, cid, data.len() as u64, runtime.handle().clone());
+        let reads = std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
+            .join()
+            .unwrap();
+        assert_eq!(reads, (true, 1));
+        let broken = flaky_store(
+            data.clone(),
+            (0..10).map(|_| Some(crate::Error::Store("disk gone".into()))).collect(),
+        );
+        let mut source = StoreSource::new(broken, cid, data.len() as u64, runtime.handle().clone());
+        let reads = std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
+            .join()
+            .unwrap();
+        assert_eq!(reads, (true, 4), "one read and three more attempts");
     }
 }
