@@ -98,27 +98,29 @@ async function playWhep(form) {
   const peer = takeWhepPeer();
   const { pc, show } = peer;
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
-  const offer = await peer.offer;
-  // A prepared peer's local description carries all its candidates; otherwise the offer goes at
-  // once and the candidates follow by PATCH (trickle ICE): waiting for the browser to finish
-  // gathering cost more than the rest of the setup.
-  const complete = peer.ready();
-  let resource = null;
-  const trickle = (candidates) => {
-    fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
-      body: sdpfrag(pc, candidates) }).catch(() => {});
-  };
-  if (!complete) peer.onCandidate = (candidate) => { if (resource) trickle([candidate]); else peer.candidates.push(candidate); };
-  const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
-  const answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/sdp" },
-    body: complete ? pc.localDescription.sdp : offer.sdp,
-  });
-  mark("offer");
-  // Applying the offer locally, and the video element's own setup, run while the server answers.
-  if (!peer.shown) show();
   try {
+    const offer = await peer.offer;
+    // A prepared peer's local description carries all its candidates; otherwise the offer goes at
+    // once and the candidates follow by PATCH (trickle ICE): waiting for the browser to finish
+    // gathering cost more than the rest of the setup. Candidates found later (a new network)
+    // follow by PATCH either way.
+    const complete = peer.ready();
+    const pending = complete ? [] : peer.candidates;
+    let resource = null;
+    const trickle = (candidates) => {
+      fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
+        body: sdpfrag(pc, candidates) }).catch(() => {});
+    };
+    peer.onCandidate = (candidate) => { if (resource) trickle([candidate]); else pending.push(candidate); };
+    const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
+    const answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp" },
+      body: complete ? pc.localDescription.sdp : offer.sdp,
+    });
+    mark("offer");
+    // Applying the offer locally, and the video element's own setup, run while the server answers.
+    if (!peer.shown) show();
     await peer.applied;
     const response = await answered;
     if (response.status !== 201) {
@@ -131,7 +133,7 @@ async function playWhep(form) {
     await pc.setRemoteDescription({ type: "answer", sdp });
     if (location) {
       resource = location;
-      if (!complete && peer.candidates.length) trickle(peer.candidates);
+      if (pending.length) trickle(pending);
     }
     return {
       pc,
