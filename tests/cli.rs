@@ -305,7 +305,7 @@ fn serve_raises_its_open_files_limit_and_keeps_webrtc_within_it() {
     assert_eq!(soft, hard, "the soft limit is raised to the hard one");
     drop(server);
 
-    // A hard limit of 300 leaves room for 150 connections, not the default 2000.
+    // A hard limit of 300 leaves room for 75 viewers (two files each), not the default 2000.
     let (server, mut stderr) = serve_with_open_files(&repo, "-n 300");
     drop(server);
     let mut logged = String::new();
@@ -315,7 +315,7 @@ fn serve_raises_its_open_files_limit_and_keeps_webrtc_within_it() {
         .find(|l| l.contains("webrtc_max_connections lowered"))
         .unwrap_or_else(|| panic!("{logged}"));
     assert!(
-        line.contains("configured=2000") && line.contains("max_connections=150"),
+        line.contains("configured=2000") && line.contains("max_connections=75"),
         "{line}"
     );
 }

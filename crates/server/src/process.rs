@@ -48,7 +48,8 @@ impl ProcessProbe for ProcSelf {
 /// Raises the soft limit of open files to the hard one, as a server of many connections needs:
 /// every WebRTC viewer holds a UDP socket, and a shell's usual soft limit of 1024 let a server
 /// take fewer than a thousand viewers while the hard limit allowed far more. Returns the soft
-/// limit before and after.
+/// limit before and after (the same when it could not be raised: that is logged, and the limit
+/// still holds).
 pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -63,21 +64,27 @@ pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
         if limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
+                let error = std::io::Error::last_os_error();
+                tracing::warn!(%error, before, "open files limit not raised");
+                return Ok((before, before));
             }
         }
         Ok((before, limit.rlim_cur))
     }
 }
 
-/// Open files kept for everything but WebRTC connections: HTTP clients, block files, the database.
+/// Open files kept for everything but WebRTC viewers: block files, the database, other clients.
 const FILES_KEPT_FOR_THE_REST: u64 = 256;
+/// Open files a WebRTC viewer takes: its connection's UDP socket, and the HTTP connection or
+/// WebSocket it signals over, which a browser keeps open while it plays.
+const FILES_PER_VIEWER: u64 = 2;
 
-/// How many WebRTC connections (one socket each) an open files limit leaves room for.
+/// How many WebRTC connections an open files limit leaves room for.
 pub fn connections_within(open_files_limit: u64) -> usize {
     let room = open_files_limit
         .saturating_sub(FILES_KEPT_FOR_THE_REST)
-        .max(open_files_limit / 2);
+        .max(open_files_limit / 2)
+        / FILES_PER_VIEWER;
     usize::try_from(room).unwrap_or(usize::MAX)
 }
 
@@ -87,9 +94,9 @@ mod tests {
 
     #[test]
     fn connections_leave_room_for_the_rest() {
-        assert_eq!(connections_within(1024), 768);
-        assert_eq!(connections_within(300), 150);
-        assert_eq!(connections_within(1 << 20), (1 << 20) - 256);
+        assert_eq!(connections_within(1024), 384);
+        assert_eq!(connections_within(300), 75);
+        assert_eq!(connections_within(1 << 20), ((1 << 20) - 256) / 2);
     }
 
     #[test]

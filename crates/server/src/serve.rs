@@ -48,7 +48,7 @@ pub async fn run(
                 webrtc.limits.max_connections = fitting;
             }
         }
-        Err(error) => tracing::warn!(%error, "open files limit not read"),
+        Err(error) => tracing::warn!(%error, "open files limit not read; webrtc_max_connections left as set"),
     }
     // Peers and playbacks get their own threads, so media never waits on HTTP workers (and the
     // other way round).

@@ -41,18 +41,24 @@ function newPeer() {
   const tracks = ["video", "audio"].map((kind) => pc.addTransceiver(kind, { direction: "recvonly" }).receiver.track);
   watchSetup(pc);
   pc.onconnectionstatechange = () => setState(pc.connectionState);
+  const stream = new MediaStream(tracks);
+  const shown = () => video.srcObject === stream;
   const show = () => {
-    video.srcObject = new MediaStream(tracks);
+    if (shown()) return;
+    video.srcObject = stream;
     video.play().catch(() => {});
   };
-  return { pc, show };
+  return { pc, show, shown };
 }
 
 /// A WHEP peer made ahead of the playback: its offer does not depend on what is played, so the
-/// page makes it while it is idle (at load, and after each playback), and pressing play costs the
-/// server's answer, ICE and DTLS only. A playback that starts before its peer is ready takes it as
-/// far as it got: the offer goes as soon as it exists and the candidates follow by PATCH.
+/// page makes the next one at load, once a playback has its first frame, and after Stop; pressing
+/// Play then costs the server's answer, ICE and DTLS only. A playback that starts before its peer
+/// is ready takes it as far as it got: the offer goes as soon as it exists and the candidates
+/// follow by PATCH.
 let preparedPeer = null;
+/// Set while the page is being left: no new peer then.
+let leaving = false;
 function prepareWhepPeer() {
   const peer = newPeer();
   const { pc } = peer;
@@ -63,11 +69,6 @@ function prepareWhepPeer() {
     if (!candidate || !candidate.candidate) return;
     if (peer.onCandidate) peer.onCandidate(candidate); else peer.candidates.push(candidate);
   });
-  // With no playback on, the video element takes the peer's (still silent) tracks now: setting up
-  // its media pipeline cost the playback about 15 ms otherwise. After the page's load event only,
-  // as a media element waiting for data holds that event back.
-  const showWhileIdle = () => { if (!session && !peer.taken && !peer.shown) { peer.show(); peer.shown = true; } };
-  if (document.readyState === "complete") showWhileIdle(); else window.addEventListener("load", showWhileIdle, { once: true });
   peer.offer = pc.createOffer();
   peer.applied = peer.offer.then((offer) => pc.setLocalDescription(offer));
   peer.ready = () => pc.iceGatheringState === "complete" && pc.localDescription != null;
@@ -78,12 +79,29 @@ function prepareWhepPeer() {
 function takeWhepPeer() {
   const peer = preparedPeer || prepareWhepPeer();
   preparedPeer = null;
-  peer.taken = true;
   return peer;
 }
 function prepareNextPeer() {
-  if (!preparedPeer && $("transport").value === "whep") preparedPeer = prepareWhepPeer();
+  if (leaving) return;
+  if ($("transport").value !== "whep") {
+    dropPreparedPeer();
+    return;
+  }
+  if (!preparedPeer) preparedPeer = prepareWhepPeer();
+  showPreparedWhileIdle();
 }
+function dropPreparedPeer() {
+  if (preparedPeer) preparedPeer.pc.close();
+  preparedPeer = null;
+}
+/// With no playback on, the video element takes the prepared peer's (still silent) tracks: setting
+/// up its media pipeline cost the playback about 15 ms otherwise. After the page's load event
+/// only, as a media element waiting for data holds that event back.
+function showPreparedWhileIdle() {
+  if (document.readyState !== "complete") return;
+  if (!session && preparedPeer) preparedPeer.show();
+}
+window.addEventListener("load", () => showPreparedWhileIdle());
 
 /// The candidates as a trickle-ice-sdpfrag (RFC 8840) for a WHEP PATCH.
 function sdpfrag(pc, candidates) {
@@ -98,6 +116,7 @@ async function playWhep(form) {
   const peer = takeWhepPeer();
   const { pc, show } = peer;
   const target = form.stream ? `/whep/streams/${encodeURIComponent(form.stream)}` : `/whep/${encodeURIComponent(form.cid)}`;
+  let answered = null;
   try {
     const offer = await peer.offer;
     // A prepared peer's local description carries all its candidates; otherwise the offer goes at
@@ -113,14 +132,14 @@ async function playWhep(form) {
     };
     peer.onCandidate = (candidate) => { if (resource) trickle([candidate]); else pending.push(candidate); };
     const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
-    const answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
+    answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
       method: "POST",
       headers: { "Content-Type": "application/sdp" },
       body: complete ? pc.localDescription.sdp : offer.sdp,
     });
     mark("offer");
     // Applying the offer locally, and the video element's own setup, run while the server answers.
-    if (!peer.shown) show();
+    show();
     await peer.applied;
     const response = await answered;
     if (response.status !== 201) {
@@ -142,11 +161,18 @@ async function playWhep(form) {
       close: async () => {
         pc.close();
         // keepalive: the DELETE still goes out when the page is being unloaded.
-        if (location) await fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
+        if (location) fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
       },
     };
   } catch (error) {
     pc.close();
+    // A session the server made for this offer is ended, not left to its ICE timeout.
+    if (answered) {
+      answered.then((response) => {
+        const location = response.status === 201 && response.headers.get("Location");
+        if (location) fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
+      }).catch(() => {});
+    }
     throw error;
   }
 }
@@ -283,9 +309,15 @@ $("source").addEventListener("submit", (event) => { event.preventDefault(); play
 $("stop").addEventListener("click", () => stop());
 // Leaving the page hangs up at once instead of leaving the server to time the connection out.
 window.addEventListener("pagehide", () => {
-  if (preparedPeer) preparedPeer.pc.close();
-  preparedPeer = null;
+  leaving = true;
+  dropPreparedPeer();
   stop();
+});
+// Back from the back/forward cache: the page is usable again.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  leaving = false;
+  prepareNextPeer();
 });
 $("transport").addEventListener("change", () => prepareNextPeer());
 

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -15,14 +15,16 @@ use crate::content::{ByteRange, ContentService};
 
 /// Bytes fetched per range read.
 const WINDOW: u64 = 256 * 1024;
-/// How long to wait before each new attempt at a range read that failed for a passing reason:
-/// about a second in all, which the frame buffer covers, rather than ending a playback that
-/// all its viewers share.
+/// How long to wait before each new attempt at a range read that failed for a passing reason: a
+/// stall of the playback, rather than the end of a playback all its viewers share.
 const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_millis(50),
     Duration::from_millis(200),
     Duration::from_millis(800),
 ];
+/// No new attempt starts later than this after the first began: a read that failed slowly (a
+/// remote node's timeout) is not made again.
+const RETRY_BUDGET: Duration = Duration::from_millis(1500);
 
 /// A file in the store as `Read + Seek`. Must be used off the async runtime (in
 /// `spawn_blocking`): each miss blocks on a range read.
@@ -63,8 +65,8 @@ impl StoreSource {
     }
 }
 
-/// Reads `range` of `cid`, again after a failure that may pass (see [`RETRY_DELAYS`]); counts
-/// each attempt in `attempts`.
+/// Reads `range` of `cid`, again after a failure that may pass (see [`RETRY_DELAYS`] and
+/// [`RETRY_BUDGET`]); counts each attempt in `attempts`.
 fn read_range(
     content: &Arc<dyn ContentService>,
     cid: &Cid,
@@ -73,17 +75,18 @@ fn read_range(
     attempts: &mut u64,
 ) -> std::io::Result<Bytes> {
     let mut delays = RETRY_DELAYS.iter();
+    let started = Instant::now();
     loop {
         let read = runtime.block_on(async { content.read(cid, range).await?.try_collect::<Vec<Bytes>>().await });
         *attempts += 1;
         match read {
             Ok(chunks) => return Ok(chunks.concat().into()),
             Err(error) if error.is_transient() => match delays.next() {
-                Some(delay) => {
+                Some(delay) if started.elapsed() + *delay <= RETRY_BUDGET => {
                     tracing::warn!(%error, %cid, at = range.start(), "range read failed; trying again");
                     std::thread::sleep(*delay);
                 }
-                None => return Err(std::io::Error::other(error)),
+                _ => return Err(std::io::Error::other(error)),
             },
             Err(error) => return Err(std::io::Error::other(error)),
         }
@@ -219,5 +222,17 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(reads, (true, 4), "one read and three more attempts");
+
+        // A read that failed slowly (a remote timeout) is not made again.
+        let mut slow = crate::content::service::MockContentService::new();
+        slow.expect_read().times(1).returning(|_, _| {
+            std::thread::sleep(RETRY_BUDGET);
+            Err(crate::Error::Store("timed out".into()))
+        });
+        let mut source = StoreSource::new(Arc::new(slow), cid, data.len() as u64, runtime.handle().clone());
+        let reads = std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
+            .join()
+            .unwrap();
+        assert_eq!(reads, (true, 1));
     }
 }

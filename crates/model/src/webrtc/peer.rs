@@ -259,6 +259,17 @@ fn webrtc_error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
     move |e| Error::Input(format!("{context}: {e}"))
 }
 
+/// A peer connection that could not be made: for want of sockets (the server is out of open
+/// files, which passes), or for its configuration (a stream's ICE servers, which the client gave).
+fn peer_creation_error(e: webrtc::error::Error) -> Error {
+    let message = format!("creating the peer connection: {e}");
+    match e {
+        webrtc::error::Error::Io(_) => Error::AtCapacity(message),
+        webrtc::error::Error::Other(ref text) if text.contains("no udp_sockets") => Error::AtCapacity(message),
+        _ => Error::Input(message),
+    }
+}
+
 /// The pacer releases packets at this multiple of the bandwidth estimate, as libwebrtc's pacer
 /// does by default. A keyframe is many average frames in one: paced at the estimate itself, the
 /// 120 KB first keyframe of a 1 Mbps stream took half a second to leave, and every frame after it
@@ -453,11 +464,27 @@ pub struct Peer {
     sent: Arc<Sent>,
     /// Called with the bytes of every frame sent (the live counters of the server).
     on_sent: Arc<dyn Fn(u64) + Send + Sync>,
-    /// Candidates trickled before the remote description arrived (clients often send their first
-    /// candidates ahead of their answer): applied with it, not refused.
-    early_candidates: Mutex<Option<Vec<IceCandidate>>>,
-    /// The ICE username fragment of the remote description, once there is one.
-    remote_ufrag: Mutex<Option<String>>,
+    remote_ice: Mutex<RemoteIce>,
+}
+
+/// What the remote has said of its ICE so far.
+enum RemoteIce {
+    /// No description yet: candidates trickled ahead of it (clients often send their first ones
+    /// ahead of their answer) wait to be applied with it, not refused.
+    Awaited(Vec<IceCandidate>),
+    /// Its description's username fragment.
+    Known(Option<String>),
+}
+
+/// A candidate of another username fragment than the remote description's would restart ICE,
+/// which needs a new answer: this server keeps a session's first one.
+fn refuse_restart(candidate: &IceCandidate, ours: Option<&str>) -> Result<()> {
+    match (candidate.username_fragment.as_deref(), ours) {
+        (Some(theirs), Some(ours)) if theirs != ours => Err(Error::Unprocessable(format!(
+            "ICE restart is not supported: username fragment {theirs:?} is not the session's {ours:?}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The first ICE username fragment an SDP (or SDP fragment) gives.
@@ -580,8 +607,7 @@ impl Peer {
             .with_runtime(runtime.clone())
             .build()
             .await
-            // Nothing the client sent is in this: it fails for want of sockets (open files).
-            .map_err(|e| Error::AtCapacity(format!("creating the peer connection: {e}")))?;
+            .map_err(peer_creation_error)?;
         let connection: Arc<dyn PeerConnection> = Arc::new(connection);
         let peer = Arc::new(Self {
             connection: connection.clone(),
@@ -602,8 +628,7 @@ impl Peer {
             forwarders: Mutex::new(Vec::new()),
             sent: Arc::new(Sent::default()),
             on_sent,
-            early_candidates: Mutex::new(Some(Vec::new())),
-            remote_ufrag: Mutex::new(None),
+            remote_ice: Mutex::new(RemoteIce::Awaited(Vec::new())),
         });
         Ok((peer, events))
     }
@@ -742,15 +767,23 @@ impl Peer {
             .set_remote_description(answer)
             .await
             .map_err(webrtc_error("sdp"))?;
-        *self.remote_ufrag.lock().expect("not poisoned") = ice_ufrag(sdp).map(str::to_owned);
-        self.apply_early_candidates().await;
+        self.remote_described(sdp).await;
         Ok(())
     }
 
-    async fn apply_early_candidates(&self) {
-        let early = self.early_candidates.lock().expect("not poisoned").take();
-        for candidate in early.into_iter().flatten() {
-            let applied = match self.refuse_restart(&candidate) {
+    /// Takes note of the remote description's username fragment, and applies the candidates that
+    /// came before it (checked against it, in one step with the note, so none slips past).
+    async fn remote_described(&self, sdp: &str) {
+        let ufrag = ice_ufrag(sdp).map(str::to_owned);
+        let early = {
+            let mut remote = self.remote_ice.lock().expect("not poisoned");
+            match std::mem::replace(&mut *remote, RemoteIce::Known(ufrag.clone())) {
+                RemoteIce::Awaited(early) => early,
+                RemoteIce::Known(_) => Vec::new(),
+            }
+        };
+        for candidate in early {
+            let applied = match refuse_restart(&candidate, ufrag.as_deref()) {
                 Ok(()) => self.apply_candidate(candidate).await,
                 Err(refused) => Err(refused),
             };
@@ -769,8 +802,7 @@ impl Peer {
             .set_remote_description(offer)
             .await
             .map_err(webrtc_error("sdp"))?;
-        *self.remote_ufrag.lock().expect("not poisoned") = ice_ufrag(offer_sdp).map(str::to_owned);
-        self.apply_early_candidates().await;
+        self.remote_described(offer_sdp).await;
         let answer = self
             .connection
             .create_answer(None)
@@ -791,34 +823,27 @@ impl Peer {
 
     /// Adds a remote ICE candidate (kept until the remote description if that has not come yet).
     pub async fn add_candidate(&self, candidate: IceCandidate) -> Result<()> {
-        self.refuse_restart(&candidate)?;
-        if candidate.candidate.trim().is_empty() {
-            // End of candidates: nothing to add.
-            return Ok(());
-        }
+        // An empty candidate is the end of candidates: nothing to add, but its username fragment
+        // is checked all the same (an ICE restart may come without candidates).
+        let end_of_candidates = candidate.candidate.trim().is_empty();
         {
-            let mut early = self.early_candidates.lock().expect("not poisoned");
-            if let Some(early) = early.as_mut() {
-                if early.len() >= 64 {
-                    return Err(Error::Input("candidate: more than 64 before the answer".into()));
+            let mut remote = self.remote_ice.lock().expect("not poisoned");
+            match &mut *remote {
+                RemoteIce::Known(ufrag) => refuse_restart(&candidate, ufrag.as_deref())?,
+                RemoteIce::Awaited(_) if end_of_candidates => return Ok(()),
+                RemoteIce::Awaited(early) => {
+                    if early.len() >= 64 {
+                        return Err(Error::Input("candidate: more than 64 before the answer".into()));
+                    }
+                    early.push(candidate);
+                    return Ok(());
                 }
-                early.push(candidate);
-                return Ok(());
             }
         }
-        self.apply_candidate(candidate).await
-    }
-
-    /// A candidate of another username fragment than the remote description's would restart
-    /// ICE, which needs a new answer: this server keeps a session's first one.
-    fn refuse_restart(&self, candidate: &IceCandidate) -> Result<()> {
-        let remote_ufrag = self.remote_ufrag.lock().expect("not poisoned");
-        match (&candidate.username_fragment, remote_ufrag.as_ref()) {
-            (Some(theirs), Some(ours)) if theirs != ours => Err(Error::Unprocessable(format!(
-                "ICE restart is not supported: username fragment {theirs:?} is not the session's {ours:?}"
-            ))),
-            _ => Ok(()),
+        if end_of_candidates {
+            return Ok(());
         }
+        self.apply_candidate(candidate).await
     }
 
     async fn apply_candidate(&self, candidate: IceCandidate) -> Result<()> {
@@ -1063,6 +1088,21 @@ async fn send(output: &Output, frame: &Arc<Frame>, duration: Duration) -> bool {
     output.sent.bytes.fetch_add(bytes, Ordering::Relaxed);
     (output.on_sent)(bytes);
     true
+}
+
+#[cfg(test)]
+mod peer_creation_tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_without_sockets_is_the_servers_capacity_and_a_bad_configuration_the_clients() {
+        let no_sockets = webrtc::error::Error::Other("no udp_sockets or tcp_listeners available".into());
+        assert!(matches!(peer_creation_error(no_sockets), Error::AtCapacity(_)));
+        let io = webrtc::error::Error::from(std::io::Error::from_raw_os_error(24));
+        assert!(matches!(peer_creation_error(io), Error::AtCapacity(_)));
+        let turn = webrtc::error::Error::ErrNoTurnCredentials;
+        assert!(matches!(peer_creation_error(turn), Error::Input(_)));
+    }
 }
 
 #[cfg(test)]
