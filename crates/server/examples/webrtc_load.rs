@@ -95,6 +95,8 @@ async fn main() {
 
     // A frame is late when it arrives more than one frame interval after its RTP time says.
     let (mut frames, mut late, mut fewest) = (0usize, 0usize, usize::MAX);
+    // Late frames by the second of the window they arrived in: one stall, or spread out.
+    let mut late_by_second = vec![0usize; seconds as usize + 1];
     // RTP steps between consecutive frames, in frame intervals: 1 is a frame after the other,
     // more is frames missing in between.
     let mut gaps = std::collections::BTreeMap::<u32, usize>::new();
@@ -125,6 +127,8 @@ async fn main() {
             let arrived = frame.arrived.duration_since(first.arrived).as_secs_f64();
             if arrived - due > interval {
                 late += 1;
+                let second = frame.arrived.saturating_duration_since(window.start).as_secs() as usize;
+                late_by_second[second.min(seconds as usize)] += 1;
             }
         }
     }
@@ -140,6 +144,7 @@ async fn main() {
             "frames_received": frames,
             "fewest_frames_per_viewer": if receivers.is_empty() { 0 } else { fewest },
             "late_share": late as f64 / frames.max(1) as f64,
+            "late_by_second": late_by_second,
             "underflows": underflows,
             "stream_bitrate_bps": after["playback"]["bitrate_bps"],
             "frames_dropped": after["playback"]["frames_dropped"],
