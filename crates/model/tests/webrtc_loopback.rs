@@ -667,6 +667,48 @@ async fn lost_packets_are_sent_again_and_reports_flow_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_request_gets_the_latest_keyframe_again_at_once() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let cid = add(&f.content, "vp8.ivf").await;
+    let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
+    let viewer = Viewer::join(&f.hub, offer, Receiver::new([127, 0, 0, 1].into()).await.unwrap()).await;
+    let receiver = viewer.receiver.clone();
+    assert!(wait_for(|| receiver.frame_count() >= 5, Duration::from_secs(10)).await);
+    let keyframes = |r: &Receiver| r.frames().into_iter().filter(|f| f.keyframe).collect::<Vec<_>>();
+    let before = keyframes(&receiver);
+    let latest = before.last().expect("the viewer started on a keyframe").clone();
+    let asked = std::time::Instant::now();
+
+    // A PLI: the latest keyframe comes again, as itself (its own RTP timestamp), well before the
+    // next one would.
+    assert!(receiver.request_keyframe().await.unwrap());
+    assert!(
+        wait_for(|| keyframes(&receiver).len() > before.len(), Duration::from_secs(1)).await,
+        "no keyframe within a second of the request"
+    );
+    let again = keyframes(&receiver)[before.len()].clone();
+    assert!(again.arrived > asked);
+    assert_eq!(
+        again.rtp_timestamp, latest.rtp_timestamp,
+        "{again:?} against {latest:?}"
+    );
+    assert_eq!(again.bytes, latest.bytes);
+    let stats = f.hub.stats(&viewer.pc_id).await.unwrap();
+    assert!(stats.transport.packets_retransmitted > 0, "{stats:?}");
+
+    // A second request at once is not answered (at most one every half second).
+    let count = keyframes(&receiver).len();
+    assert!(receiver.request_keyframe().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after: Vec<_> = keyframes(&receiver).into_iter().skip(count).collect();
+    assert!(
+        after.iter().all(|k| k.rtp_timestamp != latest.rtp_timestamp),
+        "sent again twice in 200 ms: {after:?}"
+    );
+    viewer.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_connection_keeps_its_ice_consent_while_its_rtcp_bypasses_the_stack() {
     // ICE consent rests on STUN alone once the direct path reads the socket (both sides check
     // every 2 s). With 1.5 s to disconnected and 1.5 s more to failed, a connection whose STUN no

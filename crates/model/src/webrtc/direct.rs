@@ -29,6 +29,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::task::AtomicWaker;
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, convert_twcc};
 use rtc::peer_connection::srtp_export::{ExportedSrtp, set_srtp_export_hook};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
@@ -52,6 +54,8 @@ const RTP_HEADER: usize = 12;
 const MAX_GSO_BYTES: usize = 65_000;
 /// Packets of a track kept for answering NACKs; they hold the frames, not copies.
 const NACK_HISTORY: usize = 512;
+/// A track sends its latest keyframe again on a keyframe request at most this often.
+const KEYFRAME_RESEND_INTERVAL: Duration = Duration::from_millis(500);
 /// How often sender reports go out, and the estimator's timers run.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Exported contexts nobody claimed are dropped after this long.
@@ -506,6 +510,8 @@ struct TrackState {
     last: Option<(u32, Instant)>,
     history: VecDeque<SentPacket>,
     reception: Option<Reception>,
+    /// When the latest keyframe last went again on a keyframe request.
+    keyframe_resent: Option<Instant>,
 }
 
 /// A track sent on the direct path.
@@ -616,6 +622,7 @@ impl DirectPath {
                 last: None,
                 history: VecDeque::with_capacity(NACK_HISTORY),
                 reception: None,
+                keyframe_resent: None,
             }),
         });
         self.tracks.lock().expect("not poisoned").push(track.clone());
@@ -779,6 +786,12 @@ impl DirectPath {
                 self.on_nack(nack);
             } else if let Some(report) = packet.downcast_ref::<ReceiverReport>() {
                 self.on_receiver_report(report, now);
+            } else if let Some(request) = packet.downcast_ref::<PictureLossIndication>() {
+                self.on_keyframe_request(request.media_ssrc);
+            } else if let Some(request) = packet.downcast_ref::<FullIntraRequest>() {
+                for entry in &request.fir {
+                    self.on_keyframe_request(entry.ssrc);
+                }
             }
         }
     }
@@ -824,6 +837,28 @@ impl DirectPath {
                 *self.rtt_ms.lock().expect("not poisoned") = Some(rtt.as_secs_f64() * 1000.0);
             }
         }
+    }
+
+    /// A receiver that asks for a keyframe (PLI, FIR) gets the track's latest one again, as
+    /// packets of new sequence numbers with the frame's own timestamp and picture id: stored media
+    /// has no encoder to ask for a new one, and the frames sent after it reference it. This is
+    /// what starts a browser that dropped the opening keyframe (it came in before the browser had
+    /// set up its receiving stream) at once, instead of at the next keyframe seconds later.
+    fn on_keyframe_request(self: &Arc<Self>, ssrc: u32) {
+        let Some(track) = self.track_of(ssrc) else {
+            return;
+        };
+        let packets = track.again_latest_keyframe(Instant::now());
+        if packets.is_empty() {
+            return;
+        }
+        self.retransmitted.fetch_add(packets.len() as u64, Ordering::Relaxed);
+        let path = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = path.send_packets(&track, &packets, Instant::now()).await {
+                tracing::debug!(%error, "keyframe not sent again");
+            }
+        });
     }
 
     fn on_nack(self: &Arc<Self>, nack: &TransportLayerNack) {
@@ -948,6 +983,51 @@ impl DirectTrack {
             .upgrade()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the connection is closed"))?;
         path.send_packets(self, &packets, now).await
+    }
+
+    /// The packets of the latest keyframe in the record, numbered anew (and recorded, so that a
+    /// NACK can bring them back too); none when it is not all in the record, or when it went again
+    /// less than [`KEYFRAME_RESEND_INTERVAL`] ago.
+    fn again_latest_keyframe(&self, now: Instant) -> Vec<SentPacket> {
+        let mut state = self.state.lock().expect("not poisoned");
+        if state
+            .keyframe_resent
+            .is_some_and(|at| now.duration_since(at) < KEYFRAME_RESEND_INTERVAL)
+        {
+            return Vec::new();
+        }
+        let Some(latest) = state.history.iter().rev().find(|sent| sent.frame.keyframe) else {
+            return Vec::new();
+        };
+        let frame = latest.frame.clone();
+        let timestamp = latest.timestamp;
+        let chunks: Vec<SentPacket> = state
+            .history
+            .iter()
+            .filter(|sent| Arc::ptr_eq(&sent.frame, &frame) && sent.timestamp == timestamp)
+            .cloned()
+            .collect();
+        let whole = chunks.first().is_some_and(|first| first.chunk == 0)
+            && chunks.len() == frame.packets.get_or_cut(|| cut(self.codec, &frame.data)).len();
+        if !whole {
+            return Vec::new();
+        }
+        let first_sequence = state.next_sequence;
+        state.next_sequence = first_sequence.wrapping_add(chunks.len() as u16);
+        let again: Vec<SentPacket> = chunks
+            .into_iter()
+            .enumerate()
+            .map(|(index, sent)| SentPacket {
+                sequence: first_sequence.wrapping_add(index as u16),
+                ..sent
+            })
+            .collect();
+        let overflow = (state.history.len() + again.len()).saturating_sub(NACK_HISTORY);
+        let overflow = overflow.min(state.history.len());
+        state.history.drain(..overflow);
+        state.history.extend(again.iter().cloned());
+        state.keyframe_resent = Some(now);
+        again
     }
 
     /// The header and plain packet (header and payload) of a sent packet, with its transport-wide

@@ -40,6 +40,9 @@ pub struct ReceivedFrame {
 
 type Frames = Arc<Mutex<Vec<ReceivedFrame>>>;
 
+/// The video tracks received so far, with their SSRC (what a keyframe request names).
+type VideoTracks = Arc<Mutex<Vec<(Arc<dyn TrackRemote>, u32)>>>;
+
 /// Packets that arrived after a later one of their stream: reordered, or sent again on a NACK.
 type Late = Arc<std::sync::atomic::AtomicU64>;
 
@@ -47,6 +50,7 @@ struct Handler {
     candidates: mpsc::Sender<IceCandidate>,
     frames: Frames,
     late: Late,
+    video: VideoTracks,
     state: watch::Sender<RTCPeerConnectionState>,
     gathered: watch::Sender<bool>,
 }
@@ -70,7 +74,12 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        tokio::spawn(reassemble(track, self.frames.clone(), self.late.clone()));
+        tokio::spawn(reassemble(
+            track,
+            self.frames.clone(),
+            self.late.clone(),
+            self.video.clone(),
+        ));
     }
 }
 
@@ -88,7 +97,7 @@ fn is_keyframe(mime_type: &str, data: &[u8]) -> bool {
     }
 }
 
-async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, late: Late) {
+async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, late: Late, video: VideoTracks) {
     let mut newest: HashMap<u32, u16> = HashMap::new();
     let mut vp8 = Vp8Packet::default();
     let mut h264 = H264Packet::default();
@@ -115,6 +124,9 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, late: Late) {
             None => {
                 let mime_type = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
                 mime_types.insert(ssrc, mime_type.clone());
+                if mime_type.to_ascii_lowercase().starts_with("video") {
+                    video.lock().expect("not poisoned").push((track.clone(), ssrc));
+                }
                 mime_type
             }
         };
@@ -162,6 +174,7 @@ pub struct Receiver {
     late: Late,
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
+    video: VideoTracks,
 }
 
 impl Receiver {
@@ -189,6 +202,7 @@ impl Receiver {
         let (gathered_out, gathered) = watch::channel(false);
         let frames: Frames = Arc::default();
         let late: Late = Arc::default();
+        let video: VideoTracks = Arc::default();
         let connection = PeerConnectionBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)
@@ -201,6 +215,7 @@ impl Receiver {
                 candidates: candidates_out,
                 frames: frames.clone(),
                 late: late.clone(),
+                video: video.clone(),
                 state: state_out,
                 gathered: gathered_out,
             }))
@@ -216,6 +231,7 @@ impl Receiver {
                 late,
                 state,
                 gathered,
+                video,
             },
             candidates,
         ))
@@ -308,6 +324,23 @@ impl Receiver {
     }
 
     /// Frames received so far, without copying them.
+    /// Asks for a keyframe on each video track received so far (a PLI, as a decoder that cannot
+    /// go on does). False when no video has come yet.
+    pub async fn request_keyframe(&self) -> Result<bool> {
+        let tracks = self.video.lock().expect("not poisoned").clone();
+        for (track, ssrc) in &tracks {
+            let request = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: *ssrc,
+            };
+            track
+                .write_rtcp(vec![Box::new(request)])
+                .await
+                .map_err(error("keyframe request"))?;
+        }
+        Ok(!tracks.is_empty())
+    }
+
     pub fn frame_count(&self) -> usize {
         self.frames.lock().expect("not poisoned").len()
     }
