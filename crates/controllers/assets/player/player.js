@@ -42,13 +42,12 @@ function newPeer() {
   watchSetup(pc);
   pc.onconnectionstatechange = () => setState(pc.connectionState);
   const stream = new MediaStream(tracks);
-  const shown = () => video.srcObject === stream;
   const show = () => {
-    if (shown()) return;
+    if (video.srcObject === stream) return;
     video.srcObject = stream;
     video.play().catch(() => {});
   };
-  return { pc, show, shown };
+  return { pc, show };
 }
 
 /// A WHEP peer made ahead of the playback: its offer does not depend on what is played, so the

@@ -182,6 +182,14 @@ mod tests {
         Arc::new(store)
     }
 
+    /// Whether the first read of a file in `store` failed, and how many range reads it made.
+    fn first_read(store: Arc<dyn ContentService>, runtime: &tokio::runtime::Runtime) -> (bool, u64) {
+        let mut source = StoreSource::new(store, Cid::default(), 600_000, runtime.handle().clone());
+        std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
+            .join()
+            .unwrap()
+    }
+
     #[test]
     fn a_range_read_that_fails_for_a_passing_reason_is_made_again() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -208,19 +216,13 @@ mod tests {
 
         // What the content says is not asked again; nor a store that keeps failing forever.
         let missing = flaky_store(data.clone(), vec![Some(crate::Error::NotFound(cid))]);
-        let mut source = StoreSource::new(missing, cid, data.len() as u64, runtime.handle().clone());
-        let reads = std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
-            .join()
-            .unwrap();
+        let reads = first_read(missing, &runtime);
         assert_eq!(reads, (true, 1));
         let broken = flaky_store(
             data.clone(),
             (0..10).map(|_| Some(crate::Error::Store("disk gone".into()))).collect(),
         );
-        let mut source = StoreSource::new(broken, cid, data.len() as u64, runtime.handle().clone());
-        let reads = std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
-            .join()
-            .unwrap();
+        let reads = first_read(broken, &runtime);
         assert_eq!(reads, (true, 4), "one read and three more attempts");
 
         // A read that failed slowly (a remote timeout) is not made again.
@@ -229,10 +231,7 @@ mod tests {
             std::thread::sleep(RETRY_BUDGET);
             Err(crate::Error::Store("timed out".into()))
         });
-        let mut source = StoreSource::new(Arc::new(slow), cid, data.len() as u64, runtime.handle().clone());
-        let reads = std::thread::spawn(move || (source.read(&mut [0u8; 16]).is_err(), source.reads))
-            .join()
-            .unwrap();
+        let reads = first_read(Arc::new(slow), &runtime);
         assert_eq!(reads, (true, 1));
     }
 }

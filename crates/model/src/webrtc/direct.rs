@@ -514,6 +514,15 @@ struct TrackState {
     keyframe_resent: Option<Instant>,
 }
 
+impl TrackState {
+    /// Keeps `packets` for NACKs, the oldest going past [`NACK_HISTORY`].
+    fn record(&mut self, packets: &[SentPacket]) {
+        let overflow = (self.history.len() + packets.len()).saturating_sub(NACK_HISTORY);
+        self.history.drain(..overflow.min(self.history.len()));
+        self.history.extend(packets.iter().cloned());
+    }
+}
+
 /// A track sent on the direct path.
 pub(crate) struct DirectTrack {
     /// Weak: the path keeps its tracks (their counters and NACK record outlive their forwarders),
@@ -849,16 +858,7 @@ impl DirectPath {
             return;
         };
         let packets = track.again_latest_keyframe(Instant::now());
-        if packets.is_empty() {
-            return;
-        }
-        self.retransmitted.fetch_add(packets.len() as u64, Ordering::Relaxed);
-        let path = self.clone();
-        tokio::spawn(async move {
-            if let Err(error) = path.send_packets(&track, &packets, Instant::now()).await {
-                tracing::debug!(%error, "keyframe not sent again");
-            }
-        });
+        self.send_again(track, packets);
     }
 
     fn on_nack(self: &Arc<Self>, nack: &TransportLayerNack) {
@@ -873,6 +873,12 @@ impl DirectPath {
                 .cloned()
                 .collect()
         };
+        self.send_again(track, packets);
+    }
+
+    /// Sends packets of `track` again (a NACK's, a keyframe request's) from a task of its own, so
+    /// the reader that took the request goes on at once.
+    fn send_again(self: &Arc<Self>, track: Arc<DirectTrack>, packets: Vec<SentPacket>) {
         if packets.is_empty() {
             return;
         }
@@ -880,7 +886,7 @@ impl DirectPath {
         let path = self.clone();
         tokio::spawn(async move {
             if let Err(error) = path.send_packets(&track, &packets, Instant::now()).await {
-                tracing::debug!(%error, "retransmission not sent");
+                tracing::debug!(%error, "packets not sent again");
             }
         });
     }
@@ -972,10 +978,7 @@ impl DirectTrack {
                     picture_id,
                 })
                 .collect();
-            let overflow = (state.history.len() + packets.len()).saturating_sub(NACK_HISTORY);
-            let overflow = overflow.min(state.history.len());
-            state.history.drain(..overflow);
-            state.history.extend(packets.iter().cloned());
+            state.record(&packets);
             packets
         };
         let path = self
@@ -1022,10 +1025,7 @@ impl DirectTrack {
                 ..sent
             })
             .collect();
-        let overflow = (state.history.len() + again.len()).saturating_sub(NACK_HISTORY);
-        let overflow = overflow.min(state.history.len());
-        state.history.drain(..overflow);
-        state.history.extend(again.iter().cloned());
+        state.record(&again);
         state.keyframe_resent = Some(now);
         again
     }

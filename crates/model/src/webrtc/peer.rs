@@ -703,15 +703,13 @@ impl Peer {
                             .find(|c| h264_profile_of(&c.rtp_codec.sdp_fmtp_line) == profile)
                             .or_else(|| codecs.iter().find(same_codec));
                         if let Some(codec) = chosen {
-                            let extension = |uri: &str| {
-                                parameters
-                                    .rtp_parameters
-                                    .header_extensions
-                                    .iter()
-                                    .find(|extension| extension.uri == uri)
-                                    .and_then(|extension| u8::try_from(extension.id).ok())
-                            };
-                            break (codec.payload_type, extension(rtc::sdp::extmap::TRANSPORT_CC_URI));
+                            let transport_cc = parameters
+                                .rtp_parameters
+                                .header_extensions
+                                .iter()
+                                .find(|extension| extension.uri == rtc::sdp::extmap::TRANSPORT_CC_URI)
+                                .and_then(|extension| u8::try_from(extension.id).ok());
+                            break (codec.payload_type, transport_cc);
                         }
                     }
                     if Instant::now() > deadline {
@@ -1091,7 +1089,7 @@ async fn send(output: &Output, frame: &Arc<Frame>, duration: Duration) -> bool {
 }
 
 #[cfg(test)]
-mod peer_creation_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -1103,11 +1101,6 @@ mod peer_creation_tests {
         let turn = webrtc::error::Error::ErrNoTurnCredentials;
         assert!(matches!(peer_creation_error(turn), Error::Input(_)));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn the_pacer_starts_fast_then_runs_ahead_of_the_published_estimate() {
