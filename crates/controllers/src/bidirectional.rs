@@ -37,10 +37,6 @@ pub const MAX_TRANSFERS: usize = 8;
 /// Payload bytes per binary frame of a download (the session queues 32 messages: 2 MiB).
 const CHUNK: usize = 64 * 1024;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/bidirectional", web::get().to(connect));
-}
-
 #[derive(Deserialize)]
 struct Command {
     command: Option<String>,

@@ -7,31 +7,11 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
+use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::metering::Meter;
 use crate::upload::body_stream;
 use model::metrics::{Direction, StreamType};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/content")
-            .route(web::post().to(add))
-            .route(web::get().to(list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/content/{cid}")
-            .route(web::get().to(stat))
-            .route(web::delete().to(remove))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/car")
-            .route(web::post().to(import_car))
-            .default_service(web::to(method_not_allowed)),
-    );
-}
 
 /// Options of an upload, as `ipfs add` takes them.
 #[derive(Debug, Default, Deserialize, Validate, utoipa::IntoParams)]

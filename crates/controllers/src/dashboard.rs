@@ -32,16 +32,10 @@ const ASSETS: [Asset; 4] = [
 
 const PAGE: &str = include_str!("../assets/dashboard/index.html");
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dashboard", web::get().to(page))
-        .route("/dashboard/", web::get().to(page))
-        .route("/dashboard/assets/{name}", web::get().to(asset));
-}
-
-async fn page() -> HttpResponse {
+pub(crate) async fn page() -> HttpResponse {
     embedded::page(PAGE)
 }
 
-async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     embedded::asset(&ASSETS, "dashboard", &name)
 }

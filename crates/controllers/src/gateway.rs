@@ -12,7 +12,7 @@ use model::content::{ByteRange, ByteStream, DirEntry, NodeKind};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
+use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::metering::Meter;
 use crate::range::{self, RangeRequest};
@@ -24,18 +24,6 @@ pub const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 const SNIFF_LEN: u64 = 512;
 pub const RAW_BLOCK: &str = "application/vnd.ipld.raw";
 pub const CAR: &str = "application/vnd.ipld.car";
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // Two resources, not one with two patterns, so metrics label each route by its own pattern.
-    for pattern in ["/ipfs/{cid}", "/ipfs/{cid}/{path:.*}"] {
-        cfg.service(
-            web::resource(pattern)
-                .route(web::get().to(get))
-                .route(web::head().to(get))
-                .default_service(web::to(method_not_allowed)),
-        );
-    }
-}
 
 /// Query parameters of the gateway.
 #[derive(Debug, Default, Deserialize, validator::Validate, utoipa::IntoParams)]

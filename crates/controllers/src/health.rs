@@ -6,11 +6,6 @@ use serde::Serialize;
 
 use crate::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready));
-}
-
 /// Liveness of the process.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {

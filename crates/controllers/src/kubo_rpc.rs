@@ -11,28 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
-use crate::error::method_not_allowed;
 use crate::metering::Meter;
 use crate::upload::{channel, pump_field};
 use model::metrics::{Direction, StreamType};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post("/api/v0/add").route(web::post().to(add)))
-        .service(post("/api/v0/cat").route(web::post().to(cat)))
-        .service(post("/api/v0/block/get").route(web::post().to(block_get)))
-        .service(post("/api/v0/block/stat").route(web::post().to(block_stat)))
-        .service(post("/api/v0/dag/export").route(web::post().to(dag_export)))
-        .service(post("/api/v0/dag/import").route(web::post().to(dag_import)))
-        .service(post("/api/v0/pin/add").route(web::post().to(pin_add)))
-        .service(post("/api/v0/pin/rm").route(web::post().to(pin_rm)))
-        .service(post("/api/v0/pin/ls").route(web::post().to(pin_ls)))
-        .service(post("/api/v0/version").route(web::post().to(version)));
-}
-
-/// A resource that answers any method but its own with 405, as Kubo does for GET.
-fn post(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
 
 /// An error as Kubo reports it.
 #[derive(Debug)]

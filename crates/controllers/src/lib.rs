@@ -38,6 +38,7 @@ pub mod openapi;
 pub mod player;
 pub mod range;
 pub mod rechunk;
+pub mod routes;
 pub mod sse;
 pub mod state;
 pub mod telemetry;
@@ -52,27 +53,11 @@ pub use state::{AppState, Limits};
 
 use actix_web::web;
 
-/// Registers every route of the server on an actix-web app, and JSON errors for unknown routes (JSON
-/// bodies go through `extract::Json`, query strings through `extract::Checked`).
+/// Registers every route of the server (the table in [`routes`]) on an actix-web app, and JSON
+/// errors for unknown routes (JSON bodies go through `extract::Json`, query strings through
+/// `extract::Checked`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
-        .configure(health::routes)
-        .configure(gateway::routes)
-        // Before the content API: /api/v1/content/active is not a CID.
-        .configure(monitoring_api::routes)
-        .configure(content_api::routes)
-        .configure(kubo_rpc::routes)
-        .configure(metrics_api::routes)
-        .configure(dashboard::routes)
-        .configure(player::routes)
-        .configure(webrtc_api::routes)
-        .configure(whep::routes)
-        .configure(webrtc_signaling::routes)
-        .configure(ws::routes)
-        .configure(bidirectional::routes)
-        .configure(sse::routes)
-        .configure(notifications_ws::routes)
-        .configure(telemetry::routes)
-        .configure(openapi::routes)
+        .configure(routes::register)
         .default_service(web::to(error::unknown_route));
 }

@@ -8,24 +8,11 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
+use crate::error::ApiError;
 use crate::extract::Checked;
 
 /// Records a summary is computed over: the most recent ones.
 const SUMMARY_WINDOW: u64 = 10_000;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/metrics/streaming")
-            .route(web::get().to(summary))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/metrics/streaming/history")
-            .route(web::get().to(history))
-            .default_service(web::to(method_not_allowed)),
-    );
-}
 
 /// count, avg, min, max, median, p95, p99 of a series.
 #[derive(Serialize, utoipa::ToSchema)]

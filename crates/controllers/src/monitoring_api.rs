@@ -11,30 +11,8 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
+use crate::error::ApiError;
 use crate::extract::Checked;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    for (path, route) in [
-        ("/api/v1/metrics/history", web::get().to(history)),
-        ("/api/v1/metrics/series", web::get().to(series)),
-        ("/api/v1/content/active", web::get().to(active_content)),
-        ("/api/v1/analytics", web::get().to(analytics)),
-    ] {
-        cfg.service(
-            web::resource(path)
-                .route(route)
-                .default_service(web::to(method_not_allowed)),
-        );
-    }
-    cfg.service(
-        web::resource("/api/v1/faults")
-            .route(web::get().to(faults))
-            .route(web::post().to(inject_fault))
-            .route(web::delete().to(clear_faults))
-            .default_service(web::to(method_not_allowed)),
-    );
-}
 
 /// Longest range one query may span: 400 days.
 const MAX_SPAN_MS: i64 = 400 * 86_400_000;

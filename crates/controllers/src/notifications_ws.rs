@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use validator::Validate;
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
+use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::ws::error_message;
 
@@ -34,20 +34,6 @@ const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client messages larger than this close the connection (1009).
 const MAX_MESSAGE: usize = 64 * 1024;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/notifications", web::get().to(connect))
-        .service(
-            web::resource("/api/v1/notifications/history")
-                .route(web::get().to(history))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/v1/notifications")
-                .route(web::post().to(publish))
-                .default_service(web::to(method_not_allowed)),
-        );
-}
 
 fn type_names() -> Vec<&'static str> {
     NotificationType::ALL.iter().map(NotificationType::as_str).collect()

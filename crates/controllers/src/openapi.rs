@@ -2,14 +2,11 @@
 //! routes that serve it: `/openapi.json` and a Swagger UI at `/docs` (vendored: nothing is fetched
 //! from the network, at build time or in the browser).
 
-use actix_web::web;
-use utoipa::OpenApi;
-use utoipa_swagger_ui::SwaggerUi;
+use std::sync::{Arc, LazyLock};
 
-use crate::{
-    content_api, gateway, health, kubo_rpc, metrics_api, monitoring_api, notifications_ws, sse, telemetry, webrtc_api,
-    whep,
-};
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError, web};
+use utoipa::OpenApi;
 
 /// Bytes of any kind, in a request or a reply.
 #[derive(utoipa::ToSchema)]
@@ -43,53 +40,6 @@ pub struct KuboErrorBody {
         description = "Stores content the IPFS way (CIDs identical to Kubo's `ipfs add`) and streams it: an IPFS gateway with byte ranges, a REST API for content, and the part of Kubo's RPC API that IPFS clients use.",
         license(name = "MIT OR Apache-2.0"),
     ),
-    paths(
-        health::health,
-        health::ready,
-        gateway::get,
-        content_api::add,
-        content_api::list,
-        content_api::stat,
-        content_api::remove,
-        content_api::import_car,
-        kubo_rpc::add,
-        kubo_rpc::cat,
-        kubo_rpc::block_get,
-        kubo_rpc::block_stat,
-        kubo_rpc::dag_export,
-        kubo_rpc::dag_import,
-        kubo_rpc::pin_add,
-        kubo_rpc::pin_rm,
-        kubo_rpc::pin_ls,
-        kubo_rpc::version,
-        metrics_api::summary,
-        metrics_api::history,
-        monitoring_api::history,
-        monitoring_api::series,
-        monitoring_api::active_content,
-        monitoring_api::analytics,
-        monitoring_api::faults,
-        monitoring_api::inject_fault,
-        monitoring_api::clear_faults,
-        sse::stream,
-        notifications_ws::history,
-        notifications_ws::publish,
-        telemetry::scrape,
-        webrtc_api::create_stream,
-        webrtc_api::list_streams,
-        webrtc_api::get_stream,
-        webrtc_api::delete_stream,
-        webrtc_api::list_connections,
-        webrtc_api::connection_stats,
-        webrtc_api::close_connection,
-        webrtc_api::close_all,
-        webrtc_api::set_quality,
-        whep::play_cid,
-        whep::play_stream,
-        whep::trickle,
-        whep::end,
-        whep::preflight,
-    ),
     tags(
         (name = "gateway", description = "The IPFS path and trustless gateway"),
         (name = "content", description = "Content: add, list, stat, remove, import CARs"),
@@ -105,17 +55,59 @@ pub struct KuboErrorBody {
 )]
 struct ApiDoc;
 
-/// The OpenAPI document, as `/openapi.json` serves it.
+/// The OpenAPI document, as `/openapi.json` serves it: the paths are those of the route table.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    crate::routes::document_paths(&mut doc);
     doc
 }
 
-/// `/openapi.json` and the docs page.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::redirect("/docs", "/docs/"))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document()));
+/// The document as JSON, made once.
+static DOCUMENT_JSON: LazyLock<String> =
+    LazyLock::new(|| serde_json::to_string(&document()).expect("the document serializes"));
+
+/// The Swagger UI's settings: it reads the document we serve.
+static SWAGGER_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
+    LazyLock::new(|| Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])));
+
+/// `GET /openapi.json`.
+pub async fn serve_document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT_JSON.as_str())
+}
+
+/// `GET /docs`: the UI's files are relative to `/docs/`.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::TemporaryRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// `GET /docs/{file}`: the Swagger UI's files, vendored in the binary.
+pub async fn docs_file(file: web::Path<String>) -> HttpResponse {
+    match utoipa_swagger_ui::serve(&file, SWAGGER_CONFIG.clone()) {
+        Ok(Some(file)) => {
+            let mut response = HttpResponse::Ok();
+            if file.gzpipped {
+                response.insert_header((header::CONTENT_ENCODING, "gzip"));
+            }
+            response.content_type(file.content_type).body(file.bytes.into_owned())
+        }
+        Ok(None) => crate::ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no docs file {:?}", file.as_str()),
+        )
+        .error_response(),
+        Err(error) => crate::ApiError::new(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            error.to_string(),
+        )
+        .error_response(),
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +137,14 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 37);
+        let mut documented: Vec<&str> = crate::routes::table()
+            .iter()
+            .filter(|route| route.documented())
+            .map(|route| route.label)
+            .collect();
+        documented.dedup();
+        documented.sort_unstable();
+        documented.dedup();
+        assert_eq!(paths.len(), documented.len());
     }
 }

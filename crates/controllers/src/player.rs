@@ -23,15 +23,10 @@ const ASSETS: [Asset; 2] = [
 
 const PAGE: &str = include_str!("../assets/player/index.html");
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/player", web::get().to(page))
-        .route("/player/assets/{name}", web::get().to(asset));
-}
-
-async fn page() -> HttpResponse {
+pub(crate) async fn page() -> HttpResponse {
     embedded::page(PAGE)
 }
 
-async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     embedded::asset(&ASSETS, "player", &name)
 }

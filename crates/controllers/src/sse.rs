@@ -18,10 +18,6 @@ use crate::extract::Checked;
 use crate::metering::{Meter, Tally, outcome_of};
 use crate::rechunk::rechunk;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sse/stream/{cid:.*}", web::get().to(stream));
-}
-
 #[derive(Debug, serde::Deserialize, Validate, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SseParams {

@@ -20,6 +20,7 @@ use prometheus::{
 };
 
 use crate::AppState;
+use crate::routes::RouteLabel;
 
 /// The server's Prometheus registry and the instruments handlers update.
 pub struct Telemetry {
@@ -257,55 +258,12 @@ impl Collector for HubCollector {
     }
 }
 
-/// `/ipfs/{cid}/{path:.*}` as `/ipfs/{cid}/{path}`: the label names the route, not its regex.
-fn route_label(pattern: Option<String>) -> String {
-    match pattern {
-        None => "unmatched".to_owned(),
-        Some(pattern) => {
-            let mut label = String::with_capacity(pattern.len());
-            let (mut in_parameter, mut in_regex) = (false, false);
-            for c in pattern.chars() {
-                match c {
-                    '{' => {
-                        in_parameter = true;
-                        label.push(c);
-                    }
-                    '}' => {
-                        (in_parameter, in_regex) = (false, false);
-                        label.push(c);
-                    }
-                    ':' if in_parameter => in_regex = true,
-                    _ if !in_regex => label.push(c),
-                    _ => {}
-                }
-            }
-            label
-        }
-    }
-}
-
-/// The route label of a gateway path, known from its shape. The gateway is the hot path, and
-/// `match_pattern` matches the path against every route's regex again, which costs more than the
-/// rest of the request's accounting. `None` for anything else (or unusual, such as `/ipfs//x`).
-fn gateway_route(path: &str) -> Option<&'static str> {
-    let rest = path.strip_prefix("/ipfs/")?;
-    match rest.find('/') {
-        None if !rest.is_empty() => Some("/ipfs/{cid}"),
-        Some(cid_end) if cid_end > 0 => Some("/ipfs/{cid}/{path}"),
-        _ => None,
-    }
-}
-
 /// Middleware counting every request by route pattern, method and status, and timing it.
 pub async fn record_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let route: std::borrow::Cow<'static, str> = match gateway_route(req.path()) {
-        Some(route) => route.into(),
-        None => route_label(req.match_pattern()).into(),
-    };
     let method = req.method().clone();
     let read = matches!(
         *req.method(),
@@ -313,6 +271,11 @@ pub async fn record_requests(
     );
     let started = Instant::now();
     let response = next.call(req).await?;
+    // The matched resource left its label in the request's data (see `routes::register`).
+    let route = response
+        .request()
+        .app_data::<RouteLabel>()
+        .map_or("unmatched", |label| label.0);
     if let Some(state) = state {
         let seconds = started.elapsed().as_secs_f64();
         state.live.request(seconds, response.status().is_server_error(), read);
@@ -320,18 +283,11 @@ pub async fn record_requests(
         let status = response.status();
         telemetry
             .http_requests
-            .with_label_values(&[route.as_ref(), method.as_str(), status.as_str()])
+            .with_label_values(&[route, method.as_str(), status.as_str()])
             .inc();
-        telemetry
-            .http_duration
-            .with_label_values(&[route.as_ref()])
-            .observe(seconds);
+        telemetry.http_duration.with_label_values(&[route]).observe(seconds);
     }
     Ok(response)
-}
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(scrape));
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -450,16 +406,6 @@ fn render_webrtc(totals: &model::webrtc::WebRtcTotals) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn route_labels_drop_the_regexes() {
-        assert_eq!(route_label(Some("/ipfs/{cid}/{path:.*}".into())), "/ipfs/{cid}/{path}");
-        assert_eq!(
-            route_label(Some("/api/v1/content/{cid}".into())),
-            "/api/v1/content/{cid}"
-        );
-        assert_eq!(route_label(None), "unmatched");
-    }
-
     #[actix_web::test]
     async fn each_stream_counts_under_its_own_labels() {
         for (i, kind) in STREAM_TYPES.iter().enumerate() {
@@ -512,18 +458,22 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn gateway_paths_get_the_label_their_route_would_give() {
+    async fn every_request_gets_the_label_of_the_route_it_matched() {
         use actix_web::{App, middleware::from_fn, test};
         let (seen, labels) = std::sync::mpsc::channel();
         let app = test::init_service(
             App::new()
                 .wrap(from_fn(move |req: ServiceRequest, next: Next<_>| {
-                    let matched = route_label(req.match_pattern());
-                    seen.send((req.path().to_owned(), matched, gateway_route(req.path())))
-                        .unwrap();
-                    next.call(req)
+                    let seen = seen.clone();
+                    async move {
+                        let matched = req.match_pattern().map(|pattern| crate::routes::label_of(&pattern));
+                        let response = next.call(req).await?;
+                        let label = response.request().app_data::<RouteLabel>().map(|label| label.0);
+                        seen.send((matched, label.map(str::to_owned))).unwrap();
+                        Ok(response)
+                    }
                 }))
-                .configure(crate::gateway::routes),
+                .configure(crate::routes::register),
         )
         .await;
         let paths = [
@@ -537,23 +487,22 @@ mod tests {
             "/ipfs",
             "/ipfsx/QmA",
             "/api/v1/content/QmA",
+            "/api/v1/content/active",
+            "/sse/stream/QmA/b",
+            "/nowhere",
         ];
         for path in paths {
+            // A method no route takes: the handlers need no state, and the 405 still has a label.
             test::call_service(
                 &app,
-                test::TestRequest::get().uri(&format!("{path}?format=raw")).to_request(),
+                test::TestRequest::put().uri(&format!("{path}?format=raw")).to_request(),
             )
             .await;
-            let (seen_path, matched, fast) = labels.recv().unwrap();
-            assert_eq!(seen_path, path);
-            if let Some(fast) = fast {
-                assert_eq!(fast, matched, "{path}");
-            }
-            assert_eq!(
-                fast.is_some(),
-                path.starts_with("/ipfs/") && !["/ipfs/", "/ipfs//x"].contains(&path),
-                "{path}"
-            );
+            let (matched, label) = labels.recv().unwrap();
+            assert_eq!(label, matched, "{path}");
+        }
+        for route in crate::routes::table() {
+            assert_eq!(route.label, crate::routes::label_of(route.pattern));
         }
     }
 }

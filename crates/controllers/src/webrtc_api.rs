@@ -15,47 +15,7 @@ use serde_json::json;
 use validator::{Validate, ValidationError};
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/webrtc/streams")
-            .route(web::post().to(create_stream))
-            .route(web::get().to(list_streams))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/webrtc/streams/{stream_id}")
-            .route(web::get().to(get_stream))
-            .route(web::delete().to(delete_stream))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/webrtc/connections")
-            .route(web::get().to(list_connections))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/webrtc/connections/close-all")
-            .route(web::post().to(close_all))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/webrtc/connections/{pc_id}/stats")
-            .route(web::get().to(connection_stats))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/webrtc/connections/{pc_id}/close")
-            .route(web::post().to(close_connection))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/webrtc/connections/{pc_id}/quality")
-            .route(web::post().to(set_quality))
-            .default_service(web::to(method_not_allowed)),
-    );
-}
+use crate::error::ApiError;
 
 /// The WebRTC service, or 503 when the server runs without it.
 pub(crate) fn service(state: &AppState) -> Result<Arc<dyn WebRtcService>, ApiError> {

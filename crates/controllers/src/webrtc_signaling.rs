@@ -34,10 +34,6 @@ use crate::ws::error_message;
 const MAX_MESSAGE: usize = 256 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/webrtc", web::get().to(connect));
-}
-
 /// `GET /ws/webrtc`.
 pub async fn connect(
     req: HttpRequest,

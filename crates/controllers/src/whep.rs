@@ -16,34 +16,12 @@ use serde::Deserialize;
 use validator::Validate;
 
 use crate::AppState;
-use crate::error::{ApiError, method_not_allowed};
+use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::webrtc_api::{service, valid_quality};
 
 /// Largest SDP offer accepted.
 const MAX_SDP: usize = 64 * 1024;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/whep/streams/{stream_id}")
-            .route(web::post().to(play_stream))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/whep/sessions/{pc_id}")
-            .route(web::patch().to(trickle))
-            .route(web::delete().to(end))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/whep/{cid}")
-            .route(web::post().to(play_cid))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .default_service(web::to(method_not_allowed)),
-    );
-}
 
 /// Playback settings of a WHEP request.
 #[derive(Debug, Default, Deserialize, Validate, utoipa::IntoParams)]

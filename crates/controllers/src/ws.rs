@@ -33,11 +33,6 @@ const UPLOAD_IDLE: Duration = Duration::from_secs(120);
 /// Upload progress messages, at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/stream/{cid:.*}", web::get().to(stream))
-        .route("/ws/upload", web::get().to(upload));
-}
-
 /// Options of a WebSocket download.
 #[derive(Debug, Deserialize, Validate, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -451,6 +446,6 @@ async fn receive_file(
             tally.finish(outcome_of(&e));
             Err((session, e.into()))
         }
-        Err(e) => Err((session, model::Error::Store(format!("import task: {e}")).into())),
+        Err(e) => Err((session, model::Error::task("import", e).into())),
     }
 }

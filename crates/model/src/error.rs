@@ -73,6 +73,20 @@ pub enum Error {
     /// A failure in a storage adapter (disk, database, remote node).
     #[error("store error: {0}")]
     Store(String),
+    /// A task the operation ran on panicked or was cancelled: a fault of this server, which the
+    /// same request would meet again, so never retried.
+    #[error("{task} task failed: {reason}")]
+    Task { task: &'static str, reason: String },
+}
+
+impl Error {
+    /// The failure of the task named `task` (hashing, a peer's, a block write, ...).
+    pub fn task(task: &'static str, error: impl std::fmt::Display) -> Self {
+        Error::Task {
+            task,
+            reason: error.to_string(),
+        }
+    }
 }
 
 impl Error {
@@ -86,3 +100,18 @@ impl Error {
 
 /// The model's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_task_is_its_own_error_and_never_transient() {
+        let panicked = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let error = Error::task("hashing", panicked);
+        assert!(matches!(error, Error::Task { task: "hashing", .. }));
+        assert!(error.to_string().starts_with("hashing task failed: "), "{error}");
+        assert!(!error.is_transient());
+        assert!(Error::Store("disk busy".into()).is_transient());
+    }
+}

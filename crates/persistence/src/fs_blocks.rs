@@ -141,7 +141,7 @@ struct FsBatch {
 impl FsBatch {
     async fn settle_one(&mut self) -> model::Result<()> {
         match self.writes.join_next().await {
-            Some(joined) => Ok(joined.map_err(|e| model::Error::Store(format!("block write task: {e}")))??),
+            Some(joined) => Ok(joined.map_err(|e| model::Error::task("block write", e))??),
             None => Ok(()),
         }
     }
@@ -192,7 +192,7 @@ impl BlockBatch for FsBatch {
             Ok(())
         })
         .await
-        .map_err(|e| model::Error::Store(format!("block commit task: {e}")))??;
+        .map_err(|e| model::Error::task("block commit", e))??;
         Ok(())
     }
 }

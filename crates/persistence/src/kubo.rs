@@ -159,7 +159,7 @@ struct KuboBatch {
 impl KuboBatch {
     async fn settle_one(&mut self) -> model::Result<()> {
         match self.puts.join_next().await {
-            Some(joined) => Ok(joined.map_err(|e| model::Error::Store(format!("block upload task: {e}")))??),
+            Some(joined) => Ok(joined.map_err(|e| model::Error::task("block upload", e))??),
             None => Ok(()),
         }
     }

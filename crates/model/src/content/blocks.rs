@@ -100,7 +100,7 @@ impl Blocks {
             let (cid, data) = (*cid, data.clone());
             tokio::task::spawn_blocking(move || verify(&cid, &data))
                 .await
-                .map_err(|e| Error::Store(format!("hashing task failed: {e}")))?
+                .map_err(|e| Error::task("hashing", e))?
         } else {
             verify(cid, &data)
         };

@@ -315,7 +315,7 @@ pub async fn import(
 async fn join(job: Option<tokio::task::JoinHandle<(Block, PendingLink)>>) -> Result<(Block, PendingLink)> {
     job.expect("a job is in flight")
         .await
-        .map_err(|e| Error::Store(format!("hashing task failed: {e}")))
+        .map_err(|e| Error::task("hashing", e))
 }
 
 async fn store_leaf(

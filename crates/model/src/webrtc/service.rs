@@ -506,7 +506,7 @@ impl WebRtcHub {
                 }
             })
             .await
-            .map_err(|e| Error::Store(format!("media task failed: {e}")))?
+            .map_err(|e| Error::task("media", e))?
     }
 
     /// Checks the renditions and builds the stream (not yet registered).
@@ -732,7 +732,7 @@ impl WebRtcHub {
                 peer.offer().await
             })
             .await
-            .map_err(|e| Error::Store(format!("peer task failed: {e}")))?
+            .map_err(|e| Error::task("peer", e))?
     }
 
     fn find_stream(&self, stream_id: &str) -> Result<Arc<StreamEntry>> {
@@ -871,7 +871,7 @@ impl WebRtcHub {
             .runtime
             .spawn(async move { Peer::new(&config, on_sent).await })
             .await
-            .map_err(|e| Error::Store(format!("peer task failed: {e}")))??;
+            .map_err(|e| Error::task("peer", e))??;
         {
             let peer = peer.clone();
             let source = Source {
@@ -881,7 +881,7 @@ impl WebRtcHub {
             self.runtime
                 .spawn(async move { peer.attach(source).await })
                 .await
-                .map_err(|e| Error::Store(format!("peer task failed: {e}")))??;
+                .map_err(|e| Error::task("peer", e))??;
         }
         let connection = Arc::new(Connection {
             pc_id: pc_id.clone(),
@@ -1162,7 +1162,7 @@ impl WebRtcService for Arc<WebRtcHub> {
             }
             Err(error) => {
                 let _ = self.finish(&connection.pc_id, "offer failed").await;
-                return Err(Error::Store(format!("peer task failed: {error}")));
+                return Err(Error::task("peer", error));
             }
         };
         Ok(Offer {
@@ -1182,7 +1182,7 @@ impl WebRtcService for Arc<WebRtcHub> {
         self.runtime
             .spawn(async move { peer.answer(&sdp).await })
             .await
-            .map_err(|e| Error::Store(format!("peer task failed: {e}")))?
+            .map_err(|e| Error::task("peer", e))?
     }
 
     async fn accept(&self, request: PlayRequest, offer_sdp: &str) -> Result<Answer> {
@@ -1196,7 +1196,7 @@ impl WebRtcService for Arc<WebRtcHub> {
             .runtime
             .spawn(async move { peer.accept(&offer_sdp, gather).await })
             .await
-            .map_err(|e| Error::Store(format!("peer task failed: {e}")))
+            .map_err(|e| Error::task("peer", e))
             .and_then(|answered| answered);
         match answered {
             Ok(sdp) => Ok(Answer {
@@ -1218,7 +1218,7 @@ impl WebRtcService for Arc<WebRtcHub> {
         self.runtime
             .spawn(async move { peer.add_candidate(candidate).await })
             .await
-            .map_err(|e| Error::Store(format!("peer task failed: {e}")))?
+            .map_err(|e| Error::task("peer", e))?
     }
 
     async fn add_track(&self, pc_id: &str, cid: Cid) -> Result<(String, Vec<TrackSummary>)> {
