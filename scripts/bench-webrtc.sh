@@ -29,8 +29,7 @@ trap cleanup EXIT
 export IPFS_STREAM_DATA_DIR="$work/repo"
 # WEBRTC_THREADS=N runs the server with that many WebRTC threads (its default, half the cores, otherwise).
 if [ -n "${WEBRTC_THREADS:-}" ]; then
-  echo "webrtc_threads = $WEBRTC_THREADS" >"$work/config.toml"
-  export IPFS_STREAM_CONFIG="$work/config.toml"
+  export IPFS_STREAM_WEBRTC_THREADS="$WEBRTC_THREADS"
 fi
 
 # A 20 s VP8 clip at ~1 Mbps, looped (stream copy) into the sizes we need. The grain keeps the

@@ -1,9 +1,10 @@
 //! The command line: global options and subcommands.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::sections::{HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer};
 
 /// Store content the IPFS way and stream it.
 #[derive(Parser, Debug)]
@@ -15,33 +16,17 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes. Each falls back to the config file, then to its default.
+/// Options every command takes: the config file, and the `[store]` and `[log]` sections.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// A TOML config file (keys: data_dir, kubo_api, log_format, listen, max_upload_bytes,
-    /// notification_idle_timeout_secs, notification_history, record_streams, sample_interval_ms,
-    /// metrics_retention_hours, max_stream_records, anomaly_detector, allow_fault_injection,
-    /// instrumentation, webrtc_ice_servers, webrtc_max_streams, webrtc_max_viewers_per_stream,
-    /// webrtc_max_connections, webrtc_direct_media, webrtc_threads).
+    /// A TOML config file, in sections: [store], [log], [http], [notifications], [monitoring],
+    /// [webrtc] (see the README).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory of the embedded store and the database [default: ./ipfs-stream-data].
-    #[arg(long, global = true, env = "IPFS_STREAM_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Keep blocks in a Kubo node reached over its RPC API (e.g. http://127.0.0.1:5001) instead of
-    /// the embedded store.
-    #[arg(long, global = true, env = "IPFS_STREAM_KUBO_API")]
-    pub kubo_api: Option<String>,
-    /// Log format on stderr [default: pretty].
-    #[arg(long, global = true, env = "IPFS_STREAM_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
+    #[command(flatten, next_help_heading = "[store]")]
+    pub store: StoreLayer,
+    #[command(flatten, next_help_heading = "[log]")]
+    pub log: LogLayer,
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,43 +91,18 @@ pub enum Command {
     },
 }
 
-/// Options of the server. Each falls back to the config file, then to its default.
+/// Options of the server, by section. Each falls back to its variable, the config file, then
+/// its default.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeOptions {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "IPFS_STREAM_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Largest upload accepted, in bytes; larger gets 413 and stores nothing [default: 10 GiB].
-    #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES")]
-    pub max_upload_bytes: Option<u64>,
-    /// Seconds a notification connection may stay silent before it is closed [default: 300].
-    #[arg(long, env = "IPFS_STREAM_NOTIFICATION_IDLE_TIMEOUT")]
-    pub notification_idle_timeout: Option<u64>,
-    /// Notifications kept in the history, per type [default: 1000].
-    #[arg(long, env = "IPFS_STREAM_NOTIFICATION_HISTORY")]
-    pub notification_history: Option<u64>,
-    /// Record every stream in the streaming metrics [default: true].
-    #[arg(long, env = "IPFS_STREAM_RECORD_STREAMS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub record_streams: Option<bool>,
-    /// Milliseconds between samples of the server's series, 50 to 60000 [default: 1000].
-    #[arg(long, env = "IPFS_STREAM_SAMPLE_INTERVAL_MS")]
-    pub sample_interval_ms: Option<u64>,
-    /// Hours of samples, anomalies and stream records kept [default: 48].
-    #[arg(long, env = "IPFS_STREAM_METRICS_RETENTION_HOURS")]
-    pub metrics_retention_hours: Option<u64>,
-    /// Stream records kept at most; the oldest go first [default: 1000000].
-    #[arg(long, env = "IPFS_STREAM_MAX_STREAM_RECORDS")]
-    pub max_stream_records: Option<u64>,
-    /// Detector run on every sampled series: contextual, relative_entropy or windowed_gaussian [default: contextual].
-    #[arg(long, env = "IPFS_STREAM_ANOMALY_DETECTOR")]
-    pub anomaly_detector: Option<String>,
-    /// Allow `POST /api/v1/faults` to inject store latency (for drills and the simulator) [default: false].
-    #[arg(long, env = "IPFS_STREAM_ALLOW_FAULT_INJECTION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub allow_fault_injection: Option<bool>,
-    /// Count requests and streams for /metrics, sample them and detect anomalies (the stream
-    /// records have their own switch, --record-streams) [default: true].
-    #[arg(long, env = "IPFS_STREAM_INSTRUMENTATION", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub instrumentation: Option<bool>,
+    #[command(flatten, next_help_heading = "[http]")]
+    pub http: HttpLayer,
+    #[command(flatten, next_help_heading = "[notifications]")]
+    pub notifications: NotificationsLayer,
+    #[command(flatten, next_help_heading = "[monitoring]")]
+    pub monitoring: MonitoringLayer,
+    #[command(flatten, next_help_heading = "[webrtc]")]
+    pub webrtc: WebRtcLayer,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,103 +1,114 @@
-//! The configuration: flags and `IPFS_STREAM_*` variables over an optional TOML file over defaults,
-//! gathered into one struct whose validation names the bad key.
+//! The configuration, in sections (`[store]`, `[log]`, `[http]`, `[notifications]`,
+//! `[monitoring]`, `[webrtc]`): each key from its flag, else its `IPFS_STREAM_*` variable, else
+//! the TOML file named by `--config`, else its default, in one merge; then each section checks
+//! its values, and an error names the key at fault.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+pub mod section;
+pub mod sections;
+
+use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{GlobalOptions, LogFormat, ServeOptions};
+pub use section::Section;
+pub use sections::{Http, Log, LogFormat, Monitoring, Notifications, Store, WebRtc};
+use sections::{HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer};
+
+use crate::cli::{GlobalOptions, ServeOptions};
 use crate::error::Error;
 
 /// Everything the process is configured with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
-    pub data_dir: PathBuf,
-    pub kubo_api: Option<String>,
-    pub log_format: LogFormat,
-    pub listen: SocketAddr,
-    pub max_upload_bytes: u64,
-    pub notification_idle_timeout_secs: u64,
-    pub notification_history: u64,
-    pub record_streams: bool,
-    pub sample_interval_ms: u64,
-    pub metrics_retention_hours: u64,
-    /// Stream records kept at most (older ones go first).
-    pub max_stream_records: u64,
-    pub anomaly_detector: String,
-    pub allow_fault_injection: bool,
-    pub instrumentation: bool,
-    /// STUN/TURN URLs given to WebRTC clients (none by default: loopback and LAN need none).
-    pub webrtc_ice_servers: Vec<String>,
-    pub webrtc_max_streams: usize,
-    pub webrtc_max_viewers_per_stream: usize,
-    pub webrtc_max_connections: usize,
-    /// Media goes on the server's own path over each connection's UDP socket rather than through
-    /// the WebRTC stack's pipeline (see the README); off only to compare the two.
-    pub webrtc_direct_media: bool,
-    /// Threads of the runtime peers and playbacks run on: half the cores by default, the other
-    /// half left to HTTP, demuxing and the database. One is the most efficient while it keeps up
-    /// (no wake-up crosses threads); more carry more viewers on more cores.
-    pub webrtc_threads: usize,
+    pub store: Store,
+    pub log: Log,
+    pub http: Http,
+    pub notifications: Notifications,
+    pub monitoring: Monitoring,
+    pub webrtc: WebRtc,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./ipfs-stream-data"),
-            kubo_api: None,
-            log_format: LogFormat::Pretty,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_upload_bytes: 10 * 1024 * 1024 * 1024,
-            notification_idle_timeout_secs: 300,
-            notification_history: 1000,
-            record_streams: true,
-            sample_interval_ms: 1000,
-            metrics_retention_hours: 48,
-            max_stream_records: 1_000_000,
-            anomaly_detector: "contextual".into(),
-            allow_fault_injection: false,
-            instrumentation: true,
-            webrtc_ice_servers: Vec::new(),
-            webrtc_max_streams: 100,
-            webrtc_max_viewers_per_stream: 1000,
-            webrtc_max_connections: 2000,
-            webrtc_direct_media: true,
-            webrtc_threads: std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
-        }
-    }
-}
-
-/// The keys a config file may hold; an unknown key is an error that names it.
+/// What a config file may hold: sections, each with the keys its section declares.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    data_dir: Option<PathBuf>,
-    kubo_api: Option<String>,
-    log_format: Option<LogFormat>,
-    listen: Option<String>,
-    max_upload_bytes: Option<u64>,
-    notification_idle_timeout_secs: Option<u64>,
-    notification_history: Option<u64>,
-    record_streams: Option<bool>,
-    sample_interval_ms: Option<u64>,
-    metrics_retention_hours: Option<u64>,
-    max_stream_records: Option<u64>,
-    anomaly_detector: Option<String>,
-    allow_fault_injection: Option<bool>,
-    instrumentation: Option<bool>,
-    webrtc_ice_servers: Option<Vec<String>>,
-    webrtc_max_streams: Option<usize>,
-    webrtc_max_viewers_per_stream: Option<usize>,
-    webrtc_max_connections: Option<usize>,
-    webrtc_direct_media: Option<bool>,
-    webrtc_threads: Option<usize>,
+    #[serde(default)]
+    store: StoreLayer,
+    #[serde(default)]
+    log: LogLayer,
+    #[serde(default)]
+    http: HttpLayer,
+    #[serde(default)]
+    notifications: NotificationsLayer,
+    #[serde(default)]
+    monitoring: MonitoringLayer,
+    #[serde(default)]
+    webrtc: WebRtcLayer,
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, Error> {
+/// Keys of the flat file of earlier releases, read for one more release: `(old, section, key)`.
+const FLAT_KEYS: &[(&str, &str, &str)] = &[
+    ("data_dir", "store", "data_dir"),
+    ("kubo_api", "store", "kubo_api"),
+    ("log_format", "log", "format"),
+    ("listen", "http", "listen"),
+    ("max_upload_bytes", "http", "max_upload_bytes"),
+    ("notification_idle_timeout_secs", "notifications", "idle_timeout_secs"),
+    ("notification_history", "notifications", "history"),
+    ("record_streams", "monitoring", "record_streams"),
+    ("sample_interval_ms", "monitoring", "sample_interval_ms"),
+    ("metrics_retention_hours", "monitoring", "retention_hours"),
+    ("max_stream_records", "monitoring", "max_stream_records"),
+    ("anomaly_detector", "monitoring", "anomaly_detector"),
+    ("allow_fault_injection", "monitoring", "allow_fault_injection"),
+    ("instrumentation", "monitoring", "instrumentation"),
+    ("webrtc_ice_servers", "webrtc", "ice_servers"),
+    ("webrtc_max_streams", "webrtc", "max_streams"),
+    ("webrtc_max_viewers_per_stream", "webrtc", "max_viewers_per_stream"),
+    ("webrtc_max_connections", "webrtc", "max_connections"),
+    ("webrtc_direct_media", "webrtc", "direct_media"),
+    ("webrtc_threads", "webrtc", "threads"),
+];
+
+/// The configuration, and the warnings its loading gave (to log once logging is set up).
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Moves the flat keys of earlier releases into their sections, with a warning for each.
+fn move_flat_keys(path: &Path, table: &mut toml::Table, warnings: &mut Vec<String>) -> Result<(), Error> {
+    for (old, section, key) in FLAT_KEYS {
+        let Some(value) = table.remove(*old) else { continue };
+        let entry = table
+            .entry(*section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = entry.as_table_mut() else {
+            return Err(Error::Config(format!(
+                "{}: [{section}] must be a table",
+                path.display()
+            )));
+        };
+        if section_table.contains_key(*key) {
+            return Err(Error::Config(format!(
+                "{}: {old} and {key} in [{section}] are the same key: keep the second",
+                path.display()
+            )));
+        }
+        section_table.insert((*key).to_owned(), value);
+        warnings.push(format!(
+            "{}: the key {old} is deprecated: write it as {key} in [{section}]",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<FileConfig, Error> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read config {}", path.display()), e))?;
-    toml::from_str(&text).map_err(|e| {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         // Name the key of the line the error points at: toml's message alone may not.
         let key = e.span().and_then(|span| {
             let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
@@ -108,150 +119,154 @@ fn read_file(path: &Path) -> Result<FileConfig, Error> {
             Some(key) => Error::Config(format!("{}: {key}: {}", path.display(), e.message())),
             None => Error::Config(format!("{}: {}", path.display(), e.message())),
         }
+    })?;
+    move_flat_keys(path, &mut table, warnings)?;
+    let deserializer = toml::Value::Table(table);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        Error::Config(format!("{}: {key}: {}", path.display(), e.inner().message()))
     })
+}
+
+/// The error of a section's check: the key, its section, and what is wrong.
+fn invalid<S: Section>(invalid: Invalid) -> Error {
+    Error::Config(format!("{} (in [{}]): {}", invalid.key, S::NAME, invalid.problem))
 }
 
 impl Config {
     /// Flags (and their environment variables) first, then the config file, then defaults.
-    pub fn load(global: &GlobalOptions, serve: Option<&ServeOptions>) -> Result<Self, Error> {
-        let file = global.config.as_deref().map(read_file).transpose()?.unwrap_or_default();
-        let defaults = Config::default();
-        let listen = match (serve.and_then(|s| s.listen), file.listen) {
-            (Some(listen), _) => listen,
-            (None, Some(text)) => text
-                .parse()
-                .map_err(|e| Error::Config(format!("listen: {text:?} is not an address:port ({e})")))?,
-            (None, None) => defaults.listen,
+    pub fn load(global: &GlobalOptions, serve: Option<&ServeOptions>) -> Result<Loaded, Error> {
+        let mut warnings = Vec::new();
+        let file = match global.config.as_deref() {
+            Some(path) => read_file(path, &mut warnings)?,
+            None => FileConfig::default(),
         };
+        let serve = serve.cloned().unwrap_or_default();
         let config = Config {
-            data_dir: global.data_dir.clone().or(file.data_dir).unwrap_or(defaults.data_dir),
-            kubo_api: global.kubo_api.clone().or(file.kubo_api),
-            log_format: global.log_format.or(file.log_format).unwrap_or(defaults.log_format),
-            listen,
-            max_upload_bytes: serve
-                .and_then(|s| s.max_upload_bytes)
-                .or(file.max_upload_bytes)
-                .unwrap_or(defaults.max_upload_bytes),
-            notification_idle_timeout_secs: serve
-                .and_then(|s| s.notification_idle_timeout)
-                .or(file.notification_idle_timeout_secs)
-                .unwrap_or(defaults.notification_idle_timeout_secs),
-            notification_history: serve
-                .and_then(|s| s.notification_history)
-                .or(file.notification_history)
-                .unwrap_or(defaults.notification_history),
-            record_streams: serve
-                .and_then(|s| s.record_streams)
-                .or(file.record_streams)
-                .unwrap_or(defaults.record_streams),
-            sample_interval_ms: serve
-                .and_then(|s| s.sample_interval_ms)
-                .or(file.sample_interval_ms)
-                .unwrap_or(defaults.sample_interval_ms),
-            metrics_retention_hours: serve
-                .and_then(|s| s.metrics_retention_hours)
-                .or(file.metrics_retention_hours)
-                .unwrap_or(defaults.metrics_retention_hours),
-            max_stream_records: serve
-                .and_then(|s| s.max_stream_records)
-                .or(file.max_stream_records)
-                .unwrap_or(defaults.max_stream_records),
-            anomaly_detector: serve
-                .and_then(|s| s.anomaly_detector.clone())
-                .or(file.anomaly_detector)
-                .unwrap_or(defaults.anomaly_detector),
-            allow_fault_injection: serve
-                .and_then(|s| s.allow_fault_injection)
-                .or(file.allow_fault_injection)
-                .unwrap_or(defaults.allow_fault_injection),
-            instrumentation: serve
-                .and_then(|s| s.instrumentation)
-                .or(file.instrumentation)
-                .unwrap_or(defaults.instrumentation),
-            webrtc_ice_servers: file.webrtc_ice_servers.unwrap_or(defaults.webrtc_ice_servers),
-            webrtc_max_streams: file.webrtc_max_streams.unwrap_or(defaults.webrtc_max_streams),
-            webrtc_max_viewers_per_stream: file
-                .webrtc_max_viewers_per_stream
-                .unwrap_or(defaults.webrtc_max_viewers_per_stream),
-            webrtc_max_connections: file.webrtc_max_connections.unwrap_or(defaults.webrtc_max_connections),
-            webrtc_direct_media: file.webrtc_direct_media.unwrap_or(defaults.webrtc_direct_media),
-            webrtc_threads: file.webrtc_threads.unwrap_or(defaults.webrtc_threads),
+            store: global.store.clone().over(file.store).resolve(),
+            log: global.log.clone().over(file.log).resolve(),
+            http: serve.http.over(file.http).resolve(),
+            notifications: serve.notifications.over(file.notifications).resolve(),
+            monitoring: serve.monitoring.over(file.monitoring).resolve(),
+            webrtc: serve.webrtc.over(file.webrtc).resolve(),
         };
         config.validate()?;
-        Ok(config)
+        Ok(Loaded { config, warnings })
     }
 
-    /// Checks the values together; the error names the key at fault.
+    /// Checks every section; the error names the key at fault and its section.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.data_dir.as_os_str().is_empty() {
-            return Err(Error::Config("data_dir: must not be empty".into()));
-        }
-        if self.max_upload_bytes == 0 {
-            return Err(Error::Config("max_upload_bytes: must be at least 1".into()));
-        }
-        if self.notification_idle_timeout_secs == 0 {
-            return Err(Error::Config(
-                "notification_idle_timeout_secs: must be at least 1".into(),
-            ));
-        }
-        if self.notification_history == 0 {
-            return Err(Error::Config("notification_history: must be at least 1".into()));
-        }
-        if !(50..=60_000).contains(&self.sample_interval_ms) {
-            return Err(Error::Config("sample_interval_ms: must be between 50 and 60000".into()));
-        }
-        for url in &self.webrtc_ice_servers {
-            if !["stun:", "turn:", "turns:"]
-                .iter()
-                .any(|scheme| url.starts_with(scheme))
-            {
-                return Err(Error::Config(format!(
-                    "webrtc_ice_servers: {url:?} is not a stun:, turn: or turns: URL"
-                )));
-            }
-        }
-        for (key, value) in [
-            ("webrtc_max_streams", self.webrtc_max_streams),
-            ("webrtc_max_viewers_per_stream", self.webrtc_max_viewers_per_stream),
-            ("webrtc_max_connections", self.webrtc_max_connections),
-            ("webrtc_threads", self.webrtc_threads),
-        ] {
-            if value == 0 {
-                return Err(Error::Config(format!("{key}: must be at least 1")));
-            }
-        }
-        if self.webrtc_threads > 64 {
-            return Err(Error::Config("webrtc_threads: at most 64".into()));
-        }
-        if self.metrics_retention_hours == 0 {
-            return Err(Error::Config("metrics_retention_hours: must be at least 1".into()));
-        }
-        if self.max_stream_records == 0 {
-            return Err(Error::Config("max_stream_records: must be at least 1".into()));
-        }
-        if model::anomaly::DetectorKind::parse(&self.anomaly_detector).is_none() {
-            return Err(Error::Config(format!(
-                "anomaly_detector: {:?} is not contextual, relative_entropy or windowed_gaussian",
-                self.anomaly_detector
-            )));
-        }
-        if let Some(api) = &self.kubo_api {
-            let rest = api.strip_prefix("http://").ok_or_else(|| {
-                Error::Config(format!(
-                    "kubo_api: {api:?} must be an http:// URL (Kubo's RPC API is local)"
-                ))
-            })?;
-            if rest.trim_end_matches('/').is_empty() {
-                return Err(Error::Config(format!("kubo_api: {api:?} has no host")));
-            }
-        }
-        Ok(())
+        self.store.validate().map_err(invalid::<Store>)?;
+        self.http.validate().map_err(invalid::<Http>)?;
+        self.notifications.validate().map_err(invalid::<Notifications>)?;
+        self.monitoring.validate().map_err(invalid::<Monitoring>)?;
+        self.webrtc.validate().map_err(invalid::<WebRtc>)
     }
+
+    /// What a request may ask of the server.
+    pub fn limits(&self) -> controllers::Limits {
+        controllers::Limits {
+            max_upload_bytes: self.http.max_upload_bytes,
+            notification_idle_timeout: Duration::from_secs(self.notifications.idle_timeout_secs),
+            record_streams: self.monitoring.record_streams,
+        }
+    }
+
+    /// How the sampler watches the server's series.
+    pub fn sampler(&self) -> model::monitoring::SamplerConfig {
+        model::monitoring::SamplerConfig {
+            interval: Duration::from_millis(self.monitoring.sample_interval_ms),
+            retention: self.retention_age(),
+            detector: self.monitoring.anomaly_detector,
+            ..Default::default()
+        }
+    }
+
+    /// How long samples, anomalies and stream records are kept.
+    pub fn retention_age(&self) -> Duration {
+        Duration::from_secs(self.monitoring.retention_hours.saturating_mul(3600))
+    }
+
+    /// WebRTC playback as configured; ICE binds where HTTP listens (loopback stays loopback, a
+    /// LAN address its LAN).
+    pub fn webrtc(&self) -> model::webrtc::WebRtcConfig {
+        model::webrtc::WebRtcConfig {
+            peer: model::webrtc::PeerConfig {
+                ice_servers: self
+                    .webrtc
+                    .ice_servers
+                    .iter()
+                    .map(|url| model::webrtc::IceServer {
+                        urls: vec![url.clone()],
+                        username: None,
+                        credential: None,
+                    })
+                    .collect(),
+                bind: self.http.listen.ip(),
+                direct_media: self.webrtc.direct_media,
+                ..Default::default()
+            },
+            limits: model::webrtc::WebRtcLimits {
+                max_streams: self.webrtc.max_streams,
+                max_viewers_per_stream: self.webrtc.max_viewers_per_stream,
+                max_connections: self.webrtc.max_connections,
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// Every section's name, keys and defaults (as JSON values), for `--help` and the tests.
+pub fn described_sections() -> Vec<(&'static str, &'static [&'static str], serde_json::Value)> {
+    fn describe<S: Section>() -> (&'static str, &'static [&'static str], serde_json::Value) {
+        (
+            S::NAME,
+            S::KEYS,
+            serde_json::to_value(S::default()).expect("a section serializes"),
+        )
+    }
+    vec![
+        describe::<Store>(),
+        describe::<Log>(),
+        describe::<Http>(),
+        describe::<Notifications>(),
+        describe::<Monitoring>(),
+        describe::<WebRtc>(),
+    ]
+}
+
+/// The command line with each key's default at the end of its help, taken from the sections'
+/// own defaults (so `--help` cannot disagree with them).
+pub fn with_defaults_in_help(mut command: clap::Command) -> clap::Command {
+    for (_, keys, defaults) in described_sections() {
+        for key in keys {
+            let shown = match &defaults[*key] {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Array(items) if items.is_empty() => "none".to_owned(),
+                other => other.to_string(),
+            };
+            let annotate = |arg: clap::Arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {shown}]"))
+            };
+            if command.get_arguments().any(|arg| arg.get_id() == *key) {
+                command = command.mut_arg(*key, annotate);
+            } else if command
+                .find_subcommand("serve")
+                .is_some_and(|serve| serve.get_arguments().any(|arg| arg.get_id() == *key))
+            {
+                command = command.mut_subcommand("serve", |serve| serve.mut_arg(*key, annotate));
+            }
+        }
+    }
+    command
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     fn file(text: &str) -> tempfile::NamedTempFile {
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -259,57 +274,190 @@ mod tests {
         file
     }
 
+    fn load_file(text: &str) -> Result<Loaded, Error> {
+        let config = file(text);
+        let global = GlobalOptions {
+            config: Some(config.path().to_owned()),
+            ..Default::default()
+        };
+        Config::load(&global, Some(&ServeOptions::default()))
+    }
+
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let config = file(
-            "data_dir = \"/srv/ipfs\"\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\nlog_format = \"json\"\n\
-             max_stream_records = 10\nrecord_streams = false\ninstrumentation = false\nwebrtc_direct_media = false\n",
+            "[store]\ndata_dir = \"/srv/ipfs\"\n[http]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\n\
+             [log]\nformat = \"json\"\n[monitoring]\nmax_stream_records = 10\nrecord_streams = false\n\
+             instrumentation = false\n[webrtc]\ndirect_media = false\nmax_streams = 7\n",
         );
-        let global = GlobalOptions {
+        let mut global = GlobalOptions {
             config: Some(config.path().to_owned()),
-            data_dir: Some("/flag/dir".into()),
             ..Default::default()
         };
-        let serve = ServeOptions {
-            max_stream_records: Some(20),
-            ..Default::default()
-        };
+        global.store.data_dir = Some("/flag/dir".into());
+        let mut serve = ServeOptions::default();
+        serve.monitoring.max_stream_records = Some(20);
+        serve.webrtc.max_streams = Some(9);
         let loaded = Config::load(&global, Some(&serve)).unwrap();
-        assert_eq!(loaded.max_stream_records, 20);
-        assert!(!loaded.record_streams && !loaded.instrumentation && !loaded.webrtc_direct_media);
-        assert_eq!(loaded.data_dir, PathBuf::from("/flag/dir"));
-        assert_eq!(loaded.listen, "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap());
-        assert_eq!(loaded.max_upload_bytes, 5);
-        assert_eq!(loaded.log_format, LogFormat::Json);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let loaded = loaded.config;
+        assert_eq!(loaded.monitoring.max_stream_records, 20);
+        assert_eq!(loaded.webrtc.max_streams, 9);
+        assert!(!loaded.monitoring.record_streams && !loaded.monitoring.instrumentation && !loaded.webrtc.direct_media);
+        assert_eq!(loaded.store.data_dir, std::path::PathBuf::from("/flag/dir"));
         assert_eq!(
-            Config::load(&GlobalOptions::default(), None).unwrap(),
+            loaded.http.listen,
+            "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(loaded.http.max_upload_bytes, 5);
+        assert_eq!(loaded.log.format, LogFormat::Json);
+        assert_eq!(
+            Config::load(&GlobalOptions::default(), None).unwrap().config,
             Config::default()
         );
     }
 
     #[test]
+    fn every_key_is_settable_by_flag_and_environment() {
+        let command = with_defaults_in_help(crate::cli::Cli::command());
+        let serve = command.find_subcommand("serve").unwrap();
+        for (section, keys, _) in described_sections() {
+            for key in keys {
+                let arg = command
+                    .get_arguments()
+                    .chain(serve.get_arguments())
+                    .find(|arg| arg.get_id() == *key)
+                    .unwrap_or_else(|| panic!("{key} in [{section}] has no flag"));
+                assert!(arg.get_long().is_some(), "{key} in [{section}] has no long flag");
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{key} in [{section}] has no variable"));
+                // The variable is the flag in capitals: --webrtc-max-streams, IPFS_STREAM_WEBRTC_MAX_STREAMS.
+                let flag = arg.get_long().unwrap().to_uppercase().replace('-', "_");
+                assert_eq!(
+                    env.to_string_lossy(),
+                    format!("IPFS_STREAM_{flag}"),
+                    "{key} in [{section}]"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flat_keys_of_earlier_releases_still_work_with_a_warning() {
+        let loaded = load_file("max_upload_bytes = 5\nwebrtc_threads = 3\nlog_format = \"json\"\n").unwrap();
+        assert_eq!(loaded.config.http.max_upload_bytes, 5);
+        assert_eq!(loaded.config.webrtc.threads, 3);
+        assert_eq!(loaded.config.log.format, LogFormat::Json);
+        assert_eq!(loaded.warnings.len(), 3);
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("webrtc_threads is deprecated: write it as threads in [webrtc]")),
+            "{:?}",
+            loaded.warnings
+        );
+        let both = load_file("webrtc_threads = 3\n[webrtc]\nthreads = 2\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(both.contains("webrtc_threads and threads in [webrtc]"), "{both}");
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            ("listen = \"nowhere\"", "listen"),
-            ("max_upload_bytes = 0", "max_upload_bytes"),
-            ("max_stream_records = 0", "max_stream_records"),
-            ("webrtc_threads = 0", "webrtc_threads"),
-            ("webrtc_threads = 65", "webrtc_threads"),
-            ("kubo_api = \"https://example.invalid\"", "kubo_api"),
-            ("log_format = \"xml\"", "log_format"),
+            ("[http]\nlisten = \"nowhere\"", "http.listen"),
+            ("[http]\nmax_upload_bytes = 0", "max_upload_bytes (in [http])"),
+            (
+                "[monitoring]\nmax_stream_records = 0",
+                "max_stream_records (in [monitoring])",
+            ),
+            (
+                "[monitoring]\nanomaly_detector = \"psychic\"",
+                "monitoring.anomaly_detector",
+            ),
+            ("[webrtc]\nthreads = 0", "threads (in [webrtc])"),
+            ("[webrtc]\nthreads = 65", "threads (in [webrtc])"),
+            ("[webrtc]\nice_servers = [\"http://x\"]", "ice_servers (in [webrtc])"),
+            (
+                "[store]\nkubo_api = \"https://example.invalid\"",
+                "kubo_api (in [store])",
+            ),
+            ("[store]\nkubo_api = \"not a url\"", "store.kubo_api"),
+            ("[log]\nformat = \"xml\"", "log.format"),
             ("colour = \"blue\"", "colour"),
-            ("max_upload_bytes = \"lots\"", "max_upload_bytes"),
+            ("[webrtc]\ncolour = \"blue\"", "colour"),
+            ("[http]\nmax_upload_bytes = \"lots\"", "http.max_upload_bytes"),
+            // A flat key of an earlier release is named as it was written.
+            ("webrtc_threads = 0", "threads (in [webrtc])"),
         ];
         for (text, key) in cases {
-            let config = file(text);
-            let global = GlobalOptions {
-                config: Some(config.path().to_owned()),
-                ..Default::default()
-            };
-            let err = Config::load(&global, Some(&ServeOptions::default()))
-                .unwrap_err()
-                .to_string();
+            let err = load_file(text).err().unwrap().to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_readme_block_and_help_name_every_key() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a TOML block in the README");
+        let mut section = "";
+        let mut written = Vec::new();
+        for line in block.lines() {
+            let line = line.split(" #").next().unwrap_or_default().trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name;
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                written.push(format!("{section}.{}", key.trim()));
+            }
+        }
+        let mut help = with_defaults_in_help(crate::cli::Cli::command());
+        let mut text = help.render_long_help().to_string();
+        text += &help
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for (name, keys, _) in described_sections() {
+            for key in keys {
+                assert!(
+                    written.contains(&format!("{name}.{key}")),
+                    "the README's configuration block lacks {key} in [{name}]"
+                );
+                let flag = crate::cli::Cli::command()
+                    .get_arguments()
+                    .chain(
+                        crate::cli::Cli::command()
+                            .find_subcommand("serve")
+                            .unwrap()
+                            .get_arguments(),
+                    )
+                    .find(|arg| arg.get_id() == *key)
+                    .and_then(|arg| arg.get_long().map(str::to_owned))
+                    .unwrap();
+                assert!(text.contains(&format!("--{flag}")), "--help lacks --{flag}");
+            }
+        }
+        let declared: usize = described_sections().iter().map(|(_, keys, _)| keys.len()).sum();
+        assert_eq!(
+            written.len(),
+            declared,
+            "the README names a key no section declares: {written:?}"
+        );
+    }
+
+    #[test]
+    fn help_shows_the_sections_defaults() {
+        let mut command = with_defaults_in_help(crate::cli::Cli::command());
+        let serve = command.find_subcommand_mut("serve").unwrap().render_help().to_string();
+        assert!(serve.contains("[default: 127.0.0.1:8080]"), "{serve}");
+        assert!(serve.contains("[default: contextual]"), "{serve}");
+        assert!(serve.contains("[default: 10737418240]"), "{serve}");
     }
 }

@@ -9,9 +9,9 @@ mod serve;
 mod simulate;
 mod wiring;
 
-use clap::Parser;
-use cli::{CarCommand, Cli, Command, LogFormat, PinCommand, RepoCommand};
-use config::Config;
+use clap::{CommandFactory, FromArgMatches};
+use cli::{CarCommand, Cli, Command, PinCommand, RepoCommand};
+use config::{Config, LogFormat};
 use error::Error;
 use tracing_subscriber::EnvFilter;
 
@@ -55,53 +55,17 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
     let services = wiring::build(&config, mode).await?;
     match cli.command {
         Command::Serve(_) => {
-            let limits = controllers::Limits {
-                max_upload_bytes: config.max_upload_bytes,
-                notification_idle_timeout: std::time::Duration::from_secs(config.notification_idle_timeout_secs),
-                record_streams: config.record_streams,
-            };
-            let detector =
-                model::anomaly::DetectorKind::parse(&config.anomaly_detector).expect("validated with the config");
-            let sampler = model::monitoring::SamplerConfig {
-                interval: std::time::Duration::from_millis(config.sample_interval_ms),
-                retention: std::time::Duration::from_secs(config.metrics_retention_hours * 3600),
-                detector,
-                ..Default::default()
-            };
             let monitoring = serve::Monitoring {
-                sampler,
-                enabled: config.instrumentation,
-            };
-            let webrtc = model::webrtc::WebRtcConfig {
-                peer: model::webrtc::PeerConfig {
-                    ice_servers: config
-                        .webrtc_ice_servers
-                        .iter()
-                        .map(|url| model::webrtc::IceServer {
-                            urls: vec![url.clone()],
-                            username: None,
-                            credential: None,
-                        })
-                        .collect(),
-                    // ICE binds where HTTP listens: loopback stays loopback, a LAN address its LAN.
-                    bind: config.listen.ip(),
-                    direct_media: config.webrtc_direct_media,
-                    ..Default::default()
-                },
-                limits: model::webrtc::WebRtcLimits {
-                    max_streams: config.webrtc_max_streams,
-                    max_viewers_per_stream: config.webrtc_max_viewers_per_stream,
-                    max_connections: config.webrtc_max_connections,
-                },
-                ..Default::default()
+                sampler: config.sampler(),
+                enabled: config.monitoring.instrumentation,
             };
             serve::run(
                 services,
-                config.listen,
-                limits,
+                config.http.listen,
+                config.limits(),
                 monitoring,
-                webrtc,
-                config.webrtc_threads,
+                config.webrtc(),
+                config.webrtc.threads,
             )
             .await?
         }
@@ -144,19 +108,23 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = config::with_defaults_in_help(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let serve = match &cli.command {
         Command::Serve(options) => Some(options),
         _ => None,
     };
-    let config = match Config::load(&cli.global, serve) {
-        Ok(config) => config,
+    let config::Loaded { config, warnings } = match Config::load(&cli.global, serve) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    init_tracing(config.log_format, if serve.is_some() { "info" } else { "warn" });
+    init_tracing(config.log.format, if serve.is_some() { "info" } else { "warn" });
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     match actix_web::rt::System::new().block_on(run(cli, config)) {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,

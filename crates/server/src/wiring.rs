@@ -40,33 +40,34 @@ pub enum Mode {
 }
 
 pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
-    let data_dir = &options.data_dir;
+    let data_dir = &options.store.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
     let pool = database::open(&data_dir.join("ipfs-stream.db")).await?;
-    let store: Arc<dyn BlockStore> = match &options.kubo_api {
+    let store: Arc<dyn BlockStore> = match &options.store.kubo_api {
         Some(api) => {
-            tracing::info!(api, "blocks kept by a Kubo node");
-            Arc::new(KuboBlockStore::new(api, KUBO_TIMEOUT)?)
+            tracing::info!(api = api.as_str(), "blocks kept by a Kubo node");
+            Arc::new(KuboBlockStore::new(api.as_str(), KUBO_TIMEOUT)?)
         }
         None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
     };
     let hub = Arc::new(NotificationHub::start(
         Arc::new(SqlNotifications::new(pool.clone())),
-        options.notification_history,
+        options.notifications.history,
     ));
     let mut content = ContentNode::new(store, Arc::new(SqlContentRepository::new(pool.clone())));
     if mode == Mode::Serving {
         content = content.with_notifier(hub.clone());
     }
-    let faults = (mode == Mode::Serving && options.allow_fault_injection).then(|| Arc::new(Faults::default()));
+    let faults =
+        (mode == Mode::Serving && options.monitoring.allow_fault_injection).then(|| Arc::new(Faults::default()));
     if let Some(faults) = &faults {
         tracing::warn!("fault injection is allowed (POST /api/v1/faults)");
         content = content.with_faults(faults.clone());
     }
     let retention = model::metrics::Retention {
-        max_age: std::time::Duration::from_secs(options.metrics_retention_hours * 3600),
-        max_records: options.max_stream_records,
+        max_age: options.retention_age(),
+        max_records: options.monitoring.max_stream_records,
     };
     let metrics = Arc::new(BatchedStreamMetrics::start(
         Arc::new(SqlStreamRecords::new(pool.clone())),

@@ -189,7 +189,10 @@ config_section! {
 impl WebRtc {
     pub fn validate(&self) -> Result<(), Invalid> {
         for url in &self.ice_servers {
-            if !["stun:", "turn:", "turns:"].iter().any(|scheme| url.starts_with(scheme)) {
+            if !["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
                 return Err(invalid(
                     "ice_servers",
                     format!("{url:?} is not a stun:, turn: or turns: URL"),
