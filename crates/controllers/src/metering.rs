@@ -12,8 +12,7 @@ use futures::Stream;
 use model::content::ByteStream;
 use model::metrics::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
 use model::monitoring::{LiveStats, LiveStream};
-use model::notifications::{NotificationType, Notifier};
-use serde_json::json;
+use model::notifications::{Event, NotificationType, Notifier, emit};
 
 use crate::AppState;
 
@@ -164,18 +163,23 @@ impl Tally {
             started_at_ms: self.started_at_ms,
         };
         if let Some(notifier) = &self.meter.notifier {
-            let event = match (outcome, record.direction) {
+            let kind = match (outcome, record.direction) {
                 (Outcome::Ok, Direction::Outbound) => Some(NotificationType::ContentRetrieved),
                 (Outcome::Error, _) => Some(NotificationType::SystemError),
                 _ => None,
             };
-            if let Some(kind) = event {
-                let data = json!({
-                    "path": record.path, "bytes": record.bytes, "stream_type": record.stream_type.as_str(),
-                    "direction": record.direction.as_str(), "outcome": outcome.as_str(),
-                    "correlation_id": record.correlation_id,
-                });
-                notifier.publish(kind, data, Some(record.stream_type.as_str().to_owned()));
+            if let Some(kind) = kind {
+                let event = Event::StreamEnded {
+                    kind,
+                    source: record.stream_type.as_str(),
+                    path: record.path.clone(),
+                    bytes: record.bytes,
+                    stream_type: record.stream_type.as_str(),
+                    direction: record.direction.as_str(),
+                    outcome: outcome.as_str(),
+                    correlation_id: record.correlation_id.clone(),
+                };
+                emit(notifier.as_ref(), event);
             }
         }
         self.meter.metrics.record(record);

@@ -19,8 +19,7 @@ use super::repository::{ContentRecord, ContentRepository, Page};
 use super::store::{BlockStore, ByteStream, storage_key};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::notifications::{NotificationType, Notifier};
-use serde_json::json;
+use crate::notifications::{Event, Notifier, emit};
 
 /// What describes an upload besides its bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -157,18 +156,20 @@ impl ContentNode {
         }
     }
 
-    fn notify(&self, kind: NotificationType, data: serde_json::Value) {
+    fn notify(&self, event: Event) {
         if let Some(notifier) = &self.notifier {
-            notifier.publish(kind, data, Some("content".to_owned()));
+            emit(notifier.as_ref(), event);
         }
     }
 
     fn notify_added(&self, record: &ContentRecord) {
-        self.notify(
-            NotificationType::ContentAdded,
-            json!({"cid": record.cid.to_string(), "size": record.size, "name": record.name,
-                   "blocks": record.blocks, "pinned": record.pinned}),
-        );
+        self.notify(Event::ContentAdded {
+            cid: record.cid.to_string(),
+            size: record.size,
+            name: record.name.clone(),
+            blocks: record.blocks,
+            pinned: record.pinned,
+        });
     }
 
     async fn file_root(&self, cid: &Cid) -> Result<(Block, u64)> {
@@ -327,7 +328,7 @@ impl ContentService for ContentNode {
     async fn pin(&self, cid: &Cid) -> Result<()> {
         if self.records.set_pinned(cid, true).await? {
             self.blocks.store().pin(cid).await?;
-            self.notify(NotificationType::PinAdded, json!({"cid": cid.to_string()}));
+            self.notify(Event::PinAdded { cid: cid.to_string() });
             return Ok(());
         }
         // Pinning content the server was not given directly (a subpath, a block from a CAR):
@@ -346,7 +347,7 @@ impl ContentService for ContentNode {
                 pinned: true,
             })
             .await?;
-        self.notify(NotificationType::PinAdded, json!({"cid": cid.to_string()}));
+        self.notify(Event::PinAdded { cid: cid.to_string() });
         Ok(())
     }
 
@@ -355,7 +356,7 @@ impl ContentService for ContentNode {
             return Err(Error::NotFound(*cid));
         }
         self.blocks.store().unpin(cid).await?;
-        self.notify(NotificationType::PinRemoved, json!({"cid": cid.to_string()}));
+        self.notify(Event::PinRemoved { cid: cid.to_string() });
         Ok(())
     }
 
@@ -369,7 +370,7 @@ impl ContentService for ContentNode {
             self.blocks.store().unpin(cid).await?;
         }
         self.records.delete(cid).await?;
-        self.notify(NotificationType::ContentRemoved, json!({"cid": cid.to_string()}));
+        self.notify(Event::ContentRemoved { cid: cid.to_string() });
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use super::live::{LiveStats, Totals};
 use crate::anomaly::{Detector, DetectorKind, SeriesHint};
 use crate::clock::now_ms;
 use crate::metrics::StreamType;
-use crate::notifications::{NotificationType, Notifier};
+use crate::notifications::{Event, Notifier, emit};
 
 /// The process' own usage, read from the operating system.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -253,14 +253,18 @@ impl Sampler {
         if let Err(error) = self.history.store(&sample).await {
             tracing::warn!(%error, "storing a metrics sample failed");
         }
-        let data: serde_json::Map<String, serde_json::Value> = sample
+        let values = sample
             .values
             .iter()
             .map(|(metric, value)| (metric.as_str().to_owned(), json!(value)))
-            .chain([("at_ms".to_owned(), json!(sample.at_ms))])
             .collect();
-        self.notifier
-            .publish(NotificationType::SystemMetrics, data.into(), Some("sampler".into()));
+        emit(
+            self.notifier.as_ref(),
+            Event::SystemMetrics {
+                values,
+                at_ms: sample.at_ms,
+            },
+        );
         let anomalies = self.detect(&sample);
         for anomaly in &anomalies {
             self.anomalies_raised.fetch_add(1, Ordering::Relaxed);
@@ -273,17 +277,16 @@ impl Sampler {
             if let Err(error) = self.history.store_anomaly(anomaly).await {
                 tracing::warn!(%error, "storing an anomaly failed");
             }
-            self.notifier.publish(
-                NotificationType::SystemWarning,
-                json!({
-                    "metric": anomaly.metric,
-                    "value": anomaly.value,
-                    "expected_range": [anomaly.expected_low, anomaly.expected_high],
-                    "score": anomaly.score,
-                    "detector": anomaly.detector,
-                    "at_ms": anomaly.at_ms,
-                }),
-                Some("anomaly_detector".into()),
+            emit(
+                self.notifier.as_ref(),
+                Event::Anomaly {
+                    metric: anomaly.metric.clone(),
+                    value: anomaly.value,
+                    expected_range: [anomaly.expected_low, anomaly.expected_high],
+                    score: anomaly.score,
+                    detector: anomaly.detector.clone(),
+                    at_ms: anomaly.at_ms,
+                },
             );
         }
         (sample, anomalies)
@@ -317,7 +320,7 @@ mod tests {
     use super::*;
     use crate::metrics::Direction;
     use crate::monitoring::MemoryMetricsHistory;
-    use crate::notifications::{MemoryNotificationRepository, NotificationHub};
+    use crate::notifications::{MemoryNotificationRepository, NotificationHub, NotificationType};
 
     struct FixedProbe;
 

@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use crate::clock::now_ms;
 use crate::error::Result;
 
+pub mod events;
 mod history;
+pub use events::{CloseReason, Event, PlayTarget, StreamEndReason, WebrtcErrorSubject, emit};
 use history::History;
 
 macro_rules! notification_types {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cid::Cid;
 use serde::Serialize;
-use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -29,7 +28,7 @@ use crate::media::source::StoreSource;
 use crate::media::{Demuxer, MediaError, TrackInfo};
 use crate::metrics::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
 use crate::monitoring::{LiveStats, LiveStream};
-use crate::notifications::{NotificationType, Notifier};
+use crate::notifications::{CloseReason, Event, Notifier, PlayTarget, StreamEndReason, WebrtcErrorSubject, emit};
 
 /// What a stream plays and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -487,8 +486,19 @@ impl WebRtcHub {
         })
     }
 
-    fn notify(&self, kind: NotificationType, data: serde_json::Value) {
-        self.notifier.publish(kind, data, Some("webrtc".into()));
+    fn notify(&self, event: Event) {
+        emit(self.notifier.as_ref(), event);
+    }
+
+    /// A `webrtc_error` about a stream.
+    fn stream_error(&self, stream: &StreamEntry, error: String) {
+        self.notify(Event::WebrtcError {
+            subject: WebrtcErrorSubject::Stream {
+                stream_id: stream.id.clone(),
+                cid: stream.spec.cid.to_string(),
+            },
+            error,
+        });
     }
 
     /// Opens `cid` as media (a file in the store) on a blocking thread.
@@ -642,11 +652,12 @@ impl WebRtcHub {
             }
             if !started && playbacks.iter().any(|p| p.is_playing()) {
                 started = true;
-                self.notify(
-                    NotificationType::WebrtcStreamStarted,
-                    json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(),
-                           "renditions": stream.renditions.len(), "viewers": stream.viewers.load(Ordering::Relaxed)}),
-                );
+                self.notify(Event::WebrtcStreamStarted {
+                    stream_id: stream.id.clone(),
+                    cid: stream.spec.cid.to_string(),
+                    renditions: stream.renditions.len(),
+                    viewers: stream.viewers.load(Ordering::Relaxed),
+                });
             }
             let stats: Vec<PlaybackStats> = playbacks.iter().map(|p| p.stats()).collect();
             let total_underflows: u64 = stats.iter().map(|s| s.underflows).sum();
@@ -693,27 +704,30 @@ impl WebRtcHub {
             if started && playbacks.iter().all(|p| p.is_finished()) {
                 let error = stats.iter().find_map(|s| s.error.clone());
                 if let Some(error) = &error {
-                    self.notify(
-                        NotificationType::WebrtcError,
-                        json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(), "error": error}),
-                    );
+                    self.stream_error(&stream, error.clone());
                 }
-                self.notify(
-                    NotificationType::WebrtcStreamEnded,
-                    json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(), "reason": "finished",
-                           "frames_sent": stats[0].frames_sent, "underflows": total_underflows, "error": error}),
-                );
+                self.notify(Event::WebrtcStreamEnded {
+                    stream_id: stream.id.clone(),
+                    cid: stream.spec.cid.to_string(),
+                    reason: StreamEndReason::Finished,
+                    frames_sent: stats[0].frames_sent,
+                    underflows: total_underflows,
+                    error,
+                });
                 return;
             }
         }
         // Stopped before its end: deleted, or its last viewer left.
         if started {
             let frames_sent = playbacks.first().map_or(0, |p| p.stats().frames_sent);
-            self.notify(
-                NotificationType::WebrtcStreamEnded,
-                json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(), "reason": "stopped",
-                       "frames_sent": frames_sent, "underflows": underflows, "error": null}),
-            );
+            self.notify(Event::WebrtcStreamEnded {
+                stream_id: stream.id.clone(),
+                cid: stream.spec.cid.to_string(),
+                reason: StreamEndReason::Stopped,
+                frames_sent,
+                underflows,
+                error: None,
+            });
         }
     }
 
@@ -784,13 +798,13 @@ impl WebRtcHub {
             Ok(stream) => stream,
             Err(error) => {
                 let target = match &request.target {
-                    Target::Stream(id) => json!({"stream_id": id}),
-                    Target::Cid(cid) => json!({"cid": cid.to_string()}),
+                    Target::Stream(id) => PlayTarget::Stream { stream_id: id.clone() },
+                    Target::Cid(cid) => PlayTarget::Cid { cid: cid.to_string() },
                 };
-                self.notify(
-                    NotificationType::WebrtcError,
-                    json!({"target": target, "error": error.to_string()}),
-                );
+                self.notify(Event::WebrtcError {
+                    subject: WebrtcErrorSubject::Target { target },
+                    error: error.to_string(),
+                });
                 return Err(error);
             }
         };
@@ -822,10 +836,7 @@ impl WebRtcHub {
                 if stream.ephemeral {
                     self.retire_if_unwatched(&stream);
                 }
-                self.notify(
-                    NotificationType::WebrtcError,
-                    json!({"stream_id": stream.id, "cid": stream.spec.cid.to_string(), "error": error.to_string()}),
-                );
+                self.stream_error(&stream, error.to_string());
                 Err(error)
             }
         }
@@ -898,10 +909,12 @@ impl WebRtcHub {
             .lock()
             .expect("not poisoned")
             .insert(pc_id.clone(), connection.clone());
-        self.notify(
-            NotificationType::WebrtcConnectionCreated,
-            json!({"pc_id": pc_id, "stream_id": stream.id, "cid": stream.spec.cid.to_string(), "quality": quality.as_str()}),
-        );
+        self.notify(Event::WebrtcConnectionCreated {
+            pc_id: pc_id.clone(),
+            stream_id: stream.id.clone(),
+            cid: stream.spec.cid.to_string(),
+            quality: quality.as_str(),
+        });
         self.runtime.spawn(self.clone().supervise(connection.clone()));
         Ok((connection, events))
     }
@@ -919,7 +932,7 @@ impl WebRtcHub {
             tokio::select! {
                 changed = state.changed() => {
                     if changed.is_err() {
-                        break "closed";
+                        break CloseReason::Closed;
                     }
                 }
                 _ = tick.tick() => {}
@@ -936,18 +949,18 @@ impl WebRtcHub {
             match current {
                 RTCPeerConnectionState::Connected if !established => {
                     established = true;
-                    self.notify(
-                        NotificationType::WebrtcConnectionEstablished,
-                        json!({"pc_id": connection.pc_id, "stream_id": connection.stream.id,
-                               "setup_ms": connection.created.elapsed().as_millis() as u64}),
-                    );
+                    self.notify(Event::WebrtcConnectionEstablished {
+                        pc_id: connection.pc_id.clone(),
+                        stream_id: connection.stream.id.clone(),
+                        setup_ms: connection.created.elapsed().as_millis() as u64,
+                    });
                 }
-                RTCPeerConnectionState::Failed => break "failed",
-                RTCPeerConnectionState::Closed => break "closed",
+                RTCPeerConnectionState::Failed => break CloseReason::Failed,
+                RTCPeerConnectionState::Closed => break CloseReason::Closed,
                 _ => {}
             }
             if !established && connection.created.elapsed() > self.config.connect_timeout {
-                break "never connected";
+                break CloseReason::NeverConnected;
             }
             let quality = *connection.quality.lock().expect("not poisoned");
             if established && quality == Quality::Auto && connection.stream.adaptable() {
@@ -966,16 +979,19 @@ impl WebRtcHub {
                 }
             }
         };
-        if reason != "closed" {
-            self.notify(
-                NotificationType::WebrtcError,
-                json!({"pc_id": connection.pc_id, "stream_id": connection.stream.id, "error": format!("connection {reason}")}),
-            );
+        if reason.is_failure() {
+            self.notify(Event::WebrtcError {
+                subject: WebrtcErrorSubject::Connection {
+                    pc_id: connection.pc_id.clone(),
+                    stream_id: connection.stream.id.clone(),
+                },
+                error: format!("connection {}", reason.as_str()),
+            });
         }
         let _ = self.finish(&connection.pc_id, reason).await;
     }
 
-    fn switch(&self, connection: &Connection, to: usize, reason: &str, estimate_bps: f64, loss: f64) {
+    fn switch(&self, connection: &Connection, to: usize, reason: &'static str, estimate_bps: f64, loss: f64) {
         let from = *connection.selected.borrow();
         if from == to {
             return;
@@ -983,16 +999,19 @@ impl WebRtcHub {
         connection.selected.send_replace(to);
         self.counters.quality_switches.fetch_add(1, Ordering::Relaxed);
         let renditions = &connection.stream.renditions;
-        self.notify(
-            NotificationType::WebrtcQualityChanged,
-            json!({"pc_id": connection.pc_id, "stream_id": connection.stream.id,
-                   "from": renditions[from].quality.as_str(), "to": renditions[to].quality.as_str(),
-                   "reason": reason, "bandwidth_estimate_bps": estimate_bps, "packet_loss": loss}),
-        );
+        self.notify(Event::WebrtcQualityChanged {
+            pc_id: connection.pc_id.clone(),
+            stream_id: connection.stream.id.clone(),
+            from: renditions[from].quality.as_str(),
+            to: renditions[to].quality.as_str(),
+            reason,
+            bandwidth_estimate_bps: estimate_bps,
+            packet_loss: loss,
+        });
     }
 
     /// Removes and closes a connection, records it, and retires its streams if made for it.
-    async fn finish(&self, pc_id: &str, reason: &str) -> Result<()> {
+    async fn finish(&self, pc_id: &str, reason: CloseReason) -> Result<()> {
         let connection = self
             .connections
             .lock()
@@ -1019,19 +1038,21 @@ impl WebRtcHub {
             chunk_size: 0,
             duration: connection.created.elapsed(),
             correlation_id: connection.pc_id.clone(),
-            outcome: match reason {
-                "closed" => Outcome::Ok,
-                "failed" | "never connected" => Outcome::Aborted,
-                _ => Outcome::Ok,
+            outcome: if reason.aborted() {
+                Outcome::Aborted
+            } else {
+                Outcome::Ok
             },
             started_at_ms: connection.created_at_ms,
         });
-        self.notify(
-            NotificationType::WebrtcConnectionClosed,
-            json!({"pc_id": connection.pc_id, "stream_id": connection.stream.id, "reason": reason,
-                   "frames_sent": stats.frames_sent, "bytes_sent": stats.bytes_sent,
-                   "duration_ms": connection.created.elapsed().as_millis() as u64}),
-        );
+        self.notify(Event::WebrtcConnectionClosed {
+            pc_id: connection.pc_id.clone(),
+            stream_id: connection.stream.id.clone(),
+            reason,
+            frames_sent: stats.frames_sent,
+            bytes_sent: stats.bytes_sent,
+            duration_ms: connection.created.elapsed().as_millis() as u64,
+        });
         let mut streams = vec![connection.stream.clone()];
         streams.extend(connection.added.lock().expect("not poisoned").drain(..));
         for stream in &streams {
@@ -1144,7 +1165,7 @@ impl WebRtcService for Arc<WebRtcHub> {
             .map(|c| c.pc_id.clone())
             .collect();
         for pc_id in watching {
-            let _ = self.finish(&pc_id, "closed").await;
+            let _ = self.finish(&pc_id, CloseReason::Closed).await;
         }
         self.streams.lock().expect("not poisoned").remove(stream_id);
         stop_stream(&stream);
@@ -1157,11 +1178,11 @@ impl WebRtcService for Arc<WebRtcHub> {
         let sdp = match self.runtime.spawn(async move { peer.offer().await }).await {
             Ok(Ok(sdp)) => sdp,
             Ok(Err(error)) => {
-                let _ = self.finish(&connection.pc_id, "offer failed").await;
+                let _ = self.finish(&connection.pc_id, CloseReason::OfferFailed).await;
                 return Err(error);
             }
             Err(error) => {
-                let _ = self.finish(&connection.pc_id, "offer failed").await;
+                let _ = self.finish(&connection.pc_id, CloseReason::OfferFailed).await;
                 return Err(Error::task("peer", error));
             }
         };
@@ -1206,7 +1227,7 @@ impl WebRtcService for Arc<WebRtcHub> {
                 ice_servers: self.ice_servers_of(&connection.stream),
             }),
             Err(error) => {
-                let _ = self.finish(&connection.pc_id, "offer refused").await;
+                let _ = self.finish(&connection.pc_id, CloseReason::OfferRefused).await;
                 Err(error)
             }
         }
@@ -1309,14 +1330,14 @@ impl WebRtcService for Arc<WebRtcHub> {
     }
 
     async fn close(&self, pc_id: &str) -> Result<()> {
-        self.finish(pc_id, "closed").await
+        self.finish(pc_id, CloseReason::Closed).await
     }
 
     async fn close_all(&self) -> usize {
         let ids: Vec<String> = self.connections.lock().expect("not poisoned").keys().cloned().collect();
         let mut closed = 0;
         for pc_id in ids {
-            if self.finish(&pc_id, "closed").await.is_ok() {
+            if self.finish(&pc_id, CloseReason::Closed).await.is_ok() {
                 closed += 1;
             }
         }

@@ -1,0 +1,301 @@
+//! Every event the server announces, typed: one variant per kind, with the fields its `data`
+//! carries. Emitters build an [`Event`]; it becomes the notification's JSON once, in [`emit`].
+//! (Events clients publish through the API stay free-form JSON: `custom_event`, `system_*`.)
+
+use serde::Serialize;
+
+use super::{NotificationType, Notifier};
+
+/// Why a WebRTC connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CloseReason {
+    /// Closed by its client, the API, or the server's shutdown.
+    #[serde(rename = "closed")]
+    Closed,
+    /// ICE or DTLS failed (a silent viewer fails its consent checks).
+    #[serde(rename = "failed")]
+    Failed,
+    /// Not connected within the connect timeout.
+    #[serde(rename = "never connected")]
+    NeverConnected,
+    /// The server's offer could not be made or applied.
+    #[serde(rename = "offer failed")]
+    OfferFailed,
+    /// The client's offer was refused.
+    #[serde(rename = "offer refused")]
+    OfferRefused,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Failed => "failed",
+            Self::NeverConnected => "never connected",
+            Self::OfferFailed => "offer failed",
+            Self::OfferRefused => "offer refused",
+        }
+    }
+
+    /// Whether the connection ended because something went wrong on the way.
+    pub fn is_failure(self) -> bool {
+        self != Self::Closed
+    }
+
+    /// A connection that failed or never connected was cut short; the others ended as asked.
+    pub fn aborted(self) -> bool {
+        matches!(self, Self::Failed | Self::NeverConnected)
+    }
+}
+
+/// Why a WebRTC stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEndReason {
+    /// Its media played to the end (or failed: see `error`).
+    Finished,
+    /// Deleted, or left by its last viewer.
+    Stopped,
+}
+
+/// What a WebRTC error event is about.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum WebrtcErrorSubject {
+    /// A connection, with its stream.
+    Connection { pc_id: String, stream_id: String },
+    /// A stream, with its content.
+    Stream { stream_id: String, cid: String },
+    /// What a play request asked for, before any stream existed.
+    Target { target: PlayTarget },
+}
+
+/// A stream or a CID that a play request named.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PlayTarget {
+    Stream { stream_id: String },
+    Cid { cid: String },
+}
+
+/// Every event the server emits on its own.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    ContentAdded {
+        cid: String,
+        size: u64,
+        name: Option<String>,
+        blocks: u64,
+        pinned: bool,
+    },
+    ContentRemoved {
+        cid: String,
+    },
+    PinAdded {
+        cid: String,
+    },
+    PinRemoved {
+        cid: String,
+    },
+    /// A stream of bytes that ended: `content_retrieved` when a download completed,
+    /// `system_error` when any stream failed.
+    StreamEnded {
+        #[serde(skip)]
+        kind: NotificationType,
+        #[serde(skip)]
+        source: &'static str,
+        path: String,
+        bytes: u64,
+        stream_type: &'static str,
+        direction: &'static str,
+        outcome: &'static str,
+        correlation_id: String,
+    },
+    WebrtcConnectionCreated {
+        pc_id: String,
+        stream_id: String,
+        cid: String,
+        quality: &'static str,
+    },
+    WebrtcConnectionEstablished {
+        pc_id: String,
+        stream_id: String,
+        setup_ms: u64,
+    },
+    WebrtcConnectionClosed {
+        pc_id: String,
+        stream_id: String,
+        reason: CloseReason,
+        frames_sent: u64,
+        bytes_sent: u64,
+        duration_ms: u64,
+    },
+    WebrtcStreamStarted {
+        stream_id: String,
+        cid: String,
+        renditions: usize,
+        viewers: usize,
+    },
+    WebrtcStreamEnded {
+        stream_id: String,
+        cid: String,
+        reason: StreamEndReason,
+        frames_sent: u64,
+        underflows: u64,
+        error: Option<String>,
+    },
+    WebrtcQualityChanged {
+        pc_id: String,
+        stream_id: String,
+        from: &'static str,
+        to: &'static str,
+        reason: &'static str,
+        bandwidth_estimate_bps: f64,
+        packet_loss: f64,
+    },
+    WebrtcError {
+        #[serde(flatten)]
+        subject: WebrtcErrorSubject,
+        error: String,
+    },
+    /// One round of the sampler: every series' value, and when it was taken.
+    SystemMetrics {
+        #[serde(flatten)]
+        values: serde_json::Map<String, serde_json::Value>,
+        at_ms: i64,
+    },
+    /// An anomaly the detector raised on a series.
+    Anomaly {
+        metric: String,
+        value: f64,
+        expected_range: [f64; 2],
+        score: f64,
+        detector: String,
+        at_ms: i64,
+    },
+}
+
+impl Event {
+    /// The notification type subscribers filter on.
+    pub fn kind(&self) -> NotificationType {
+        match self {
+            Self::ContentAdded { .. } => NotificationType::ContentAdded,
+            Self::ContentRemoved { .. } => NotificationType::ContentRemoved,
+            Self::PinAdded { .. } => NotificationType::PinAdded,
+            Self::PinRemoved { .. } => NotificationType::PinRemoved,
+            Self::StreamEnded { kind, .. } => *kind,
+            Self::WebrtcConnectionCreated { .. } => NotificationType::WebrtcConnectionCreated,
+            Self::WebrtcConnectionEstablished { .. } => NotificationType::WebrtcConnectionEstablished,
+            Self::WebrtcConnectionClosed { .. } => NotificationType::WebrtcConnectionClosed,
+            Self::WebrtcStreamStarted { .. } => NotificationType::WebrtcStreamStarted,
+            Self::WebrtcStreamEnded { .. } => NotificationType::WebrtcStreamEnded,
+            Self::WebrtcQualityChanged { .. } => NotificationType::WebrtcQualityChanged,
+            Self::WebrtcError { .. } => NotificationType::WebrtcError,
+            Self::SystemMetrics { .. } => NotificationType::SystemMetrics,
+            Self::Anomaly { .. } => NotificationType::SystemWarning,
+        }
+    }
+
+    /// What emitted it: the notification's `source`.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Self::ContentAdded { .. }
+            | Self::ContentRemoved { .. }
+            | Self::PinAdded { .. }
+            | Self::PinRemoved { .. } => "content",
+            Self::StreamEnded { source, .. } => source,
+            Self::WebrtcConnectionCreated { .. }
+            | Self::WebrtcConnectionEstablished { .. }
+            | Self::WebrtcConnectionClosed { .. }
+            | Self::WebrtcStreamStarted { .. }
+            | Self::WebrtcStreamEnded { .. }
+            | Self::WebrtcQualityChanged { .. }
+            | Self::WebrtcError { .. } => "webrtc",
+            Self::SystemMetrics { .. } => "sampler",
+            Self::Anomaly { .. } => "anomaly_detector",
+        }
+    }
+
+    /// The event's `data`: a JSON object of its fields.
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("an event serializes")
+    }
+}
+
+/// Publishes a typed event through any notifier.
+pub fn emit(notifier: &dyn Notifier, event: Event) {
+    notifier.publish(event.kind(), event.data(), Some(event.source().to_owned()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_carry_the_fields_subscribers_read() {
+        let closed = Event::WebrtcConnectionClosed {
+            pc_id: "pc-1".into(),
+            stream_id: "st-1".into(),
+            reason: CloseReason::NeverConnected,
+            frames_sent: 3,
+            bytes_sent: 4,
+            duration_ms: 5,
+        };
+        assert_eq!(closed.kind(), NotificationType::WebrtcConnectionClosed);
+        assert_eq!(
+            closed.data(),
+            json!({"pc_id": "pc-1", "stream_id": "st-1", "reason": "never connected",
+                   "frames_sent": 3, "bytes_sent": 4, "duration_ms": 5})
+        );
+        let error = Event::WebrtcError {
+            subject: WebrtcErrorSubject::Stream {
+                stream_id: "st-1".into(),
+                cid: "QmA".into(),
+            },
+            error: "bad media".into(),
+        };
+        assert_eq!(
+            error.data(),
+            json!({"stream_id": "st-1", "cid": "QmA", "error": "bad media"})
+        );
+        let refused = Event::WebrtcError {
+            subject: WebrtcErrorSubject::Target {
+                target: PlayTarget::Cid { cid: "QmA".into() },
+            },
+            error: "not found".into(),
+        };
+        assert_eq!(refused.data(), json!({"target": {"cid": "QmA"}, "error": "not found"}));
+        let ended = Event::WebrtcStreamEnded {
+            stream_id: "st-1".into(),
+            cid: "QmA".into(),
+            reason: StreamEndReason::Stopped,
+            frames_sent: 1,
+            underflows: 0,
+            error: None,
+        };
+        assert_eq!(ended.data()["reason"], "stopped");
+        assert_eq!(ended.data()["error"], serde_json::Value::Null);
+        let mut values = serde_json::Map::new();
+        values.insert("cpu".into(), json!(0.5));
+        let sample = Event::SystemMetrics { values, at_ms: 7 };
+        assert_eq!(sample.data(), json!({"cpu": 0.5, "at_ms": 7}));
+        assert_eq!(sample.source(), "sampler");
+    }
+
+    #[test]
+    fn close_reasons_say_how_the_connection_ended() {
+        for reason in [
+            CloseReason::Closed,
+            CloseReason::Failed,
+            CloseReason::NeverConnected,
+            CloseReason::OfferFailed,
+            CloseReason::OfferRefused,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+        assert!(!CloseReason::Closed.is_failure() && CloseReason::OfferRefused.is_failure());
+        assert!(CloseReason::Failed.aborted() && !CloseReason::OfferFailed.aborted());
+    }
+}
