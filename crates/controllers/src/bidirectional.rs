@@ -18,7 +18,7 @@ use actix_ws::{AggregatedMessage, CloseCode, Session};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use model::content::{AddRequest, ByteRange, ImportOptions, NodeKind, parse_cid};
-use model::metrics::{Direction, Outcome, StreamType};
+use model::stream_records::{Direction, Outcome, StreamType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::metering::Meter;
 use crate::upload::body_stream;
-use model::metrics::{Direction, StreamType};
+use model::stream_records::{Direction, StreamType};
 
 /// Options of an upload, as `ipfs add` takes them.
 #[derive(Debug, Default, Deserialize, Validate, utoipa::IntoParams)]

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::metering::Meter;
 use crate::range::{self, RangeRequest};
-use model::metrics::{Direction, StreamType};
+use model::stream_records::{Direction, StreamType};
 
 /// Cache lifetime of immutable responses: what Kubo's gateway sends.
 pub const IMMUTABLE: &str = "public, max-age=29030400, immutable";

@@ -51,7 +51,7 @@ mod tests {
     async fn call(content: MockContentService, path: &str) -> (u16, serde_json::Value) {
         let state = AppState::new(
             Arc::new(content),
-            Arc::new(model::metrics::MockStreamMetrics::new()),
+            Arc::new(model::stream_records::MockStreamMetrics::new()),
             hub(),
         );
         let app = test::init_service(App::new().configure(|cfg| crate::configure(cfg, state))).await;

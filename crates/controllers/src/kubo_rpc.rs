@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::metering::Meter;
 use crate::upload::{channel, pump_field};
-use model::metrics::{Direction, StreamType};
+use model::stream_records::{Direction, StreamType};
 
 /// An error as Kubo reports it.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 //! use std::sync::Arc;
 //! use actix_web::App;
 //! use model::content::{ContentNode, MemoryBlockStore, MemoryContentRepository};
-//! use model::metrics::MockStreamMetrics;
+//! use model::stream_records::MockStreamMetrics;
 //! use model::notifications::{MemoryNotificationRepository, NotificationHub};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,17 +31,17 @@ pub mod gateway;
 pub mod health;
 pub mod kubo_rpc;
 pub mod metering;
-pub mod metrics_api;
 pub mod monitoring_api;
 pub mod notifications_ws;
 pub mod openapi;
 pub mod player;
+pub mod prometheus_metrics;
 pub mod range;
 pub mod rechunk;
 pub mod routes;
 pub mod sse;
 pub mod state;
-pub mod telemetry;
+pub mod stream_records_api;
 pub mod upload;
 pub mod webrtc_api;
 pub mod webrtc_signaling;

@@ -10,9 +10,9 @@ use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures::Stream;
 use model::content::ByteStream;
-use model::metrics::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
 use model::monitoring::{LiveStats, LiveStream};
 use model::notifications::{Event, NotificationType, Notifier, emit};
+use model::stream_records::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
 
 use crate::AppState;
 
@@ -25,7 +25,7 @@ pub struct Meter {
     /// Off, the meter passes streams through untouched and records nothing.
     pub enabled: bool,
     /// Prometheus counters of streams and their bytes.
-    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    pub prometheus_metrics: Option<Arc<crate::prometheus_metrics::PrometheusMetrics>>,
     /// The live counters the sampler reads.
     pub live: Option<Arc<LiveStats>>,
     pub stream_type: StreamType,
@@ -48,7 +48,7 @@ impl Meter {
             metrics: state.metrics.clone(),
             notifier: Some(state.notifier.clone()),
             enabled: state.limits.record_streams,
-            telemetry: Some(state.telemetry.clone()),
+            prometheus_metrics: Some(state.prometheus_metrics.clone()),
             live: Some(state.live.clone()),
             stream_type,
             direction,
@@ -102,8 +102,8 @@ pub struct Tally {
 
 impl Tally {
     pub fn start(meter: Meter) -> Self {
-        if let Some(telemetry) = &meter.telemetry {
-            telemetry.stream_started(meter.stream_type, meter.direction);
+        if let Some(prometheus_metrics) = &meter.prometheus_metrics {
+            prometheus_metrics.stream_started(meter.stream_type, meter.direction);
         }
         let started_at_ms = model::clock::now_ms();
         let live = meter.live.as_ref().map(|live| {
@@ -138,8 +138,8 @@ impl Tally {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        if let Some(telemetry) = &self.meter.telemetry {
-            telemetry.stream_ended(self.meter.stream_type, self.meter.direction, outcome, self.bytes);
+        if let Some(prometheus_metrics) = &self.meter.prometheus_metrics {
+            prometheus_metrics.stream_ended(self.meter.stream_type, self.meter.direction, outcome, self.bytes);
         }
         // Dropping the handle closes the live stream; a server-side failure is counted first.
         if let Some(mut live) = self.live.take()
@@ -227,7 +227,7 @@ impl Stream for MeteredStream {
 #[cfg(test)]
 mod tests {
     use futures::{StreamExt, stream};
-    use model::metrics::MockStreamMetrics;
+    use model::stream_records::MockStreamMetrics;
 
     use super::*;
 
@@ -236,7 +236,7 @@ mod tests {
             metrics: Arc::new(metrics),
             notifier: None,
             enabled: true,
-            telemetry: None,
+            prometheus_metrics: None,
             live: None,
             stream_type: StreamType::Http,
             direction: Direction::Outbound,

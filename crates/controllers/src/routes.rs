@@ -13,8 +13,8 @@ use actix_web::web;
 use utoipa::openapi::OpenApi;
 
 use crate::{
-    bidirectional, content_api, dashboard, error, gateway, health, kubo_rpc, metrics_api, monitoring_api,
-    notifications_ws, openapi, player, sse, telemetry, webrtc_api, webrtc_signaling, whep, ws,
+    bidirectional, content_api, dashboard, error, gateway, health, kubo_rpc, monitoring_api, notifications_ws, openapi,
+    player, prometheus_metrics, sse, stream_records_api, webrtc_api, webrtc_signaling, whep, ws,
 };
 
 /// One route: a method on a path pattern, served by one handler.
@@ -126,8 +126,8 @@ static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         POST    "/api/v0/pin/rm"                              => kubo_rpc::pin_rm, api;
         POST    "/api/v0/pin/ls"                              => kubo_rpc::pin_ls, api;
         POST    "/api/v0/version"                             => kubo_rpc::version, api;
-        GET     "/api/v1/metrics/streaming"                   => metrics_api::summary, api;
-        GET     "/api/v1/metrics/streaming/history"           => metrics_api::history, api;
+        GET     "/api/v1/metrics/streaming"                   => stream_records_api::summary, api;
+        GET     "/api/v1/metrics/streaming/history"           => stream_records_api::history, api;
         GET     "/dashboard"                                  => dashboard::page, page;
         GET     "/dashboard/"                                 => dashboard::page, page;
         GET     "/dashboard/assets/{name}"                    => dashboard::asset, page;
@@ -157,7 +157,7 @@ static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         GET     "/ws/notifications"                           => notifications_ws::connect, page;
         GET     "/api/v1/notifications/history"               => notifications_ws::history, api;
         POST    "/api/v1/notifications"                       => notifications_ws::publish, api;
-        GET     "/metrics"                                    => telemetry::scrape, api;
+        GET     "/metrics"                                    => prometheus_metrics::scrape, api;
         GET     "/openapi.json"                               => openapi::serve_document, page;
         GET     "/docs"                                       => openapi::docs_redirect, page;
         GET     "/docs/{file:.*}"                             => openapi::docs_file, page;

@@ -8,7 +8,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use model::content::ByteRange;
-use model::metrics::{Direction, Outcome, StreamType};
+use model::stream_records::{Direction, Outcome, StreamType};
 use serde_json::json;
 use validator::Validate;
 

@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicU64;
 
 use model::content::ContentService;
 use model::faults::Faults;
-use model::metrics::StreamMetrics;
 use model::monitoring::{LiveStats, MemoryMetricsHistory, MetricsHistory};
 use model::notifications::{NotificationHub, Notifier};
+use model::stream_records::StreamMetrics;
 
 /// Limits on what a request may ask of the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct AppState {
     /// The same hub, as operations publish to it.
     pub notifier: Arc<dyn Notifier>,
     /// Prometheus instruments, served at `/metrics`.
-    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    pub prometheus_metrics: Arc<crate::prometheus_metrics::PrometheusMetrics>,
     pub limits: Limits,
     /// Counters the sampler reads: bytes, open streams, response times.
     pub live: Arc<LiveStats>,
@@ -65,7 +65,7 @@ impl AppState {
             content,
             metrics,
             notifier: hub.clone(),
-            telemetry: Arc::new(crate::telemetry::Telemetry::new(
+            prometheus_metrics: Arc::new(crate::prometheus_metrics::PrometheusMetrics::new(
                 hub.clone(),
                 anomalies_raised.clone(),
                 store_counters.clone(),
@@ -90,7 +90,7 @@ impl AppState {
         anomalies_raised: Arc<AtomicU64>,
         store_counters: Arc<model::content::StoreCounters>,
     ) -> Self {
-        self.telemetry = Arc::new(crate::telemetry::Telemetry::new(
+        self.prometheus_metrics = Arc::new(crate::prometheus_metrics::PrometheusMetrics::new(
             self.hub.clone(),
             anomalies_raised.clone(),
             store_counters.clone(),

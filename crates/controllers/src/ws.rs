@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Message, MessageStream, Session};
 use futures::StreamExt;
 use model::content::{AddRequest, ByteRange, ImportOptions};
-use model::metrics::{Direction, Outcome, StreamType};
+use model::stream_records::{Direction, Outcome, StreamType};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use validator::Validate;

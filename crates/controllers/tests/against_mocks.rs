@@ -6,7 +6,7 @@ use actix_web::{App, test};
 use cid::Cid;
 use model::content::service::MockContentService;
 use model::content::{ContentRecord, ImportOptions};
-use model::metrics::MockStreamMetrics;
+use model::stream_records::MockStreamMetrics;
 
 use controllers::{AppState, Limits};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{App, test};
 use model::content::service::MockContentService;
-use model::metrics::MockStreamMetrics;
+use model::stream_records::MockStreamMetrics;
 use model::webrtc::{
     Answer, ConnectionInfo, IceServer, MockWebRtcService, PlayRequest, Quality, QualityChange, StreamInfo, Target,
 };

@@ -30,9 +30,9 @@ pub mod content;
 pub mod error;
 pub mod faults;
 pub mod media;
-pub mod metrics;
 pub mod monitoring;
 pub mod notifications;
+pub mod stream_records;
 pub mod webrtc;
 
 pub use error::{Error, Result};

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use model::content::{ContentService, ImportOptions};
 use model::media::playback::BufferSettings;
-use model::metrics::{MockStreamMetrics, StreamType};
 use model::monitoring::LiveStats;
 use model::notifications::{MockNotifier, NotificationType};
+use model::stream_records::{MockStreamMetrics, StreamType};
 use model::webrtc::{
     PeerEvent, PlayRequest, Quality, Receiver, StreamSpec, Target, WebRtcConfig, WebRtcHub, WebRtcLimits, WebRtcService,
 };

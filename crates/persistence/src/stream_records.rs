@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use model::metrics::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
+use model::stream_records::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use crate::error::Error;

@@ -93,7 +93,7 @@ pub async fn run(
         App::new()
             .wrap(actix_web::middleware::Condition::new(
                 instrumented,
-                actix_web::middleware::from_fn(controllers::telemetry::record_requests),
+                actix_web::middleware::from_fn(controllers::prometheus_metrics::record_requests),
             ))
             .configure(move |cfg| controllers::configure(cfg, state))
     })

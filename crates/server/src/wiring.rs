@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use model::content::{BlockStore, ContentNode};
 use model::faults::Faults;
-use model::metrics::BatchedStreamMetrics;
 use model::monitoring::LiveStats;
 use model::notifications::NotificationHub;
+use model::stream_records::BatchedStreamMetrics;
 use persistence::{
     FsBlockStore, KuboBlockStore, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords, database,
 };
@@ -65,7 +65,7 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         tracing::warn!("fault injection is allowed (POST /api/v1/faults)");
         content = content.with_faults(faults.clone());
     }
-    let retention = model::metrics::Retention {
+    let retention = model::stream_records::Retention {
         max_age: options.retention_age(),
         max_records: options.monitoring.max_stream_records,
     };

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::metrics::{Direction, StreamType};
+use crate::stream_records::{Direction, StreamType};
 
 const STREAM_TYPES: [StreamType; 4] = [
     StreamType::Http,

@@ -13,8 +13,8 @@ use super::history::{Anomaly, Metric, MetricsHistory, Sample};
 use super::live::{LiveStats, Totals};
 use crate::anomaly::{Detector, DetectorKind, SeriesHint};
 use crate::clock::now_ms;
-use crate::metrics::StreamType;
 use crate::notifications::{Event, Notifier, emit};
+use crate::stream_records::StreamType;
 
 /// The process' own usage, read from the operating system.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -318,9 +318,9 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Direction;
     use crate::monitoring::MemoryMetricsHistory;
     use crate::notifications::{MemoryNotificationRepository, NotificationHub, NotificationType};
+    use crate::stream_records::Direction;
 
     struct FixedProbe;
 

@@ -1,14 +1,19 @@
 //! WebRTC playback of stored media: peers sending shared playbacks ([`peer`]), quality presets
-//! and adaptive switching ([`quality`]), and the service that owns streams and connections
-//! ([`service`]).
+//! and adaptive switching ([`quality`]), the port the faces use ([`service`]) and the hub that
+//! implements it, owning streams and connections ([`hub`]).
 
+mod codecs;
 mod direct;
+pub mod hub;
 pub mod peer;
 pub mod quality;
 pub mod receiver;
 pub mod service;
+mod sink;
+mod stack_path;
 mod transport_history;
 
+pub use hub::WebRtcHub;
 pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source, ice_ufrag};
 pub use quality::{AdaptiveSwitch, Quality};
 pub use receiver::{ReceivedFrame, Receiver};
@@ -16,5 +21,5 @@ pub use receiver::{ReceivedFrame, Receiver};
 pub use service::MockWebRtcService;
 pub use service::{
     Answer, ConnectionInfo, ConnectionStats, Offer, PlayRequest, QualityChange, StreamInfo, StreamSpec, Target,
-    WebRtcConfig, WebRtcHub, WebRtcLimits, WebRtcService, WebRtcTotals,
+    WebRtcConfig, WebRtcLimits, WebRtcService, WebRtcTotals,
 };

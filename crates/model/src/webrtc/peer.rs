@@ -3,18 +3,14 @@
 //! with GCC congestion control over TWCC giving a bandwidth estimate. A source may have several
 //! renditions; the peer switches between them at keyframes when told to.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{
-    BandwidthEstimator, EstimatorStats, Gcc, NackResponderBuilder, PacerBuilder, PacketReport, Registry, Slot,
-};
-use rtc::media::Sample;
-use rtc::peer_connection::transport::{RTCIceCandidate, RTCIceCandidateType, RTCIceProtocol};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, NackResponderBuilder, PacerBuilder, Registry, Slot};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCPFeedback, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::statistics::StatsSelector;
@@ -30,12 +26,14 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
     configure_congestion_control, register_default_interceptors,
 };
-use webrtc::rtp_transceiver::RtpSender;
 
-use super::direct::{DirectPath, DirectTrack, EstimateOut, TapRuntime};
+use super::codecs::{H264_MAIN_PAYLOAD_TYPE, h264_main_codec, h264_profile_of, rtp_codec, track_codec};
+use super::direct::{DirectOpener, EstimateOut, TapRuntime};
+use super::sink::{Output, Sent, forward};
+use super::stack_path::{NACK_BUFFER, PublishedEstimate, StackSink};
 use crate::error::{Error, Result};
-use crate::media::playback::{Playback, Viewer};
-use crate::media::{Codec, Frame, TrackInfo};
+use crate::media::playback::Playback;
+use crate::media::{Codec, TrackInfo};
 
 /// A STUN or TURN server for the peer's ICE agent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -193,68 +191,6 @@ pub struct PeerStats {
     pub rtcp_fraction_lost: Option<f64>,
 }
 
-pub(crate) fn rtp_codec(codec: Codec) -> (RTCRtpCodec, u8, RtpCodecKind) {
-    let (mime, rate, channels, fmtp, payload_type) = match codec {
-        Codec::H264 => (
-            "video/H264",
-            90_000,
-            0,
-            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-            102,
-        ),
-        Codec::Vp8 => ("video/VP8", 90_000, 0, "", 96),
-        Codec::Vp9 => ("video/VP9", 90_000, 0, "profile-id=0", 98),
-        Codec::Av1 => ("video/AV1", 90_000, 0, "", 41),
-        Codec::Opus => ("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", 111),
-    };
-    let kind = if codec.is_video() {
-        RtpCodecKind::Video
-    } else {
-        RtpCodecKind::Audio
-    };
-    let codec = RTCRtpCodec {
-        mime_type: mime.into(),
-        clock_rate: rate,
-        channels,
-        sdp_fmtp_line: fmtp.into(),
-        rtcp_feedback: vec![],
-    };
-    (codec, payload_type, kind)
-}
-
-/// H.264 main profile (`profile_idc` 77).
-const H264_MAIN: u8 = 77;
-/// How main-profile H.264 is announced, beside the constrained baseline of [`rtp_codec`], so a
-/// receiver sets its decoder up for what it will get.
-const H264_MAIN_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f";
-const H264_MAIN_PAYLOAD_TYPE: u8 = 110;
-
-/// H.264 main as registered beside the codecs of [`rtp_codec`].
-pub(crate) fn h264_main_codec() -> RTCRtpCodecParameters {
-    let (mut rtp_codec, _, _) = rtp_codec(Codec::H264);
-    rtp_codec.sdp_fmtp_line = H264_MAIN_FMTP.into();
-    RTCRtpCodecParameters {
-        rtp_codec,
-        payload_type: H264_MAIN_PAYLOAD_TYPE,
-    }
-}
-
-/// The RTP codec a track is sent as: its codec's, or H.264 main for main-profile media.
-fn track_codec(track: &TrackInfo) -> (RTCRtpCodec, RtpCodecKind) {
-    let (codec, _, kind) = rtp_codec(track.codec);
-    if track.codec == Codec::H264 && track.h264_profile == Some(H264_MAIN) {
-        return (h264_main_codec().rtp_codec, kind);
-    }
-    (codec, kind)
-}
-
-/// The profile part (`profile_idc` and constraints) of an fmtp line's `profile-level-id`.
-fn h264_profile_of(fmtp: &str) -> Option<String> {
-    fmtp.split(';')
-        .find_map(|parameter| parameter.trim().strip_prefix("profile-level-id="))
-        .map(|id| id.get(..4).unwrap_or(id).to_ascii_lowercase())
-}
-
 fn webrtc_error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
     move |e| Error::Input(format!("{context}: {e}"))
 }
@@ -267,67 +203,6 @@ fn peer_creation_error(e: webrtc::error::Error) -> Error {
         webrtc::error::Error::Io(_) => Error::AtCapacity(message),
         webrtc::error::Error::Other(ref text) if text.contains("no udp_sockets") => Error::AtCapacity(message),
         _ => Error::Input(message),
-    }
-}
-
-/// The pacer releases packets at this multiple of the bandwidth estimate, as libwebrtc's pacer
-/// does by default. A keyframe is many average frames in one: paced at the estimate itself, the
-/// 120 KB first keyframe of a 1 Mbps stream took half a second to leave, and every frame after it
-/// waited behind it.
-const PACING_FACTOR: f64 = 2.5;
-
-/// Until the first congestion feedback, the pacer runs at this rate: with its bucket of a tenth of
-/// a second, the first 125 KB of a session (a typical first keyframe) leave at once, as streaming
-/// servers burst their cached GOP to start a player fast. From the first feedback on, the pacer
-/// follows the estimate.
-const FAST_START_BPS: f64 = 10_000_000.0;
-
-/// GCC whose target and statistics are published where the peer can read them. The pacer is given
-/// the target times [`PACING_FACTOR`] (or [`FAST_START_BPS`] before any feedback); what is
-/// published, and what quality decisions use, is the target itself.
-struct PublishedEstimate {
-    gcc: Gcc,
-    out: EstimateOut,
-    /// Whether any congestion feedback has arrived.
-    informed: bool,
-}
-
-impl PublishedEstimate {
-    fn publish(&self) {
-        if !self.out.stack_silenced.load(Ordering::Relaxed) {
-            self.out.publish(&self.gcc);
-        }
-    }
-}
-
-impl BandwidthEstimator for PublishedEstimate {
-    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        self.informed = true;
-        self.gcc.on_reports(now, reports);
-        self.publish();
-    }
-
-    /// What the pacer is asked for.
-    fn target_bitrate(&self) -> f64 {
-        let paced = self.gcc.target_bitrate() * PACING_FACTOR;
-        if self.informed {
-            paced
-        } else {
-            paced.max(FAST_START_BPS)
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.gcc.handle_timeout(now);
-        self.publish();
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.gcc.poll_timeout()
-    }
-
-    fn stats(&self) -> EstimatorStats {
-        self.gcc.stats()
     }
 }
 
@@ -369,94 +244,12 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
-/// Counters shared by a peer's forwarders.
-#[derive(Default)]
-struct Sent {
-    frames: AtomicU64,
-    bytes: AtomicU64,
-}
-
-/// The direct path of a peer, opened by the first track that sends.
-struct Direct {
-    enabled: bool,
-    connection: Arc<dyn PeerConnection>,
-    runtime: Arc<TapRuntime>,
-    estimate: EstimateOut,
-    initial_bitrate_bps: f64,
-    /// The certificate fingerprints and the selected pair, taken as soon as ICE is up.
-    route: tokio::sync::OnceCell<Route>,
-    path: tokio::sync::OnceCell<Option<Arc<DirectPath>>>,
-}
-
-/// What opening the direct path needs from the stack besides the SRTP keys.
-#[derive(Clone)]
-struct Route {
-    fingerprints: Vec<String>,
-    pair: (SocketAddr, SocketAddr),
-}
-
-impl Direct {
-    /// The route over `sender`'s transport, asked of the stack until it has one. Taken while DTLS
-    /// still runs, so that opening the path when it completes costs no call into the driver.
-    async fn route(&self, sender: &dyn RtpSender) -> Option<Route> {
-        if !self.enabled {
-            return None;
-        }
-        self.route
-            .get_or_try_init(|| async {
-                let description = self.connection.local_description().await.ok_or(())?;
-                let fingerprints = super::direct::sdp_fingerprints(&description.sdp);
-                let pair = selected_udp_pair(sender).await.ok_or(())?;
-                Ok::<_, ()>(Route { fingerprints, pair })
-            })
-            .await
-            .ok()
-            .cloned()
-    }
-
-    /// The path, opened over the route the first time (once DTLS has given the keys).
-    async fn path(&self, sender: &dyn RtpSender, transport_cc: Option<u8>) -> Option<Arc<DirectPath>> {
-        let route = self.route(sender).await?;
-        self.path
-            .get_or_init(|| async {
-                DirectPath::open(
-                    &self.runtime,
-                    &route.fingerprints,
-                    route.pair,
-                    transport_cc,
-                    self.estimate.clone(),
-                    self.initial_bitrate_bps,
-                )
-            })
-            .await
-            .clone()
-    }
-
-    fn opened(&self) -> Option<&Arc<DirectPath>> {
-        self.path.get().and_then(Option::as_ref)
-    }
-}
-
-/// The local and remote address of the candidate pair `sender`'s transport selected, if it is a
-/// UDP pair that does not go through a relay.
-async fn selected_udp_pair(sender: &dyn RtpSender) -> Option<(SocketAddr, SocketAddr)> {
-    let transport = sender.transport().await.ok()??;
-    let pair = transport.ice_transport().get_selected_candidate_pair().await.ok()??;
-    let (local, remote) = (pair.local(), pair.remote());
-    let udp = |candidate: &RTCIceCandidate| candidate.protocol == RTCIceProtocol::Udp;
-    if local.typ == RTCIceCandidateType::Relay || !udp(local) || !udp(remote) {
-        return None;
-    }
-    let address = |candidate: &RTCIceCandidate| Some(SocketAddr::new(candidate.address.parse().ok()?, candidate.port));
-    Some((address(local)?, address(remote)?))
-}
-
 /// A server peer sending media sources.
 pub struct Peer {
     connection: Arc<dyn PeerConnection>,
     estimate: Arc<AtomicU64>,
     estimator_stats: Arc<Mutex<EstimatorStats>>,
-    direct: Arc<Direct>,
+    direct: Arc<DirectOpener>,
     state: watch::Receiver<RTCPeerConnectionState>,
     ice_connected: watch::Receiver<bool>,
     gathered: watch::Receiver<bool>,
@@ -516,13 +309,9 @@ impl Peer {
                 )
                 .map_err(webrtc_error("registering codecs"))?;
         }
-        let estimate = Arc::new(AtomicU64::new(config.initial_bitrate_bps.to_bits()));
-        let estimator_stats = Arc::new(Mutex::new(EstimatorStats::default()));
-        let estimate_out = EstimateOut {
-            target: estimate.clone(),
-            stats: estimator_stats.clone(),
-            stack_silenced: Arc::new(AtomicBool::new(false)),
-        };
+        let estimate_out = EstimateOut::new(config.initial_bitrate_bps);
+        let estimate = estimate_out.target.clone();
+        let estimator_stats = estimate_out.stats.clone();
         let estimator = PublishedEstimate {
             gcc: super::direct::new_gcc(config.initial_bitrate_bps),
             out: estimate_out.clone(),
@@ -613,7 +402,7 @@ impl Peer {
             connection: connection.clone(),
             estimate,
             estimator_stats,
-            direct: Arc::new(Direct {
+            direct: Arc::new(DirectOpener {
                 enabled: config.direct_media,
                 connection,
                 runtime,
@@ -726,16 +515,20 @@ impl Peer {
                 {
                     return;
                 }
-                let sink = match direct.path(sender.as_ref(), transport_cc).await {
-                    Some(path) => Sink::Direct(path.track(track.codec, ssrc, payload_type)),
-                    None => Sink::Stack {
-                        local,
-                        ssrc,
-                        payload_type,
-                    },
-                };
-                let output = Output { sink, sent, on_sent };
-                forward(source, track.index, output, subscribed).await;
+                match direct.path(sender.as_ref(), transport_cc).await {
+                    Some(path) => {
+                        let sink = path.track(track.codec, ssrc, payload_type);
+                        forward(source, track.index, Output { sink, sent, on_sent }, subscribed).await;
+                    }
+                    None => {
+                        let sink = StackSink {
+                            local,
+                            ssrc,
+                            payload_type,
+                        };
+                        forward(source, track.index, Output { sink, sent, on_sent }, subscribed).await;
+                    }
+                }
             });
             self.forwarders.lock().expect("not poisoned").push(forwarder);
         }
@@ -940,154 +733,6 @@ impl Peer {
     }
 }
 
-/// Where one track's frames go: through the stack as samples, or on the direct path.
-enum Sink {
-    Stack {
-        local: Arc<TrackLocalStaticSample>,
-        ssrc: u32,
-        payload_type: u8,
-    },
-    Direct(Arc<DirectTrack>),
-}
-
-/// One track's sink and the counters of what it sent.
-struct Output {
-    sink: Sink,
-    sent: Arc<Sent>,
-    on_sent: Arc<dyn Fn(u64) + Send + Sync>,
-}
-
-/// Sends one track's frames. The stack takes them as samples, each lasting until the track's next
-/// frame begins (the RTP clock advances by it), so a frame is held until the next one comes; the
-/// direct path stamps each frame with its own timestamp and sends it at once. A switch of
-/// rendition subscribes to the new one and goes on sending the old until the new one's first
-/// keyframe, so the picture never breaks.
-async fn forward(mut source: Source, track: usize, output: Output, subscribed: Arc<tokio::sync::Barrier>) {
-    let selected = *source.selected.borrow_and_update();
-    let mut current = source.renditions[selected].subscribe(track);
-    // A track whose codec the remote refused never arrives: the others go on after a while.
-    let _ = tokio::time::timeout(Duration::from_secs(2), subscribed.wait()).await;
-    // Subscribed first, so the first frame of a playback starting now is not missed. All the
-    // renditions start together, so they share a clock.
-    for rendition in source.renditions.iter() {
-        rendition.play();
-    }
-    let needs_duration = matches!(output.sink, Sink::Stack { .. });
-    let mut pending: Option<Viewer> = None;
-    let mut held: Option<Arc<Frame>> = None;
-    let mut last_sent: Option<Duration> = None;
-    let mut selectable = true;
-    loop {
-        let next = tokio::select! {
-            frame = current.next() => frame,
-            frame = async { pending.as_mut().expect("guarded").next().await }, if pending.is_some() => {
-                match frame {
-                    // The new rendition's first frame is a keyframe: switch here. Renditions share a
-                    // clock, so the old one may have reached the same instant: the new keyframe takes
-                    // the place of a frame held for that instant. Behind what was sent already, it
-                    // would break the timeline: wait for the next keyframe instead.
-                    Some(frame) => {
-                        let behind = match (&held, last_sent) {
-                            (Some(previous), _) => frame.timestamp < previous.timestamp,
-                            (None, Some(sent)) => frame.timestamp <= sent,
-                            (None, None) => false,
-                        };
-                        if behind {
-                            pending = Some(source.renditions[*source.selected.borrow()].subscribe(track));
-                            continue;
-                        }
-                        current = pending.take().expect("guarded");
-                        if held.as_ref().is_some_and(|previous| previous.timestamp == frame.timestamp) {
-                            held = Some(frame);
-                            continue;
-                        }
-                        Some(frame)
-                    }
-                    None => {
-                        pending = None;
-                        continue;
-                    }
-                }
-            }
-            changed = source.selected.changed(), if selectable => {
-                match changed {
-                    Ok(()) => {
-                        let selected = *source.selected.borrow_and_update();
-                        if let Some(rendition) = source.renditions.get(selected) {
-                            pending = Some(rendition.subscribe(track));
-                        }
-                    }
-                    // Nobody can select any more (a fixed source): stop watching, or this
-                    // branch would be ready forever.
-                    Err(_) => selectable = false,
-                }
-                continue;
-            }
-        };
-        if let Some(previous) = held.take() {
-            let duration = match &next {
-                Some(next) if next.timestamp > previous.timestamp => next.timestamp - previous.timestamp,
-                _ => previous.duration,
-            };
-            if !send(&output, &previous, duration).await {
-                return;
-            }
-            last_sent = Some(previous.timestamp);
-        }
-        let Some(frame) = next else { return };
-        // The direct path holds a frame only while a switch is pending, so that the new
-        // rendition's keyframe may take its place. The first frame goes at once when its
-        // container says how long it lasts: held for the next one's timestamp, the first picture
-        // would wait a frame.
-        let first_with_duration = last_sent.is_none() && !frame.duration.is_zero();
-        if (needs_duration || pending.is_some()) && !first_with_duration {
-            held = Some(frame);
-            continue;
-        }
-        if !send(&output, &frame, frame.duration).await {
-            return;
-        }
-        last_sent = Some(frame.timestamp);
-    }
-}
-
-/// RTP packets each viewer's track keeps for answering NACKs (a power of two).
-const NACK_BUFFER: u16 = 256;
-
-/// Sends one frame lasting `duration` (the RTP clock advances by it); false once the track is gone.
-async fn send(output: &Output, frame: &Arc<Frame>, duration: Duration) -> bool {
-    match &output.sink {
-        Sink::Stack {
-            local,
-            ssrc,
-            payload_type,
-        } => {
-            let sample = Sample {
-                data: frame.data.clone(),
-                duration,
-                ..Sample::new(Instant::now())
-            };
-            if let Err(error) = local.write_sample(*ssrc, *payload_type, &sample, &[]).await {
-                tracing::debug!(%error, "sample not sent");
-                return false;
-            }
-        }
-        // The RTP clock follows the frames' own timestamps. A frame the socket refused is lost
-        // as on the network (NACKs may bring its packets back); the connection goes on.
-        Sink::Direct(track) => {
-            if let Err(error) = track.send(frame).await {
-                tracing::debug!(%error, "frame not sent");
-                return true;
-            }
-        }
-    }
-    let bytes = frame.data.len() as u64;
-    output.sent.frames.fetch_add(1, Ordering::Relaxed);
-    output.sent.bytes.fetch_add(bytes, Ordering::Relaxed);
-    (output.on_sent)(bytes);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1100,24 +745,5 @@ mod tests {
         assert!(matches!(peer_creation_error(io), Error::AtCapacity(_)));
         let turn = webrtc::error::Error::ErrNoTurnCredentials;
         assert!(matches!(peer_creation_error(turn), Error::Input(_)));
-    }
-
-    #[test]
-    fn the_pacer_starts_fast_then_runs_ahead_of_the_published_estimate() {
-        let target = Arc::new(AtomicU64::new(0));
-        let mut estimate = PublishedEstimate {
-            gcc: crate::webrtc::direct::new_gcc(1_000_000.0),
-            out: EstimateOut {
-                target: target.clone(),
-                stats: Arc::new(Mutex::new(EstimatorStats::default())),
-                stack_silenced: Arc::new(AtomicBool::new(false)),
-            },
-            informed: false,
-        };
-        assert_eq!(estimate.target_bitrate(), FAST_START_BPS);
-        estimate.on_reports(Instant::now(), &[]);
-        let published = f64::from_bits(target.load(Ordering::Relaxed));
-        assert_eq!(estimate.target_bitrate(), published * PACING_FACTOR);
-        assert!(published <= 1_000_000.0, "what is published is GCC's own target");
     }
 }

@@ -194,7 +194,7 @@ impl Receiver {
         media.register_default_codecs().map_err(error("codecs"))?;
         // H.264 main too, which the defaults lack (as the server announces it).
         media
-            .register_codec(super::peer::h264_main_codec(), RtpCodecKind::Video)
+            .register_codec(super::codecs::h264_main_codec(), RtpCodecKind::Video)
             .map_err(error("codecs"))?;
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(error("interceptors"))?;
         let (candidates_out, candidates) = mpsc::channel(64);

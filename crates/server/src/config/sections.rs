@@ -135,7 +135,7 @@ config_section! {
         retention_hours: u64 = model::monitoring::SamplerConfig::default().retention.as_secs() / 3600,
         /// Stream records kept at most; the oldest go first.
         #[arg(long, env = "IPFS_STREAM_MAX_STREAM_RECORDS")]
-        max_stream_records: u64 = model::metrics::Retention::default().max_records,
+        max_stream_records: u64 = model::stream_records::Retention::default().max_records,
         /// Detector run on every sampled series: contextual, relative_entropy or windowed_gaussian.
         #[arg(long, env = "IPFS_STREAM_ANOMALY_DETECTOR")]
         anomaly_detector: DetectorKind = model::monitoring::SamplerConfig::default().detector,

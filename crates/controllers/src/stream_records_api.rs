@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
-use model::metrics::{Distribution, HistoryQuery, StreamRecord, StreamType};
+use model::stream_records::{Distribution, HistoryQuery, StreamRecord, StreamType};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 

@@ -11,8 +11,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
-use model::metrics::{Direction, Outcome, StreamType};
 use model::notifications::NotificationHub;
+use model::stream_records::{Direction, Outcome, StreamType};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -23,7 +23,7 @@ use crate::AppState;
 use crate::routes::RouteLabel;
 
 /// The server's Prometheus registry and the instruments handlers update.
-pub struct Telemetry {
+pub struct PrometheusMetrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
@@ -54,7 +54,7 @@ fn stream_index(stream_type: StreamType, direction: Direction) -> usize {
 
 const NAMESPACE: &str = "ipfs_stream";
 
-impl Telemetry {
+impl PrometheusMetrics {
     /// Instruments registered in a registry of their own, plus the hub's counters read at scrape.
     pub fn new(
         hub: Arc<NotificationHub>,
@@ -279,13 +279,16 @@ pub async fn record_requests(
     if let Some(state) = state {
         let seconds = started.elapsed().as_secs_f64();
         state.live.request(seconds, response.status().is_server_error(), read);
-        let telemetry = &state.telemetry;
+        let prometheus_metrics = &state.prometheus_metrics;
         let status = response.status();
-        telemetry
+        prometheus_metrics
             .http_requests
             .with_label_values(&[route, method.as_str(), status.as_str()])
             .inc();
-        telemetry.http_duration.with_label_values(&[route]).observe(seconds);
+        prometheus_metrics
+            .http_duration
+            .with_label_values(&[route])
+            .observe(seconds);
     }
     Ok(response)
 }
@@ -298,7 +301,7 @@ pub async fn record_requests(
     responses((status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String)),
 )]
 pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
-    let mut text = state.telemetry.render();
+    let mut text = state.prometheus_metrics.render();
     if let Some(webrtc) = &state.webrtc {
         text.push_str(&render_webrtc(&webrtc.totals().await));
     }
@@ -421,11 +424,11 @@ mod tests {
             Arc::new(model::notifications::MemoryNotificationRepository::default()),
             10,
         ));
-        let telemetry = Telemetry::new(hub, Arc::default(), Arc::default());
-        telemetry.stream_started(StreamType::Websocket, Direction::Inbound);
-        telemetry.stream_started(StreamType::Sse, Direction::Outbound);
-        telemetry.stream_ended(StreamType::Sse, Direction::Outbound, Outcome::Aborted, 5);
-        let text = telemetry.render();
+        let prometheus_metrics = PrometheusMetrics::new(hub, Arc::default(), Arc::default());
+        prometheus_metrics.stream_started(StreamType::Websocket, Direction::Inbound);
+        prometheus_metrics.stream_started(StreamType::Sse, Direction::Outbound);
+        prometheus_metrics.stream_ended(StreamType::Sse, Direction::Outbound, Outcome::Aborted, 5);
+        let text = prometheus_metrics.render();
         let value = |series: &str| {
             text.lines()
                 .find_map(|line| line.strip_prefix(series)?.trim().parse::<u64>().ok())

@@ -1,0 +1,420 @@
+//! The direct media path. The webrtc-rs stack negotiates a connection (ICE, DTLS, SDP) and keeps
+//! answering for it (consent checks, DTLS, closing), but the media of a connection
+//! whose pair is a plain UDP socket of ours does not go through it: each frame is cut into RTP
+//! payloads once, for all its viewers ([`Frame::packets`]), and per viewer only the RTP header is
+//! stamped, the packet protected with the connection's own SRTP context and the frame's packets
+//! sent in one GSO system call. The stack's path costs a driver turn, a channel hop and the whole
+//! interceptor chain per packet per viewer; this one costs a header, a cipher pass and a share of
+//! one system call.
+//!
+//! What the interceptors did for the media is done here, from the RTCP the socket receives (a
+//! reader of the path's own takes the socket over from the stack's driver, and passes on STUN and
+//! DTLS alone):
+//! transport-wide sequence numbers and GCC over TWCC feedback (the bandwidth estimate), NACKs
+//! answered from a record of what was sent, sender reports (so a receiver can put audio and video
+//! on one clock) and what receiver reports say of loss, jitter and round trip.
+
+mod congestion;
+mod opener;
+mod packetize;
+mod rtcp;
+mod socket_tap;
+mod srtp_export;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::task::AtomicWaker;
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, convert_twcc};
+use rtc::peer_connection::srtp_export::{ExportedSrtp, set_srtp_export_hook};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp::packetizer::Payloader;
+use rtc::shared::marshal::{Marshal, MarshalSize};
+use rtc::srtp::context::Context as SrtpContext;
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime, TokioRuntime,
+    Transmit,
+};
+
+use super::transport_history::TransportHistory;
+use crate::media::{Codec, Frame};
+
+/// The RTP packet size the payloads are cut for (before header extensions and the SRTP tag), as
+/// the stack's own packetizer does.
+const RTP_MTU: usize = 1200;
+const RTP_HEADER: usize = 12;
+/// What one GSO send may carry: a UDP datagram's limit, which the segments together are held to.
+const MAX_GSO_BYTES: usize = 65_000;
+/// Packets of a track kept for answering NACKs; they hold the frames, not copies.
+const NACK_HISTORY: usize = 512;
+/// A track sends its latest keyframe again on a keyframe request at most this often.
+const KEYFRAME_RESEND_INTERVAL: Duration = Duration::from_millis(500);
+/// How often sender reports go out, and the estimator's timers run.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Exported contexts nobody claimed are dropped after this long.
+const EXPORT_LIFETIME: Duration = Duration::from_secs(60);
+/// The range GCC's estimate moves in, in bits per second.
+const MIN_BITRATE_BPS: f64 = 100_000.0;
+const MAX_BITRATE_BPS: f64 = 50_000_000.0;
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+use congestion::Congestion;
+pub(crate) use congestion::{Carrier, EstimateOut, new_gcc};
+pub(crate) use opener::DirectOpener;
+use socket_tap::*;
+pub(crate) use socket_tap::{TapRuntime, TappedSocket};
+use srtp_export::claim_exported;
+pub(crate) use srtp_export::{export_srtp_contexts, sdp_fingerprints};
+
+/// What receiver reports said of one track.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reception {
+    fraction_lost: f64,
+    jitter_ms: f64,
+}
+
+/// What the direct path tells of a connection, for its stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct DirectStats {
+    pub packets_sent: u64,
+    pub retransmitted: u64,
+    pub rtt_ms: Option<f64>,
+    pub remote_jitter_ms: Option<f64>,
+    pub rtcp_fraction_lost: Option<f64>,
+}
+
+/// One sent packet, as much as it takes to send it again.
+#[derive(Clone)]
+struct SentPacket {
+    sequence: u16,
+    timestamp: u32,
+    frame: Arc<Frame>,
+    chunk: usize,
+    picture_id: u16,
+}
+
+struct TrackState {
+    next_sequence: u16,
+    timestamp_offset: u32,
+    /// VP8/VP9 picture id of the next frame.
+    next_picture_id: u16,
+    packets: u32,
+    octets: u32,
+    /// The RTP timestamp of the last frame sent, and when it went.
+    last: Option<(u32, Instant)>,
+    history: VecDeque<SentPacket>,
+    reception: Option<Reception>,
+    /// When the latest keyframe last went again on a keyframe request.
+    keyframe_resent: Option<Instant>,
+}
+
+impl TrackState {
+    /// Keeps `packets` for NACKs, the oldest going past [`NACK_HISTORY`].
+    fn record(&mut self, packets: &[SentPacket]) {
+        let overflow = (self.history.len() + packets.len()).saturating_sub(NACK_HISTORY);
+        self.history.drain(..overflow.min(self.history.len()));
+        self.history.extend(packets.iter().cloned());
+    }
+}
+
+/// A track sent on the direct path.
+pub(crate) struct DirectTrack {
+    /// Weak: the path keeps its tracks (their counters and NACK record outlive their forwarders),
+    /// and goes with its connection.
+    path: Weak<DirectPath>,
+    codec: Codec,
+    ssrc: u32,
+    payload_type: u8,
+    clock_rate: u32,
+    state: Mutex<TrackState>,
+}
+
+/// A connection's media path around the stack (see the module's text).
+pub(crate) struct DirectPath {
+    socket: Arc<TappedSocket>,
+    destination: SocketAddr,
+    gso_segments: usize,
+    srtp: Mutex<SrtpContext>,
+    /// Opens the RTCP the remote sends.
+    remote: Mutex<SrtpContext>,
+    transport_cc: Option<u8>,
+    congestion: Mutex<Congestion>,
+    estimate: EstimateOut,
+    tracks: Mutex<Vec<Arc<DirectTrack>>>,
+    /// Middle 32 bits of the NTP time of each recent sender report, and when it went.
+    reports_sent: Mutex<VecDeque<(u32, Instant)>>,
+    rtt_ms: Mutex<Option<f64>>,
+    retransmitted: AtomicU64,
+    /// The report task and the socket's reader, which go with the path.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl DirectPath {
+    /// The direct path of a connection: `runtime` wrapped its sockets, `fingerprints` are its
+    /// certificate's (from its local description) and `pair` its selected candidate pair (local
+    /// and remote address) when that is a UDP pair on one of its own sockets; a relayed or TCP
+    /// pair goes through the stack. `transport_cc` is the negotiated id of the transport-wide
+    /// sequence number extension.
+    pub fn open(
+        runtime: &TapRuntime,
+        fingerprints: &[String],
+        pair: (SocketAddr, SocketAddr),
+        transport_cc: Option<u8>,
+        estimate: EstimateOut,
+        initial_bitrate_bps: f64,
+    ) -> Option<Arc<Self>> {
+        let (local, destination) = pair;
+        let socket = runtime
+            .sockets()
+            .into_iter()
+            .find(|socket| socket.local_addr().is_ok_and(|bound| bound.port() == local.port()))?;
+        let exported = fingerprints
+            .iter()
+            .find_map(|fingerprint| claim_exported(fingerprint))?;
+        estimate.hand_to(Carrier::Direct);
+        let gcc = new_gcc(initial_bitrate_bps);
+        estimate.publish(Carrier::Direct, &gcc);
+        let path = Arc::new(Self {
+            gso_segments: socket.max_gso_segments().clamp(1, 64),
+            socket,
+            destination,
+            srtp: Mutex::new(exported.local),
+            remote: Mutex::new(exported.remote),
+            transport_cc,
+            congestion: Mutex::new(Congestion {
+                history: TransportHistory::starting_at(rand::random()),
+                gcc,
+            }),
+            estimate,
+            tracks: Mutex::new(Vec::new()),
+            reports_sent: Mutex::new(VecDeque::new()),
+            rtt_ms: Mutex::new(None),
+            retransmitted: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let claim = path.socket.claim_for_path()?;
+        let weak = Arc::downgrade(&path);
+        let reader = tokio::spawn(read_for_path(claim, weak.clone()));
+        let reports = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REPORT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(path) = weak.upgrade() else { return };
+                path.on_tick().await;
+            }
+        });
+        path.tasks.lock().expect("not poisoned").extend([reports, reader]);
+        Some(path)
+    }
+
+    /// A track to send frames of `codec` on, as `ssrc` with `payload_type`.
+    pub fn track(self: &Arc<Self>, codec: Codec, ssrc: u32, payload_type: u8) -> Arc<DirectTrack> {
+        let track = Arc::new(DirectTrack {
+            path: Arc::downgrade(self),
+            codec,
+            ssrc,
+            payload_type,
+            clock_rate: codec.clock_rate(),
+            state: Mutex::new(TrackState {
+                next_sequence: rand::random(),
+                timestamp_offset: rand::random(),
+                next_picture_id: rand::random::<u16>() & 0x7fff,
+                packets: 0,
+                octets: 0,
+                last: None,
+                history: VecDeque::with_capacity(NACK_HISTORY),
+                reception: None,
+                keyframe_resent: None,
+            }),
+        });
+        self.tracks.lock().expect("not poisoned").push(track.clone());
+        track
+    }
+
+    fn tracks(&self) -> Vec<Arc<DirectTrack>> {
+        self.tracks.lock().expect("not poisoned").clone()
+    }
+
+    pub fn stats(&self) -> DirectStats {
+        let mut stats = DirectStats {
+            retransmitted: self.retransmitted.load(Ordering::Relaxed),
+            rtt_ms: *self.rtt_ms.lock().expect("not poisoned"),
+            ..Default::default()
+        };
+        for track in self.tracks() {
+            let state = track.state.lock().expect("not poisoned");
+            stats.packets_sent += u64::from(state.packets);
+            if let Some(reception) = state.reception {
+                stats.remote_jitter_ms = Some(stats.remote_jitter_ms.unwrap_or(0.0).max(reception.jitter_ms));
+                stats.rtcp_fraction_lost = Some(stats.rtcp_fraction_lost.unwrap_or(0.0).max(reception.fraction_lost));
+            }
+        }
+        stats
+    }
+
+    /// Stops sending reports and gives the socket back to the stack.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Protects and sends packets of `track`, stamped with transport-wide sequence numbers when
+    /// those were negotiated, at `departure`.
+    async fn send_packets(&self, track: &DirectTrack, packets: &[SentPacket], departure: Instant) -> io::Result<()> {
+        let mut datagrams = Vec::with_capacity(packets.len());
+        {
+            let mut srtp = self.srtp.lock().expect("not poisoned");
+            let mut congestion = self.transport_cc.map(|_| self.congestion.lock().expect("not poisoned"));
+            for sent in packets {
+                let transport_sequence = congestion.as_ref().map(|congestion| congestion.history.next_sequence());
+                let (header, plain) = track.build(sent, self.transport_cc.zip(transport_sequence));
+                let protected = srtp
+                    .encrypt_rtp_with_header(&plain, &header)
+                    .map_err(io::Error::other)?;
+                if let Some(congestion) = congestion.as_mut() {
+                    congestion
+                        .history
+                        .record(track.ssrc, sent.sequence, protected.len(), departure);
+                }
+                datagrams.push(protected);
+            }
+        }
+        self.send_datagrams(&datagrams).await
+    }
+
+    /// Sends datagrams in order, runs of equal size (the last of a run may be shorter) in one
+    /// GSO system call each.
+    async fn send_datagrams(&self, datagrams: &[BytesMut]) -> io::Result<()> {
+        let mut start = 0;
+        let mut batch = Vec::new();
+        while start < datagrams.len() {
+            let segment = datagrams[start].len();
+            let mut end = start + 1;
+            let mut bytes = segment;
+            while end < datagrams.len()
+                && end - start < self.gso_segments
+                && bytes + datagrams[end].len() <= MAX_GSO_BYTES
+                && datagrams[end - 1].len() == segment
+                && datagrams[end].len() <= segment
+            {
+                bytes += datagrams[end].len();
+                end += 1;
+            }
+            let contents: &[u8] = if end - start == 1 {
+                &datagrams[start]
+            } else {
+                batch.clear();
+                for datagram in &datagrams[start..end] {
+                    batch.extend_from_slice(datagram);
+                }
+                &batch
+            };
+            let transmit = Transmit {
+                destination: self.destination,
+                ecn: None,
+                contents,
+                segment_size: (end - start > 1).then_some(segment),
+                src_ip: None,
+            };
+            futures::future::poll_fn(|cx| self.socket.poll_send(cx, &transmit)).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn send_rtcp(&self, packet: &dyn Marshal) -> io::Result<()> {
+        let plain = packet.marshal().map_err(io::Error::other)?;
+        let protected = self
+            .srtp
+            .lock()
+            .expect("not poisoned")
+            .encrypt_rtcp(&plain)
+            .map_err(io::Error::other)?;
+        self.send_datagrams(&[protected]).await
+    }
+}
+
+impl Drop for DirectPath {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl fmt::Debug for DirectPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectPath")
+            .field("destination", &self.destination)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packetize::{cut, put_payload};
+    use super::rtcp::ntp_now;
+    use super::*;
+
+    #[test]
+    fn rtcp_is_told_from_rtp_dtls_and_stun() {
+        // A receiver report (PT 201), an RTP packet (PT 96), a DTLS record, a STUN request.
+        assert!(is_rtcp(&[0x81, 201, 0, 7, 1, 2, 3, 4]));
+        assert!(!is_rtcp(&[0x80, 96, 0, 7, 1, 2, 3, 4]));
+        assert!(!is_rtcp(&[22, 254, 253, 0, 0, 0, 0, 0]));
+        assert!(!is_rtcp(&[0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42]));
+    }
+
+    #[test]
+    fn loss_takes_one_in_every_rtp_datagram_and_nothing_else() {
+        let loss = InboundLoss {
+            every: 3,
+            seen: Default::default(),
+        };
+        let rtp = [0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xaa];
+        let rtcp = [0x81, 201, 0, 7, 1, 2, 3, 4];
+        let dropped: Vec<bool> = (0..6).map(|_| loss.drops(&rtp)).collect();
+        assert_eq!(dropped, [false, false, true, false, false, true]);
+        assert!(!loss.drops(&rtcp));
+    }
+
+    #[test]
+    fn a_vp8_payload_gets_the_viewers_picture_id() {
+        let mut out = BytesMut::new();
+        put_payload(Codec::Vp8, &[0x10, 0xaa, 0xbb], 0x1234, &mut out);
+        assert_eq!(&out[..], &[0x90, 0x80, 0x92, 0x34, 0xaa, 0xbb]);
+    }
+
+    #[test]
+    fn a_vp9_payload_has_its_picture_id_replaced() {
+        let cut = cut(Codec::Vp9, &Bytes::from_static(&[0u8; 10]));
+        let mut out = BytesMut::new();
+        put_payload(Codec::Vp9, &cut[0], 0x0102, &mut out);
+        assert_eq!(out.len(), cut[0].len());
+        assert_eq!(out[0], cut[0][0]);
+        assert_eq!(&out[1..3], &[0x81, 0x02]);
+        assert_eq!(&out[3..], &cut[0][3..]);
+    }
+
+    #[test]
+    fn ntp_time_counts_from_1900() {
+        let seconds = ntp_now() >> 32;
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert!(seconds.abs_diff(unix + NTP_UNIX_OFFSET) <= 1);
+    }
+}
