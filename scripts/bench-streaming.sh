@@ -4,7 +4,10 @@
 #  (b) 16 concurrent WebSocket downloads, with and without one more client that reads nothing,
 #      and the server's peak RSS;
 #  (c) 1000 notification subscribers, 1000 events/s for 10 s: delivered and p50/p99 latency;
-#  (d) gateway throughput (64 connections, wrk) with stream metrics recorded and not.
+#  (d) gateway throughput (64 connections, wrk) with stream metrics recorded and not, and the
+#      server's CPU time per request each way (for the 1 MiB object and a 4 KiB one, where the
+#      per-request cost of recording is not hidden by the bytes): a throughput ratio on a shared
+#      machine swings by 10% between rounds; CPU per request is what recording costs.
 #
 # usage: scripts/bench-streaming.sh [size of the large object in MiB, default 1024]
 set -euo pipefail
@@ -30,9 +33,11 @@ export IPFS_STREAM_DATA_DIR="$work/repo"
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom >"$work/large.bin"
 head -c $((64 * 1024 * 1024)) /dev/urandom >"$work/medium.bin"
 head -c $((1024 * 1024)) /dev/urandom >"$work/small.bin"
+head -c 4096 /dev/urandom >"$work/tiny.bin"
 large=$("$binary" add -q "$work/large.bin")
 medium=$("$binary" add -q "$work/medium.bin")
 small=$("$binary" add -q "$work/small.bin")
+tiny=$("$binary" add -q "$work/tiny.bin")
 rm -f "$work"/*.bin
 
 start_server() { # prints the base URL; extra arguments go to serve
@@ -63,20 +68,42 @@ stop_server
 
 # (d) alternates recording on and off, three rounds, and keeps each side's median: the machine is
 # shared, and one run of each would mostly measure its noise.
-rps() { wrk -t2 -c64 -d5s "$1" | awk '/Requests\/sec/ {print $2}'; }
-on=() off=()
+# Each run prints req/s and the server's CPU microseconds per request.
+clock_ticks=$(getconf CLK_TCK)
+server_cpu() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+measure() {
+  local before after
+  before=$(server_cpu)
+  wrk -t2 -c64 -d5s "$1" >"$work/wrk.out"
+  after=$(server_cpu)
+  awk -v ticks=$((after - before)) -v hz="$clock_ticks" '
+    /requests in/ {n = $1} /Requests\/sec/ {rps = $2}
+    END {printf "%s %.1f\n", rps, (n > 0 ? ticks / hz / n * 1e6 : 0)}' "$work/wrk.out"
+}
+on=() off=() on_cpu=() off_cpu=() tiny_on_cpu=() tiny_off_cpu=()
 for _ in 1 2 3; do
-  start_server; on+=("$(rps "$base/ipfs/$small")"); stop_server
-  start_server --record-streams=false; off+=("$(rps "$base/ipfs/$small")"); stop_server
+  start_server
+  read -r rps cpu < <(measure "$base/ipfs/$small"); on+=("$rps"); on_cpu+=("$cpu")
+  read -r _ cpu < <(measure "$base/ipfs/$tiny"); tiny_on_cpu+=("$cpu")
+  stop_server
+  start_server --record-streams=false
+  read -r rps cpu < <(measure "$base/ipfs/$small"); off+=("$rps"); off_cpu+=("$cpu")
+  read -r _ cpu < <(measure "$base/ipfs/$tiny"); tiny_off_cpu+=("$cpu")
+  stop_server
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 d_on=$(median "${on[@]}")
 d_off=$(median "${off[@]}")
+d_on_cpu=$(median "${on_cpu[@]}")
+d_off_cpu=$(median "${off_cpu[@]}")
+d_tiny_on_cpu=$(median "${tiny_on_cpu[@]}")
+d_tiny_off_cpu=$(median "${tiny_off_cpu[@]}")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 echo "(a) ${size_mib} MiB download:   WebSocket $a_ws MiB/s, HTTP $a_http MiB/s, ratio $(ratio "$a_ws" "$a_http") (goal >= 0.8)"
 echo "(b) 16 WebSocket downloads: $b_stalled MiB/s with a stalled client, $b_alone MiB/s without, ratio $(ratio "$b_stalled" "$b_alone") (goal >= 0.9); peak RSS meanwhile $rss_mib MiB (goal < 128)"
 echo "(c) notifications:         $c_delivered of $c_expected delivered, p50 $c_p50 ms, p99 $c_p99 ms (goal p99 < 20 ms, no loss); peak RSS meanwhile $c_rss_mib MiB"
 echo "(d) gateway, 1 MiB, wrk:    $d_on req/s recording, $d_off req/s not (medians of 3), ratio $(ratio "$d_on" "$d_off") (goal >= 0.97)"
-printf '{"ws_mib_s":%s,"http_mib_s":%s,"many_mib_s":%s,"many_stalled_mib_s":%s,"peak_rss_mib":%s,"notify_delivered":%s,"notify_expected":%s,"notify_p50_ms":%s,"notify_p99_ms":%s,"notify_peak_rss_mib":%s,"rps_recording":%s,"rps_not_recording":%s}\n' \
-  "$a_ws" "$a_http" "$b_alone" "$b_stalled" "$rss_mib" "$c_delivered" "$c_expected" "$c_p50" "$c_p99" "$c_rss_mib" "$d_on" "$d_off"
+echo "    server CPU per request:  1 MiB $d_on_cpu us recording, $d_off_cpu us not; 4 KiB $d_tiny_on_cpu us recording, $d_tiny_off_cpu us not"
+printf '{"ws_mib_s":%s,"http_mib_s":%s,"many_mib_s":%s,"many_stalled_mib_s":%s,"peak_rss_mib":%s,"notify_delivered":%s,"notify_expected":%s,"notify_p50_ms":%s,"notify_p99_ms":%s,"notify_peak_rss_mib":%s,"rps_recording":%s,"rps_not_recording":%s,"cpu_us_recording":%s,"cpu_us_not_recording":%s,"tiny_cpu_us_recording":%s,"tiny_cpu_us_not_recording":%s}\n' \
+  "$a_ws" "$a_http" "$b_alone" "$b_stalled" "$rss_mib" "$c_delivered" "$c_expected" "$c_p50" "$c_p99" "$c_rss_mib" "$d_on" "$d_off" "$d_on_cpu" "$d_off_cpu" "$d_tiny_on_cpu" "$d_tiny_off_cpu"
