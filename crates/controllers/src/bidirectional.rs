@@ -261,7 +261,7 @@ async fn download(state: web::Data<AppState>, mut session: Session, command: Com
     }
     tally.finish(Outcome::Ok);
     let complete = json!({
-        "type": "complete", "transfer_id": id, "bytes_sent": tally.bytes, "chunks": tally.chunks,
+        "type": "complete", "transfer_id": id, "bytes_sent": tally.bytes(), "chunks": tally.chunks(),
         "duration_ms": started.elapsed().as_millis() as u64,
     });
     send(&mut session, with_request_id(complete, &request_id)).await;
@@ -343,7 +343,7 @@ async fn upload_frame(uploads: &mut HashMap<u32, Upload>, bytes: Bytes, limit: u
     };
     let payload = bytes.slice(4..);
     upload.tally.count(payload.len());
-    let piece = if upload.tally.bytes > limit {
+    let piece = if upload.tally.bytes() > limit {
         Err(model::Error::TooLarge { limit })
     } else {
         Ok(payload)

@@ -4,15 +4,15 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures::Stream;
 use model::content::ByteStream;
-use model::monitoring::{LiveStats, LiveStream};
+use model::monitoring::LiveStats;
 use model::notifications::{Event, NotificationType, Notifier, emit};
-use model::stream_records::{Direction, Outcome, StreamMetrics, StreamRecord, StreamType};
+use model::stream_records::{Direction, Outcome, StreamMetrics, StreamType};
+use model::stream_session::{StreamOpening, StreamSession};
 
 use crate::AppState;
 
@@ -89,14 +89,13 @@ fn content_of(path: &str) -> &str {
         .map_or(path, |rest| rest.split(['/', '?']).next().unwrap_or(rest))
 }
 
-/// Counts a stream as it goes and records it once, when told how it ended or when dropped.
+/// Counts a stream as it goes and records it once, when told how it ended or when dropped: the
+/// model's [`StreamSession`] (live counters, the record), with this server's Prometheus counters
+/// and the `content_retrieved`/`system_error` events around it.
 pub struct Tally {
-    meter: Meter,
-    live: Option<LiveStream>,
-    started: Instant,
-    started_at_ms: i64,
-    pub bytes: u64,
-    pub chunks: u64,
+    session: StreamSession,
+    prometheus_metrics: Option<Arc<crate::prometheus_metrics::PrometheusMetrics>>,
+    notifier: Option<Arc<dyn Notifier>>,
     done: bool,
 }
 
@@ -105,32 +104,35 @@ impl Tally {
         if let Some(prometheus_metrics) = &meter.prometheus_metrics {
             prometheus_metrics.stream_started(meter.stream_type, meter.direction);
         }
-        let started_at_ms = model::clock::now_ms();
-        let live = meter.live.as_ref().map(|live| {
-            live.open_stream(
-                content_of(&meter.path).to_owned(),
-                meter.stream_type,
-                meter.direction,
-                started_at_ms,
-            )
-        });
+        let opening = StreamOpening {
+            stream_type: meter.stream_type,
+            direction: meter.direction,
+            content: content_of(&meter.path).to_owned(),
+            path: meter.path,
+            chunk_size: meter.chunk_size,
+            correlation_id: meter.correlation_id,
+        };
+        let recorder = meter.enabled.then_some(meter.metrics);
         Self {
-            meter,
-            live,
-            started: Instant::now(),
-            started_at_ms,
-            bytes: 0,
-            chunks: 0,
+            session: StreamSession::open(opening, meter.live.as_ref(), recorder),
+            prometheus_metrics: meter.prometheus_metrics,
+            notifier: meter.notifier,
             done: false,
         }
     }
 
     pub fn count(&mut self, bytes: usize) {
-        if let Some(live) = &self.live {
-            live.count(bytes as u64);
-        }
-        self.bytes += bytes as u64;
-        self.chunks += 1;
+        self.session.count(bytes as u64);
+    }
+
+    /// Bytes counted so far.
+    pub fn bytes(&self) -> u64 {
+        self.session.bytes()
+    }
+
+    /// Chunks counted so far.
+    pub fn chunks(&self) -> u64 {
+        self.session.chunks()
     }
 
     /// Records the stream with its outcome (once; later calls do nothing).
@@ -138,51 +140,34 @@ impl Tally {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        if let Some(prometheus_metrics) = &self.meter.prometheus_metrics {
-            prometheus_metrics.stream_ended(self.meter.stream_type, self.meter.direction, outcome, self.bytes);
+        if let Some(prometheus_metrics) = &self.prometheus_metrics {
+            prometheus_metrics.stream_ended(
+                self.session.stream_type(),
+                self.session.direction(),
+                outcome,
+                self.session.bytes(),
+            );
         }
-        // Dropping the handle closes the live stream; a server-side failure is counted first.
-        if let Some(mut live) = self.live.take()
-            && outcome == Outcome::Error
-        {
-            live.fail();
-        }
-        if !self.meter.enabled {
-            return;
-        }
-        let record = StreamRecord {
-            stream_type: self.meter.stream_type,
-            direction: self.meter.direction,
-            path: std::mem::take(&mut self.meter.path),
-            bytes: self.bytes,
-            chunks: self.chunks,
-            chunk_size: self.meter.chunk_size,
-            duration: self.started.elapsed(),
-            correlation_id: std::mem::take(&mut self.meter.correlation_id),
-            outcome,
-            started_at_ms: self.started_at_ms,
-        };
-        if let Some(notifier) = &self.meter.notifier {
+        let notifier = self.notifier.as_deref();
+        self.session.end(outcome, |record| {
             let kind = match (outcome, record.direction) {
-                (Outcome::Ok, Direction::Outbound) => Some(NotificationType::ContentRetrieved),
-                (Outcome::Error, _) => Some(NotificationType::SystemError),
-                _ => None,
+                (Outcome::Ok, Direction::Outbound) => NotificationType::ContentRetrieved,
+                (Outcome::Error, _) => NotificationType::SystemError,
+                _ => return,
             };
-            if let Some(kind) = kind {
-                let event = Event::StreamEnded {
-                    kind,
-                    source: record.stream_type.as_str(),
-                    path: record.path.clone(),
-                    bytes: record.bytes,
-                    stream_type: record.stream_type.as_str(),
-                    direction: record.direction.as_str(),
-                    outcome: outcome.as_str(),
-                    correlation_id: record.correlation_id.clone(),
-                };
-                emit(notifier.as_ref(), event);
-            }
-        }
-        self.meter.metrics.record(record);
+            let Some(notifier) = notifier else { return };
+            let event = Event::StreamEnded {
+                kind,
+                source: record.stream_type.as_str(),
+                path: record.path.clone(),
+                bytes: record.bytes,
+                stream_type: record.stream_type.as_str(),
+                direction: record.direction.as_str(),
+                outcome: outcome.as_str(),
+                correlation_id: record.correlation_id.clone(),
+            };
+            emit(notifier, event);
+        });
     }
 }
 

@@ -108,7 +108,7 @@ pub async fn stream(
             }
         }
         tally.finish(Outcome::Ok);
-        yield Ok(event("complete", offset, &json!({"bytes_sent": tally.bytes, "chunks": tally.chunks}).to_string()));
+        yield Ok(event("complete", offset, &json!({"bytes_sent": tally.bytes(), "chunks": tally.chunks()}).to_string()));
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

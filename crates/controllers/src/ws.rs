@@ -227,7 +227,7 @@ async fn send_file(
     }
     tally.finish(Outcome::Ok);
     let complete = json!({
-        "type": "complete", "bytes_sent": tally.bytes, "chunks": tally.chunks,
+        "type": "complete", "bytes_sent": tally.bytes(), "chunks": tally.chunks(),
         "duration_ms": started.elapsed().as_millis() as u64,
     });
     if send_json(&mut session, complete).await {
@@ -363,7 +363,7 @@ async fn receive_file(
         match message {
             Some(Ok(AggregatedMessage::Binary(bytes))) => {
                 tally.count(bytes.len());
-                let piece = if tally.bytes > limit {
+                let piece = if tally.bytes() > limit {
                     Err(model::Error::TooLarge { limit })
                 } else {
                     Ok(bytes)
@@ -376,12 +376,12 @@ async fn receive_file(
                     last_progress = Instant::now();
                     let progress = Progress {
                         r#type: "progress",
-                        bytes_received: tally.bytes,
-                        chunks: tally.chunks,
+                        bytes_received: tally.bytes(),
+                        chunks: tally.chunks(),
                         percent: metadata
                             .size
                             .filter(|s| *s > 0)
-                            .map(|s| (tally.bytes as f64 * 100.0 / s as f64).min(100.0)),
+                            .map(|s| (tally.bytes() as f64 * 100.0 / s as f64).min(100.0)),
                     };
                     let _ = session.text(serde_json::to_string(&progress).expect("JSON")).await;
                 }

@@ -33,6 +33,7 @@ pub mod media;
 pub mod monitoring;
 pub mod notifications;
 pub mod stream_records;
+pub mod stream_session;
 pub mod webrtc;
 
 pub use error::{Error, Result};

@@ -12,12 +12,12 @@ use super::streams::StreamEntry;
 use super::{WebRtcHub, new_id};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::monitoring::LiveStream;
 use crate::notifications::{CloseReason, Event, PlayTarget, WebrtcErrorSubject};
-use crate::stream_records::{Direction, Outcome, StreamRecord, StreamType};
+use crate::stream_records::{Direction, Outcome, StreamType};
+use crate::stream_session::{StreamOpening, StreamSession};
 use crate::webrtc::peer::{Peer, PeerEvent, Source};
 use crate::webrtc::quality::{Quality, rendition_for};
-use crate::webrtc::service::*;
+use crate::webrtc::service::{ConnectionInfo, PlayRequest, Target};
 
 pub(super) struct Connection {
     pub(super) pc_id: String,
@@ -29,8 +29,8 @@ pub(super) struct Connection {
     pub(super) selected: watch::Sender<usize>,
     pub(super) created_at_ms: i64,
     pub(super) created: Instant,
-    /// Holds the connection open in the live counters.
-    pub(super) counter: Arc<LiveCounter>,
+    /// The connection's accounting: open in the live counters, recorded when it ends.
+    pub(super) session: Arc<Mutex<StreamSession>>,
 }
 
 impl Connection {
@@ -146,17 +146,23 @@ impl WebRtcHub {
             peer_config.ice_servers = stream.spec.ice_servers.clone();
         }
         let pc_id = new_id("pc");
-        let counter = Arc::new(LiveCounter {
-            live: Mutex::new(Some(self.live.open_stream(
-                stream.spec.cid.to_string(),
-                StreamType::Webrtc,
-                Direction::Outbound,
-                now_ms(),
-            ))),
-        });
+        let opening = StreamOpening {
+            stream_type: StreamType::Webrtc,
+            direction: Direction::Outbound,
+            path: stream.spec.cid.to_string(),
+            content: stream.spec.cid.to_string(),
+            chunk_size: 0,
+            correlation_id: pc_id.clone(),
+        };
+        let session = Arc::new(Mutex::new(StreamSession::open(
+            opening,
+            Some(&self.live),
+            Some(self.metrics.clone()),
+        )));
         let on_sent = {
-            let counter = counter.clone();
-            Arc::new(move |bytes: u64| counter.count(bytes)) as Arc<dyn Fn(u64) + Send + Sync>
+            let session = session.clone();
+            Arc::new(move |bytes: u64| session.lock().expect("not poisoned").count(bytes))
+                as Arc<dyn Fn(u64) + Send + Sync>
         };
         let config = peer_config.clone();
         let (peer, events) = self
@@ -184,7 +190,7 @@ impl WebRtcHub {
             selected,
             created_at_ms: now_ms(),
             created: Instant::now(),
-            counter,
+            session,
         });
         self.connections
             .lock()
@@ -248,27 +254,16 @@ impl WebRtcHub {
         let peer = connection.peer.clone();
         let _ = self.runtime.spawn(async move { peer.close().await }).await;
         let stats = connection.peer.stats().await;
-        connection.counter.close();
         self.counters
             .frames_sent
             .fetch_add(stats.frames_sent, Ordering::Relaxed);
         self.counters.bytes_sent.fetch_add(stats.bytes_sent, Ordering::Relaxed);
-        self.metrics.record(StreamRecord {
-            stream_type: StreamType::Webrtc,
-            direction: Direction::Outbound,
-            path: connection.stream.spec.cid.to_string(),
-            bytes: stats.bytes_sent,
-            chunks: stats.frames_sent,
-            chunk_size: 0,
-            duration: connection.created.elapsed(),
-            correlation_id: connection.pc_id.clone(),
-            outcome: if reason.aborted() {
-                Outcome::Aborted
-            } else {
-                Outcome::Ok
-            },
-            started_at_ms: connection.created_at_ms,
-        });
+        let outcome = if reason.aborted() {
+            Outcome::Aborted
+        } else {
+            Outcome::Ok
+        };
+        connection.session.lock().expect("not poisoned").end(outcome, |_| {});
         self.notify(Event::WebrtcConnectionClosed {
             pc_id: connection.pc_id.clone(),
             stream_id: connection.stream.id.clone(),
@@ -286,23 +281,5 @@ impl WebRtcHub {
             }
         }
         Ok(())
-    }
-}
-
-/// Counts a connection's bytes into its live stream while it is open.
-pub(super) struct LiveCounter {
-    pub(super) live: Mutex<Option<LiveStream>>,
-}
-
-impl LiveCounter {
-    pub(super) fn count(&self, bytes: u64) {
-        if let Some(live) = &*self.live.lock().expect("not poisoned") {
-            live.count(bytes);
-        }
-    }
-
-    /// Ends the connection in the live counters.
-    pub(super) fn close(&self) {
-        self.live.lock().expect("not poisoned").take();
     }
 }

@@ -23,7 +23,10 @@ use tokio::runtime::Handle;
 
 use super::peer::{IceCandidate, IceServer};
 use super::quality::{Quality, rendition_for};
-use super::service::*;
+use super::service::{
+    Answer, ConnectionInfo, ConnectionStats, Offer, PlayRequest, QualityChange, StreamInfo, StreamSpec, TrackSummary,
+    WebRtcConfig, WebRtcService, WebRtcTotals,
+};
 use crate::content::ContentService;
 use crate::error::{Error, Result};
 use crate::monitoring::LiveStats;

@@ -17,7 +17,9 @@ use crate::media::source::StoreSource;
 use crate::media::{Demuxer, MediaError, TrackInfo};
 use crate::webrtc::peer::IceServer;
 use crate::webrtc::quality::Quality;
-use crate::webrtc::service::*;
+use crate::webrtc::service::{
+    BenchmarkSample, PlayRequest, RenditionInfo, StreamInfo, StreamSpec, Target, TrackSummary,
+};
 
 pub(super) struct Rendition {
     pub(super) quality: Quality,

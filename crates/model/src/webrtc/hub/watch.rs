@@ -12,7 +12,7 @@ use super::streams::StreamEntry;
 use crate::clock::now_ms;
 use crate::media::playback::{Playback, PlaybackStats};
 use crate::notifications::{Event, StreamEndReason};
-use crate::webrtc::service::*;
+use crate::webrtc::service::BenchmarkSample;
 
 impl WebRtcHub {
     /// Follows a stream's playbacks each second: announces start and end, passes underflows to
