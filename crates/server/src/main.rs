@@ -121,6 +121,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if serve.is_some() {
+        process::limit_malloc_arenas();
+    }
     init_tracing(config.log.format, if serve.is_some() { "info" } else { "warn" });
     for warning in warnings {
         tracing::warn!("{warning}");
