@@ -96,7 +96,6 @@ pub struct Tally {
     session: StreamSession,
     prometheus_metrics: Option<Arc<crate::prometheus_metrics::PrometheusMetrics>>,
     notifier: Option<Arc<dyn Notifier>>,
-    done: bool,
 }
 
 impl Tally {
@@ -117,7 +116,6 @@ impl Tally {
             session: StreamSession::open(opening, meter.live.as_ref(), recorder),
             prometheus_metrics: meter.prometheus_metrics,
             notifier: meter.notifier,
-            done: false,
         }
     }
 
@@ -137,7 +135,7 @@ impl Tally {
 
     /// Records the stream with its outcome (once; later calls do nothing).
     pub fn finish(&mut self, outcome: Outcome) {
-        if std::mem::replace(&mut self.done, true) {
+        if self.session.has_ended() {
             return;
         }
         if let Some(prometheus_metrics) = &self.prometheus_metrics {

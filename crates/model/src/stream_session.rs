@@ -96,6 +96,11 @@ impl StreamSession {
         self.opening.direction
     }
 
+    /// Whether [`StreamSession::end`] was called.
+    pub fn has_ended(&self) -> bool {
+        self.ended
+    }
+
     /// Ends the stream with `outcome` (once; later calls do nothing). `announce` sees the record
     /// before it goes to the recorder; it is called only when the stream is recorded.
     pub fn end(&mut self, outcome: Outcome, announce: impl FnOnce(&StreamRecord)) {

@@ -424,20 +424,16 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
+        let serve = help.find_subcommand("serve").unwrap();
         for (name, keys, _) in described_sections() {
             for key in keys {
                 assert!(
                     written.contains(&format!("{name}.{key}")),
                     "the README's configuration block lacks {key} in [{name}]"
                 );
-                let flag = crate::cli::Cli::command()
+                let flag = help
                     .get_arguments()
-                    .chain(
-                        crate::cli::Cli::command()
-                            .find_subcommand("serve")
-                            .unwrap()
-                            .get_arguments(),
-                    )
+                    .chain(serve.get_arguments())
                     .find(|arg| arg.get_id() == *key)
                     .and_then(|arg| arg.get_long().map(str::to_owned))
                     .unwrap();

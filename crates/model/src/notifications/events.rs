@@ -6,24 +6,25 @@ use serde::Serialize;
 
 use super::{NotificationType, Notifier};
 
-/// Why a WebRTC connection ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Why a WebRTC connection ended; serialised as [`CloseReason::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     /// Closed by its client, the API, or the server's shutdown.
-    #[serde(rename = "closed")]
     Closed,
     /// ICE or DTLS failed (a silent viewer fails its consent checks).
-    #[serde(rename = "failed")]
     Failed,
     /// Not connected within the connect timeout.
-    #[serde(rename = "never connected")]
     NeverConnected,
     /// The server's offer could not be made or applied.
-    #[serde(rename = "offer failed")]
     OfferFailed,
     /// The client's offer was refused.
-    #[serde(rename = "offer refused")]
     OfferRefused,
+}
+
+impl Serialize for CloseReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 impl CloseReason {

@@ -228,6 +228,16 @@ impl WebRtcHub {
             .map_err(|e| Error::task("peer", e))?
     }
 
+    /// The open connections, taken out of the lock.
+    pub(super) fn open_connections(&self) -> Vec<Arc<Connection>> {
+        self.connections
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(super) fn find_connection(&self, pc_id: &str) -> Result<Arc<Connection>> {
         self.connections
             .lock()

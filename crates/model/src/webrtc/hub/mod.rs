@@ -296,13 +296,7 @@ impl WebRtcService for Arc<WebRtcHub> {
     }
 
     fn connections(&self) -> Vec<ConnectionInfo> {
-        let connections: Vec<Arc<Connection>> = self
-            .connections
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let connections = self.open_connections();
         let mut infos: Vec<ConnectionInfo> = connections.iter().map(|c| c.info()).collect();
         infos.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.pc_id.cmp(&b.pc_id)));
         infos
@@ -346,13 +340,7 @@ impl WebRtcService for Arc<WebRtcHub> {
     }
 
     async fn totals(&self) -> WebRtcTotals {
-        let connections: Vec<Arc<Connection>> = self
-            .connections
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let connections = self.open_connections();
         let streams: Vec<Arc<StreamEntry>> = self.streams.lock().expect("not poisoned").values().cloned().collect();
         let c = &self.counters;
         let mut totals = WebRtcTotals {
