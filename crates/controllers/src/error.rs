@@ -104,6 +104,7 @@ impl From<model::Error> for ApiError {
             E::UnknownId { .. } => (StatusCode::NOT_FOUND, "not_found"),
             E::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
             E::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             E::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
         };
         Self::new(status, code, message)

@@ -67,6 +67,9 @@ pub enum Error {
     /// A request this server understands but does not carry out (an ICE restart, for one).
     #[error("{0}")]
     Unprocessable(String),
+    /// A name already taken (a token's, say).
+    #[error("{0}")]
+    Conflict(String),
     /// The server as a whole is at capacity.
     #[error("at capacity: {0}")]
     AtCapacity(String),

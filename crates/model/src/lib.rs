@@ -23,6 +23,7 @@
 //! # });
 //! ```
 
+pub mod access;
 pub mod anomaly;
 pub mod batch;
 pub mod clock;

@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_tokens;
 pub mod content_repository;
 pub mod database;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod metrics_history;
 pub mod notifications;
 pub mod stream_records;
 
+pub use access_tokens::SqlTokens;
 pub use content_repository::SqlContentRepository;
 pub use error::Error;
 pub use fs_blocks::FsBlockStore;

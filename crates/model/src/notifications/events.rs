@@ -166,6 +166,14 @@ pub enum Event {
         values: serde_json::Map<String, serde_json::Value>,
         at_ms: i64,
     },
+    /// A security-relevant act: a credential refused, content deleted, every connection
+    /// closed, a fault injected. `caller` is the token's name (never the token).
+    SecurityAudit {
+        action: &'static str,
+        caller: String,
+        target: String,
+        outcome: &'static str,
+    },
     /// An anomaly the detector raised on a series.
     Anomaly {
         metric: String,
@@ -195,6 +203,7 @@ impl Event {
             Self::WebrtcError { .. } => NotificationType::WebrtcError,
             Self::SystemMetrics { .. } => NotificationType::SystemMetrics,
             Self::Anomaly { .. } => NotificationType::SystemWarning,
+            Self::SecurityAudit { .. } => NotificationType::SecurityAudit,
         }
     }
 
@@ -215,6 +224,7 @@ impl Event {
             | Self::WebrtcError { .. } => "webrtc",
             Self::SystemMetrics { .. } => "sampler",
             Self::Anomaly { .. } => "anomaly_detector",
+            Self::SecurityAudit { .. } => "access",
         }
     }
 

@@ -60,6 +60,7 @@ notification_types! {
     SystemWarning => "system_warning",
     SystemError => "system_error",
     SystemInfo => "system_info",
+    SecurityAudit => "security_audit",
     CustomEvent => "custom_event",
     AllEvents => "all_events",
 }
