@@ -3,7 +3,6 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use actix_web::App;
 //! use model::content::{ContentNode, MemoryBlockStore, MemoryContentRepository};
 //! use model::stream_records::MockStreamMetrics;
 //! use model::notifications::{MemoryNotificationRepository, NotificationHub};
@@ -16,10 +15,13 @@
 //! ));
 //! let hub = Arc::new(NotificationHub::start(Arc::new(MemoryNotificationRepository::default()), 1000));
 //! let state = controllers::AppState::new(content, Arc::new(MockStreamMetrics::new()), hub);
-//! let _app = App::new().configure(|cfg| controllers::configure(cfg, state.clone()));
+//! let _app = controllers::app(state.clone(), true);
 //! # }
 //! ```
 
+pub mod access;
+pub mod access_guard;
+pub mod auth_api;
 pub mod bidirectional;
 pub mod content_api;
 pub mod content_path;
@@ -37,6 +39,7 @@ pub mod openapi;
 pub mod player;
 pub mod prometheus_metrics;
 pub mod range;
+pub mod rate_limits;
 pub mod rechunk;
 pub mod routes;
 pub mod sse;
@@ -51,7 +54,32 @@ pub mod ws;
 pub use error::ApiError;
 pub use state::{AppState, Limits};
 
-use actix_web::web;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, web};
+
+/// The server's application: every route, behind the access guard; with `instrumented`, every
+/// request counted for `/metrics` and the sampler.
+pub fn app(
+    state: AppState,
+    instrumented: bool,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(actix_web::middleware::from_fn(access_guard::guard))
+        .wrap(actix_web::middleware::Condition::new(
+            instrumented,
+            actix_web::middleware::from_fn(prometheus_metrics::record_requests),
+        ))
+        .configure(move |cfg| configure(cfg, state))
+}
 
 /// Registers every route of the server (the table in [`routes`]) on an actix-web app, and JSON
 /// errors for unknown routes (JSON bodies go through `extract::Json`, query strings through

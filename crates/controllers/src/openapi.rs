@@ -60,6 +60,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     crate::routes::document_paths(&mut doc);
+    let bearer = utoipa::openapi::security::HttpBuilder::new()
+        .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+        .bearer_format("ist_<id>_<secret> (ipfs-stream token create) or a JWT")
+        .description(Some(
+            "A token of this server or a JWT of the configured identity provider. Each operation's \
+             security names the scope it needs; operations with `security: []` are public.",
+        ))
+        .build();
+    doc.components
+        .get_or_insert_with(utoipa::openapi::Components::new)
+        .add_security_scheme(
+            crate::routes::BEARER_SCHEME,
+            utoipa::openapi::security::SecurityScheme::Http(bearer),
+        );
     doc
 }
 

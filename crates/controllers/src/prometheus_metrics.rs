@@ -27,6 +27,8 @@ pub struct PrometheusMetrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    access_denied: IntCounterVec,
+    rate_limited: IntCounterVec,
     /// Every stream's counters, resolved once: a stream updates them without hashing its labels.
     by_stream: Vec<StreamInstruments>,
 }
@@ -83,6 +85,20 @@ impl PrometheusMetrics {
             &["route"],
         )
         .expect("valid metric");
+        let access_denied = IntCounterVec::new(
+            opts(
+                "access_denied_total",
+                "Requests refused by access control, by route pattern and reason (origin, missing, \
+                 malformed, unknown, expired, revoked, insufficient_scope, ...).",
+            ),
+            &["route", "reason"],
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            opts("rate_limited_total", "Requests refused with 429 by the rate limits, by route pattern."),
+            &["route"],
+        )
+        .expect("valid metric");
         let stream_bytes = IntCounterVec::new(
             opts("stream_bytes_total", "Bytes streamed, by stream type and direction."),
             &["stream_type", "direction"],
@@ -101,6 +117,8 @@ impl PrometheusMetrics {
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn Collector>,
             Box::new(http_duration.clone()),
+            Box::new(access_denied.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(stream_bytes.clone()),
             Box::new(streams.clone()),
             Box::new(active_streams.clone()),
@@ -121,8 +139,20 @@ impl PrometheusMetrics {
             registry,
             http_requests,
             http_duration,
+            access_denied,
+            rate_limited,
             by_stream,
         }
+    }
+
+    /// A request access control refused.
+    pub fn access_denied(&self, route: &str, reason: &str) {
+        self.access_denied.with_label_values(&[route, reason]).inc();
+    }
+
+    /// A request the rate limits refused.
+    pub fn rate_limited(&self, route: &str) {
+        self.rate_limited.with_label_values(&[route]).inc();
     }
 
     pub fn stream_started(&self, stream_type: StreamType, direction: Direction) {

@@ -1,6 +1,7 @@
-//! Every route of the server, declared once: method, path pattern, handler and whether the OpenAPI
-//! document describes it. Registration, the document's paths, the route labels of `/metrics` and
-//! the 405 answer for a known path asked with another method all follow from [`table`].
+//! Every route of the server, declared once: method, path pattern, handler, whether the OpenAPI
+//! document describes it, and who may use it. Registration, the access policy, the document's
+//! paths and their security, the route labels of `/metrics` and the 405 answer for a known path
+//! asked with another method all follow from [`table`].
 //!
 //! A route's place in the table is its place in matching: actix-web tries resources in the order
 //! they were registered, so a fixed path (`/api/v1/content/active`) comes before a pattern that
@@ -11,9 +12,11 @@ use std::sync::LazyLock;
 use actix_web::http::Method;
 use actix_web::web;
 use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::SecurityRequirement;
 
+use crate::access::Access;
 use crate::{
-    bidirectional, content_api, dashboard, error, gateway, health, kubo_rpc, monitoring_api, notifications_ws, openapi,
+    auth_api, bidirectional, content_api, dashboard, error, gateway, health, kubo_rpc, monitoring_api, notifications_ws, openapi,
     player, prometheus_metrics, sse, stream_records_api, webrtc_api, webrtc_signaling, whep, ws,
 };
 
@@ -25,6 +28,8 @@ pub struct Route {
     /// The pattern without its regexes (`/ipfs/{cid}/{path}`): the route's label in `/metrics`,
     /// and its path in the OpenAPI document.
     pub label: &'static str,
+    /// Who may use it (see `access`).
+    pub access: Access,
     /// Builds the actix-web route (method guard and handler).
     pub make: fn() -> actix_web::Route,
     /// Adds the handler's operation (and the schemas it names) to a document; `None` for pages,
@@ -38,7 +43,7 @@ pub struct Documented {
     /// The path the handler's `#[utoipa::path]` names (checked equal to the route's label).
     pub path: fn() -> String,
     pub methods: fn() -> Vec<utoipa::openapi::path::HttpMethod>,
-    pub add: fn(&mut OpenApi),
+    pub add: fn(&mut OpenApi, Access),
 }
 
 impl Route {
@@ -47,13 +52,27 @@ impl Route {
     }
 }
 
-/// Adds the operation of a `#[utoipa::path]` handler (with its tags, which utoipa keeps apart),
-/// and the schemas it refers to.
-fn add_operation<P>(doc: &mut OpenApi)
+/// The scheme of bearer credentials in the document.
+pub const BEARER_SCHEME: &str = "bearer";
+
+/// An operation's `security`: none for public routes (`[]`), else the bearer scheme with the scope
+/// the route needs.
+fn security_of(access: Access) -> Vec<SecurityRequirement> {
+    match access {
+        Access::Public | Access::Read | Access::Play | Access::Session => Vec::new(),
+        Access::Authenticated => vec![SecurityRequirement::new(BEARER_SCHEME, Vec::<String>::new())],
+        Access::Needs(scope) => vec![SecurityRequirement::new(BEARER_SCHEME, [scope.as_str()])],
+    }
+}
+
+/// Adds the operation of a `#[utoipa::path]` handler (with its tags, which utoipa keeps apart, and
+/// the security its access asks), and the schemas it refers to.
+fn add_operation<P>(doc: &mut OpenApi, access: Access)
 where
     P: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
 {
     let mut operation = P::operation();
+    operation.security = Some(security_of(access));
     let tags = operation.tags.get_or_insert_with(Vec::new);
     for tag in P::tags() {
         if !tags.iter().any(|known| known == tag) {
@@ -69,14 +88,17 @@ where
         .extend(schemas);
 }
 
-/// The table: `METHOD "pattern" => module::handler, api;` for a route the OpenAPI document
-/// describes, `..., page;` for one it does not.
+/// The table: `METHOD "pattern" => module::handler, api, ACCESS;` for a route the OpenAPI
+/// document describes, `..., page, ACCESS;` for one it does not. ACCESS is `public`, `read` (a
+/// read of a CID), `play` (playback), `session` (playback opening a WebRTC session),
+/// `authenticated` (any credential) or `needs Scope`.
 macro_rules! route_table {
-    ($($method:ident $pattern:literal => $module:ident :: $handler:ident, $kind:ident;)*) => {
+    ($($method:ident $pattern:literal => $module:ident :: $handler:ident, $kind:ident, $($access:ident)+;)*) => {
         vec![$(Route {
             method: Method::$method,
             pattern: $pattern,
             label: leak_label($pattern),
+            access: route_table!(@access $($access)+),
             make: || web::method(Method::$method).to($module::$handler),
             document: route_table!(@document $kind $module $handler),
         },)*]
@@ -93,74 +115,82 @@ macro_rules! route_table {
     (@document page $module:ident $handler:ident) => {
         None
     };
+    (@access public) => { Access::Public };
+    (@access read) => { Access::Read };
+    (@access play) => { Access::Play };
+    (@access session) => { Access::Session };
+    (@access authenticated) => { Access::Authenticated };
+    (@access needs $scope:ident) => { Access::Needs(model::access::Scope::$scope) };
 }
 
 static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
     route_table! {
-        GET     "/health"                                     => health::health, api;
-        GET     "/ready"                                      => health::ready, api;
+        GET     "/health"                                     => health::health, api, public;
+        GET     "/ready"                                      => health::ready, api, public;
         // The gateway: the hot path, first to be matched.
-        GET     "/ipfs/{cid}"                                 => gateway::get, page;
-        HEAD    "/ipfs/{cid}"                                 => gateway::get, page;
-        GET     "/ipfs/{cid}/{path:.*}"                       => gateway::get, api;
-        HEAD    "/ipfs/{cid}/{path:.*}"                       => gateway::get, page;
-        GET     "/api/v1/metrics/history"                     => monitoring_api::history, api;
-        GET     "/api/v1/metrics/series"                      => monitoring_api::series, api;
-        GET     "/api/v1/content/active"                      => monitoring_api::active_content, api;
-        GET     "/api/v1/analytics"                           => monitoring_api::analytics, api;
-        GET     "/api/v1/faults"                              => monitoring_api::faults, api;
-        POST    "/api/v1/faults"                              => monitoring_api::inject_fault, api;
-        DELETE  "/api/v1/faults"                              => monitoring_api::clear_faults, api;
-        POST    "/api/v1/content"                             => content_api::add, api;
-        GET     "/api/v1/content"                             => content_api::list, api;
-        GET     "/api/v1/content/{cid}"                       => content_api::stat, api;
-        DELETE  "/api/v1/content/{cid}"                       => content_api::remove, api;
-        POST    "/api/v1/car"                                 => content_api::import_car, api;
-        POST    "/api/v0/add"                                 => kubo_rpc::add, api;
-        POST    "/api/v0/cat"                                 => kubo_rpc::cat, api;
-        POST    "/api/v0/block/get"                           => kubo_rpc::block_get, api;
-        POST    "/api/v0/block/stat"                          => kubo_rpc::block_stat, api;
-        POST    "/api/v0/dag/export"                          => kubo_rpc::dag_export, api;
-        POST    "/api/v0/dag/import"                          => kubo_rpc::dag_import, api;
-        POST    "/api/v0/pin/add"                             => kubo_rpc::pin_add, api;
-        POST    "/api/v0/pin/rm"                              => kubo_rpc::pin_rm, api;
-        POST    "/api/v0/pin/ls"                              => kubo_rpc::pin_ls, api;
-        POST    "/api/v0/version"                             => kubo_rpc::version, api;
-        GET     "/api/v1/metrics/streaming"                   => stream_records_api::summary, api;
-        GET     "/api/v1/metrics/streaming/history"           => stream_records_api::history, api;
-        GET     "/dashboard"                                  => dashboard::page, page;
-        GET     "/dashboard/"                                 => dashboard::page, page;
-        GET     "/dashboard/assets/{name}"                    => dashboard::asset, page;
-        GET     "/player"                                     => player::page, page;
-        GET     "/player/assets/{name}"                       => player::asset, page;
-        POST    "/api/v1/webrtc/streams"                      => webrtc_api::create_stream, api;
-        GET     "/api/v1/webrtc/streams"                      => webrtc_api::list_streams, api;
-        GET     "/api/v1/webrtc/streams/{stream_id}"          => webrtc_api::get_stream, api;
-        DELETE  "/api/v1/webrtc/streams/{stream_id}"          => webrtc_api::delete_stream, api;
-        GET     "/api/v1/webrtc/connections"                  => webrtc_api::list_connections, api;
-        POST    "/api/v1/webrtc/connections/close-all"        => webrtc_api::close_all, api;
-        GET     "/api/v1/webrtc/connections/{pc_id}/stats"    => webrtc_api::connection_stats, api;
-        POST    "/api/v1/webrtc/connections/{pc_id}/close"    => webrtc_api::close_connection, api;
-        POST    "/api/v1/webrtc/connections/{pc_id}/quality"  => webrtc_api::set_quality, api;
-        POST    "/whep/streams/{stream_id}"                   => whep::play_stream, api;
-        OPTIONS "/whep/streams/{stream_id}"                   => whep::preflight, page;
-        PATCH   "/whep/sessions/{pc_id}"                      => whep::trickle, api;
-        DELETE  "/whep/sessions/{pc_id}"                      => whep::end, api;
-        OPTIONS "/whep/sessions/{pc_id}"                      => whep::preflight, page;
-        POST    "/whep/{cid}"                                 => whep::play_cid, api;
-        OPTIONS "/whep/{cid}"                                 => whep::preflight, api;
-        GET     "/ws/webrtc"                                  => webrtc_signaling::connect, page;
-        GET     "/ws/stream/{cid:.*}"                         => ws::stream, page;
-        GET     "/ws/upload"                                  => ws::upload, page;
-        GET     "/ws/bidirectional"                           => bidirectional::connect, page;
-        GET     "/sse/stream/{cid:.*}"                        => sse::stream, api;
-        GET     "/ws/notifications"                           => notifications_ws::connect, page;
-        GET     "/api/v1/notifications/history"               => notifications_ws::history, api;
-        POST    "/api/v1/notifications"                       => notifications_ws::publish, api;
-        GET     "/metrics"                                    => prometheus_metrics::scrape, api;
-        GET     "/openapi.json"                               => openapi::serve_document, page;
-        GET     "/docs"                                       => openapi::docs_redirect, page;
-        GET     "/docs/{file:.*}"                             => openapi::docs_file, page;
+        GET     "/ipfs/{cid}"                                 => gateway::get, page, read;
+        HEAD    "/ipfs/{cid}"                                 => gateway::get, page, read;
+        GET     "/ipfs/{cid}/{path:.*}"                       => gateway::get, api, read;
+        HEAD    "/ipfs/{cid}/{path:.*}"                       => gateway::get, page, read;
+        GET     "/api/v1/metrics/history"                     => monitoring_api::history, api, needs MetricsRead;
+        GET     "/api/v1/metrics/series"                      => monitoring_api::series, api, needs MetricsRead;
+        GET     "/api/v1/content/active"                      => monitoring_api::active_content, api, needs ContentRead;
+        GET     "/api/v1/analytics"                           => monitoring_api::analytics, api, needs MetricsRead;
+        GET     "/api/v1/faults"                              => monitoring_api::faults, api, needs Admin;
+        POST    "/api/v1/faults"                              => monitoring_api::inject_fault, api, needs Admin;
+        DELETE  "/api/v1/faults"                              => monitoring_api::clear_faults, api, needs Admin;
+        POST    "/api/v1/content"                             => content_api::add, api, needs ContentWrite;
+        GET     "/api/v1/content"                             => content_api::list, api, needs ContentRead;
+        GET     "/api/v1/content/{cid}"                       => content_api::stat, api, read;
+        DELETE  "/api/v1/content/{cid}"                       => content_api::remove, api, needs ContentDelete;
+        POST    "/api/v1/car"                                 => content_api::import_car, api, needs ContentWrite;
+        POST    "/api/v0/add"                                 => kubo_rpc::add, api, needs ContentWrite;
+        POST    "/api/v0/cat"                                 => kubo_rpc::cat, api, read;
+        POST    "/api/v0/block/get"                           => kubo_rpc::block_get, api, read;
+        POST    "/api/v0/block/stat"                          => kubo_rpc::block_stat, api, read;
+        POST    "/api/v0/dag/export"                          => kubo_rpc::dag_export, api, read;
+        POST    "/api/v0/dag/import"                          => kubo_rpc::dag_import, api, needs ContentWrite;
+        POST    "/api/v0/pin/add"                             => kubo_rpc::pin_add, api, needs ContentWrite;
+        POST    "/api/v0/pin/rm"                              => kubo_rpc::pin_rm, api, needs ContentDelete;
+        POST    "/api/v0/pin/ls"                              => kubo_rpc::pin_ls, api, needs ContentRead;
+        POST    "/api/v0/version"                             => kubo_rpc::version, api, public;
+        GET     "/api/v1/metrics/streaming"                   => stream_records_api::summary, api, needs MetricsRead;
+        GET     "/api/v1/metrics/streaming/history"           => stream_records_api::history, api, needs MetricsRead;
+        GET     "/dashboard"                                  => dashboard::page, page, public;
+        GET     "/dashboard/"                                 => dashboard::page, page, public;
+        GET     "/dashboard/assets/{name}"                    => dashboard::asset, page, public;
+        GET     "/player"                                     => player::page, page, play;
+        GET     "/player/assets/{name}"                       => player::asset, page, play;
+        POST    "/api/v1/webrtc/streams"                      => webrtc_api::create_stream, api, needs StreamsWrite;
+        GET     "/api/v1/webrtc/streams"                      => webrtc_api::list_streams, api, play;
+        GET     "/api/v1/webrtc/streams/{stream_id}"          => webrtc_api::get_stream, api, play;
+        DELETE  "/api/v1/webrtc/streams/{stream_id}"          => webrtc_api::delete_stream, api, needs StreamsWrite;
+        GET     "/api/v1/webrtc/connections"                  => webrtc_api::list_connections, api, needs StreamsAdmin;
+        POST    "/api/v1/webrtc/connections/close-all"        => webrtc_api::close_all, api, needs StreamsAdmin;
+        GET     "/api/v1/webrtc/connections/{pc_id}/stats"    => webrtc_api::connection_stats, api, needs StreamsAdmin;
+        POST    "/api/v1/webrtc/connections/{pc_id}/close"    => webrtc_api::close_connection, api, needs StreamsAdmin;
+        POST    "/api/v1/webrtc/connections/{pc_id}/quality"  => webrtc_api::set_quality, api, needs StreamsAdmin;
+        POST    "/whep/streams/{stream_id}"                   => whep::play_stream, api, session;
+        OPTIONS "/whep/streams/{stream_id}"                   => whep::preflight, page, play;
+        PATCH   "/whep/sessions/{pc_id}"                      => whep::trickle, api, play;
+        DELETE  "/whep/sessions/{pc_id}"                      => whep::end, api, play;
+        OPTIONS "/whep/sessions/{pc_id}"                      => whep::preflight, page, play;
+        POST    "/whep/{cid}"                                 => whep::play_cid, api, session;
+        OPTIONS "/whep/{cid}"                                 => whep::preflight, api, play;
+        GET     "/ws/webrtc"                                  => webrtc_signaling::connect, page, session;
+        GET     "/ws/stream/{cid:.*}"                         => ws::stream, page, read;
+        GET     "/ws/upload"                                  => ws::upload, page, needs ContentWrite;
+        GET     "/ws/bidirectional"                           => bidirectional::connect, page, needs ContentWrite;
+        GET     "/sse/stream/{cid:.*}"                        => sse::stream, api, read;
+        GET     "/ws/notifications"                           => notifications_ws::connect, page, needs NotificationsRead;
+        GET     "/api/v1/notifications/history"               => notifications_ws::history, api, needs NotificationsRead;
+        POST    "/api/v1/notifications"                       => notifications_ws::publish, api, needs NotificationsPublish;
+        GET     "/metrics"                                    => prometheus_metrics::scrape, api, needs MetricsRead;
+        POST    "/api/v1/auth/tickets"                        => auth_api::create_ticket, api, authenticated;
+        GET     "/api/v1/auth/whoami"                         => auth_api::whoami, api, authenticated;
+        GET     "/openapi.json"                               => openapi::serve_document, page, public;
+        GET     "/docs"                                       => openapi::docs_redirect, page, public;
+        GET     "/docs/{file:.*}"                             => openapi::docs_file, page, public;
     }
 });
 
@@ -234,7 +264,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
 pub fn document_paths(doc: &mut OpenApi) {
     for route in table() {
         if let Some(document) = &route.document {
-            (document.add)(doc);
+            (document.add)(doc, route.access);
         }
     }
 }

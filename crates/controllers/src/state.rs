@@ -55,6 +55,8 @@ pub struct AppState {
     pub store_counters: Arc<model::content::StoreCounters>,
     /// WebRTC playback, when enabled.
     pub webrtc: Option<Arc<dyn model::webrtc::WebRtcService>>,
+    /// Who may use which route, and the credentials that say so.
+    pub access: Arc<crate::access::AccessControl>,
 }
 
 impl AppState {
@@ -78,7 +80,15 @@ impl AppState {
             faults: None,
             store_counters,
             webrtc: None,
+            access: Arc::new(crate::access::AccessControl::auth_off()),
         }
+    }
+
+    /// Guards routes with these settings and credentials (authentication is off until this is
+    /// called: see `AccessControl::auth_off`).
+    pub fn with_access(mut self, access: crate::access::AccessControl) -> Self {
+        self.access = Arc::new(access);
+        self
     }
 
     /// The live counters the sampler reads, where it stores, its count of anomalies, and the

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{App, test};
+use actix_web::test;
 use cid::Cid;
 use model::content::service::MockContentService;
 use model::content::{ContentRecord, ImportOptions};
@@ -16,7 +16,7 @@ async fn call(content: MockContentService, limits: Limits, request: test::TestRe
     let mut metrics = MockStreamMetrics::new();
     metrics.expect_record().return_const(());
     let state = AppState::new(Arc::new(content), Arc::new(metrics), hub()).with_limits(limits);
-    let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+    let app = test::init_service(controllers::app(state, false)).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status().as_u16();
     let body = test::read_body(response).await;
@@ -164,7 +164,7 @@ async fn call_monitoring(
     if let Some(faults) = faults {
         state = state.with_faults(faults);
     }
-    let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+    let app = test::init_service(controllers::app(state, false)).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status().as_u16();
     let body = test::read_body(response).await;
@@ -313,7 +313,7 @@ async fn the_dashboard_and_its_assets_are_served_from_the_binary() {
             Default::default(),
             Default::default(),
         );
-        let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+        let app = test::init_service(controllers::app(state, false)).await;
         let response = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
         assert_eq!(response.status().as_u16(), status, "{uri}");
         let content_type = response

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{App, test};
+use actix_web::test;
 use model::content::service::MockContentService;
 use model::stream_records::MockStreamMetrics;
 use model::webrtc::{
@@ -42,7 +42,7 @@ async fn call(webrtc: MockWebRtcService, request: test::TestRequest) -> Reply {
         hub(),
     )
     .with_webrtc(Arc::new(webrtc));
-    let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+    let app = test::init_service(controllers::app(state, false)).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -209,7 +209,7 @@ async fn limits_and_unknown_ids_map_to_429_503_and_404() {
         hub(),
     )
     .with_webrtc(Arc::new(take()));
-    let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+    let app = test::init_service(controllers::app(state, false)).await;
     let response = test::call_service(
         &app,
         test::TestRequest::post()
@@ -414,7 +414,7 @@ async fn without_webrtc_the_routes_say_so() {
         Arc::new(MockStreamMetrics::new()),
         hub(),
     );
-    let app = test::init_service(App::new().configure(|cfg| controllers::configure(cfg, state))).await;
+    let app = test::init_service(controllers::app(state, false)).await;
     let response = test::call_service(
         &app,
         test::TestRequest::get().uri("/api/v1/webrtc/streams").to_request(),

@@ -305,6 +305,14 @@ impl TokenService {
         }))
     }
 
+    /// The name of the token `bearer` is, even when it is refused (revoked, expired): audits name
+    /// it. `None` for a bearer that is no token of this server.
+    pub async fn holder(&self, bearer: &str) -> Option<String> {
+        let parsed = TokenSecret::parse(bearer).ok()?;
+        let (token, _) = self.lookup(parsed.id).await.ok()??;
+        bool::from(parsed.hash().ct_eq(&token.secret_sha256)).then_some(token.name)
+    }
+
     /// The token with this id, from the cache while fresh; and whether its last use is due to be
     /// written.
     async fn lookup(&self, id: &str) -> Result<Option<(StoredToken, bool)>> {
@@ -408,6 +416,7 @@ mod tests {
 
         tokens.revoke("reader").await.unwrap();
         assert_eq!(refused(issued.bearer.clone()).await, Refusal::Revoked);
+        assert_eq!(tokens.holder(&issued.bearer).await.as_deref(), Some("reader"));
 
         let expiring = tokens
             .create(NewToken {
