@@ -38,7 +38,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ours_port=$(free_port)
 nginx_port=$(free_port)
 
-"$binary" serve --listen "127.0.0.1:$ours_port" >"$work/serve.out" 2>"$work/serve.log" &
+"$binary" serve --listen "127.0.0.1:$ours_port" --auth off --anon-rate-limit-per-second 0 --session-rate-limit-per-minute 0 >"$work/serve.out" 2>"$work/serve.log" &
 ours_pid=$!
 pids+=("$ours_pid")
 

@@ -49,7 +49,7 @@ rm -f "$work/big.webm"
 echo "{\"files\": {\"10mb\": $(stat -c %s "$work/10mb.webm"), \"big\": $((big_mib * 1024 * 1024))}}"
 
 start_server() {
-  "$binary" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+  "$binary" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 --session-rate-limit-per-minute 0 >"$work/serve.out" 2>"$work/serve.log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
   base=$(sed -n 's/^listening on //p' "$work/serve.out" | head -1)

@@ -21,7 +21,7 @@ if [ -z "$promtool" ]; then
   promtool="$work/prometheus/usr/bin/promtool"
 fi
 
-IPFS_STREAM_DATA_DIR="$work/repo" "$binary" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>/dev/null &
+IPFS_STREAM_DATA_DIR="$work/repo" "$binary" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 --session-rate-limit-per-minute 0 >"$work/serve.out" 2>/dev/null &
 server_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
 base=$(sed -n 's/^listening on //p' "$work/serve.out" | head -1)

@@ -16,7 +16,7 @@ if (!binary) {
 }
 const work = mkdtempSync(join(tmpdir(), 'kubo-client-'))
 const env = { ...process.env, IPFS_STREAM_DATA_DIR: join(work, 'repo') }
-const server = spawn(binary, ['serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'ignore'] })
+const server = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--auth', 'off', '--anon-rate-limit-per-second', '0'], { env, stdio: ['ignore', 'pipe', 'ignore'] })
 const base = await new Promise((resolve, reject) => {
   server.on('exit', code => reject(new Error(`server exited with ${code}`)))
   createInterface({ input: server.stdout }).once('line', line => resolve(line.replace('listening on ', '')))

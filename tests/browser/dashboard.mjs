@@ -18,7 +18,7 @@ let simulator;
 try {
   // The detector learns from each series's first 60 samples (latency is only sampled in intervals with
   // reads, so it learns slower), then a 2 s store latency is injected 32 s in, for 6 s.
-  simulator = spawn(binary, ["simulate", "--server", server.base, "--viewers", "12", "--duration", "50",
+  simulator = spawn(binary, ["simulate", "--server", server.base, "--token", server.token, "--viewers", "12", "--duration", "50",
     "--media", "2", "--fault-latency-ms", "2000", "--fault-at", "32", "--fault-duration", "6"],
   { stdio: ["ignore", "ignore", "inherit"] });
   const simulated = new Promise((done) => simulator.on("exit", done));
@@ -31,7 +31,10 @@ try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${server.base}/dashboard`);
+  // The dashboard gets a token of its own with only what it reads, in the address's fragment.
+  const dashboardToken = server.createToken(["metrics:read", "notifications:read", "content:read"]);
+  await page.goto(`${server.base}/dashboard#token=${dashboardToken}`);
+  assert.equal(new URL(page.url()).hash, "", "the token leaves the address bar");
   await page.waitForFunction(() => document.getElementById("connection").textContent === "live", null, { timeout: 15000 });
 
   await page.waitForFunction(() => window.__dashboard.points >= 20, null, { timeout: 30000 });

@@ -15,15 +15,18 @@ const binary = resolve(process.argv[2] || "target/debug/ipfs-stream");
 const screenshots = resolve(process.env.SCREENSHOT_DIR || "target/browser");
 mkdirSync(screenshots, { recursive: true });
 
-async function add(base, file) {
+async function add(base, token, file) {
   const form = new FormData();
   form.append("file", new Blob([readFileSync(join(here, "../fixtures/media", file))]), file);
-  const response = await fetch(`${base}/api/v1/content`, { method: "POST", body: form });
+  const response = await fetch(`${base}/api/v1/content`, {
+    method: "POST", body: form, headers: { Authorization: `Bearer ${token}` },
+  });
   assert.equal(response.status, 201, `adding ${file}`);
   return (await response.json()).cid;
 }
 
 const server = await startServer(binary);
+const admin = { headers: { Authorization: `Bearer ${server.token}` } };
 let browser;
 try {
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
@@ -35,7 +38,7 @@ try {
     ["h264-main.mp4", "ws", "H264", "profile-level-id=4d001f", "link"],
     ["vp8-opus.webm", "whep", "VP8", "", "press"],
   ]) {
-    const cid = await add(server.base, file);
+    const cid = await add(server.base, server.token, file);
     const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
@@ -67,7 +70,7 @@ try {
     assert.ok(negotiated && negotiated.mimeType === `video/${codec}`, `${file}: ${JSON.stringify(negotiated)}`);
     assert.ok(negotiated.sdpFmtpLine.includes(fmtp), `${file}: ${JSON.stringify(negotiated)}`);
     // The server counts the same connection.
-    const connections = await (await fetch(`${server.base}/api/v1/webrtc/connections`)).json();
+    const connections = await (await fetch(`${server.base}/api/v1/webrtc/connections`, admin)).json();
     assert.equal(connections.count, 1, `${file}: one connection on the server`);
     await page.screenshot({ path: join(screenshots, `player-${file.replace(/\.[a-z0-9]+$/, "")}-${transport}.png`) });
     console.log(JSON.stringify({ file, transport, started_by: start, codec, frames_decoded: state.framesDecoded,
@@ -78,7 +81,7 @@ try {
     let open = 1;
     for (let i = 0; i < 100 && open > 0; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      open = (await (await fetch(`${server.base}/api/v1/webrtc/connections`)).json()).count;
+      open = (await (await fetch(`${server.base}/api/v1/webrtc/connections`, admin)).json()).count;
     }
     assert.equal(open, 0, `${file}: the connection is gone after the page closed`);
   }

@@ -1,6 +1,8 @@
-// Starts an ipfs-stream server on a free loopback port with a fresh data directory.
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+// Starts an ipfs-stream server on a free loopback port with a fresh data directory. Access
+// control is on: `token` is the admin token the server wrote, and `createToken(scopes)` makes
+// another with the command line.
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -23,8 +25,15 @@ export async function startServer(binary, options = []) {
     });
     child.on("exit", (code) => reject(new Error(`the server exited with ${code}`)));
   });
+  const tokenFile = join(dataDir, "admin.token");
+  const token = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : null;
   return {
     base,
+    token,
+    createToken(scopes) {
+      const args = ["--data-dir", dataDir, "token", "create", "-q", ...scopes.flatMap((s) => ["--scope", s])];
+      return execFileSync(binary, args, { encoding: "utf8" }).trim();
+    },
     stop() {
       child.kill("SIGTERM");
       rmSync(dataDir, { recursive: true, force: true });

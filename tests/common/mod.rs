@@ -86,8 +86,24 @@ impl Server {
         Self::start_with(repo, &[])
     }
 
-    /// Starts the server with extra `serve` options.
+    /// Starts the server with extra `serve` options, authentication off and no rate limits:
+    /// for tests that are not about access control.
     pub fn start_with(repo: &Repo, options: &[&str]) -> Self {
+        let mut args = vec![
+            "--auth",
+            "off",
+            "--anon-rate-limit-per-second",
+            "0",
+            "--session-rate-limit-per-minute",
+            "0",
+        ];
+        args.extend_from_slice(options);
+        Self::start_guarded(repo, &args)
+    }
+
+    /// Starts the server as configured by `options` alone: authentication on unless they say
+    /// otherwise.
+    pub fn start_guarded(repo: &Repo, options: &[&str]) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(options);
         let mut child = repo

@@ -223,7 +223,13 @@ mod tests {
     fn every_route_in_the_table_has_a_policy() {
         for route in routes::table() {
             let policy = policy_of(route.pattern).expect("a policy per pattern");
-            assert_eq!(policy.access(&route.method), Some(route.access), "{} {}", route.method, route.pattern);
+            assert_eq!(
+                policy.access(&route.method),
+                Some(route.access),
+                "{} {}",
+                route.method,
+                route.pattern
+            );
         }
         assert!(policy_of("/not/in/the/table").is_none());
     }
@@ -235,8 +241,14 @@ mod tests {
         assert_eq!(Access::Session.requirement(&settings), Requirement::Nothing);
         settings.public_read = false;
         settings.public_playback = false;
-        assert_eq!(Access::Read.requirement(&settings), Requirement::Scope(Scope::ContentRead));
-        assert_eq!(Access::Play.requirement(&settings), Requirement::Scope(Scope::ContentRead));
+        assert_eq!(
+            Access::Read.requirement(&settings),
+            Requirement::Scope(Scope::ContentRead)
+        );
+        assert_eq!(
+            Access::Play.requirement(&settings),
+            Requirement::Scope(Scope::ContentRead)
+        );
         assert_eq!(
             Access::Needs(Scope::StreamsAdmin).requirement(&settings),
             Requirement::Scope(Scope::StreamsAdmin)

@@ -44,7 +44,8 @@ pub async fn guard(
                 "no_access_policy",
                 format!("{pattern} declares no access in the route table"),
             ),
-        ).map_into_right_body());
+        )
+        .map_into_right_body());
     };
     let origin = req
         .headers()
@@ -72,16 +73,15 @@ pub async fn guard(
         && let Some(origin) = &origin
         && !control.origin_allowed(origin, Some(req.connection_info().host()))
     {
-        let message = format!(
-            "requests from {origin} are refused: not this server's origin nor in allowed_origins"
-        );
+        let message = format!("requests from {origin} are refused: not this server's origin nor in allowed_origins");
         return Ok(refuse(
             req,
             &state,
             policy.label,
             "origin",
             ApiError::new(StatusCode::FORBIDDEN, "cross_origin_refused", message),
-        ).map_into_right_body());
+        )
+        .map_into_right_body());
     }
 
     let requirement = access.requirement(&control.settings);
@@ -104,7 +104,8 @@ pub async fn guard(
                     policy.label,
                     "unavailable",
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable", message),
-                ).map_into_right_body());
+                )
+                .map_into_right_body());
             }
         },
     };
@@ -114,7 +115,13 @@ pub async fn guard(
         let Some(caller) = caller else {
             return Ok(unauthorized(req, &state, policy.label, Refusal::Missing, None).map_into_right_body());
         };
-        audit(&*state.notifier, "access_denied", &caller.name, policy.label, "insufficient_scope");
+        audit(
+            &*state.notifier,
+            "access_denied",
+            &caller.name,
+            policy.label,
+            "insufficient_scope",
+        );
         let mut response = refuse(
             req,
             &state,
@@ -214,11 +221,7 @@ async fn authenticate(
             .find_map(|pair| pair.strip_prefix("ticket="))
     {
         return Ok(Some(
-            state
-                .access
-                .tickets
-                .redeem(ticket)
-                .map_err(|refusal| (refusal, None)),
+            state.access.tickets.redeem(ticket).map_err(|refusal| (refusal, None)),
         ));
     }
     Ok(None)
@@ -272,12 +275,7 @@ fn refuse(
 
 /// A CORS preflight: reads and playback answer every origin, the rest only the server's own and
 /// `allowed_origins`.
-fn preflight(
-    req: ServiceRequest,
-    state: &AppState,
-    policy: &PatternPolicy,
-    origin: Option<&str>,
-) -> ServiceResponse {
+fn preflight(req: ServiceRequest, state: &AppState, policy: &PatternPolicy, origin: Option<&str>) -> ServiceResponse {
     let asked = req
         .headers()
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -320,10 +318,9 @@ fn preflight(
 
 /// Headers every answer carries: browsers must not guess a type other than the one given.
 fn with_common_headers<B>(mut response: ServiceResponse<B>) -> ServiceResponse<B> {
-    response.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    response
+        .headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 

@@ -236,12 +236,24 @@ pub async fn stat(path: web::Path<String>, state: web::Data<AppState>) -> Result
         (status = 404, description = "Not added to this server", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn remove(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn remove(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&path)?;
     state.content.remove(&cid).await.map_err(|e| match e {
         model::Error::NotFound(cid) => ApiError::not_found(format!("{cid} was not added to this server")),
         other => other.into(),
     })?;
+    let caller = crate::access::caller_of(&req);
+    crate::access::audit(
+        &*state.notifier,
+        "content_deleted",
+        &caller.name,
+        &cid.to_string(),
+        "done",
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 

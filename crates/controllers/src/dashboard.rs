@@ -7,7 +7,12 @@ use crate::embedded::{self, Asset};
 use crate::error::ApiError;
 
 /// (name, content type, bytes) of every asset the page loads.
-const ASSETS: [Asset; 4] = [
+const ASSETS: [Asset; 5] = [
+    (
+        "auth.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/common/auth.js"),
+    ),
     (
         "dashboard.js",
         "text/javascript; charset=utf-8",

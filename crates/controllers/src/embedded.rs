@@ -9,10 +9,17 @@ use crate::error::ApiError;
 /// (name, content type, bytes) of one asset.
 pub type Asset = (&'static str, &'static str, &'static [u8]);
 
+/// What a page may load and run: its own scripts only (no inline script), connections to its
+/// own server, and no framing by other sites.
+pub const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; connect-src 'self'; \
+     img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 pub fn page(html: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
         .body(html)
 }
 

@@ -341,6 +341,8 @@ pub async fn pin_rm(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         },
         other => other.into(),
     })?;
+    let caller = crate::access::caller_of(&req);
+    crate::access::audit(&*state.notifier, "pin_removed", &caller.name, &cid.to_string(), "done");
     Ok(HttpResponse::Ok().json(json!({"Pins": [cid.to_string()]})))
 }
 

@@ -271,11 +271,15 @@ pub async fn faults(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     ),
 )]
 pub async fn inject_fault(
+    req: actix_web::HttpRequest,
     body: crate::extract::Json<FaultRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let faults = allowed(&state)?;
     body.validate()?;
+    let caller = crate::access::caller_of(&req);
+    let target = format!("store latency {} ms for {} s", body.store_latency_ms, body.duration_s);
+    crate::access::audit(&*state.notifier, "fault_injected", &caller.name, &target, "done");
     faults.inject_store_latency(
         Duration::from_millis(body.store_latency_ms),
         Duration::from_secs(body.duration_s),
@@ -298,8 +302,10 @@ pub async fn inject_fault(
         (status = 403, description = "Fault injection is off", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn clear_faults(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn clear_faults(req: actix_web::HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let faults = allowed(&state)?;
     faults.clear();
+    let caller = crate::access::caller_of(&req);
+    crate::access::audit(&*state.notifier, "faults_cleared", &caller.name, "store", "done");
     Ok(HttpResponse::Ok().json(fault_body(faults)))
 }

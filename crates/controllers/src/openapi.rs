@@ -51,6 +51,7 @@ pub struct KuboErrorBody {
         (name = "webrtc", description = "WebRTC playback: streams, connections, quality (signaling: /ws/webrtc, player: /player, see the README)"),
         (name = "whep", description = "WHEP (RFC 9725): SDP offer in, SDP answer out, trickle ICE by PATCH"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "Tickets for browsers (WebSocket, EventSource) and who a credential is; tokens are made with `ipfs-stream token create`"),
     ),
 )]
 struct ApiDoc;

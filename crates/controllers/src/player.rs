@@ -8,7 +8,12 @@ use crate::embedded::{self, Asset};
 use crate::error::ApiError;
 
 /// (name, content type, bytes) of every asset the page loads.
-const ASSETS: [Asset; 2] = [
+const ASSETS: [Asset; 3] = [
+    (
+        "auth.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/common/auth.js"),
+    ),
     (
         "player.js",
         "text/javascript; charset=utf-8",

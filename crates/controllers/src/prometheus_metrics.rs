@@ -95,7 +95,10 @@ impl PrometheusMetrics {
         )
         .expect("valid metric");
         let rate_limited = IntCounterVec::new(
-            opts("rate_limited_total", "Requests refused with 429 by the rate limits, by route pattern."),
+            opts(
+                "rate_limited_total",
+                "Requests refused with 429 by the rate limits, by route pattern.",
+            ),
             &["route"],
         )
         .expect("valid metric");

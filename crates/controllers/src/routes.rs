@@ -16,8 +16,9 @@ use utoipa::openapi::security::SecurityRequirement;
 
 use crate::access::Access;
 use crate::{
-    auth_api, bidirectional, content_api, dashboard, error, gateway, health, kubo_rpc, monitoring_api, notifications_ws, openapi,
-    player, prometheus_metrics, sse, stream_records_api, webrtc_api, webrtc_signaling, whep, ws,
+    auth_api, bidirectional, content_api, dashboard, error, gateway, health, kubo_rpc, monitoring_api,
+    notifications_ws, openapi, player, prometheus_metrics, sse, stream_records_api, webrtc_api, webrtc_signaling, whep,
+    ws,
 };
 
 /// One route: a method on a path pattern, served by one handler.
@@ -167,7 +168,7 @@ static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         DELETE  "/api/v1/webrtc/streams/{stream_id}"          => webrtc_api::delete_stream, api, needs StreamsWrite;
         GET     "/api/v1/webrtc/connections"                  => webrtc_api::list_connections, api, needs StreamsAdmin;
         POST    "/api/v1/webrtc/connections/close-all"        => webrtc_api::close_all, api, needs StreamsAdmin;
-        GET     "/api/v1/webrtc/connections/{pc_id}/stats"    => webrtc_api::connection_stats, api, needs StreamsAdmin;
+        GET     "/api/v1/webrtc/connections/{pc_id}/stats"    => webrtc_api::connection_stats, api, play;
         POST    "/api/v1/webrtc/connections/{pc_id}/close"    => webrtc_api::close_connection, api, needs StreamsAdmin;
         POST    "/api/v1/webrtc/connections/{pc_id}/quality"  => webrtc_api::set_quality, api, needs StreamsAdmin;
         POST    "/whep/streams/{stream_id}"                   => whep::play_stream, api, session;

@@ -276,8 +276,16 @@ pub async fn close_connection(state: web::Data<AppState>, path: web::Path<String
 
 /// Close every connection.
 #[utoipa::path(post, path = "/api/v1/webrtc/connections/close-all", tag = "webrtc", responses((status = 200, description = "how many closed")))]
-pub async fn close_all(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn close_all(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let closed = service(&state)?.close_all().await;
+    let caller = crate::access::caller_of(&req);
+    crate::access::audit(
+        &*state.notifier,
+        "close_all",
+        &caller.name,
+        &format!("{closed} connections"),
+        "done",
+    );
     Ok(HttpResponse::Ok().json(json!({"closed": closed})))
 }
 

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::sections::{HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer};
+use crate::config::sections::{
+    AuthLayer, HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer,
+};
 
 /// Store content the IPFS way and stream it.
 #[derive(Parser, Debug)]
@@ -19,8 +21,8 @@ pub struct Cli {
 /// Options every command takes: the config file, and the `[store]` and `[log]` sections.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// A TOML config file, in sections: [store], [log], [http], [notifications], [monitoring],
-    /// [webrtc] (see the README).
+    /// A TOML config file, in sections: [store], [log], [http], [auth], [notifications],
+    /// [monitoring], [webrtc] (see the README).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(flatten, next_help_heading = "[store]")]
@@ -32,7 +34,7 @@ pub struct GlobalOptions {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeOptions),
+    Serve(Box<ServeOptions>),
     /// Add a file (or stdin with `-`); prints `added <CID> <name>`.
     Add {
         /// File to add, or `-` for standard input.
@@ -89,6 +91,38 @@ pub enum Command {
         #[command(subcommand)]
         action: CarCommand,
     },
+    /// Access tokens: create, list, revoke (works while the server runs).
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token; prints it on the last line (-q: only the token). It is shown once: only its
+    /// hash is kept.
+    Create {
+        /// A scope it carries (repeat for several): content:read, content:write, content:delete,
+        /// streams:write, streams:admin, notifications:read, notifications:publish, metrics:read,
+        /// admin.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// How long it stays valid: 90s, 15m, 12h, 30d, 2w (forever when not given).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// A name for audits and `token ls` (letters, digits, '.', '_', '-'); token-<id> when
+        /// not given.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List tokens: name, id, scopes, expiry, last use and state (never the secret).
+    Ls,
+    /// Revoke a token by name or id: a running server refuses it within a second.
+    Revoke { name_or_id: String },
 }
 
 /// Options of the server, by section. Each falls back to its variable, the config file, then
@@ -97,6 +131,8 @@ pub enum Command {
 pub struct ServeOptions {
     #[command(flatten, next_help_heading = "[http]")]
     pub http: HttpLayer,
+    #[command(flatten, next_help_heading = "[auth]")]
+    pub auth: AuthLayer,
     #[command(flatten, next_help_heading = "[notifications]")]
     pub notifications: NotificationsLayer,
     #[command(flatten, next_help_heading = "[monitoring]")]
@@ -162,4 +198,8 @@ pub struct SimulateOptions {
     /// Seed of the random choices, for repeatable runs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A token with content:write (and admin, to inject faults) for a server with access control
+    /// on.
+    #[arg(long, env = "IPFS_STREAM_TOKEN")]
+    pub token: Option<String>,
 }

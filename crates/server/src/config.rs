@@ -1,4 +1,4 @@
-//! The configuration, in sections (`[store]`, `[log]`, `[http]`, `[notifications]`,
+//! The configuration, in sections (`[store]`, `[log]`, `[http]`, `[auth]`, `[notifications]`,
 //! `[monitoring]`, `[webrtc]`): each key from its flag, else its `IPFS_STREAM_*` variable, else
 //! the TOML file named by `--config`, else its default, in one merge; then each section checks
 //! its values, and an error names the key at fault.
@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use section::Section;
-pub use sections::{Http, Log, LogFormat, Monitoring, Notifications, Store, WebRtc};
-use sections::{HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer};
+pub use sections::{Auth, AuthSetting, Http, Log, LogFormat, Monitoring, Notifications, Store, WebRtc};
+use sections::{AuthLayer, HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer};
 
 use crate::cli::{GlobalOptions, ServeOptions};
 use crate::error::Error;
@@ -24,6 +24,7 @@ pub struct Config {
     pub store: Store,
     pub log: Log,
     pub http: Http,
+    pub auth: Auth,
     pub notifications: Notifications,
     pub monitoring: Monitoring,
     pub webrtc: WebRtc,
@@ -39,6 +40,8 @@ struct FileConfig {
     log: LogLayer,
     #[serde(default)]
     http: HttpLayer,
+    #[serde(default)]
+    auth: AuthLayer,
     #[serde(default)]
     notifications: NotificationsLayer,
     #[serde(default)]
@@ -146,6 +149,7 @@ impl Config {
             store: global.store.clone().over(file.store).resolve(),
             log: global.log.clone().over(file.log).resolve(),
             http: serve.http.over(file.http).resolve(),
+            auth: serve.auth.over(file.auth).resolve(),
             notifications: serve.notifications.over(file.notifications).resolve(),
             monitoring: serve.monitoring.over(file.monitoring).resolve(),
             webrtc: serve.webrtc.over(file.webrtc).resolve(),
@@ -158,6 +162,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.store.validate().map_err(invalid::<Store>)?;
         self.http.validate().map_err(invalid::<Http>)?;
+        self.auth.validate().map_err(invalid::<Auth>)?;
+        if self.auth.mode == AuthSetting::Off && !self.http.listen.ip().is_loopback() {
+            return Err(invalid::<Auth>(Invalid {
+                key: "mode",
+                problem: format!(
+                    "off is refused unless the server listens on loopback only (listen is {})",
+                    self.http.listen
+                ),
+            }));
+        }
         self.notifications.validate().map_err(invalid::<Notifications>)?;
         self.monitoring.validate().map_err(invalid::<Monitoring>)?;
         self.webrtc.validate().map_err(invalid::<WebRtc>)
@@ -169,6 +183,25 @@ impl Config {
             max_upload_bytes: self.http.max_upload_bytes,
             notification_idle_timeout: Duration::from_secs(self.notifications.idle_timeout_secs),
             record_streams: self.monitoring.record_streams,
+        }
+    }
+
+    /// How routes are guarded (the credentials themselves are the wiring's).
+    pub fn access(&self) -> controllers::access::AccessSettings {
+        controllers::access::AccessSettings {
+            mode: match self.auth.mode {
+                AuthSetting::Tokens => controllers::access::AuthMode::Tokens,
+                AuthSetting::Off => controllers::access::AuthMode::Off,
+            },
+            public_read: self.auth.public_read,
+            public_playback: self.auth.public_playback,
+            allowed_origins: self.auth.allowed_origins.clone(),
+            rates: controllers::rate_limits::RateSettings {
+                per_token: self.auth.rate_limit_per_second,
+                anonymous: self.auth.anon_rate_limit_per_second,
+                burst: self.auth.rate_limit_burst,
+                sessions_per_minute: self.auth.session_rate_limit_per_minute,
+            },
         }
     }
 
@@ -229,6 +262,7 @@ pub fn described_sections() -> Vec<(&'static str, &'static [&'static str], serde
         describe::<Store>(),
         describe::<Log>(),
         describe::<Http>(),
+        describe::<Auth>(),
         describe::<Notifications>(),
         describe::<Monitoring>(),
         describe::<WebRtc>(),

@@ -7,10 +7,12 @@ mod error;
 mod process;
 mod serve;
 mod simulate;
+mod tls;
+mod tokens;
 mod wiring;
 
 use clap::{CommandFactory, FromArgMatches};
-use cli::{CarCommand, Cli, Command, PinCommand, RepoCommand};
+use cli::{CarCommand, Cli, Command, PinCommand, RepoCommand, TokenCommand};
 use config::{Config, LogFormat};
 use error::Error;
 use tracing_subscriber::EnvFilter;
@@ -59,15 +61,7 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
                 sampler: config.sampler(),
                 enabled: config.monitoring.instrumentation,
             };
-            serve::run(
-                services,
-                config.http.listen,
-                config.limits(),
-                monitoring,
-                config.webrtc(),
-                config.webrtc.threads,
-            )
-            .await?
+            serve::run(services, &config, monitoring).await?
         }
         Command::Add {
             path,
@@ -103,6 +97,16 @@ async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
             CarCommand::Export { cid } => commands::car_export(&services, &cid).await?,
             CarCommand::Import { path } => commands::car_import(&services, &path).await?,
         },
+        Command::Token { action } => match action {
+            TokenCommand::Create {
+                scopes,
+                ttl,
+                name,
+                quiet,
+            } => tokens::create(&services.tokens, &scopes, ttl.as_deref(), name, quiet).await?,
+            TokenCommand::Ls => tokens::list(&services.tokens).await?,
+            TokenCommand::Revoke { name_or_id } => tokens::revoke(&services.tokens, &name_or_id).await?,
+        },
     }
     Ok(true)
 }
@@ -111,7 +115,7 @@ fn main() -> std::process::ExitCode {
     let matches = config::with_defaults_in_help(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let serve = match &cli.command {
-        Command::Serve(options) => Some(options),
+        Command::Serve(options) => Some(options.as_ref()),
         _ => None,
     };
     let config::Loaded { config, warnings } = match Config::load(&cli.global, serve) {

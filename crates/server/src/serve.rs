@@ -1,14 +1,14 @@
 //! `ipfs-stream serve`: the HTTP server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use model::monitoring::{Sampler, SamplerConfig};
 
-use actix_web::{App, HttpServer};
+use actix_web::HttpServer;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::process::ProcSelf;
 use crate::wiring::Services;
@@ -23,14 +23,18 @@ pub struct Monitoring {
     pub enabled: bool,
 }
 
-pub async fn run(
-    services: Services,
-    listen: SocketAddr,
-    limits: controllers::Limits,
-    monitoring: Monitoring,
-    mut webrtc: model::webrtc::WebRtcConfig,
-    webrtc_threads: usize,
-) -> Result<(), Error> {
+pub async fn run(services: Services, config: &Config, monitoring: Monitoring) -> Result<(), Error> {
+    let listen = config.http.listen;
+    let mut webrtc = config.webrtc();
+    let webrtc_threads = config.webrtc.threads;
+    let access = access_control(&services, config).await?;
+    let tls = config
+        .http
+        .tls_cert
+        .as_deref()
+        .zip(config.http.tls_key.as_deref())
+        .map(crate::tls::server_config)
+        .transpose()?;
     match crate::process::raise_open_files_limit() {
         Ok((before, limit)) => {
             tracing::info!(before, limit, "open files limit");
@@ -75,7 +79,8 @@ pub async fn run(
     );
     let store_counters = services.content.store_counters();
     let mut state = controllers::AppState::new(services.content, services.metrics, services.hub)
-        .with_limits(limits)
+        .with_limits(config.limits())
+        .with_access(access)
         .with_monitoring(
             services.live,
             services.history,
@@ -88,26 +93,22 @@ pub async fn run(
     state = state.with_webrtc(Arc::new(webrtc_hub.clone()));
     let sampling = monitoring.enabled.then(|| sampler.spawn());
     let instrumented = monitoring.enabled;
-    let server = HttpServer::new(move || {
-        let state = state.clone();
-        App::new()
-            .wrap(actix_web::middleware::Condition::new(
-                instrumented,
-                actix_web::middleware::from_fn(controllers::prometheus_metrics::record_requests),
-            ))
-            .configure(move |cfg| controllers::configure(cfg, state))
-    })
-    // Small replies (range requests, JSON) go out at once instead of waiting on delayed ACKs.
-    .on_connect(|connection, _| {
-        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-        }
-    })
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-    // Signals are ours (below): installed before the address is announced, so a signal sent as
-    // soon as the server is up is never missed.
-    .disable_signals()
-    .bind(listen)
+    let server = HttpServer::new(move || controllers::app(state.clone(), instrumented))
+        // Small replies (range requests, JSON) go out at once instead of waiting on delayed ACKs.
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        // Signals are ours (below): installed before the address is announced, so a signal sent as
+        // soon as the server is up is never missed.
+        .disable_signals();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(listen, tls),
+        None => server.bind(listen),
+    }
     .map_err(|e| Error::io(format!("cannot listen on {listen}"), e))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::io("installing a SIGTERM handler", e))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing a SIGINT handler", e))?;
@@ -123,7 +124,7 @@ pub async fn run(
     });
     for address in addresses {
         // Tests and scripts read the bound address (the port may be 0 in the options).
-        println!("listening on http://{address}");
+        println!("listening on {scheme}://{address}");
         tracing::info!(%address, "listening");
     }
     let served = server.await;
@@ -136,4 +137,24 @@ pub async fn run(
     served.map_err(|e| Error::io("server", e))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Access control as configured; with tokens on a data directory that has none, the first
+/// `admin` token is made and written beside the data.
+async fn access_control(services: &Services, config: &Config) -> Result<controllers::access::AccessControl, Error> {
+    let settings = config.access();
+    if settings.mode == controllers::access::AuthMode::Off {
+        tracing::warn!(
+            listen = %config.http.listen,
+            "authentication is off: anyone who reaches this address may do everything (origins are still checked)"
+        );
+        return Ok(controllers::access::AccessControl::new(settings, None));
+    }
+    if let Some(path) = crate::tokens::write_first_admin(&services.tokens, &config.store.data_dir).await? {
+        tracing::info!(path = %path.display(), "first admin token written (readable by its owner only)");
+    }
+    Ok(controllers::access::AccessControl::new(
+        settings,
+        Some(services.tokens.clone()),
+    ))
 }

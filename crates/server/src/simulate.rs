@@ -98,8 +98,15 @@ fn validate(options: &SimulateOptions) -> Result<String, Error> {
 
 pub async fn run(options: SimulateOptions) -> Result<(), Error> {
     let base = validate(&options)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &options.token {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| Error::Config("--token: not a valid header value".into()))?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(options.duration + 30))
+        .default_headers(headers)
         .build()
         .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
     let mut rng = StdRng::seed_from_u64(options.seed);
@@ -430,6 +437,7 @@ mod tests {
             fault_at: 5,
             fault_duration: 2,
             seed: 1,
+            token: None,
         }
     }
 

@@ -4,13 +4,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::access::{JwtKey, JwtVerifier, TokenService};
 use model::content::{BlockStore, ContentNode};
 use model::faults::Faults;
 use model::monitoring::LiveStats;
 use model::notifications::NotificationHub;
 use model::stream_records::BatchedStreamMetrics;
 use persistence::{
-    FsBlockStore, KuboBlockStore, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords, database,
+    FsBlockStore, KuboBlockStore, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords,
+    SqlTokens, database,
 };
 
 use crate::config::Config;
@@ -28,6 +30,8 @@ pub struct Services {
     pub history: Arc<SqlMetricsHistory>,
     /// Present when the configuration allows fault injection.
     pub faults: Option<Arc<Faults>>,
+    /// Access tokens (and JWTs, when configured).
+    pub tokens: Arc<TokenService>,
 }
 
 /// Whether the process serves live clients (the server) or runs one command.
@@ -69,6 +73,7 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         max_age: options.retention_age(),
         max_records: options.monitoring.max_stream_records,
     };
+    let tokens = Arc::new(token_service(options, SqlTokens::new(pool.clone()))?);
     let metrics = Arc::new(BatchedStreamMetrics::start(
         Arc::new(SqlStreamRecords::new(pool.clone())),
         retention,
@@ -80,5 +85,25 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         live: Arc::new(LiveStats::default()),
         history: Arc::new(SqlMetricsHistory::new(pool)),
         faults,
+        tokens,
     })
+}
+
+/// The server's tokens, and the JWTs of the configured identity provider.
+fn token_service(options: &Config, repository: SqlTokens) -> Result<TokenService, Error> {
+    let tokens = TokenService::new(Arc::new(repository));
+    let auth = &options.auth;
+    let (key, source) = match (&auth.jwt_public_key, &auth.jwt_hs256_secret_file) {
+        (Some(path), _) => (JwtKey::PublicPem(read_key(path)?), path),
+        (None, Some(path)) => (JwtKey::Hs256Secret(read_key(path)?.trim_ascii().to_vec()), path),
+        (None, None) => return Ok(tokens),
+    };
+    let audience = auth.jwt_audience.as_deref().unwrap_or_default();
+    let verifier = JwtVerifier::new(key, audience).map_err(|e| Error::Config(format!("{}: {e}", source.display())))?;
+    tracing::info!(key = %source.display(), audience, "JWTs of an identity provider are accepted");
+    Ok(tokens.with_jwt(verifier))
+}
+
+fn read_key(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
 }

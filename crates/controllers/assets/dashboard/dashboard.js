@@ -199,9 +199,8 @@ function onNotification(message) {
   addFeed("notifications", `${kind} ${summary}`, null, message.timestamp);
 }
 
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/notifications`);
+async function connect() {
+  const socket = new WebSocket(await IpfsStreamAuth.socketUrl("/ws/notifications"));
   let keepAlive;
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -233,7 +232,7 @@ async function loadRange(seconds) {
   const metrics = CHARTS.flatMap((c) => c.series.map(([m]) => m));
   const byTime = new Map();
   await Promise.all(metrics.map(async (metric) => {
-    const response = await fetch(`/api/v1/metrics/history?metric=${metric}&since=${since}&until=${until}&step=${step}`);
+    const response = await IpfsStreamAuth.fetch(`/api/v1/metrics/history?metric=${metric}&since=${since}&until=${until}&step=${step}`);
     if (!response.ok) return;
     const body = await response.json();
     for (const p of body.points) {
@@ -243,14 +242,14 @@ async function loadRange(seconds) {
   }));
   const live = state.samples.filter((s) => s.t * 1000 >= until);
   state.samples = [...byTime.entries()].sort((a, b) => a[0] - b[0]).map(([t, values]) => ({ t: t / 1000, values })).concat(live);
-  const analytics = await fetch(`/api/v1/analytics?since=${since}&limit=200`).then((r) => r.ok ? r.json() : { anomalies: [] });
+  const analytics = await IpfsStreamAuth.fetch(`/api/v1/analytics?since=${since}&limit=200`).then((r) => r.ok ? r.json() : { anomalies: [] });
   state.anomalies = analytics.anomalies.map((a) => ({ t: a.at_ms / 1000, metric: a.metric, value: a.value, score: a.score })).reverse();
   scheduleRender();
 }
 
 async function refreshActive() {
   try {
-    const body = await fetch("/api/v1/content/active").then((r) => r.json());
+    const body = await IpfsStreamAuth.fetch("/api/v1/content/active").then((r) => r.json());
     const rows = $("active-rows");
     rows.innerHTML = "";
     if (!body.active.length) {

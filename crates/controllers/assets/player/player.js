@@ -126,12 +126,12 @@ async function playWhep(form) {
     const pending = complete ? [] : peer.candidates;
     let resource = null;
     const trickle = (candidates) => {
-      fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
+      IpfsStreamAuth.fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag" },
         body: sdpfrag(pc, candidates) }).catch(() => {});
     };
     peer.onCandidate = (candidate) => { if (resource) trickle([candidate]); else pending.push(candidate); };
     const progressive = form.progressive == null ? "" : `&use_progressive_loading=${form.progressive}`;
-    answered = fetch(`${target}?quality=${form.quality}${progressive}`, {
+    answered = IpfsStreamAuth.fetch(`${target}?quality=${form.quality}${progressive}`, {
       method: "POST",
       headers: { "Content-Type": "application/sdp" },
       body: complete ? pc.localDescription.sdp : offer.sdp,
@@ -160,7 +160,7 @@ async function playWhep(form) {
       close: async () => {
         pc.close();
         // keepalive: the DELETE still goes out when the page is being unloaded.
-        if (location) fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
+        if (location) fetch(location, { method: "DELETE", keepalive: true, headers: bearerHeaders() }).catch(() => {});
       },
     };
   } catch (error) {
@@ -169,17 +169,22 @@ async function playWhep(form) {
     if (answered) {
       answered.then((response) => {
         const location = response.status === 201 && response.headers.get("Location");
-        if (location) fetch(location, { method: "DELETE", keepalive: true }).catch(() => {});
+        if (location) fetch(location, { method: "DELETE", keepalive: true, headers: bearerHeaders() }).catch(() => {});
       }).catch(() => {});
     }
     throw error;
   }
 }
 
-function playWebSocket(form) {
+// The token's header for requests that must not stop to ask for one (those sent on unload).
+function bearerHeaders() {
+  return IpfsStreamAuth.token() ? { Authorization: `Bearer ${IpfsStreamAuth.token()}` } : {};
+}
+
+async function playWebSocket(form) {
+  const url = await IpfsStreamAuth.socketUrl("/ws/webrtc");
   return new Promise((resolve, reject) => {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${location.host}/ws/webrtc`);
+    const ws = new WebSocket(url);
     let pc = null;
     let pcId = null;
     ws.onerror = () => reject(new Error("the signaling socket failed"));
@@ -244,7 +249,7 @@ async function refresh() {
     }
   });
   if (session.pcId) {
-    const response = await fetch(`/api/v1/webrtc/connections/${session.pcId}/stats`).catch(() => null);
+    const response = await IpfsStreamAuth.fetch(`/api/v1/webrtc/connections/${session.pcId}/stats`).catch(() => null);
     if (response && response.ok) {
       const stats = await response.json();
       $("fill").textContent = `${Math.round(stats.buffer.fill_level * 100)} % (target ${stats.buffer.buffer_target})`;

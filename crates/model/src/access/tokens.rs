@@ -202,10 +202,9 @@ impl TokenService {
         let name = new.name.unwrap_or_else(|| format!("token-{}", &id[..8]));
         validate_name(&name)?;
         let created_at_ms = now_ms();
-        let expires_at_ms = match new.ttl {
-            Some(ttl) => Some(created_at_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))),
-            None => None,
-        };
+        let expires_at_ms = new
+            .ttl
+            .map(|ttl| created_at_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)));
         let bearer = format!("{PREFIX}{id}_{secret}");
         let token = StoredToken {
             secret_sha256: TokenSecret {

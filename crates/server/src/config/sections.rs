@@ -89,11 +89,20 @@ config_section! {
         /// Largest upload accepted, in bytes; larger gets 413 and stores nothing.
         #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES")]
         max_upload_bytes: u64 = controllers::Limits::default().max_upload_bytes,
+        /// PEM certificate chain: serve HTTPS (with tls_key) instead of HTTP.
+        #[arg(long, env = "IPFS_STREAM_TLS_CERT")]
+        tls_cert: PathBuf,
+        /// PEM private key of tls_cert.
+        #[arg(long, env = "IPFS_STREAM_TLS_KEY")]
+        tls_key: PathBuf,
     }
 }
 
 impl Http {
     pub fn validate(&self) -> Result<(), Invalid> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid("tls_cert", "tls_cert and tls_key go together"));
+        }
         at_least_one("max_upload_bytes", self.max_upload_bytes)
     }
 }
@@ -211,5 +220,87 @@ impl WebRtc {
             return Err(invalid("threads", "at most 64"));
         }
         Ok(())
+    }
+}
+
+/// Whether requests must carry a credential.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthSetting {
+    /// Routes that need a scope need a token, a JWT or a ticket.
+    Tokens,
+    /// No credentials: everyone may do everything (loopback listen addresses only).
+    Off,
+}
+
+config_section! {
+    /// `[auth]`: who may use which route, cross-site requests, and limits per caller.
+    "auth" => Auth, AuthLayer {
+        /// Credentials: tokens (routes that need a scope need a token, JWT or ticket) or off
+        /// (everyone may do everything; refused unless the server listens on loopback only).
+        #[arg(long = "auth", env = "IPFS_STREAM_AUTH", value_enum)]
+        mode: AuthSetting = AuthSetting::Tokens,
+        /// Anyone may read content by CID (gateway, /ws/stream, /sse/stream); false: content:read
+        /// is needed.
+        #[arg(long, env = "IPFS_STREAM_PUBLIC_READ", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        public_read: bool = controllers::access::AccessSettings::default().public_read,
+        /// Anyone may play a CID or a stream (WHEP, /ws/webrtc, /player); false: content:read is
+        /// needed.
+        #[arg(long, env = "IPFS_STREAM_PUBLIC_PLAYBACK", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        public_playback: bool = controllers::access::AccessSettings::default().public_playback,
+        /// Origins besides the server's own whose pages may call the API, comma-separated
+        /// (https://app.example:8443).
+        #[arg(long, env = "IPFS_STREAM_ALLOWED_ORIGINS", value_delimiter = ',')]
+        allowed_origins: Vec<String> = Vec::new(),
+        /// PEM public key (Ed25519, P-256 or RSA) of an identity provider whose JWTs are accepted.
+        #[arg(long, env = "IPFS_STREAM_JWT_PUBLIC_KEY")]
+        jwt_public_key: PathBuf,
+        /// File holding the HS256 secret (32 bytes or more) of accepted JWTs.
+        #[arg(long, env = "IPFS_STREAM_JWT_HS256_SECRET_FILE")]
+        jwt_hs256_secret_file: PathBuf,
+        /// The audience (aud) an accepted JWT must name.
+        #[arg(long, env = "IPFS_STREAM_JWT_AUDIENCE")]
+        jwt_audience: String,
+        /// Requests per second of one token or JWT subject (0: no limit).
+        #[arg(long, env = "IPFS_STREAM_RATE_LIMIT_PER_SECOND")]
+        rate_limit_per_second: u32 = controllers::rate_limits::RateSettings::default().per_token,
+        /// Requests per second of one client address without a credential (0: no limit).
+        #[arg(long, env = "IPFS_STREAM_ANON_RATE_LIMIT_PER_SECOND")]
+        anon_rate_limit_per_second: u32 = controllers::rate_limits::RateSettings::default().anonymous,
+        /// Requests a caller may make at once above its rate.
+        #[arg(long, env = "IPFS_STREAM_RATE_LIMIT_BURST")]
+        rate_limit_burst: u32 = controllers::rate_limits::RateSettings::default().burst,
+        /// New WebRTC sessions per minute of one caller (0: no limit).
+        #[arg(long, env = "IPFS_STREAM_SESSION_RATE_LIMIT_PER_MINUTE")]
+        session_rate_limit_per_minute: u32 = controllers::rate_limits::RateSettings::default().sessions_per_minute,
+    }
+}
+
+impl Auth {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for origin in &self.allowed_origins {
+            let parsed = url::Url::parse(origin).map_err(|e| invalid("allowed_origins", format!("{origin:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.origin().ascii_serialization() != *origin {
+                return Err(invalid(
+                    "allowed_origins",
+                    format!(
+                        "{origin:?} is not an origin: scheme://host[:port], without a path (e.g. {})",
+                        parsed.origin().ascii_serialization()
+                    ),
+                ));
+            }
+        }
+        if self.jwt_public_key.is_some() && self.jwt_hs256_secret_file.is_some() {
+            return Err(invalid(
+                "jwt_public_key",
+                "set jwt_public_key or jwt_hs256_secret_file, not both",
+            ));
+        }
+        let jwt_key = self.jwt_public_key.is_some() || self.jwt_hs256_secret_file.is_some();
+        match (jwt_key, self.jwt_audience.as_deref()) {
+            (true, None | Some("")) => Err(invalid("jwt_audience", "JWTs are accepted only for a named audience")),
+            (false, Some(_)) => Err(invalid("jwt_audience", "needs jwt_public_key or jwt_hs256_secret_file")),
+            _ => Ok(()),
+        }
     }
 }
