@@ -85,6 +85,12 @@ pub async fn guard(
     }
 
     let requirement = access.requirement(&control.settings);
+    let address = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.ip());
+    if control.settings.mode == AuthMode::Tokens
+        && let Err(wait) = control.rate_limits.credentials_allowed(address)
+    {
+        return Ok(too_many(req, &state, policy.label, wait).map_into_right_body());
+    }
     let caller = match control.settings.mode {
         AuthMode::Off => Some(Caller::unauthenticated()),
         AuthMode::Tokens => match authenticate(&req, &state, upgrade).await {
@@ -94,6 +100,7 @@ pub async fn guard(
             }
             Ok(Some(Ok(caller))) => Some(caller),
             Ok(Some(Err((refusal, name)))) => {
+                control.rate_limits.credential_refused(address);
                 return Ok(unauthorized(req, &state, policy.label, refusal, name).map_into_right_body());
             }
             Err(error) => {
@@ -140,26 +147,12 @@ pub async fn guard(
         return Ok(response.map_into_right_body());
     }
 
-    let address = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.ip());
     let key = match &caller {
         Some(caller) if !caller.key.is_empty() => RateKey::Caller(&caller.key),
         _ => RateKey::Address(address),
     };
     if let Err(wait) = control.rate_limits.check(key, access == Access::Session) {
-        state.prometheus_metrics.rate_limited(policy.label);
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response = req.into_response(
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests: retry in {seconds} s"),
-            )
-            .error_response(),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header_value(&seconds.to_string()));
-        return Ok(with_common_headers(response).map_into_right_body());
+        return Ok(too_many(req, &state, policy.label, wait).map_into_right_body());
     }
 
     if let Some(caller) = caller {
@@ -225,6 +218,24 @@ async fn authenticate(
         ));
     }
     Ok(None)
+}
+
+/// 429 with `Retry-After` in whole seconds.
+fn too_many(req: ServiceRequest, state: &AppState, label: &'static str, wait: std::time::Duration) -> ServiceResponse {
+    state.prometheus_metrics.rate_limited(label);
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = req.into_response(
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests: retry in {seconds} s"),
+        )
+        .error_response(),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header_value(&seconds.to_string()));
+    with_common_headers(response)
 }
 
 /// 401 with RFC 6750's `WWW-Authenticate` and the problem named in the body. A credential that

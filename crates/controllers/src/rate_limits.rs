@@ -2,16 +2,25 @@
 //! requests, on requests and on new WebRTC sessions. A refused request gets 429 and
 //! `Retry-After`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 type Buckets = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// Refused credentials an address may present per second (and at once) before its next ones are
+/// refused unread: each one costs a lookup in the token store.
+const FAILURES_PER_SECOND: u32 = 10;
+const FAILURE_BURST: u32 = 50;
+/// How long an address that went past that is refused.
+const FAILURE_PENALTY: Duration = Duration::from_secs(10);
 
 /// Checks between two sweeps of buckets that are full again (so that the key map does not grow
 /// with every address ever seen).
@@ -63,6 +72,10 @@ pub struct RateLimits {
     per_token: Option<Buckets>,
     anonymous: Option<Buckets>,
     sessions: Option<Buckets>,
+    /// Off with the anonymous limit (`anonymous = 0`).
+    failures: Option<RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>>,
+    /// Addresses refused unread until the instant given.
+    penalized: Mutex<HashMap<IpAddr, Instant>>,
     checks: AtomicU64,
 }
 
@@ -81,7 +94,39 @@ impl RateLimits {
             per_token: buckets(per_second(settings.per_token, settings.burst.max(settings.per_token))),
             anonymous: buckets(per_second(settings.anonymous, settings.burst.max(settings.anonymous))),
             sessions: buckets(NonZeroU32::new(settings.sessions_per_minute).map(Quota::per_minute)),
+            failures: (settings.anonymous > 0).then(|| {
+                RateLimiter::keyed(
+                    Quota::per_second(NonZeroU32::new(FAILURES_PER_SECOND).expect("non-zero"))
+                        .allow_burst(NonZeroU32::new(FAILURE_BURST).expect("non-zero")),
+                )
+            }),
+            penalized: Mutex::new(HashMap::new()),
             checks: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(wait)` while `address` may not present credentials: it presented too many refused
+    /// ones lately.
+    pub fn credentials_allowed(&self, address: IpAddr) -> Result<(), Duration> {
+        let penalized = self.penalized.lock().expect("penalized lock");
+        match penalized.get(&address) {
+            Some(until) if *until > Instant::now() => Err(*until - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a refused credential from `address`; past the allowance the address is refused
+    /// unread for a while.
+    pub fn credential_refused(&self, address: IpAddr) {
+        if self
+            .failures
+            .as_ref()
+            .is_some_and(|failures| failures.check_key(&address).is_err())
+        {
+            let mut penalized = self.penalized.lock().expect("penalized lock");
+            let now = Instant::now();
+            penalized.retain(|_, until| *until > now);
+            penalized.insert(address, now + FAILURE_PENALTY);
         }
     }
 
@@ -91,6 +136,10 @@ impl RateLimits {
             for buckets in [&self.per_token, &self.anonymous, &self.sessions].into_iter().flatten() {
                 buckets.retain_recent();
                 buckets.shrink_to_fit();
+            }
+            if let Some(failures) = &self.failures {
+                failures.retain_recent();
+                failures.shrink_to_fit();
             }
         }
         let (buckets, key) = match key {
@@ -136,6 +185,25 @@ mod tests {
         // One new session a minute: the second is refused though requests remain.
         let address = RateKey::Address(IpAddr::from([127, 0, 0, 1]));
         assert!(limits.check(address, true).unwrap_err() > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_address_presenting_many_refused_credentials_is_refused_unread() {
+        let limits = RateLimits::new(&RateSettings::default());
+        let address = IpAddr::from([10, 0, 0, 9]);
+        for _ in 0..FAILURE_BURST {
+            limits.credential_refused(address);
+        }
+        assert!(limits.credentials_allowed(address).is_ok());
+        limits.credential_refused(address);
+        let wait = limits.credentials_allowed(address).unwrap_err();
+        assert!(wait > Duration::from_secs(5) && wait <= FAILURE_PENALTY, "{wait:?}");
+        assert!(limits.credentials_allowed(IpAddr::from([10, 0, 0, 10])).is_ok());
+        let unlimited = RateLimits::new(&RateSettings::unlimited());
+        for _ in 0..=FAILURE_BURST {
+            unlimited.credential_refused(address);
+        }
+        assert!(unlimited.credentials_allowed(address).is_ok());
     }
 
     #[test]

@@ -669,3 +669,38 @@ async fn a_flooding_client_gets_429_with_retry_after_and_recovers() {
         StatusCode::OK
     );
 }
+
+#[actix_web::test]
+async fn an_address_guessing_tokens_is_refused_unread() {
+    let callers = callers().await;
+    let app = guarded_app(
+        AccessSettings {
+            rates: RateSettings::default(),
+            ..settings(true)
+        },
+        Some(callers.tokens.clone()),
+    )
+    .await;
+    let guess = |n: u32| {
+        test::TestRequest::get()
+            .uri("/api/v1/auth/whoami")
+            .peer_addr("10.0.0.8:5000".parse().unwrap())
+            .insert_header(("Authorization", format!("Bearer ist_{n:016x}_{}", "0".repeat(64))))
+    };
+    let mut statuses = Vec::new();
+    for n in 0..60 {
+        statuses.push(answer(&app, guess(n)).await.0);
+    }
+    assert!(statuses[..50].iter().all(|status| *status == StatusCode::UNAUTHORIZED));
+    assert_eq!(statuses[59], StatusCode::TOO_MANY_REQUESTS);
+    // Another address is not held back.
+    let (status, _) = answer(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/v1/auth/whoami")
+            .peer_addr("10.0.0.9:5000".parse().unwrap())
+            .insert_header(("Authorization", format!("Bearer {}", callers.admin.bearer))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
