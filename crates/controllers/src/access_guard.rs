@@ -89,6 +89,7 @@ pub async fn guard(
     if control.settings.mode == AuthMode::Tokens
         && let Err(wait) = control.rate_limits.credentials_allowed(address)
     {
+        control.rate_limits.hold().await;
         return Ok(too_many(req, &state, policy.label, wait).map_into_right_body());
     }
     let caller = match control.settings.mode {
@@ -152,6 +153,7 @@ pub async fn guard(
         _ => RateKey::Address(address),
     };
     if let Err(wait) = control.rate_limits.check(key, access == Access::Session) {
+        control.rate_limits.hold().await;
         return Ok(too_many(req, &state, policy.label, wait).map_into_right_body());
     }
 

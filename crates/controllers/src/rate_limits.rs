@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -21,6 +21,14 @@ const FAILURES_PER_SECOND: u32 = 10;
 const FAILURE_BURST: u32 = 50;
 /// How long an address that went past that is refused.
 const FAILURE_PENALTY: Duration = Duration::from_secs(10);
+
+/// A caller over its rate waits this long for its 429 (the least `Retry-After` can say): a client
+/// flooding over a few connections then sends a few requests a second, not thousands of refusals
+/// that each cost the server as much as an answer.
+const HOLD: Duration = Duration::from_secs(1);
+/// Refusals held at once at most; past that they are answered at once (held ones keep a
+/// connection each).
+const HOLD_SLOTS: usize = 4096;
 
 /// Checks between two sweeps of buckets that are full again (so that the key map does not grow
 /// with every address ever seen).
@@ -76,6 +84,7 @@ pub struct RateLimits {
     failures: Option<RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>>,
     /// Addresses refused unread until the instant given.
     penalized: Mutex<HashMap<IpAddr, Instant>>,
+    held: AtomicUsize,
     checks: AtomicU64,
 }
 
@@ -101,8 +110,18 @@ impl RateLimits {
                 )
             }),
             penalized: Mutex::new(HashMap::new()),
+            held: AtomicUsize::new(0),
             checks: AtomicU64::new(0),
         }
+    }
+
+    /// Holds a refused caller for [`HOLD`] before it gets its 429, while fewer than
+    /// [`HOLD_SLOTS`] are held.
+    pub async fn hold(&self) {
+        if self.held.fetch_add(1, Ordering::Relaxed) < HOLD_SLOTS {
+            tokio::time::sleep(HOLD).await;
+        }
+        self.held.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// `Err(wait)` while `address` may not present credentials: it presented too many refused
