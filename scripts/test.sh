@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
 # metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
-# with the reference JavaScript UnixFS importer, and the dashboard and the WebRTC player in headless Chromium.
+# with the reference JavaScript UnixFS importer, the dashboard and the WebRTC player in headless Chromium,
+# and a short crash test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,5 @@ node scripts/kubo-client/client.mjs target/debug/ipfs-stream
 node scripts/importer-parity/parity.mjs target/debug/ipfs-stream "${PARITY_CASES:-24}"
 node tests/browser/dashboard.mjs target/debug/ipfs-stream
 node tests/browser/player.mjs target/debug/ipfs-stream
+# A short crash test: SIGKILL under concurrent uploads, nothing acknowledged lost (200 cycles: scripts/crash-test.sh).
+python3 scripts/crash-test/crash_test.py target/debug/ipfs-stream "${CRASH_CYCLES:-15}"

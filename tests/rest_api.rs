@@ -481,3 +481,45 @@ async fn prometheus_metrics_count_requests_and_streams() {
     }
     assert!(!text.contains(cid), "no label carries a CID");
 }
+
+#[tokio::test]
+async fn repo_gc_over_rpc_removes_what_no_pin_reaches() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let client = reqwest::Client::new();
+    let add = |pin: bool, data: Vec<u8>| {
+        client
+            .post(format!("{}/api/v1/content?pin={pin}", server.base))
+            .body(data)
+            .send()
+    };
+    let (_, kept) = json(add(true, bytes(1000, 1)).await.unwrap()).await;
+    let (_, loose) = json(add(false, bytes(600_000, 2)).await.unwrap()).await;
+    let response = client
+        .post(format!("{}/api/v0/repo/gc", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    let removed: Vec<Value> = body.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(removed.len(), 4, "three leaves and their root: {body}");
+    // Keys name blocks by their multihash, as Kubo's do (CIDv1, raw).
+    assert!(
+        removed
+            .iter()
+            .all(|line| line["Key"]["/"].as_str().unwrap().starts_with("bafkrei"))
+    );
+    let gone = client
+        .get(format!("{}/ipfs/{}", server.base, loose["cid"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let still = client
+        .get(format!("{}/ipfs/{}", server.base, kept["cid"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+}

@@ -96,6 +96,7 @@ impl From<model::Error> for ApiError {
             E::HashMismatch(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted_block"),
             E::MalformedBlock { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "malformed_block"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+            E::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             E::Task { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             E::Media(model::media::MediaError::Unsupported(_)) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media")

@@ -323,6 +323,27 @@ pub async fn pin_add(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     Ok(HttpResponse::Ok().json(json!({"Pins": [cid.to_string()]})))
 }
 
+/// Deletes every block not reachable from a pin: one `{"Key": {"/": cid}}` line per block removed
+/// (Kubo's shape).
+#[utoipa::path(
+    post,
+    path = "/api/v0/repo/gc",
+    tag = "kubo-rpc",
+    responses((status = 200, description = "NDJSON, a line per removed block", content_type = "application/json"), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+)]
+pub async fn repo_gc(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
+    let report = state.content.collect_garbage().await?;
+    let caller = crate::access::caller_of(&req);
+    let target = format!("{} blocks removed, {} kept", report.removed.len(), report.kept);
+    crate::access::audit(&*state.notifier, "gc", &caller.name, &target, "done");
+    let mut lines = String::new();
+    for cid in report.removed {
+        lines += &json!({"Key": {"/": cid.to_string()}}).to_string();
+        lines.push('\n');
+    }
+    Ok(HttpResponse::Ok().content_type("application/json").body(lines))
+}
+
 /// Unpins a CID: `{Pins: [cid]}`.
 #[utoipa::path(
     post,

@@ -154,6 +154,7 @@ static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         POST    "/api/v0/pin/add"                             => kubo_rpc::pin_add, api, needs ContentWrite;
         POST    "/api/v0/pin/rm"                              => kubo_rpc::pin_rm, api, needs ContentDelete;
         POST    "/api/v0/pin/ls"                              => kubo_rpc::pin_ls, api, needs ContentRead;
+        POST    "/api/v0/repo/gc"                             => kubo_rpc::repo_gc, api, needs ContentDelete;
         POST    "/api/v0/version"                             => kubo_rpc::version, api, public;
         GET     "/api/v1/metrics/streaming"                   => stream_records_api::summary, api, needs MetricsRead;
         GET     "/api/v1/metrics/streaming/history"           => stream_records_api::history, api, needs MetricsRead;

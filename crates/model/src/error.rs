@@ -73,6 +73,9 @@ pub enum Error {
     /// The server as a whole is at capacity.
     #[error("at capacity: {0}")]
     AtCapacity(String),
+    /// The store's disk (or its database's) is full: nothing of the operation was kept.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// A failure in a storage adapter (disk, database, remote node).
     #[error("store error: {0}")]
     Store(String),

@@ -1,4 +1,4 @@
-//! The SQLite database: one pool, WAL journal, migrations applied on open.
+//! The SQLite database: one pool, WAL journal, synchronous commits, migrations applied on open.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,7 +14,9 @@ pub async fn open(path: &Path) -> Result<SqlitePool, Error> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        // FULL: a committed transaction survives a power loss (NORMAL in WAL mode may lose the
+        // last ones), so a record the server acknowledged stays.
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()

@@ -15,8 +15,28 @@ pub enum Error {
     InvalidRecord(String),
 }
 
+impl Error {
+    /// Whether the failure is a full disk: ENOSPC or EDQUOT from the filesystem, SQLITE_FULL from
+    /// the database.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            }
+            Error::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| code == "13"),
+            _ => false,
+        }
+    }
+}
+
 impl From<Error> for model::Error {
     fn from(e: Error) -> Self {
+        if e.is_storage_full() {
+            return model::Error::StorageFull(e.to_string());
+        }
         model::Error::Store(e.to_string())
     }
 }
@@ -25,5 +45,21 @@ pub(crate) fn io_error(path: &std::path::Path, source: std::io::Error) -> Error 
     Error::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_as_such() {
+        let full = io_error(
+            std::path::Path::new("blocks/ab/x"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(model::Error::from(full), model::Error::StorageFull(m) if m.contains("blocks/ab/x")));
+        let other = io_error(std::path::Path::new("x"), std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(model::Error::from(other), model::Error::Store(_)));
     }
 }

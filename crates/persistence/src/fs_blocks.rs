@@ -5,6 +5,11 @@
 //! Writes go to a batch's own directory under `staging/`; commit renames each file into place
 //! (an atomic step per block), roots last. A block file is therefore either absent or whole under
 //! its final name, and a root never appears before the blocks under it.
+//!
+//! Commit is also the durability point: the staged data is synced, then the other blocks' names,
+//! then the roots' (one `syncfs` of the store's filesystem each, not one `fsync` per block), so
+//! once commit returns the content survives a power loss, and at no moment can a crash leave a
+//! root on disk whose blocks are not.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,6 +67,32 @@ impl FsBlockStore {
         let key = storage_key(cid).to_string();
         self.inner.blocks.join(shard(&key)).join(key)
     }
+}
+
+/// Writes a staged block and starts its writeback at once, so that the sync at commit finds most
+/// of an import already on the device instead of all of it.
+fn write_block(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data)?;
+    // SAFETY: the descriptor is `file`'s, open for the call; SYNC_FILE_RANGE_WRITE only queues
+    // writeback and does not wait for it.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    Ok(())
+}
+
+/// Writes every dirty page and directory entry of the filesystem holding `dir` to its device:
+/// one call for a whole batch, where an `fsync` per block file would wait on the journal once per
+/// block.
+fn sync_filesystem(dir: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir).map_err(|e| io_error(dir, e))?;
+    // SAFETY: `syncfs` only reads the descriptor, which `handle` keeps open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(io_error(dir, std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 fn shard(key: &str) -> &str {
@@ -160,7 +191,7 @@ impl BlockBatch for FsBatch {
         let path = self.dir.join(key.to_string());
         self.staged.push(key);
         self.writes
-            .spawn_blocking(move || std::fs::write(&path, block.data()).map_err(|e| io_error(&path, e)));
+            .spawn_blocking(move || write_block(&path, block.data()).map_err(|e| io_error(&path, e)));
         Ok(())
     }
 
@@ -174,22 +205,30 @@ impl BlockBatch for FsBatch {
                 root_keys.push(key); // a root named twice is renamed once
             }
         }
-        let mut order: Vec<Cid> = self.staged.iter().filter(|k| !root_keys.contains(k)).copied().collect();
-        order.extend(root_keys.iter().filter(|k| self.seen.contains(k)));
+        let others: Vec<Cid> = self.staged.iter().filter(|k| !root_keys.contains(k)).copied().collect();
+        let roots: Vec<Cid> = root_keys.into_iter().filter(|k| self.seen.contains(k)).collect();
         let store = self.store.clone();
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
             let mut made_shards = HashSet::new();
-            for key in order {
-                let target = store.path_of(&key);
-                let parent = target.parent().expect("a block path has a shard directory");
-                if made_shards.insert(parent.to_path_buf()) {
-                    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+            let mut place = |keys: &[Cid]| -> Result<(), Error> {
+                for key in keys {
+                    let target = store.path_of(key);
+                    let parent = target.parent().expect("a block path has a shard directory");
+                    if made_shards.insert(parent.to_path_buf()) {
+                        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+                    }
+                    let staged = dir.join(key.to_string());
+                    std::fs::rename(&staged, &target).map_err(|e| io_error(&staged, e))?;
                 }
-                let staged = dir.join(key.to_string());
-                std::fs::rename(&staged, &target).map_err(|e| io_error(&staged, e))?;
-            }
-            Ok(())
+                Ok(())
+            };
+            // The bytes first, then the names that point at them, roots last.
+            sync_filesystem(&store.inner.blocks)?;
+            place(&others)?;
+            sync_filesystem(&store.inner.blocks)?;
+            place(&roots)?;
+            sync_filesystem(&store.inner.blocks)
         })
         .await
         .map_err(|e| model::Error::task("block commit", e))??;
@@ -201,10 +240,18 @@ impl Drop for FsBatch {
     fn drop(&mut self) {
         self.writes.abort_all();
         // Committed or not, the staging directory goes: after a commit it holds only duplicates.
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove a staging directory");
+        // An aborted import may have left a thousand files: removed off the async threads.
+        let dir = std::mem::take(&mut self.dir);
+        let remove = move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a staging directory");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }

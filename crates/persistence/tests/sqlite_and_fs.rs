@@ -98,8 +98,16 @@ async fn read_all(node: &ContentNode, cid: &cid::Cid, range: ByteRange) -> model
     Ok(parts.concat())
 }
 
-fn staging_is_empty(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir.join("staging")).unwrap().next().is_none()
+/// Whether the staging directory empties (a dropped batch is removed off the async threads, so
+/// give it a moment).
+async fn staging_empties(dir: &std::path::Path) -> bool {
+    for _ in 0..200 {
+        if std::fs::read_dir(dir.join("staging")).unwrap().next().is_none() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
 }
 
 #[tokio::test]
@@ -127,7 +135,7 @@ async fn files_round_trip_through_the_disk_store() {
         data[262_000..263_000]
     );
     assert_eq!(n.store.list().await.unwrap().len() as u64, added.blocks);
-    assert!(staging_is_empty(n._dir.path()));
+    assert!(staging_empties(n._dir.path()).await);
 }
 
 #[tokio::test]
@@ -140,7 +148,7 @@ async fn an_aborted_upload_leaves_no_block_and_no_staging() {
     let err = n.node.add(failing.boxed(), AddRequest::default()).await.unwrap_err();
     assert!(matches!(err, Error::Input(_)));
     assert!(n.store.list().await.unwrap().is_empty());
-    assert!(staging_is_empty(n._dir.path()));
+    assert!(staging_empties(n._dir.path()).await);
 }
 
 #[tokio::test]
@@ -206,7 +214,7 @@ async fn leftover_staging_from_a_crash_is_cleared_on_open() {
     std::fs::create_dir_all(dir.path().join("staging/crashed-batch")).unwrap();
     std::fs::write(dir.path().join("staging/crashed-batch/half"), b"partial").unwrap();
     FsBlockStore::open(dir.path()).await.unwrap();
-    assert!(staging_is_empty(dir.path()));
+    assert!(staging_empties(dir.path()).await);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! sample is then read by its offset, so a range-reading source fetches only what plays. H.264
 //! samples are converted from AVCC to Annex-B, with SPS and PPS before every sync sample.
 
-use std::io::{Read, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,8 +53,81 @@ fn leading_empty_edits(trak: &re_mp4::TrakBox, movie_timescale: u32) -> Duration
     seconds(units.min(i64::MAX as u64) as i64, u64::from(movie_timescale))
 }
 
+/// Boxes whose payload is a sequence of boxes, and how many bytes come before that sequence.
+fn children_offset(kind: &[u8; 4]) -> Option<u64> {
+    match kind {
+        b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" | b"udta" | b"edts" | b"dinf" | b"mvex" | b"moof" | b"traf"
+        | b"mfra" | b"ilst" => Some(0),
+        // A full box: version and flags first.
+        b"meta" => Some(4),
+        // A full box and an entry count, then the sample entries.
+        b"stsd" => Some(8),
+        _ => None,
+    }
+}
+
+/// Containers nested deeper than this are refused (a file of a few bytes per level could
+/// otherwise recurse without end).
+const MAX_BOX_DEPTH: u32 = 24;
+
+/// Checks that every box, at every level the demuxer reads, fits inside its parent and the file:
+/// the MP4 reader allocates by the sizes boxes claim, so a claim larger than the bytes that exist
+/// is refused before it reads.
+fn check_box_sizes(source: &mut dyn MediaSource, start: u64, end: u64, depth: u32) -> MediaResult<()> {
+    if depth > MAX_BOX_DEPTH {
+        return Err(MediaError::Invalid(format!(
+            "MP4: boxes nested deeper than {MAX_BOX_DEPTH}"
+        )));
+    }
+    let mut at = start;
+    while at + 8 <= end {
+        source.seek(SeekFrom::Start(at))?;
+        let mut header = [0u8; 16];
+        source.read_exact(&mut header[..8])?;
+        let kind: [u8; 4] = header[4..8].try_into().expect("four bytes");
+        let (size, header_size) = match u32::from_be_bytes(header[..4].try_into().expect("four bytes")) {
+            // "To the end of the file": the MP4 reader does not support it (it would read the
+            // same header again and again).
+            0 => {
+                return Err(MediaError::Invalid(format!(
+                    "MP4: box {:?} of size 0 (to the end of the file) is not supported",
+                    String::from_utf8_lossy(&kind)
+                )));
+            }
+            1 if at + 16 <= end => {
+                source.read_exact(&mut header[8..16])?;
+                (u64::from_be_bytes(header[8..16].try_into().expect("eight bytes")), 16)
+            }
+            1 => return Err(MediaError::Invalid("MP4: a 64-bit box size past the end".into())),
+            size => (u64::from(size), 8),
+        };
+        if size < header_size || size > end - at {
+            return Err(MediaError::Invalid(format!(
+                "MP4: box {:?} claims {size} bytes where {} remain",
+                String::from_utf8_lossy(&kind),
+                end - at
+            )));
+        }
+        if let Some(offset) = children_offset(&kind)
+            && header_size + offset <= size
+        {
+            let children = check_box_sizes(source, at + header_size + offset, at + size, depth + 1);
+            // QuickTime writes `meta` without the version and flags of ISO's full box.
+            if children.is_err() && &kind == b"meta" {
+                check_box_sizes(source, at + header_size, at + size, depth + 1)?;
+            } else {
+                children?;
+            }
+        }
+        at += size;
+    }
+    Ok(())
+}
+
 impl Mp4Demuxer {
     pub fn open(mut source: Box<dyn MediaSource>, size: u64) -> MediaResult<Self> {
+        check_box_sizes(&mut source, 0, size, 0)?;
+        source.seek(SeekFrom::Start(0))?;
         let mp4 = Mp4::read(&mut source, size).map_err(|e| MediaError::Invalid(format!("MP4: {e}")))?;
         let mut tracks = Vec::new();
         let mut state = Vec::new();

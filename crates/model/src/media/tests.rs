@@ -200,3 +200,27 @@ fn ogg_opus_packets_with_their_durations() {
             .all(|f| f.keyframe && f.duration == Duration::from_millis(20))
     );
 }
+
+/// Inputs the fuzzer found (`scripts/fuzz.sh`), kept under `tests/fixtures/fuzz`: each is refused
+/// by name, within the memory its bytes justify.
+#[test]
+fn fuzzed_inputs_are_refused_without_allocating_by_their_claims() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("demux-") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let size = bytes.len() as u64;
+        let opened = super::open(Box::new(std::io::Cursor::new(bytes)), size);
+        let Err(error) = opened else {
+            panic!("{name}: opened");
+        };
+        assert!(error.to_string().contains("MP4: box"), "{name}: {error}");
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}
