@@ -249,6 +249,11 @@ async fn the_kubo_rpc_subset_answers_in_kubo_shapes() {
 
     let response = client.get(format!("{api}/add")).send().await.unwrap();
     assert_eq!(response.status(), 405, "GET is not allowed, as in Kubo");
+    assert_eq!(
+        response.headers()["allow"],
+        "POST",
+        "a 405 names what is allowed (RFC 9110)"
+    );
 
     let part = reqwest::multipart::Part::bytes(b"hello world\n".to_vec()).file_name("hello.txt");
     let form = reqwest::multipart::Form::new().part("file", part);

@@ -172,11 +172,16 @@ pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
 }
 
 /// JSON 405 for a known path asked with a method it does not take.
-pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
-    ApiError::new(
+/// 405 with the `Allow` header RFC 9110 asks for: the methods the route serves.
+pub fn method_not_allowed(req: &actix_web::HttpRequest, allow: &str) -> HttpResponse {
+    let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
+        format!("{} is not allowed on {} (allowed: {allow})", req.method(), req.path()),
     )
-    .error_response()
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }

@@ -18,7 +18,7 @@ pub struct Binary(Vec<u8>);
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The file's bytes (its part's filename names it).
+    /// The file's bytes (the `name` query parameter names the content).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }

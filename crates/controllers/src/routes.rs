@@ -66,6 +66,18 @@ fn security_of(access: Access) -> Vec<SecurityRequirement> {
     }
 }
 
+/// A refusal of the access guard, with the JSON error body.
+fn refusal_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))),
+        )
+        .build()
+        .into()
+}
+
 /// Adds the operation of a `#[utoipa::path]` handler (with its tags, which utoipa keeps apart, and
 /// the security its access asks), and the schemas it refers to.
 fn add_operation<P>(doc: &mut OpenApi, access: Access)
@@ -74,6 +86,24 @@ where
 {
     let mut operation = P::operation();
     operation.security = Some(security_of(access));
+    if !matches!(access, Access::Public | Access::Read | Access::Play | Access::Session) {
+        for (status, description) in [
+            (
+                "401",
+                "No valid credential (WWW-Authenticate: Bearer error=\"invalid_token\")",
+            ),
+            (
+                "403",
+                "The credential lacks the scope (error=\"insufficient_scope\"), or a foreign Origin",
+            ),
+        ] {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| refusal_response(description));
+        }
+    }
     let tags = operation.tags.get_or_insert_with(Vec::new);
     for tag in P::tags() {
         if !tags.iter().any(|known| known == tag) {
@@ -238,6 +268,18 @@ pub fn label_of(pattern: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteLabel(pub &'static str);
 
+/// The methods each pattern serves, as a 405's `Allow` header lists them.
+static ALLOWED: LazyLock<std::collections::HashMap<&'static str, String>> = LazyLock::new(|| {
+    let mut allowed: std::collections::HashMap<&'static str, Vec<&'static str>> = std::collections::HashMap::new();
+    for route in table() {
+        allowed.entry(route.pattern).or_default().push(route.method.as_str());
+    }
+    allowed
+        .into_iter()
+        .map(|(pattern, methods)| (pattern, methods.join(", ")))
+        .collect()
+});
+
 /// Registers the table: one resource per pattern, in the table's order, with each method's handler
 /// and a JSON 405 for any other method.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -254,11 +296,10 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             resource = resource.route((route.make)());
             label = route.label;
         }
-        cfg.service(
-            resource
-                .app_data(RouteLabel(label))
-                .default_service(web::to(error::method_not_allowed)),
-        );
+        let allow = ALLOWED.get(pattern).map_or("", String::as_str);
+        cfg.service(resource.app_data(RouteLabel(label)).default_service(web::to(
+            move |req: actix_web::HttpRequest| async move { error::method_not_allowed(&req, allow) },
+        )));
     }
 }
 

@@ -25,6 +25,7 @@ const MAX_SDP: usize = 64 * 1024;
 
 /// Playback settings of a WHEP request.
 #[derive(Debug, Default, Deserialize, Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WhepQuery {
     /// `low`, `medium`, `high` or `auto`.
