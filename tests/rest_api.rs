@@ -255,6 +255,18 @@ async fn the_kubo_rpc_subset_answers_in_kubo_shapes() {
         "a 405 names what is allowed (RFC 9110)"
     );
 
+    // An option's value that cannot be used is a malformed argument: 400, in Kubo's error shape.
+    let part = reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt");
+    let response = client
+        .post(format!("{api}/add?chunker="))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["Message"].as_str().unwrap().contains("chunker"), "{error}");
+
     let part = reqwest::multipart::Part::bytes(b"hello world\n".to_vec()).file_name("hello.txt");
     let form = reqwest::multipart::Form::new().part("file", part);
     let response = client

@@ -43,6 +43,9 @@ impl From<model::Error> for KuboError {
     fn from(e: model::Error) -> Self {
         let status = match e {
             model::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            // An option's value that cannot be used (a chunker that is not size-N) is a malformed
+            // argument.
+            model::Error::InvalidOption { .. } => StatusCode::BAD_REQUEST,
             // Kubo answers 500 to everything that is not a malformed request.
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
