@@ -129,8 +129,9 @@ fn is_media_type(content_type: &str) -> bool {
 #[derive(Debug, Deserialize, Validate, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Records to skip.
+    /// Records to skip (at most 2^63 - 1, as the document's int64 says).
     #[serde(default)]
+    #[validate(range(max = 9223372036854775807u64, message = "must be at most 9223372036854775807"))]
     pub offset: u64,
     /// Records to return, 1 to 1000 (default 100).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]

@@ -174,7 +174,9 @@ pub async fn play_cid(
 
 /// Join a created stream over WebRTC.
 #[utoipa::path(post, path = "/whep/streams/{stream_id}", tag = "whep", params(WhepQuery), request_body(content = String, content_type = "application/sdp"),
-    responses((status = 201, description = "SDP answer"), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 201, description = "SDP answer"), (status = 400, description = "A malformed offer or parameter", body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 415, description = "Not application/sdp", body = crate::error::ErrorBody),
+              (status = 429, body = crate::error::ErrorBody)))]
 pub async fn play_stream(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -232,6 +234,7 @@ pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
 /// Trickle ICE candidates into a session.
 #[utoipa::path(patch, path = "/whep/sessions/{pc_id}", tag = "whep", request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
     responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 415, description = "Not application/trickle-ice-sdpfrag", body = crate::error::ErrorBody),
               (status = 412, description = "If-Match does not match the session", body = crate::error::ErrorBody),
               (status = 422, description = "An ICE restart (a username fragment other than the session's): not supported", body = crate::error::ErrorBody)))]
 pub async fn trickle(
