@@ -219,7 +219,12 @@ fn fuzzed_inputs_are_refused_without_allocating_by_their_claims() {
         let Err(error) = opened else {
             panic!("{name}: opened");
         };
-        assert!(error.to_string().contains("MP4: box"), "{name}: {error}");
+        assert!(
+            ["MP4: box", "WebM: a CRC-32"]
+                .iter()
+                .any(|problem| error.to_string().contains(problem)),
+            "{name}: {error}"
+        );
         checked += 1;
     }
     assert!(checked >= 1);

@@ -21,8 +21,61 @@ pub struct WebmDemuxer {
     frame: MkvFrame,
 }
 
+/// The CRC-32 element's id.
+const CRC32_ID: u64 = 0xBF;
+const SEGMENT_ID: u64 = 0x1853_8067;
+
+/// An EBML variable-length integer: its value (with the length marker kept for ids, dropped for
+/// sizes) and its length in bytes.
+fn read_vint(source: &mut dyn MediaSource, keep_marker: bool) -> MediaResult<u64> {
+    let mut first = [0u8; 1];
+    source.read_exact(&mut first)?;
+    let length = first[0].leading_zeros() as usize + 1;
+    if length > 8 {
+        return Err(MediaError::Invalid("WebM: an EBML number longer than 8 bytes".into()));
+    }
+    let mut value = if keep_marker {
+        u64::from(first[0])
+    } else {
+        u64::from(first[0]) & (0xFF >> length)
+    };
+    let mut rest = [0u8; 7];
+    source.read_exact(&mut rest[..length - 1])?;
+    for byte in &rest[..length - 1] {
+        value = value << 8 | u64::from(*byte);
+    }
+    Ok(value)
+}
+
+/// Refuses what the Matroska reader cannot get past: a CRC-32 element first in the Segment (it
+/// reads that element's header again and again).
+fn check_segment_start(source: &mut dyn MediaSource) -> MediaResult<()> {
+    let _ebml = read_vint(source, true)?;
+    let header_size = read_vint(source, false)?;
+    source.seek(std::io::SeekFrom::Current(
+        i64::try_from(header_size).unwrap_or(i64::MAX),
+    ))?;
+    if read_vint(source, true)? != SEGMENT_ID {
+        return Ok(()); // the reader names what is wrong
+    }
+    let _segment_size = read_vint(source, false)?;
+    if read_vint(source, true)? == CRC32_ID {
+        return Err(MediaError::Invalid(
+            "WebM: a CRC-32 element first in the Segment is not supported".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl WebmDemuxer {
-    pub fn open(source: Box<dyn MediaSource>) -> MediaResult<Self> {
+    pub fn open(mut source: Box<dyn MediaSource>) -> MediaResult<Self> {
+        // A file too short for these reads is the reader's to refuse.
+        if let Err(MediaError::Invalid(problem)) = check_segment_start(&mut source)
+            && problem.contains("CRC-32")
+        {
+            return Err(MediaError::Invalid(problem));
+        }
+        source.seek(std::io::SeekFrom::Start(0))?;
         let file = MatroskaFile::open(source).map_err(|e| MediaError::Invalid(format!("WebM: {e}")))?;
         let mut tracks = Vec::new();
         let mut numbers = Vec::new();
