@@ -128,7 +128,17 @@ impl Mp4Demuxer {
     pub fn open(mut source: Box<dyn MediaSource>, size: u64) -> MediaResult<Self> {
         check_box_sizes(&mut source, 0, size, 0)?;
         source.seek(SeekFrom::Start(0))?;
-        let mp4 = Mp4::read(&mut source, size).map_err(|e| MediaError::Invalid(format!("MP4: {e}")))?;
+        // The reader indexes its sample tables by what the file claims and panics when the tables
+        // disagree (a chunk with no offset): a refusal of that file, not a failure of the server.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Mp4::read(&mut source, size)));
+        let mp4 = match read {
+            Ok(read) => read.map_err(|e| MediaError::Invalid(format!("MP4: {e}")))?,
+            Err(_) => {
+                return Err(MediaError::Invalid(
+                    "MP4: its sample tables contradict each other (the reader gave up)".into(),
+                ));
+            }
+        };
         let mut tracks = Vec::new();
         let mut state = Vec::new();
         for track in mp4.tracks().values() {
