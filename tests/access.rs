@@ -123,8 +123,10 @@ async fn tokens_made_and_revoked_from_the_command_line_work_on_a_running_server(
         if status == 401 {
             break;
         }
+        // The server trusts what the store said for a second (FRESH_FOR in model::access::tokens,
+        // tested exactly there); here a loaded machine gets some slack.
         assert!(
-            revoked_at.elapsed() < Duration::from_millis(1500),
+            revoked_at.elapsed() < Duration::from_secs(3),
             "still accepted after the revocation"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
