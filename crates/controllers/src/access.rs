@@ -108,6 +108,8 @@ impl Default for AccessSettings {
 pub struct PatternPolicy {
     pub label: &'static str,
     pub methods: Vec<(Method, Access)>,
+    /// The methods, as `Allow` and `Access-Control-Allow-Methods` list them.
+    pub allow: String,
 }
 
 impl PatternPolicy {
@@ -128,9 +130,14 @@ static POLICY: LazyLock<HashMap<&'static str, PatternPolicy>> = LazyLock::new(||
             .or_insert_with(|| PatternPolicy {
                 label: route.label,
                 methods: Vec::new(),
+                allow: String::new(),
             })
             .methods
             .push((route.method.clone(), route.access));
+    }
+    for pattern in policy.values_mut() {
+        let methods: Vec<&str> = pattern.methods.iter().map(|(method, _)| method.as_str()).collect();
+        pattern.allow = methods.join(", ");
     }
     policy
 });

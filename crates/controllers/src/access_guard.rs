@@ -316,11 +316,10 @@ fn preflight(req: ServiceRequest, state: &AppState, policy: &PatternPolicy, orig
             ApiError::new(StatusCode::FORBIDDEN, "cross_origin_refused", message),
         );
     };
-    let methods: Vec<&str> = policy.methods.iter().map(|(method, _)| method.as_str()).collect();
     let mut response = HttpResponse::NoContent();
     response
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, methods.join(", ")))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, policy.allow.as_str()))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE))
         .insert_header((header::VARY, "Origin"));
     if let Some(headers) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {

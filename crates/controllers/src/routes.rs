@@ -268,18 +268,6 @@ pub fn label_of(pattern: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteLabel(pub &'static str);
 
-/// The methods each pattern serves, as a 405's `Allow` header lists them.
-static ALLOWED: LazyLock<std::collections::HashMap<&'static str, String>> = LazyLock::new(|| {
-    let mut allowed: std::collections::HashMap<&'static str, Vec<&'static str>> = std::collections::HashMap::new();
-    for route in table() {
-        allowed.entry(route.pattern).or_default().push(route.method.as_str());
-    }
-    allowed
-        .into_iter()
-        .map(|(pattern, methods)| (pattern, methods.join(", ")))
-        .collect()
-});
-
 /// Registers the table: one resource per pattern, in the table's order, with each method's handler
 /// and a JSON 405 for any other method.
 pub fn register(cfg: &mut web::ServiceConfig) {
@@ -296,7 +284,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             resource = resource.route((route.make)());
             label = route.label;
         }
-        let allow = ALLOWED.get(pattern).map_or("", String::as_str);
+        let allow = crate::access::policy_of(pattern).map_or("", |policy| policy.allow.as_str());
         cfg.service(resource.app_data(RouteLabel(label)).default_service(web::to(
             move |req: actix_web::HttpRequest| async move { error::method_not_allowed(&req, allow) },
         )));
