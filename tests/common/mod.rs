@@ -106,12 +106,12 @@ impl Server {
     pub fn start_guarded(repo: &Repo, options: &[&str]) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(options);
-        let mut child = repo
-            .command(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        Self::spawn(repo.command(&args))
+    }
+
+    /// Starts `command`, a `serve` of the real binary (or a program that execs one).
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("the server prints its address").unwrap();
         let base = first
