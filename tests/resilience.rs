@@ -169,3 +169,172 @@ async fn a_block_the_disk_cannot_read_fails_that_request_only() {
         assert_eq!(read.bytes().await.unwrap().as_ref(), healthy.as_slice());
     }
 }
+
+/// A connection to `server` from `source` (any 127.0.0.0/8 address is this host's).
+async fn connect_from(server: &Server, source: [u8; 4]) -> tokio::net::TcpStream {
+    let address: std::net::SocketAddr = server.base.strip_prefix("http://").unwrap().parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(source), 0).into()).unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+/// Everything the server sends until it closes the connection (or 10 s pass: then `None`).
+async fn until_closed(connection: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match connection.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+/// One keep-alive request on `connection`; returns the status line.
+async fn request_on(connection: &mut tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = vec![0u8; 65536];
+    let n = connection.read(&mut buffer).await.unwrap();
+    String::from_utf8_lossy(&buffer[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn metric(server: &Server, line_start: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in /metrics"))
+}
+
+#[tokio::test]
+async fn an_address_over_its_connection_cap_is_closed_on_arrival_and_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let repo = Repo::new();
+    let server = Server::start_with(&repo, &["--max-connections-per-ip", "4", "--keep-alive-secs", "60"]);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut connection = connect_from(&server, [127, 0, 0, 2]).await;
+        assert!(request_on(&mut connection, "/health").await.contains("200"));
+        held.push(connection);
+    }
+    let mut fifth = connect_from(&server, [127, 0, 0, 2]).await;
+    let _ = fifth
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
+    let answer = until_closed(&mut fifth).await.expect("closed at once");
+    assert!(answer.is_empty() || answer.contains("503"), "{answer}");
+
+    // Another address is served, and the held ones still are.
+    let mut other = connect_from(&server, [127, 0, 0, 3]).await;
+    assert!(request_on(&mut other, "/health").await.contains("200"));
+    assert!(request_on(&mut held[0], "/health").await.contains("200"));
+    assert_eq!(
+        metric(
+            &server,
+            "ipfs_stream_http_connections_refused_total{cap=\"per_address\"}"
+        )
+        .await,
+        1.0
+    );
+    assert!(metric(&server, "ipfs_stream_http_connections_open").await >= 5.0);
+
+    // Closing one gives its slot back.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = connect_from(&server, [127, 0, 0, 2]).await;
+        let _ = again
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await;
+        let mut buffer = [0u8; 64];
+        use tokio::io::AsyncReadExt;
+        if let Ok(n) = again.read(&mut buffer).await
+            && String::from_utf8_lossy(&buffer[..n]).contains("200")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed connection's slot never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn slow_heads_and_stalled_bodies_are_cut_off_and_huge_heads_refused() {
+    use tokio::io::AsyncWriteExt;
+    let repo = Repo::new();
+    let server = Server::start_with(&repo, &["--header-timeout-ms", "500", "--body-idle-timeout-secs", "1"]);
+    // A head that never ends.
+    let mut slow = connect_from(&server, [127, 0, 0, 1]).await;
+    slow.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ").await.unwrap();
+    let answer = until_closed(&mut slow).await.expect("a slow head is cut off");
+    assert!(answer.is_empty() || answer.contains("408"), "{answer}");
+
+    // A body that stops half way: 408 naming it, and nothing stored.
+    let mut stalled = connect_from(&server, [127, 0, 0, 1]).await;
+    stalled
+        .write_all(b"POST /api/v1/content HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    stalled.write_all(&[1u8; 1000]).await.unwrap();
+    let answer = until_closed(&mut stalled).await.expect("a stalled body is cut off");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("input_stalled"), "{answer}");
+    let listing: Value = reqwest::get(format!("{}/api/v1/content", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["total"], 0);
+
+    // The same over a WebSocket upload: an error naming it, then a close.
+    let url = format!("{}/ws/upload", server.base.replacen("http://", "ws://", 1));
+    let mut socket = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    let metadata = json!({"type": "metadata", "filename": "slow.bin"});
+    socket.send(Message::Text(metadata.to_string().into())).await.unwrap();
+    socket.send(Message::Binary(vec![1u8; 1000].into())).await.unwrap();
+    let error = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "error" {
+                    break message;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no error before {other:?}"),
+        }
+    };
+    assert_eq!(error["error"], "input_stalled", "{error}");
+
+    // A head larger than the server reads.
+    let mut huge = connect_from(&server, [127, 0, 0, 1]).await;
+    let head = format!(
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(256 << 10)
+    );
+    let _ = huge.write_all(head.as_bytes()).await;
+    let answer = until_closed(&mut huge).await.expect("a huge head is refused");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let health = reqwest::get(format!("{}/health", server.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -21,7 +21,6 @@ use model::content::{AddRequest, ByteRange, ImportOptions, NodeKind, parse_cid};
 use model::stream_records::{Direction, Outcome, StreamType};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -75,7 +74,7 @@ fn api_error(e: impl Into<ApiError>) -> Value {
 
 /// An upload in progress: where its frames go, and what counts them.
 struct Upload {
-    sender: mpsc::Sender<model::Result<Bytes>>,
+    sender: crate::upload::PieceSender,
     tally: Tally,
     result: tokio::task::JoinHandle<model::Result<model::content::ContentRecord>>,
     request_id: Option<Value>,
@@ -298,7 +297,7 @@ fn start_upload(
     while uploads.contains_key(&id) {
         id = next_transfer_id(next_id);
     }
-    let (sender, input) = channel();
+    let (sender, input) = channel(&state.upload_buffers);
     let request = AddRequest {
         options,
         name: Some(filename.clone()),

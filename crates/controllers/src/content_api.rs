@@ -94,7 +94,13 @@ pub async fn add(
         Direction::Inbound,
         "/api/v1/content".into(),
     );
-    let input = meter.wrap(body_stream(&req, payload, limit)?);
+    let input = meter.wrap(body_stream(
+        &req,
+        payload,
+        limit,
+        &state.upload_buffers,
+        state.limits.body_idle_timeout,
+    )?);
     let content_type = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -293,7 +299,13 @@ pub async fn import_car(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let meter = Meter::for_request(&req, &state, StreamType::Http, Direction::Inbound, "/api/v1/car".into());
-    let input = meter.wrap(body_stream(&req, payload, state.limits.max_upload_bytes)?);
+    let input = meter.wrap(body_stream(
+        &req,
+        payload,
+        state.limits.max_upload_bytes,
+        &state.upload_buffers,
+        state.limits.body_idle_timeout,
+    )?);
     let imported = state.content.import_car(input, query.pin.unwrap_or(true)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(CarImported {
         roots: imported.roots.iter().map(ToString::to_string).collect(),

@@ -91,6 +91,7 @@ impl From<model::Error> for ApiError {
             E::InvalidCar(_) => (StatusCode::BAD_REQUEST, "invalid_car"),
             E::IncompleteDag { .. } => (StatusCode::BAD_REQUEST, "incomplete_dag"),
             E::Input(_) => (StatusCode::BAD_REQUEST, "input_failed"),
+            E::InputStalled(_) => (StatusCode::REQUEST_TIMEOUT, "input_stalled"),
             E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             E::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
             E::HashMismatch(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted_block"),

@@ -159,7 +159,7 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
         else {
             continue;
         };
-        let (sender, input) = channel();
+        let (sender, input) = channel(&state.upload_buffers);
         let meter = Meter::for_request(&req, &state, StreamType::Http, Direction::Inbound, "/api/v0/add".into());
         let input = meter.wrap(input);
         let request = AddRequest {
@@ -169,7 +169,10 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
             pin,
             limit: Some(limit),
         };
-        let (added, ()) = futures::join!(state.content.add(input, request), pump_field(field, sender, limit));
+        let (added, ()) = futures::join!(
+            state.content.add(input, request),
+            pump_field(field, sender, limit, state.limits.body_idle_timeout)
+        );
         let added = added?;
         let stat = state.content.stat(&added.cid).await?;
         if progress {
@@ -298,8 +301,11 @@ pub async fn dag_import(
     let mut lines = String::new();
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
-        let (sender, input) = channel();
-        let (imported, ()) = futures::join!(state.content.import_car(input, pin), pump_field(field, sender, limit));
+        let (sender, input) = channel(&state.upload_buffers);
+        let (imported, ()) = futures::join!(
+            state.content.import_car(input, pin),
+            pump_field(field, sender, limit, state.limits.body_idle_timeout)
+        );
         for root in imported?.roots {
             lines += &json!({"Root": {"Cid": {"/": root.to_string()}, "PinErrorMsg": ""}}).to_string();
             lines.push('\n');

@@ -23,6 +23,7 @@ pub mod access;
 pub mod access_guard;
 pub mod auth_api;
 pub mod bidirectional;
+pub mod connections;
 pub mod content_api;
 pub mod content_path;
 pub mod dashboard;

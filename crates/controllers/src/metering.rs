@@ -179,7 +179,7 @@ impl Drop for Tally {
 /// abort; the rest are the server's errors.
 pub fn outcome_of(error: &model::Error) -> Outcome {
     match error {
-        model::Error::Input(_) | model::Error::TooLarge { .. } => Outcome::Aborted,
+        model::Error::Input(_) | model::Error::InputStalled(_) | model::Error::TooLarge { .. } => Outcome::Aborted,
         _ => Outcome::Error,
     }
 }

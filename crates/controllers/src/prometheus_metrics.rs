@@ -335,12 +335,44 @@ pub async fn record_requests(
 )]
 pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.prometheus_metrics.render();
+    text.push_str(&render_connections(state.connections.counts()));
     if let Some(webrtc) = &state.webrtc {
         text.push_str(&render_webrtc(&webrtc.totals().await));
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
+}
+
+/// The connection caps' families, read from the gate at scrape time.
+fn render_connections(counts: crate::connections::ConnectionCounts) -> String {
+    let registry = Registry::new();
+    let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+    let open = IntGauge::with_opts(opts(
+        "http_connections_open",
+        "HTTP connections open (WebSockets included).",
+    ))
+    .expect("valid metric");
+    open.set(i64::from(counts.open));
+    let refused = IntCounterVec::new(
+        opts(
+            "http_connections_refused_total",
+            "Connections closed on arrival by a cap: per_address (max_connections_per_ip) or total (max_connections).",
+        ),
+        &["cap"],
+    )
+    .expect("valid metric");
+    refused
+        .with_label_values(&["per_address"])
+        .inc_by(counts.refused_per_address);
+    refused.with_label_values(&["total"]).inc_by(counts.refused_total);
+    registry.register(Box::new(open)).expect("unique");
+    registry.register(Box::new(refused)).expect("unique");
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding");
+    String::from_utf8(out).expect("UTF-8")
 }
 
 /// The WebRTC families, read from the service at scrape time.

@@ -19,6 +19,12 @@ pub struct Limits {
     pub notification_idle_timeout: std::time::Duration,
     /// Whether streams are recorded in the streaming metrics.
     pub record_streams: bool,
+    /// An upload body that sends nothing for this long fails with 408 and stores nothing.
+    pub body_idle_timeout: std::time::Duration,
+    /// Bytes one upload may hold between its connection and its import.
+    pub upload_buffer_bytes: usize,
+    /// Bytes all uploads together may hold so.
+    pub upload_buffers_total_bytes: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +33,9 @@ impl Default for Limits {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             notification_idle_timeout: std::time::Duration::from_secs(300),
             record_streams: true,
+            body_idle_timeout: std::time::Duration::from_secs(30),
+            upload_buffer_bytes: 4 << 20,
+            upload_buffers_total_bytes: 256 << 20,
         }
     }
 }
@@ -57,6 +66,10 @@ pub struct AppState {
     pub webrtc: Option<Arc<dyn model::webrtc::WebRtcService>>,
     /// Who may use which route, and the credentials that say so.
     pub access: Arc<crate::access::AccessControl>,
+    /// Open connections under their caps (the server admits each one as it arrives).
+    pub connections: Arc<crate::connections::ConnectionGate>,
+    /// Room for upload bodies in flight, as `limits` sizes it.
+    pub upload_buffers: Arc<crate::upload::UploadBuffers>,
 }
 
 impl AppState {
@@ -81,6 +94,8 @@ impl AppState {
             store_counters,
             webrtc: None,
             access: Arc::new(crate::access::AccessControl::auth_off()),
+            connections: crate::connections::ConnectionGate::new(Default::default()),
+            upload_buffers: Arc::new(upload_buffers(&Limits::default())),
         }
     }
 
@@ -124,8 +139,19 @@ impl AppState {
         self
     }
 
+    /// Caps the connections an address, and everyone together, may hold open.
+    pub fn with_connection_limits(mut self, limits: crate::connections::ConnectionLimits) -> Self {
+        self.connections = crate::connections::ConnectionGate::new(limits);
+        self
+    }
+
     pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.upload_buffers = Arc::new(upload_buffers(&limits));
         self.limits = limits;
         self
     }
+}
+
+fn upload_buffers(limits: &Limits) -> crate::upload::UploadBuffers {
+    crate::upload::UploadBuffers::new(limits.upload_buffer_bytes, limits.upload_buffers_total_bytes)
 }

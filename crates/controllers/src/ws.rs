@@ -28,8 +28,6 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Binary messages larger than this go out as fragments of this size: a session queues 32 items,
 /// so a connection holds at most 32 fragments (2 MiB) whatever chunk size its client asked for.
 const FRAGMENT: usize = 64 * 1024;
-/// An upload that receives nothing for this long is failed (nothing of it becomes visible).
-const UPLOAD_IDLE: Duration = Duration::from_secs(120);
 /// Upload progress messages, at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -342,7 +340,7 @@ async fn receive_file(
         Err(e) => return Err((session, e.into())),
     };
     let limit = state.limits.max_upload_bytes;
-    let (sender, input) = channel();
+    let (sender, input) = channel(&state.upload_buffers);
     let mut tally = Tally::start(meter);
     let request = AddRequest {
         options,
@@ -356,10 +354,17 @@ async fn receive_file(
     let import = actix_web::rt::spawn(async move { content.add(input, request).await });
     let mut last_progress = Instant::now();
     let mut sender = Some(sender);
-    loop {
-        // A client that sends nothing for UPLOAD_IDLE is treated as gone.
-        let message = tokio::time::timeout(UPLOAD_IDLE, messages.next()).await.unwrap_or(None);
-        let Some(live) = sender.as_ref() else { break };
+    while let Some(live) = sender.as_ref() {
+        let idle = state.limits.body_idle_timeout;
+        let Ok(message) = tokio::time::timeout(idle, messages.next()).await else {
+            // Silent too long: the import fails (nothing of it becomes visible) and the client
+            // is told why.
+            let _ = live.send(Err(model::Error::InputStalled(idle))).await;
+            drop(sender);
+            let _ = import.await;
+            tally.finish(Outcome::Aborted);
+            return Err((session, model::Error::InputStalled(idle).into()));
+        };
         match message {
             Some(Ok(AggregatedMessage::Binary(bytes))) => {
                 tally.count(bytes.len());

@@ -49,6 +49,9 @@ pub enum Error {
     /// An input stream that failed while it was read.
     #[error("input failed: {0}")]
     Input(String),
+    /// An input stream that sent nothing for this long, and was given up.
+    #[error("input stalled: nothing received for {} s", .0.as_secs_f64())]
+    InputStalled(std::time::Duration),
     /// An input larger than the limit the caller set.
     #[error("input exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },

@@ -183,6 +183,17 @@ impl Config {
             max_upload_bytes: self.http.max_upload_bytes,
             notification_idle_timeout: Duration::from_secs(self.notifications.idle_timeout_secs),
             record_streams: self.monitoring.record_streams,
+            body_idle_timeout: Duration::from_secs(self.http.body_idle_timeout_secs),
+            upload_buffer_bytes: usize::try_from(self.http.upload_buffer_bytes).unwrap_or(usize::MAX),
+            upload_buffers_total_bytes: usize::try_from(self.http.upload_buffers_total_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// How many connections may be open at once.
+    pub fn connection_limits(&self) -> controllers::connections::ConnectionLimits {
+        controllers::connections::ConnectionLimits {
+            per_address: self.http.max_connections_per_ip,
+            total: self.http.max_connections,
         }
     }
 

@@ -1,7 +1,11 @@
 //! `ipfs-stream serve`: the HTTP server.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
+
+use actix_tls::accept::rustls_0_23::TlsStream;
+use controllers::connections::{ConnectionGate, RefusedConnection};
 
 use model::monitoring::{Sampler, SamplerConfig};
 
@@ -80,6 +84,7 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
     let store_counters = services.content.store_counters();
     let mut state = controllers::AppState::new(services.content, services.metrics, services.hub)
         .with_limits(config.limits())
+        .with_connection_limits(config.connection_limits())
         .with_access(access)
         .with_monitoring(
             services.live,
@@ -93,12 +98,13 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
     state = state.with_webrtc(Arc::new(webrtc_hub.clone()));
     let sampling = monitoring.enabled.then(|| sampler.spawn());
     let instrumented = monitoring.enabled;
+    let gate = state.connections.clone();
     let server = HttpServer::new(move || controllers::app(state.clone(), instrumented))
-        // Small replies (range requests, JSON) go out at once instead of waiting on delayed ACKs.
-        .on_connect(|connection, _| {
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
+        .on_connect(move |connection, data| admit(&gate, connection, data))
+        .client_request_timeout(Duration::from_millis(config.http.header_timeout_ms))
+        .keep_alive(match config.http.keep_alive_secs {
+            0 => actix_web::http::KeepAlive::Disabled,
+            secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // Signals are ours (below): installed before the address is announced, so a signal sent as
@@ -137,6 +143,30 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
     served.map_err(|e| Error::io("server", e))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A new connection: admitted under the caps (its slot lives in its data, given back when it
+/// closes) or shut at once. Small replies (range requests, JSON) go out without waiting on
+/// delayed ACKs.
+fn admit(gate: &Arc<ConnectionGate>, connection: &dyn Any, data: &mut actix_web::dev::Extensions) {
+    let tcp = connection.downcast_ref::<actix_web::rt::net::TcpStream>().or_else(|| {
+        connection
+            .downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>()
+            .map(|tls| tls.get_ref().0)
+    });
+    let Some(tcp) = tcp else { return };
+    let _ = tcp.set_nodelay(true);
+    let Ok(peer) = tcp.peer_addr() else { return };
+    match gate.admit(peer.ip()) {
+        Ok(slot) => {
+            data.insert(slot);
+        }
+        Err(cap) => {
+            tracing::debug!(peer = %peer.ip(), cap = cap.as_str(), "connection over its cap closed");
+            let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Both);
+            data.insert(RefusedConnection(cap));
+        }
+    }
 }
 
 /// Access control as configured; with tokens on a data directory that has none, the first

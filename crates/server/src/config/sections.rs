@@ -89,6 +89,29 @@ config_section! {
         /// Largest upload accepted, in bytes; larger gets 413 and stores nothing.
         #[arg(long, env = "IPFS_STREAM_MAX_UPLOAD_BYTES")]
         max_upload_bytes: u64 = controllers::Limits::default().max_upload_bytes,
+        /// Connections open at once from one address (IPv6: one /64); more are closed on
+        /// arrival. 0: no cap.
+        #[arg(long, env = "IPFS_STREAM_MAX_CONNECTIONS_PER_IP")]
+        max_connections_per_ip: u32 = controllers::connections::ConnectionLimits::default().per_address,
+        /// Connections open at once in all (WebSockets included); more are closed on arrival.
+        /// 0: no cap.
+        #[arg(id = "http_max_connections", long = "max-connections", env = "IPFS_STREAM_MAX_CONNECTIONS")]
+        max_connections: u32 = controllers::connections::ConnectionLimits::default().total,
+        /// Milliseconds a client has to send a request's head once connected (408 after).
+        #[arg(long, env = "IPFS_STREAM_HEADER_TIMEOUT_MS")]
+        header_timeout_ms: u64 = 5000,
+        /// Seconds an idle keep-alive connection stays open. 0: closed after each response.
+        #[arg(long, env = "IPFS_STREAM_KEEP_ALIVE_SECS")]
+        keep_alive_secs: u64 = 5,
+        /// Seconds an upload body may send nothing before it fails with 408, storing nothing.
+        #[arg(long, env = "IPFS_STREAM_BODY_IDLE_TIMEOUT_SECS")]
+        body_idle_timeout_secs: u64 = controllers::Limits::default().body_idle_timeout.as_secs(),
+        /// Bytes one upload may hold in memory between its connection and the store.
+        #[arg(long, env = "IPFS_STREAM_UPLOAD_BUFFER_BYTES")]
+        upload_buffer_bytes: u64 = controllers::Limits::default().upload_buffer_bytes as u64,
+        /// Bytes all uploads together may hold so; past it, uploads wait for room.
+        #[arg(long, env = "IPFS_STREAM_UPLOAD_BUFFERS_TOTAL_BYTES")]
+        upload_buffers_total_bytes: u64 = controllers::Limits::default().upload_buffers_total_bytes as u64,
         /// PEM certificate chain: serve HTTPS (with tls_key) instead of HTTP.
         #[arg(long, env = "IPFS_STREAM_TLS_CERT")]
         tls_cert: PathBuf,
@@ -103,7 +126,18 @@ impl Http {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid("tls_cert", "tls_cert and tls_key go together"));
         }
-        at_least_one("max_upload_bytes", self.max_upload_bytes)
+        at_least_one("max_upload_bytes", self.max_upload_bytes)?;
+        at_least_one("header_timeout_ms", self.header_timeout_ms)?;
+        at_least_one("body_idle_timeout_secs", self.body_idle_timeout_secs)?;
+        at_least_one("upload_buffer_bytes", self.upload_buffer_bytes)?;
+        at_least_one("upload_buffers_total_bytes", self.upload_buffers_total_bytes)?;
+        if self.upload_buffer_bytes > self.upload_buffers_total_bytes {
+            return Err(invalid(
+                "upload_buffer_bytes",
+                "must not be more than upload_buffers_total_bytes",
+            ));
+        }
+        Ok(())
     }
 }
 
