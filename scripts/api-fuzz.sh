@@ -2,14 +2,16 @@
 # Schemathesis (PyPI) against a running server: every operation of the served /openapi.json, with
 # all its checks (status codes, content types, response schemas, undeclared methods, authentication,
 # ...). The server runs with access control on and a fresh data directory; requests carry its admin
-# token (Schemathesis checks that they are refused without it). Prints Schemathesis's summary; exits
-# non-zero when it finds a failure.
+# token (Schemathesis checks that they are refused without it). scripts/api-fuzz/schemathesis.toml
+# holds the few rules a schema cannot state; scripts/api-fuzz/hooks.py lets Schemathesis send SDP
+# and CAR bodies. Prints Schemathesis's summary; exits non-zero when it finds a failure.
 #
 # usage: scripts/api-fuzz.sh [examples per operation, default 25] [seed]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 examples=${1:-25}
-command -v st >/dev/null || python3 -m pip install -q schemathesis >&2
+# Run as a module: a fresh pip install may not put `st` on the PATH (pyenv shims, --user).
+python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install -q "schemathesis==4.32.5" >&2
 cargo build --locked -q -p ipfs-stream >&2
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/api-fuzz.XXXXXX")
@@ -27,5 +29,6 @@ for _ in $(seq 200); do grep -q "listening on" "$work/serve.out" 2>/dev/null && 
 base=$(sed -n 's/^listening on //p' "$work/serve.out" | head -1)
 token=$(cat "$work/repo/admin.token")
 
-st run "$base/openapi.json" --url "$base" -H "Authorization: Bearer $token" --checks all --max-examples "$examples" --workers 2 \
+SCHEMATHESIS_HOOKS=hooks PYTHONPATH=scripts/api-fuzz${PYTHONPATH:+:$PYTHONPATH} \
+python3 -m schemathesis.cli --config-file scripts/api-fuzz/schemathesis.toml run "$base/openapi.json" --url "$base" -H "Authorization: Bearer $token" --checks all --max-examples "$examples" --workers 2 \
   --request-timeout 30 --continue-on-failure ${2:+--seed "$2"}

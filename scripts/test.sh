@@ -2,7 +2,7 @@
 # Runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
 # metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
 # with the reference JavaScript UnixFS importer, the dashboard and the WebRTC player in headless Chromium,
-# and a short crash test.
+# a short crash test and a bounded Schemathesis run against the OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +20,5 @@ node tests/browser/dashboard.mjs target/debug/ipfs-stream
 node tests/browser/player.mjs target/debug/ipfs-stream
 # A short crash test: SIGKILL under concurrent uploads, nothing acknowledged lost (200 cycles: scripts/crash-test.sh).
 python3 scripts/crash-test/crash_test.py target/debug/ipfs-stream "${CRASH_CYCLES:-15}"
+# Schemathesis against /openapi.json, 25 examples per operation, a fixed seed (any seed: scripts/api-fuzz.sh).
+scripts/api-fuzz.sh 25 1

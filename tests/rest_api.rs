@@ -483,8 +483,8 @@ async fn prometheus_metrics_count_requests_and_streams() {
     for expected in [
         "# TYPE ipfs_stream_http_requests_total counter",
         r#"ipfs_stream_http_requests_total{method="GET",route="/ipfs/{cid}",status="200"} 1"#,
-        // A path under a file: 400 wrong_kind.
-        r#"ipfs_stream_http_requests_total{method="GET",route="/ipfs/{cid}/{path}",status="400"} 1"#,
+        // A path under a file: 404 no_such_path.
+        r#"ipfs_stream_http_requests_total{method="GET",route="/ipfs/{cid}/{path}",status="404"} 1"#,
         r#"ipfs_stream_http_requests_total{method="POST",route="/api/v1/content",status="201"} 1"#,
         "# TYPE ipfs_stream_http_request_duration_seconds histogram",
         r#"ipfs_stream_stream_bytes_total{direction="outbound",stream_type="http"} 100000"#,

@@ -19,15 +19,18 @@ use model::stream_records::{Direction, StreamType};
 pub struct AddQuery {
     /// 0 (Kubo's default) or 1 (raw leaves unless `raw_leaves=false`).
     #[validate(range(max = 1, message = "must be 0 or 1"))]
+    #[param(minimum = 0, maximum = 1)]
     pub cid_version: Option<u8>,
     pub raw_leaves: Option<bool>,
     /// `size-N`, N from 1024 to 1048576.
     #[validate(length(max = 32, message = "must be size-N"))]
+    #[param(max_length = 32)]
     pub chunker: Option<String>,
     /// Keep the content through garbage collection (default true).
     pub pin: Option<bool>,
     /// A name to remember the content by.
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    #[param(min_length = 1, max_length = 255)]
     pub name: Option<String>,
 }
 
@@ -138,9 +141,11 @@ pub struct ListQuery {
     /// Records to skip (at most 2^63 - 1, as the document's int64 says).
     #[serde(default)]
     #[validate(range(max = 9223372036854775807u64, message = "must be at most 9223372036854775807"))]
+    #[param(minimum = 0, maximum = 9223372036854775807u64)]
     pub offset: u64,
     /// Records to return, 1 to 1000 (default 100).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    #[param(minimum = 1, maximum = 1000)]
     #[serde(default = "default_limit")]
     pub limit: u64,
 }

@@ -77,19 +77,38 @@ fn invalid_json(message: impl std::fmt::Display) -> ApiError {
 }
 
 /// Parses a JSON body; a value of the wrong type is named by its path (`renditions[0].quality`).
+/// A number with no fractional part is an integer whatever its spelling (`48.0`), as JSON Schema
+/// says and as clients that hold every number as a double send it.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let mut json: serde_json::Value = serde_json::from_slice(body).map_err(invalid_json)?;
+    integral_numbers_as_integers(&mut json);
+    serde_path_to_error::deserialize(json).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        if inner.is_data() && path != "." {
+        if path != "." {
             ApiError::bad_parameter(&path, format!("{path}: {inner}"))
         } else {
             invalid_json(inner)
         }
-    })?;
-    deserializer.end().map_err(invalid_json)?;
-    Ok(value)
+    })
+}
+
+/// Rewrites `48.0` as `48` throughout, within the integers a double holds exactly.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    match value {
+        serde_json::Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() <= EXACT
+            {
+                *number = serde_json::Number::from(float as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
@@ -142,7 +161,6 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     struct Nested {
-        #[allow(dead_code)]
         items: Vec<Sample>,
     }
 
@@ -166,5 +184,15 @@ mod tests {
             );
         }
         assert!(parse_json::<Nested>(br#"{"items": []}"#).is_ok());
+    }
+
+    #[test]
+    fn integral_numbers_count_as_integers_and_fractions_do_not() {
+        let parsed = parse_json::<Nested>(br#"{"items": [{"version": 1.0}, {"version": 0}]}"#).unwrap();
+        assert_eq!(parsed.items[0].version, Some(1));
+        let err = parse_json::<Nested>(br#"{"items": [{"version": 0.5}]}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("items[0].version"));
+        let err = parse_json::<Nested>(br#"{"items": [{"version": 1e300}]}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("items[0].version"));
     }
 }

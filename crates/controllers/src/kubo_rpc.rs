@@ -43,10 +43,19 @@ impl From<model::Error> for KuboError {
     fn from(e: model::Error) -> Self {
         let status = match e {
             model::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            // An option's value that cannot be used (a chunker that is not size-N) is a malformed
-            // argument.
-            model::Error::InvalidOption { .. } => StatusCode::BAD_REQUEST,
-            // Kubo answers 500 to everything that is not a malformed request.
+            model::Error::InputStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            // The client's own mistakes (an option that cannot be used, a CID of a kind this
+            // server does not serve, a truncated or inconsistent CAR, a body that failed) are
+            // malformed requests: Kubo's client error, 400 with code 1.
+            model::Error::InvalidOption { .. }
+            | model::Error::InvalidCid { .. }
+            | model::Error::UnsupportedCodec { .. }
+            | model::Error::UnsupportedHash { .. }
+            | model::Error::WrongKind { .. }
+            | model::Error::InvalidCar(_)
+            | model::Error::IncompleteDag { .. }
+            | model::Error::Input(_) => StatusCode::BAD_REQUEST,
+            // Kubo answers 500 to everything else (a block that is not there among them).
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
@@ -88,6 +97,7 @@ fn flag(value: Option<&str>, name: &str, default: bool) -> Result<bool, KuboErro
 #[into_params(parameter_in = Query)]
 pub struct ArgQuery {
     /// An IPFS path: `CID[/path]` or `/ipfs/CID[/path]`.
+    #[param(required = true)]
     pub arg: Option<String>,
     /// First byte (cat).
     pub offset: Option<u64>,
@@ -99,11 +109,17 @@ pub struct ArgQuery {
 #[serde(rename_all = "kebab-case")]
 #[into_params(parameter_in = Query)]
 pub struct AddQuery {
+    #[param(minimum = 0, maximum = 1)]
     pub cid_version: Option<u8>,
+    /// A Kubo boolean: `true`, `false`, `1`, `0`, or empty for true (so are the others).
+    #[param(pattern = "^(true|false|1|0)?$")]
     pub raw_leaves: Option<String>,
     pub chunker: Option<String>,
+    #[param(pattern = "^(true|false|1|0)?$")]
     pub pin: Option<String>,
+    #[param(pattern = "^(true|false|1|0)?$")]
     pub quiet: Option<String>,
+    #[param(pattern = "^(true|false|1|0)?$")]
     pub progress: Option<String>,
 }
 
@@ -134,8 +150,8 @@ fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, KuboErr
     path = "/api/v0/add",
     tag = "kubo-rpc",
     params(AddQuery),
-    request_body(description = "Files as multipart/form-data parts", content((crate::openapi::UploadForm = "multipart/form-data"))),
-    responses((status = 200, description = "NDJSON lines", body = AddedLine), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
+    request_body(description = "Files as multipart/form-data parts", content((crate::openapi::FilesForm = "multipart/form-data"))),
+    responses((status = 200, description = "NDJSON lines", content_type = "application/x-ndjson", body = AddedLine), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
 )]
 pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: AddQuery = query(&req)?;
@@ -152,29 +168,37 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
     let mut lines = String::new();
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
-        let Some(name) = field
-            .content_disposition()
+        // Every part is a file, named by its file name if it has one; a line without one is
+        // named by its CID, as Kubo names content added without a name.
+        let disposition = field.content_disposition();
+        let file_name = disposition
             .and_then(|d| d.get_filename())
-            .map(str::to_owned)
-        else {
-            continue;
-        };
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned);
+        if file_name.is_none() && disposition.and_then(|d| d.get_name()).is_none_or(str::is_empty) {
+            return Err(bad_argument(
+                "multipart body: a part with neither a name nor a file name",
+            ));
+        }
         let (sender, input) = channel(&state.upload_buffers);
+        let idle_timeout = state.limits.body_idle_timeout;
         let meter = Meter::for_request(&req, &state, StreamType::Http, Direction::Inbound, "/api/v0/add".into());
         let input = meter.wrap(input);
         let request = AddRequest {
             options,
-            name: Some(name.clone()),
+            name: file_name.clone(),
             content_type: None,
             pin,
             limit: Some(limit),
         };
         let (added, ()) = futures::join!(
             state.content.add(input, request),
-            pump_field(field, sender, limit, state.limits.body_idle_timeout)
+            // The pump owns the sender: the import's input ends with the part.
+            async move { pump_field(field, &sender, limit, idle_timeout).await }
         );
         let added = added?;
         let stat = state.content.stat(&added.cid).await?;
+        let name = file_name.unwrap_or_else(|| added.cid.to_string());
         if progress {
             lines += &serde_json::to_string(&ProgressLine {
                 name: name.clone(),
@@ -194,8 +218,10 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
     if lines.is_empty() {
         return Err(bad_argument("file argument 'path' is required"));
     }
+    // One JSON value per line: NDJSON, not one JSON document (Kubo says application/json; its
+    // clients read the lines whatever the type).
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .content_type("application/x-ndjson")
         .insert_header(("X-Chunked-Output", "1"))
         .body(lines))
 }
@@ -282,7 +308,7 @@ pub async fn dag_export(req: HttpRequest, state: web::Data<AppState>) -> Result<
     path = "/api/v0/dag/import",
     tag = "kubo-rpc",
     params(("pin-roots" = Option<bool>, Query, description = "Pin the roots (default true)")),
-    request_body(description = "CAR files as multipart/form-data parts", content((crate::openapi::UploadForm = "multipart/form-data"))),
+    request_body(description = "CAR files as multipart/form-data parts", content((crate::openapi::FilesForm = "multipart/form-data"))),
     responses((status = 200, description = "NDJSON lines"), (status = 400, description = "Missing or malformed argument", body = crate::openapi::KuboErrorBody), (status = 500, description = "Kubo-style error", body = crate::openapi::KuboErrorBody)),
 )]
 pub async fn dag_import(
@@ -302,9 +328,11 @@ pub async fn dag_import(
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
         let (sender, input) = channel(&state.upload_buffers);
+        let idle_timeout = state.limits.body_idle_timeout;
         let (imported, ()) = futures::join!(
             state.content.import_car(input, pin),
-            pump_field(field, sender, limit, state.limits.body_idle_timeout)
+            // The pump owns the sender: the import's input ends with the part.
+            async move { pump_field(field, &sender, limit, idle_timeout).await }
         );
         for root in imported?.roots {
             lines += &json!({"Root": {"Cid": {"/": root.to_string()}, "PinErrorMsg": ""}}).to_string();

@@ -21,15 +21,19 @@ const MAX_SPAN_MS: i64 = 400 * 86_400_000;
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
     /// The series (required), one of `GET /api/v1/metrics/series`.
+    #[param(required = true)]
     pub metric: Option<String>,
     /// From this time, in milliseconds since the Unix epoch (default: 5 minutes before `until`).
     #[validate(range(min = 0, message = "must be a time in milliseconds since the epoch"))]
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Until this time, exclusive (default: now).
     #[validate(range(min = 0, message = "must be a time in milliseconds since the epoch"))]
+    #[param(minimum = 0)]
     pub until: Option<i64>,
     /// Seconds per point, 1 to 86400 (default 1). Widened when the range would give more than 2000 points.
     #[validate(range(min = 1, max = 86400, message = "must be between 1 and 86400 seconds"))]
+    #[param(minimum = 1, maximum = 86400)]
     pub step: Option<i64>,
 }
 
@@ -144,9 +148,11 @@ pub async fn active_content(state: web::Data<AppState>) -> HttpResponse {
 pub struct AnalyticsParams {
     /// Anomalies from this time, in milliseconds since the epoch (default: the last 24 hours).
     #[validate(range(min = 0, message = "must be a time in milliseconds since the epoch"))]
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Anomalies at most, 1 to 1000 (default 50).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -213,9 +219,11 @@ pub async fn analytics(params: Checked<AnalyticsParams>, state: web::Data<AppSta
 pub struct FaultRequest {
     /// Latency added to every content read, 1 to 10000 ms.
     #[validate(range(min = 1, max = 10000, message = "must be between 1 and 10000 ms"))]
+    #[schema(minimum = 1, maximum = 10000)]
     pub store_latency_ms: u64,
     /// How long the fault lasts, 1 to 600 s.
     #[validate(range(min = 1, max = 600, message = "must be between 1 and 600 seconds"))]
+    #[schema(minimum = 1, maximum = 600)]
     pub duration_s: u64,
 }
 

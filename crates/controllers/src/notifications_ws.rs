@@ -242,7 +242,7 @@ pub struct PublishRequest {
 }
 
 /// Types a client may publish: its own events, and operator-level system messages.
-const PUBLISHABLE: [NotificationType; 4] = [
+pub(crate) const PUBLISHABLE: [NotificationType; 4] = [
     NotificationType::CustomEvent,
     NotificationType::SystemInfo,
     NotificationType::SystemWarning,
@@ -288,6 +288,7 @@ pub async fn publish(
 pub struct HistoryQuery {
     /// Events at most, 1 to 1000 (default 100).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// Only this type (e.g. content_added).
     pub notification_type: Option<String>,

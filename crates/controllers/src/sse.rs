@@ -23,7 +23,32 @@ use crate::rechunk::rechunk;
 pub struct SseParams {
     /// Bytes per chunk event before base64, 1 KiB to 1 MiB (default 64 KiB).
     #[validate(range(min = 1024, max = 1048576, message = "must be between 1024 and 1048576"))]
+    #[param(minimum = 1024, maximum = 1048576)]
     pub chunk_size: Option<u64>,
+}
+
+/// One event of the stream, as a client's EventSource sees it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// The byte offset the stream has reached: `Last-Event-ID` resumes from it.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    event: SseEventName,
+    /// `metadata`: `{cid, size, content_type, chunk_size, offset}`; `chunk`: the bytes in base64;
+    /// `complete`: `{bytes_sent, chunks}`; `error`: `{error, message}`.
+    data: String,
+}
+
+/// The events, in the order they come: one `metadata`, `chunk`s, then `complete` or `error`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SseEventName {
+    Metadata,
+    Chunk,
+    Complete,
+    Error,
 }
 
 fn event(name: &str, id: u64, data: &str) -> Bytes {
@@ -41,7 +66,7 @@ fn event(name: &str, id: u64, data: &str) -> Bytes {
         SseParams,
     ),
     responses(
-        (status = 200, description = "metadata, chunk (base64) and complete events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "metadata, chunk (base64) and complete events", content_type = "text/event-stream", body = SseEvent),
         (status = 204, description = "Last-Event-ID is the end of the file: nothing is left to send"),
         (status = 400, description = "Malformed CID, parameter or Last-Event-ID", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown CID", body = crate::error::ErrorBody),

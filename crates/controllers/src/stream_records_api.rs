@@ -107,6 +107,7 @@ pub struct HistoryParams {
     pub stream_type: Option<String>,
     /// Records at most, 1 to 10000 (default 100).
     #[validate(range(min = 1, max = 10000, message = "must be between 1 and 10000"))]
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u64>,
 }
 

@@ -118,7 +118,7 @@ pub fn body_stream(
         actix_web::rt::spawn(pump_first_file(multipart, sender, limit, idle_timeout));
     } else {
         let source = payload.map(|r| r.map_err(|e| e.to_string()));
-        actix_web::rt::spawn(pump(source, sender, limit, idle_timeout));
+        actix_web::rt::spawn(async move { pump(source, &sender, limit, idle_timeout).await });
     }
     Ok(stream)
 }
@@ -141,13 +141,13 @@ pub fn channel(buffers: &UploadBuffers) -> (PieceSender, ByteStream) {
 }
 
 /// Forwards one multipart field into `sender`; see [`pump`].
-pub async fn pump_field(field: actix_multipart::Field, sender: PieceSender, limit: u64, idle_timeout: Duration) {
+pub async fn pump_field(field: actix_multipart::Field, sender: &PieceSender, limit: u64, idle_timeout: Duration) {
     pump(field.map(|r| r.map_err(|e| e.to_string())), sender, limit, idle_timeout).await
 }
 
 /// Forwards `source` until it ends, fails, passes `limit` bytes, sends nothing for
 /// `idle_timeout`, or the receiver goes away.
-async fn pump<S>(mut source: S, sender: PieceSender, limit: u64, idle_timeout: Duration)
+async fn pump<S>(mut source: S, sender: &PieceSender, limit: u64, idle_timeout: Duration)
 where
     S: futures::Stream<Item = Result<Bytes, String>> + Unpin,
 {
@@ -173,28 +173,30 @@ where
     }
 }
 
+/// The one file part of a multipart body (a part with a file name, or named `file`): any other
+/// part, before or after it, fails the upload by name rather than being dropped unread.
 async fn pump_first_file(mut multipart: Multipart, sender: PieceSender, limit: u64, idle_timeout: Duration) {
-    while let Some(field) = multipart.next().await {
-        match field {
-            Ok(field) => {
-                let is_file = field.content_disposition().is_some_and(|d| d.get_filename().is_some())
-                    || field.name() == Some("file");
-                if is_file {
-                    pump_field(field, sender, limit, idle_timeout).await;
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = sender
-                    .send(Err(model::Error::Input(format!("multipart body: {e}"))))
-                    .await;
-                return;
-            }
-        }
+    let refuse = |message: String| sender.send(Err(model::Error::Input(format!("multipart body: {message}"))));
+    let field = match multipart.next().await {
+        Some(Ok(field)) => field,
+        Some(Err(e)) => return drop(refuse(e.to_string()).await),
+        None => return drop(refuse("no file part".into()).await),
+    };
+    let is_file =
+        field.content_disposition().is_some_and(|d| d.get_filename().is_some()) || field.name() == Some("file");
+    if !is_file {
+        let name = field.name().unwrap_or_default().to_owned();
+        return drop(refuse(format!("part {name:?} is not a file: send one part, named file")).await);
     }
-    let _ = sender
-        .send(Err(model::Error::Input("multipart body has no file part".into())))
-        .await;
+    pump_field(field, &sender, limit, idle_timeout).await;
+    match multipart.next().await {
+        None => {}
+        Some(Ok(extra)) => {
+            let name = extra.name().unwrap_or_default().to_owned();
+            drop(refuse(format!("a part {name:?} after the file: send one part, named file")).await);
+        }
+        Some(Err(e)) => drop(refuse(e.to_string()).await),
+    }
 }
 
 #[cfg(test)]
@@ -253,12 +255,8 @@ mod tests {
         let buffers = UploadBuffers::new(1000, 1000);
         let (sender, mut stream) = channel(&buffers);
         let stalled = futures::stream::iter([Ok(Bytes::from_static(b"abc"))]).chain(futures::stream::pending());
-        tokio::spawn(pump(
-            stalled.boxed(),
-            sender,
-            100,
-            std::time::Duration::from_millis(100),
-        ));
+        let idle = std::time::Duration::from_millis(100);
+        tokio::spawn(async move { pump(stalled.boxed(), &sender, 100, idle).await });
         assert_eq!(stream.next().await.unwrap().unwrap(), Bytes::from_static(b"abc"));
         assert!(matches!(stream.next().await, Some(Err(model::Error::InputStalled(_)))));
         assert!(stream.next().await.is_none());

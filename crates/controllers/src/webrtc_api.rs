@@ -85,8 +85,10 @@ pub struct IceServerRequest {
     #[validate(custom(function = "valid_ice_urls"))]
     pub urls: Vec<String>,
     #[validate(length(max = 256, message = "must be at most 256 characters"))]
+    #[schema(max_length = 256)]
     pub username: Option<String>,
     #[validate(length(max = 256, message = "must be at most 256 characters"))]
+    #[schema(max_length = 256)]
     pub credential: Option<String>,
 }
 
@@ -114,6 +116,7 @@ pub struct StreamRequest {
     pub address: Option<String>,
     /// The port clients reach this server at, used in the returned URLs.
     #[validate(range(min = 1, max = 65535, message = "must be between 1 and 65535"))]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u32>,
     /// `low`, `medium`, `high` or `auto` (default).
     #[validate(custom(function = "valid_quality"))]
@@ -124,14 +127,17 @@ pub struct StreamRequest {
     pub benchmark: Option<bool>,
     /// Frames the buffer holds (1-120, default 30).
     #[validate(range(min = 1, max = 120, message = "must be between 1 and 120"))]
+    #[schema(minimum = 1, maximum = 120)]
     pub buffer_size: Option<u32>,
     /// Fill level at which the buffer is refilled (0.1-0.9, default 0.5).
     #[validate(range(min = 0.1, max = 0.9, message = "must be between 0.1 and 0.9"))]
+    #[schema(minimum = 0.1, maximum = 0.9)]
     pub prefetch_threshold: Option<f64>,
     /// Read the media by ranges as it plays (default true) instead of loading it first.
     pub use_progressive_loading: Option<bool>,
     /// Other encodings of the same media, for quality presets and `auto`.
     #[validate(nested, length(max = 3, message = "at most one per quality (3)"))]
+    #[schema(max_items = 3)]
     pub renditions: Option<Vec<RenditionRequest>>,
 }
 

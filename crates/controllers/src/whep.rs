@@ -33,9 +33,11 @@ pub struct WhepQuery {
     pub quality: Option<String>,
     /// Frames the buffer holds (1-120).
     #[validate(range(min = 1, max = 120, message = "must be between 1 and 120"))]
+    #[param(minimum = 1, maximum = 120)]
     pub buffer_size: Option<u32>,
     /// Fill level at which the buffer is refilled (0.1-0.9).
     #[validate(range(min = 0.1, max = 0.9, message = "must be between 0.1 and 0.9"))]
+    #[param(minimum = 0.1, maximum = 0.9)]
     pub prefetch_threshold: Option<f64>,
     /// Read the media by ranges as it plays.
     pub use_progressive_loading: Option<bool>,
@@ -64,12 +66,16 @@ fn cors(response: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpRe
         .insert_header(("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch"))
 }
 
-/// CORS preflight.
-#[utoipa::path(options, path = "/whep/{cid}", tag = "whep", responses((status = 204, description = "CORS headers")))]
-pub async fn preflight() -> HttpResponse {
-    cors(&mut HttpResponse::NoContent())
+/// CORS preflight (of a CID's endpoint: only for a CID).
+#[utoipa::path(options, path = "/whep/{cid}", tag = "whep", params(("cid" = String, Path, description = "CID of the media")),
+    responses((status = 204, description = "CORS headers"), (status = 400, description = "Not a CID", body = crate::error::ErrorBody)))]
+pub async fn preflight(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(cid) = req.match_info().get("cid") {
+        model::content::parse_cid(cid)?;
+    }
+    Ok(cors(&mut HttpResponse::NoContent())
         .insert_header(("Accept-Post", "application/sdp"))
-        .finish()
+        .finish())
 }
 
 fn require_content_type(req: &HttpRequest, expected: &str) -> Result<(), ApiError> {

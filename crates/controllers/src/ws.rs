@@ -37,6 +37,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub struct StreamParams {
     /// Bytes per binary message, 1 KiB to 4 MiB (default 256 KiB).
     #[validate(range(min = 1024, max = 4194304, message = "must be between 1024 and 4194304"))]
+    #[param(minimum = 1024, maximum = 4194304)]
     pub chunk_size: Option<u64>,
     /// First byte to send (to resume).
     pub offset: Option<u64>,

@@ -42,6 +42,9 @@ pub enum Outcome {
 macro_rules! names {
     ($t:ty { $($variant:ident => $name:literal),* $(,)? }) => {
         impl $t {
+            /// Every value, in a stable order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+
             pub fn as_str(&self) -> &'static str {
                 match self { $(Self::$variant => $name),* }
             }

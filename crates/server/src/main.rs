@@ -39,9 +39,7 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 
 async fn run(cli: Cli, config: Config) -> Result<bool, Error> {
     if let Command::Openapi = cli.command {
-        let json = controllers::openapi::document()
-            .to_pretty_json()
-            .expect("the document serializes");
+        let json = serde_json::to_string_pretty(&controllers::openapi::document()).expect("the document serializes");
         println!("{json}");
         return Ok(true);
     }

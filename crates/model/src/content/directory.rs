@@ -118,11 +118,8 @@ async fn lookup(blocks: &Blocks, dir: &Cid, name: &str, visited: &mut Vec<Cid>) 
                     .ok_or_else(not_found);
             }
         }
-        other => Err(Error::WrongKind {
-            cid: *dir,
-            expected: "directory",
-            actual: other.kind().as_str(),
-        }),
+        // A file (or raw block) has no entries: the path does not exist, as a gateway says it.
+        _ => Err(not_found()),
     }
 }
 
