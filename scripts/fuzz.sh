@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of outside input (cargo-fuzz, libFuzzer, the nightly toolchain), each target for
 # the given seconds, and prints a table: execs, crashes, timeouts (> 1 s) and OOMs (> 512 MiB) per
-# target. Corpora start from the fixtures (media files, CARs) and grow under target/fuzz/corpus.
+# target. Corpora start from the fixtures (media files, CARs) and the seeds in tests/fuzz/seeds (SDP,
+# WebSocket messages, multipart bodies), and grow under target/fuzz/corpus.
 # A crash's input is kept under tests/fuzz/artifacts/<target>/: make it a regression test.
 # Installs cargo-fuzz from crates.io when missing.
 #
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(range_header cid unixfs_node car demux)
+[ ${#targets[@]} -gt 0 ] || targets=(range_header cid unixfs_node car demux sdp_offer sdp_fragment ws_messages multipart)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked >&2
 cargo +nightly fuzz build --fuzz-dir tests/fuzz -O >&2
@@ -28,6 +29,7 @@ seed_dirs() {
     cid | range_header) echo "$seeds/$1" ;;
     car | unixfs_node) echo tests/fixtures/gateway-conformance ;;
     demux) echo tests/fixtures/media ;;
+    *) echo "tests/fuzz/seeds/$1" ;;
   esac
 }
 

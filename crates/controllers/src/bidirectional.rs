@@ -36,8 +36,9 @@ pub const MAX_TRANSFERS: usize = 8;
 /// Payload bytes per binary frame of a download (the session queues 32 messages: 2 MiB).
 const CHUNK: usize = 64 * 1024;
 
+/// A message of the socket: a command and its arguments.
 #[derive(Deserialize)]
-struct Command {
+pub struct Command {
     command: Option<String>,
     request_id: Option<Value>,
     cid: Option<String>,
@@ -50,6 +51,13 @@ struct Command {
     raw_leaves: Option<bool>,
     chunker: Option<String>,
     pin: Option<bool>,
+}
+
+/// A text message as a command, or the `error` message to answer.
+pub fn read_command(text: &str) -> Result<Command, Value> {
+    let value =
+        serde_json::from_str::<Value>(text).map_err(|e| error_message("invalid_json", format!("not JSON: {e}")))?;
+    serde_json::from_value::<Command>(value).map_err(|e| error_message("invalid_command", e.to_string()))
 }
 
 /// Puts the transfer id in front of a payload.
@@ -106,16 +114,12 @@ async fn serve(
     while let Some(message) = messages.next().await {
         match message {
             Ok(AggregatedMessage::Text(text)) => {
-                let command = match serde_json::from_str::<Value>(&text).map(serde_json::from_value::<Command>) {
-                    Err(e) => {
-                        send(&mut session, error_message("invalid_json", format!("not JSON: {e}"))).await;
+                let command = match read_command(&text) {
+                    Ok(command) => command,
+                    Err(reply) => {
+                        send(&mut session, reply).await;
                         continue;
                     }
-                    Ok(Err(e)) => {
-                        send(&mut session, error_message("invalid_command", e.to_string())).await;
-                        continue;
-                    }
-                    Ok(Ok(command)) => command,
                 };
                 let request_id = command.request_id.clone();
                 let reply = match command.command.as_deref() {

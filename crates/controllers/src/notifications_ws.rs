@@ -156,7 +156,8 @@ fn subscription_names(subscription: &model::notifications::Subscription) -> Vec<
     subscription.types.iter().map(NotificationType::as_str).collect()
 }
 
-async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str) -> Value {
+/// The answer to one text message of subscriber `id`: subscribe, unsubscribe, history, ping.
+pub async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &str) -> Value {
     let message: ActionMessage = match serde_json::from_str::<Value>(text) {
         Err(e) => return error_message("invalid_json", format!("not JSON: {e}")),
         Ok(value) => match serde_json::from_value(value) {

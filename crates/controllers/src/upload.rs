@@ -173,9 +173,10 @@ where
     }
 }
 
-/// The one file part of a multipart body (a part with a file name, or named `file`): any other
-/// part, before or after it, fails the upload by name rather than being dropped unread.
-async fn pump_first_file(mut multipart: Multipart, sender: PieceSender, limit: u64, idle_timeout: Duration) {
+/// Forwards the one file part of a multipart body (a part with a file name, or named `file`) into
+/// `sender`; any other part, before or after it, fails the upload by name rather than being
+/// dropped unread.
+pub async fn pump_first_file(mut multipart: Multipart, sender: PieceSender, limit: u64, idle_timeout: Duration) {
     let refuse = |message: String| sender.send(Err(model::Error::Input(format!("multipart body: {message}"))));
     let field = match multipart.next().await {
         Some(Ok(field)) => field,

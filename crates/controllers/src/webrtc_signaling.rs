@@ -167,7 +167,9 @@ fn owned_pc<'a>(owned: &HashSet<String>, message: &'a Value, kind: &str) -> Resu
     }
 }
 
-async fn handle(
+/// The answer to one text message of the socket, the connections it opened kept in `owned` and
+/// their events sent to `out`.
+pub async fn handle(
     webrtc: &Arc<dyn WebRtcService>,
     owned: &mut HashSet<String>,
     out: &mpsc::Sender<Value>,

@@ -196,7 +196,7 @@ pub async fn play_stream(
 /// The candidates of a trickle-ice-sdpfrag (RFC 8840), each with the media section it follows and
 /// the fragment's ICE username fragment. A fragment without candidates gives one empty candidate
 /// (end of candidates) with that username fragment, so that an ICE restart is seen even then.
-pub(crate) fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
+pub fn parse_sdpfrag(frag: &str) -> Result<Vec<IceCandidate>, ApiError> {
     let ufrag = model::webrtc::ice_ufrag(frag).map(str::to_owned);
     let mut mid: Option<String> = None;
     let mut index: Option<u16> = None;

@@ -237,7 +237,7 @@ async fn send_file(
 
 /// The first message of an upload.
 #[derive(Debug, Deserialize, Validate)]
-struct UploadMetadata {
+pub struct UploadMetadata {
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
     filename: String,
     content_type: Option<String>,
@@ -304,27 +304,32 @@ async fn await_metadata(session: &mut Session, messages: &mut AggregatedMessageS
             Ok(AggregatedMessage::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         };
-        let reply = match serde_json::from_str::<serde_json::Value>(&text) {
-            Err(e) => error_message("invalid_json", format!("not JSON: {e}")),
-            Ok(value) if value["type"] != "metadata" => error_message(
-                "expected_metadata",
-                format!("the first message must have type \"metadata\", not {}", value["type"]),
-            ),
-            Ok(value) => match serde_json::from_value::<UploadMetadata>(value) {
-                Err(e) => error_message("invalid_metadata", e.to_string()),
-                Ok(metadata) => match metadata.validate() {
-                    Err(e) => {
-                        let e = ApiError::from(e);
-                        error_message("invalid_metadata", e.message)
-                    }
-                    Ok(()) => return Some(metadata),
-                },
-            },
+        let reply = match read_metadata(&text) {
+            Ok(metadata) => return Some(metadata),
+            Err(reply) => reply,
         };
         if !send_json(session, reply).await {
             return None;
         }
     }
+}
+
+/// An upload's first text message as a valid `metadata`, or the `error` message to answer.
+pub fn read_metadata(text: &str) -> Result<UploadMetadata, serde_json::Value> {
+    let value = serde_json::from_str::<serde_json::Value>(text)
+        .map_err(|e| error_message("invalid_json", format!("not JSON: {e}")))?;
+    if value["type"] != "metadata" {
+        return Err(error_message(
+            "expected_metadata",
+            format!("the first message must have type \"metadata\", not {}", value["type"]),
+        ));
+    }
+    let metadata = serde_json::from_value::<UploadMetadata>(value)
+        .map_err(|e| error_message("invalid_metadata", e.to_string()))?;
+    metadata
+        .validate()
+        .map_err(|e| error_message("invalid_metadata", ApiError::from(e).message))?;
+    Ok(metadata)
 }
 
 async fn receive_file(
