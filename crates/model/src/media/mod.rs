@@ -8,6 +8,7 @@ mod annexb;
 mod h264;
 mod ivf;
 mod mp4;
+mod mp4_tables;
 mod ogg;
 pub mod playback;
 pub mod source;

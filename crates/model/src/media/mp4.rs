@@ -127,9 +127,11 @@ fn check_box_sizes(source: &mut dyn MediaSource, start: u64, end: u64, depth: u3
 impl Mp4Demuxer {
     pub fn open(mut source: Box<dyn MediaSource>, size: u64) -> MediaResult<Self> {
         check_box_sizes(&mut source, 0, size, 0)?;
+        super::mp4_tables::check_sample_tables(&mut source, size)?;
         source.seek(SeekFrom::Start(0))?;
-        // The reader indexes its sample tables by what the file claims and panics when the tables
-        // disagree (a chunk with no offset): a refusal of that file, not a failure of the server.
+        // The reader indexes its sample tables by what the file claims and panics when they
+        // disagree. The check above walks them as the reader does; should a contradiction it
+        // does not know of get through, the panic still refuses that file and only that file.
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Mp4::read(&mut source, size)));
         let mp4 = match read {
             Ok(read) => read.map_err(|e| MediaError::Invalid(format!("MP4: {e}")))?,
