@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(range_header cid unixfs_node car demux sdp_offer sdp_fragment ws_messages multipart)
+[ ${#targets[@]} -gt 0 ] || targets=(range_header cid unixfs_node car demux sdp_offer sdp_fragment ws_messages multipart config)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked >&2
 cargo +nightly fuzz build --fuzz-dir tests/fuzz -O >&2

@@ -111,6 +111,11 @@ fn move_flat_keys(path: &Path, table: &mut toml::Table, warnings: &mut Vec<Strin
 fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<FileConfig, Error> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read config {}", path.display()), e))?;
+    parse_file(&text, path, warnings)
+}
+
+/// The text of a config file (named `path` in errors) as its sections' layers.
+fn parse_file(text: &str, path: &Path, warnings: &mut Vec<String>) -> Result<FileConfig, Error> {
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         // Name the key of the line the error points at: toml's message alone may not.
         let key = e.span().and_then(|span| {
@@ -144,6 +149,22 @@ impl Config {
             Some(path) => read_file(path, &mut warnings)?,
             None => FileConfig::default(),
         };
+        Self::resolve(global, serve, file, warnings)
+    }
+
+    /// A config file's text alone (no flags, no environment), as `serve --config` would read it.
+    pub fn from_file_text(text: &str) -> Result<Loaded, Error> {
+        let mut warnings = Vec::new();
+        let file = parse_file(text, Path::new("config.toml"), &mut warnings)?;
+        Self::resolve(&GlobalOptions::default(), None, file, warnings)
+    }
+
+    fn resolve(
+        global: &GlobalOptions,
+        serve: Option<&ServeOptions>,
+        file: FileConfig,
+        warnings: Vec<String>,
+    ) -> Result<Loaded, Error> {
         let serve = serve.cloned().unwrap_or_default();
         let config = Config {
             store: global.store.clone().over(file.store).resolve(),
@@ -408,6 +429,17 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(both.contains("webrtc_threads and threads in [webrtc]"), "{both}");
+    }
+
+    #[test]
+    fn a_file_text_alone_gives_its_values_over_the_defaults() {
+        let loaded = Config::from_file_text("[http]\nmax_connections = 5\n").unwrap();
+        assert_eq!(loaded.config.http.max_connections, 5);
+        assert_eq!(loaded.config.http.max_connections_per_ip, 256);
+        let Err(Error::Config(message)) = Config::from_file_text("[http]\nmax_connections = \"x\"\n") else {
+            panic!("a string is not a count");
+        };
+        assert!(message.contains("max_connections"), "{message}");
     }
 
     #[test]

@@ -1,20 +1,10 @@
 //! `ipfs-stream`: stores content the IPFS way and streams it.
 
-mod cli;
-mod commands;
-mod config;
-mod error;
-mod process;
-mod serve;
-mod simulate;
-mod tls;
-mod tokens;
-mod wiring;
-
 use clap::{CommandFactory, FromArgMatches};
-use cli::{CarCommand, Cli, Command, PinCommand, RepoCommand, TokenCommand};
-use config::{Config, LogFormat};
-use error::Error;
+use ipfs_stream::cli::{CarCommand, Cli, Command, PinCommand, RepoCommand, TokenCommand};
+use ipfs_stream::config::{Config, LogFormat};
+use ipfs_stream::error::Error;
+use ipfs_stream::{commands, config, process, serve, simulate, tokens, wiring};
 use tracing_subscriber::EnvFilter;
 
 /// webrtc-rs logs routine ICE and DTLS events as warnings (a check from a candidate not yet
