@@ -6,6 +6,10 @@
 # A crash's input is kept under tests/fuzz/artifacts/<target>/: make it a regression test.
 # Installs cargo-fuzz from crates.io when missing.
 #
+# FUZZ_SMOKE=N is the short run of the test suite: built without optimisation or sanitizer (a few
+# minutes from scratch instead of a quarter of an hour; overflow checks on), N inputs per target
+# from the seeds alone with libFuzzer's seed 1, so a run is the same on every machine; 10 s per input.
+#
 # usage: scripts/fuzz.sh [seconds per target, default 60] [target ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,16 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(range_header cid unixfs_node car demux sdp_offer sdp_fragment ws_messages multipart config)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked >&2
-cargo +nightly fuzz build --fuzz-dir tests/fuzz -O >&2
+if [ -n "${FUZZ_SMOKE:-}" ]; then
+  build=(--dev -s none)
+  timeout=10
+  budget=(-runs="$FUZZ_SMOKE" -seed=1)
+else
+  build=(-O)
+  timeout=1
+  budget=(-max_total_time="$seconds")
+fi
+cargo +nightly fuzz build --fuzz-dir tests/fuzz "${build[@]}" >&2
 
 seeds=target/fuzz/seeds
 mkdir -p "$seeds/cid" "$seeds/range_header"
@@ -33,17 +46,24 @@ seed_dirs() {
   esac
 }
 
+# AddressSanitizer keeps freed memory in quarantine (256 MiB by default) to catch use after free:
+# a smaller one keeps the RSS limit about the target's own memory.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=32}
 printf '%-14s %12s %8s %9s %6s\n' target execs crashes timeouts ooms
 failed=0
 for target in "${targets[@]}"; do
   corpus=target/fuzz/corpus/$target
+  if [ -n "${FUZZ_SMOKE:-}" ]; then
+    corpus=target/fuzz/smoke-corpus/$target
+    rm -rf "$corpus"
+  fi
   artifacts=tests/fuzz/artifacts/$target
   mkdir -p "$corpus" "$artifacts"
   log=target/fuzz/$target.log
   status=0
   # shellcheck disable=SC2046
-  cargo +nightly fuzz run --fuzz-dir tests/fuzz -O "$target" "$corpus" $(seed_dirs "$target") -- \
-    -max_total_time="$seconds" -timeout=1 -rss_limit_mb=512 -max_len=65536 -print_final_stats=1 \
+  cargo +nightly fuzz run --fuzz-dir tests/fuzz "${build[@]}" "$target" "$corpus" $(seed_dirs "$target") -- \
+    "${budget[@]}" -timeout="$timeout" -rss_limit_mb=512 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
   execs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)
   crashes=$(grep -c -E 'ERROR: libFuzzer: deadly signal|ERROR: AddressSanitizer|panicked at' "$log" || true)

@@ -2,7 +2,8 @@
 # Runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
 # metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
 # with the reference JavaScript UnixFS importer, the dashboard and the WebRTC player in headless Chromium,
-# a short crash test and a bounded Schemathesis run against the OpenAPI document.
+# a short crash test, a bounded Schemathesis run against the OpenAPI document and a short run of every
+# fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,10 @@ node tests/browser/player.mjs target/debug/ipfs-stream
 python3 scripts/crash-test/crash_test.py target/debug/ipfs-stream "${CRASH_CYCLES:-15}"
 # Schemathesis against /openapi.json, 25 examples per operation, a fixed seed (any seed: scripts/api-fuzz.sh).
 scripts/api-fuzz.sh 25 1
+# Every fuzz target on 3000 inputs from its seeds, built without optimisation (long runs:
+# scripts/fuzz.sh). libFuzzer needs the nightly toolchain; a machine without one says so and goes on.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  FUZZ_SMOKE=3000 scripts/fuzz.sh
+else
+  echo "no nightly toolchain: the short fuzz run is skipped (scripts/fuzz.sh needs one)" >&2
+fi

@@ -107,7 +107,7 @@ pub fn check_sample_tables(source: &mut dyn MediaSource, size: u64) -> MediaResu
         .iter()
         .filter(|span| &span.kind == b"trak")
     {
-        let mut stbl = None;
+        let (mut stbl, mut duration) = (None, None);
         let mut level = children(source, trak.body, trak.end)?;
         for kind in [b"mdia", b"minf", b"stbl"] {
             let Some(span) = child(&level, kind) else { break };
@@ -116,16 +116,43 @@ pub fn check_sample_tables(source: &mut dyn MediaSource, size: u64) -> MediaResu
                 stbl = Some((body, end));
             }
             level = children(source, body, end)?;
+            if kind == b"mdia"
+                && let Some(mdhd) = child(&level, b"mdhd")
+            {
+                let (at, end) = (mdhd.body, mdhd.end);
+                duration = Some(media_duration(source, at, end)?);
+            }
         }
-        if let Some((body, end)) = stbl {
+        if let (Some((body, end)), Some(duration)) = (stbl, duration) {
             let tables = children(source, body, end)?;
-            check_track(source, &tables, size)?;
+            check_track(source, &tables, size, duration)?;
         }
     }
     Ok(())
 }
 
-fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64) -> MediaResult<()> {
+/// The duration `mdhd` gives the track, in its timescale.
+fn media_duration(source: &mut dyn MediaSource, body: u64, end: u64) -> MediaResult<u64> {
+    if body + 4 > end {
+        return Err(invalid("mdhd is too short"));
+    }
+    let version = read_u32s(source, body, 1)?[0] >> 24;
+    // Version 1: 64-bit creation and modification times and duration; version 0: 32-bit.
+    let (at, words) = if version == 1 {
+        (body + 4 + 8 + 8 + 4, 2)
+    } else {
+        (body + 4 + 4 + 4 + 4, 1)
+    };
+    if at + words as u64 * 4 > end {
+        return Err(invalid("mdhd is too short"));
+    }
+    let duration = read_u32s(source, at, words)?;
+    Ok(duration
+        .iter()
+        .fold(0u64, |value, word| (value << 32) | u64::from(*word)))
+}
+
+fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64, duration: u64) -> MediaResult<()> {
     // The reader reads these five itself and names a track that lacks one.
     let (Some(stsz), Some(stsc), Some(stts)) = (child(stbl, b"stsz"), child(stbl, b"stsc"), child(stbl, b"stts"))
     else {
@@ -167,12 +194,20 @@ fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64) -
             return Err(invalid("stss names sample 0 (samples count from 1)"));
         }
     }
-    walk(samples, &runs, chunks, &durations, offsets.as_deref())
+    let last_decode_time = walk(samples, &runs, chunks, &durations, offsets.as_deref())?;
+    if last_decode_time > duration {
+        return Err(invalid(format!(
+            "the last sample starts at {last_decode_time}, past the track's duration ({duration})"
+        )));
+    }
+    Ok(())
 }
 
 /// The reader's walk over `samples`, on counts only: every chunk a sample lands in has an offset,
-/// every sample a duration run (and a composition offset run, with `ctts`).
-fn walk(samples: u64, runs: &[u32], chunks: u64, durations: &[u32], offsets: Option<&[u32]>) -> MediaResult<()> {
+/// every sample a duration run (and a composition offset run, with `ctts`). Returns the decode
+/// time of the last sample as the reader computes it (the reader takes the track's duration less
+/// that time as the last sample's duration).
+fn walk(samples: u64, runs: &[u32], chunks: u64, durations: &[u32], offsets: Option<&[u32]>) -> MediaResult<u64> {
     let first_chunk = |run: usize| u64::from(runs[run * 3]);
     let per_chunk = |run: usize| u64::from(runs[run * 3 + 1]);
     let run_count = runs.len() / 3;
@@ -193,6 +228,7 @@ fn walk(samples: u64, runs: &[u32], chunks: u64, durations: &[u32], offsets: Opt
     let mut last_chunk_in_run = end_of_run(0)?;
     let (mut duration_run, mut last_in_duration_run) = (-1i64, -1i64);
     let (mut offset_run, mut last_in_offset_run) = (-1i64, -1i64);
+    let mut decode_time = 0u64;
     for sample in 0..samples {
         if sample > 0 && sample >= last_sample_in_chunk {
             chunk += 1;
@@ -219,6 +255,10 @@ fn walk(samples: u64, runs: &[u32], chunks: u64, durations: &[u32], offsets: Opt
             };
             last_in_duration_run = last_in_duration_run.max(0) + i64::from(*count);
         }
+        if sample > 0 {
+            // The previous sample lasts the delta of the run this one falls in (as the reader has it).
+            decode_time += u64::from(durations[duration_run as usize * 2 + 1]);
+        }
         if let Some(offsets) = offsets
             && sample >= last_in_offset_run
         {
@@ -229,7 +269,7 @@ fn walk(samples: u64, runs: &[u32], chunks: u64, durations: &[u32], offsets: Opt
             last_in_offset_run = last_in_offset_run.max(0) + i64::from(*count);
         }
     }
-    Ok(())
+    Ok(decode_time)
 }
 
 #[cfg(test)]
@@ -243,13 +283,16 @@ mod tests {
     #[test]
     fn consistent_tables_pass() {
         // 10 samples, 2 per chunk for chunks 1-3, then 4 per chunk: chunks 1..=4.
-        assert!(walk(10, &runs(&[(1, 2), (4, 4)]), 4, &[10, 1], None).is_ok());
-        assert!(walk(10, &runs(&[(1, 2), (4, 4)]), 4, &[4, 1, 6, 2], Some(&[10, 0])).is_ok());
+        assert_eq!(walk(10, &runs(&[(1, 2), (4, 4)]), 4, &[10, 1], None).unwrap(), 9);
+        assert_eq!(
+            walk(10, &runs(&[(1, 2), (4, 4)]), 4, &[4, 1, 6, 2], Some(&[10, 0])).unwrap(),
+            14
+        );
     }
 
     #[test]
     fn contradictions_are_refused_by_name() {
-        let refused = |result: MediaResult<()>| match result {
+        let refused = |result: MediaResult<u64>| match result {
             Err(MediaError::Invalid(message)) => message,
             other => panic!("{other:?}"),
         };
