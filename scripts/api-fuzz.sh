@@ -11,7 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 examples=${1:-25}
 # Run as a module: a fresh pip install may not put `st` on the PATH (pyenv shims, --user).
-python3 -c "import schemathesis" 2>/dev/null || python3 -m pip install -q "schemathesis==4.32.5" >&2
+# (A Python that its distribution manages refuses a plain install: then it goes beside its packages.)
+if ! python3 -c "import schemathesis" 2>/dev/null; then
+  python3 -m pip install -q "schemathesis==4.32.5" >&2 ||
+    python3 -m pip install -q --break-system-packages "schemathesis==4.32.5" >&2
+fi
 cargo build --locked -q -p ipfs-stream >&2
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/api-fuzz.XXXXXX")

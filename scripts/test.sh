@@ -25,7 +25,8 @@ python3 scripts/crash-test/crash_test.py target/debug/ipfs-stream "${CRASH_CYCLE
 scripts/api-fuzz.sh 25 1
 # Every fuzz target on 3000 inputs from its seeds, built without optimisation (long runs:
 # scripts/fuzz.sh). libFuzzer needs the nightly toolchain; a machine without one says so and goes on.
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+toolchains=$(rustup toolchain list 2>/dev/null || true)
+if grep -q '^nightly' <<<"$toolchains"; then
   FUZZ_SMOKE=3000 scripts/fuzz.sh
 else
   echo "no nightly toolchain: the short fuzz run is skipped (scripts/fuzz.sh needs one)" >&2

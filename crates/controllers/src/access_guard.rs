@@ -14,7 +14,6 @@ use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use model::access::{Caller, Refusal};
 
 use crate::access::{Access, AuthMode, PatternPolicy, Requirement, audit, policy_of};
-use crate::connections::{OverCap, RefusedConnection};
 use crate::rate_limits::RateKey;
 use crate::{ApiError, AppState};
 
@@ -28,19 +27,6 @@ pub async fn guard(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    if let Some(RefusedConnection(cap)) = req.conn_data::<RefusedConnection>().copied() {
-        // Closed on arrival; a request that was already in its buffer gets the reason.
-        let message = match cap {
-            OverCap::PerAddress => "this address holds as many connections as it may; close one",
-            OverCap::Total => "the server holds as many connections as it may; try again later",
-        };
-        let mut response =
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", message).error_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(with_common_headers(req.into_response(response)).map_into_right_body());
-    }
     // Not routed yet: the pattern the request will match, from the app's resource map.
     let Some(pattern) = req.match_pattern() else {
         // No route at all: the JSON 404 of the default service.

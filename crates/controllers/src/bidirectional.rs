@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, Session};
@@ -111,7 +111,24 @@ async fn serve(
     let next_id = AtomicU32::new(1);
     let active_gets = Arc::new(AtomicUsize::new(0));
     let mut uploads: HashMap<u32, Upload> = HashMap::new();
-    while let Some(message) = messages.next().await {
+    let idle = state.limits.body_idle_timeout;
+    loop {
+        let next = if uploads.is_empty() {
+            messages.next().await
+        } else {
+            match tokio::time::timeout(idle, messages.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // Uploads open and nothing for `idle`: each fails as stalled (nothing of it
+                    // becomes visible); the socket stays open for the client's next command.
+                    if !fail_stalled_uploads(&mut session, &mut uploads, idle).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(message) = next else { break };
         match message {
             Ok(AggregatedMessage::Text(text)) => {
                 let command = match read_command(&text) {
@@ -190,6 +207,17 @@ async fn serve(
     }
     abort_uploads(&mut uploads).await;
     let _ = session.close(Some(CloseCode::Normal.into())).await;
+}
+
+/// Fails every open upload as stalled and tells the client; false when the client is gone.
+async fn fail_stalled_uploads(session: &mut Session, uploads: &mut HashMap<u32, Upload>, idle: Duration) -> bool {
+    for (id, upload) in std::mem::take(uploads) {
+        let _ = upload.sender.send(Err(model::Error::InputStalled(idle))).await;
+        if !send(session, upload_result(id, upload).await).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Fails every unfinished upload, so none of them becomes visible.

@@ -1,5 +1,6 @@
 //! Caps on the connections an address, and everyone together, may hold open. A connection over a
-//! cap is closed as soon as it is accepted, before a byte of it is read, so holding sockets open
+//! cap is closed as soon as it is accepted (under TLS, once its handshake is done), before a byte
+//! of a request is read, so holding sockets open
 //! (slow headers, idle keep-alives, WebSockets) costs an attacker the cap and nothing more. IPv6
 //! addresses count by their /64: one host is usually given a whole /64.
 
@@ -144,11 +145,6 @@ impl Drop for ConnectionSlot {
         self.gate.release(self.address);
     }
 }
-
-/// Left in a refused connection's data, so a request that arrived with it is answered 503 should
-/// the closed socket still deliver one.
-#[derive(Clone, Copy, Debug)]
-pub struct RefusedConnection(pub OverCap);
 
 #[cfg(test)]
 mod tests {

@@ -5,14 +5,13 @@ use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use cid::Cid;
-use futures::StreamExt;
 use model::content::{AddRequest, ByteRange, ImportOptions, parse_cid};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
 use crate::metering::Meter;
-use crate::upload::{channel, pump_field};
+use crate::upload::{channel, next_part, pump_field};
 use model::stream_records::{Direction, StreamType};
 
 /// An error as Kubo reports it.
@@ -166,7 +165,7 @@ pub async fn add(req: HttpRequest, mut form: Multipart, state: web::Data<AppStat
     let progress = flag(q.progress.as_deref(), "progress", false)?;
     let limit = state.limits.max_upload_bytes;
     let mut lines = String::new();
-    while let Some(field) = form.next().await {
+    while let Some(field) = next_part(&mut form, state.limits.body_idle_timeout).await? {
         let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
         // Every part is a file, named by its file name if it has one; a line without one is
         // named by its CID, as Kubo names content added without a name.
@@ -325,7 +324,7 @@ pub async fn dag_import(
     let pin = flag(q.pin_roots.as_deref(), "pin-roots", true)?;
     let limit = state.limits.max_upload_bytes;
     let mut lines = String::new();
-    while let Some(field) = form.next().await {
+    while let Some(field) = next_part(&mut form, state.limits.body_idle_timeout).await? {
         let field = field.map_err(|e| bad_argument(format!("multipart body: {e}")))?;
         let (sender, input) = channel(&state.upload_buffers);
         let idle_timeout = state.limits.body_idle_timeout;

@@ -178,10 +178,11 @@ where
 /// dropped unread.
 pub async fn pump_first_file(mut multipart: Multipart, sender: PieceSender, limit: u64, idle_timeout: Duration) {
     let refuse = |message: String| sender.send(Err(model::Error::Input(format!("multipart body: {message}"))));
-    let field = match multipart.next().await {
-        Some(Ok(field)) => field,
-        Some(Err(e)) => return drop(refuse(e.to_string()).await),
-        None => return drop(refuse("no file part".into()).await),
+    let field = match next_part(&mut multipart, idle_timeout).await {
+        Err(stalled) => return drop(sender.send(Err(stalled)).await),
+        Ok(Some(Ok(field))) => field,
+        Ok(Some(Err(e))) => return drop(refuse(e.to_string()).await),
+        Ok(None) => return drop(refuse("no file part".into()).await),
     };
     let is_file =
         field.content_disposition().is_some_and(|d| d.get_filename().is_some()) || field.name() == Some("file");
@@ -190,14 +191,26 @@ pub async fn pump_first_file(mut multipart: Multipart, sender: PieceSender, limi
         return drop(refuse(format!("part {name:?} is not a file: send one part, named file")).await);
     }
     pump_field(field, &sender, limit, idle_timeout).await;
-    match multipart.next().await {
-        None => {}
-        Some(Ok(extra)) => {
+    match next_part(&mut multipart, idle_timeout).await {
+        Ok(None) => {}
+        Ok(Some(Ok(extra))) => {
             let name = extra.name().unwrap_or_default().to_owned();
             drop(refuse(format!("a part {name:?} after the file: send one part, named file")).await);
         }
-        Some(Err(e)) => drop(refuse(e.to_string()).await),
+        Ok(Some(Err(e))) => drop(refuse(e.to_string()).await),
+        Err(stalled) => drop(sender.send(Err(stalled)).await),
     }
+}
+
+/// The next part of a multipart body, or `InputStalled` when the client sends nothing for
+/// `idle_timeout` (between parts as within them).
+pub async fn next_part(
+    multipart: &mut Multipart,
+    idle_timeout: Duration,
+) -> model::Result<Option<Result<actix_multipart::Field, actix_multipart::MultipartError>>> {
+    tokio::time::timeout(idle_timeout, multipart.next())
+        .await
+        .map_err(|_| model::Error::InputStalled(idle_timeout))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_tls::accept::rustls_0_23::TlsStream;
-use controllers::connections::{ConnectionGate, RefusedConnection};
+use controllers::connections::ConnectionGate;
 
 use model::monitoring::{Sampler, SamplerConfig};
 
@@ -146,7 +146,7 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
 }
 
 /// A new connection: admitted under the caps (its slot lives in its data, given back when it
-/// closes) or shut at once. Small replies (range requests, JSON) go out without waiting on
+/// closes) or shut at once (under TLS this runs after the handshake). Small replies (range requests, JSON) go out without waiting on
 /// delayed ACKs.
 fn admit(gate: &Arc<ConnectionGate>, connection: &dyn Any, data: &mut actix_web::dev::Extensions) {
     let tcp = connection.downcast_ref::<actix_web::rt::net::TcpStream>().or_else(|| {
@@ -162,9 +162,9 @@ fn admit(gate: &Arc<ConnectionGate>, connection: &dyn Any, data: &mut actix_web:
             data.insert(slot);
         }
         Err(cap) => {
+            // Both ways: the dispatcher reads the end at once and the client sees the close.
             tracing::debug!(peer = %peer.ip(), cap = cap.as_str(), "connection over its cap closed");
             let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Both);
-            data.insert(RefusedConnection(cap));
         }
     }
 }

@@ -8,8 +8,9 @@ use std::io::SeekFrom;
 
 use super::{MediaError, MediaResult, MediaSource};
 
-/// Samples one track may hold: a day of 120 fps video is 10.4 million. The reader keeps about
-/// 50 bytes per sample, so this bounds its tables at under a gigabyte whatever a file claims.
+/// Samples a file's tracks may hold together: a day of 120 fps video is 10.4 million. The reader
+/// keeps about 50 bytes per sample, so this bounds its tables at under a gigabyte whatever a file
+/// claims.
 pub const MAX_SAMPLES: u64 = 16_000_000;
 
 fn invalid(message: impl Into<String>) -> MediaError {
@@ -51,8 +52,10 @@ fn children(source: &mut dyn MediaSource, start: u64, end: u64) -> MediaResult<V
     Ok(spans)
 }
 
+/// The box of this type the reader keeps: of several, the last (each one it meets replaces the
+/// one before).
 fn child<'a>(spans: &'a [BoxSpan], kind: &[u8; 4]) -> Option<&'a BoxSpan> {
-    spans.iter().find(|span| &span.kind == kind)
+    spans.iter().rev().find(|span| &span.kind == kind)
 }
 
 fn read_u32s(source: &mut dyn MediaSource, at: u64, count: usize) -> MediaResult<Vec<u32>> {
@@ -103,6 +106,7 @@ pub fn check_sample_tables(source: &mut dyn MediaSource, size: u64) -> MediaResu
     let Some(moov) = child(&top, b"moov") else {
         return Ok(()); // the reader names a file without a movie
     };
+    let mut samples = 0u64;
     for trak in children(source, moov.body, moov.end)?
         .iter()
         .filter(|span| &span.kind == b"trak")
@@ -125,7 +129,10 @@ pub fn check_sample_tables(source: &mut dyn MediaSource, size: u64) -> MediaResu
         }
         if let (Some((body, end)), Some(duration)) = (stbl, duration) {
             let tables = children(source, body, end)?;
-            check_track(source, &tables, size, duration)?;
+            samples += check_track(source, &tables, size, duration)?;
+            if samples > MAX_SAMPLES {
+                return Err(invalid(format!("more than {MAX_SAMPLES} samples in all tracks")));
+            }
         }
     }
     Ok(())
@@ -152,11 +159,12 @@ fn media_duration(source: &mut dyn MediaSource, body: u64, end: u64) -> MediaRes
         .fold(0u64, |value, word| (value << 32) | u64::from(*word)))
 }
 
-fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64, duration: u64) -> MediaResult<()> {
-    // The reader reads these five itself and names a track that lacks one.
+/// Checks one track's tables; returns its sample count.
+fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64, duration: u64) -> MediaResult<u64> {
+    // The reader needs these three and names a track that lacks one.
     let (Some(stsz), Some(stsc), Some(stts)) = (child(stbl, b"stsz"), child(stbl, b"stsc"), child(stbl, b"stts"))
     else {
-        return Ok(());
+        return Ok(0);
     };
     if stsz.body + 12 > stsz.end {
         return Err(invalid("stsz is too short"));
@@ -175,7 +183,7 @@ fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64, d
         )));
     }
     if samples == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let (_, runs) = table(source, stsc, 0, 3, true)?;
     let chunks = match (child(stbl, b"stco"), child(stbl, b"co64")) {
@@ -200,7 +208,7 @@ fn check_track(source: &mut dyn MediaSource, stbl: &[BoxSpan], file_size: u64, d
             "the last sample starts at {last_decode_time}, past the track's duration ({duration})"
         )));
     }
-    Ok(())
+    Ok(samples)
 }
 
 /// The reader's walk over `samples`, on counts only: every chunk a sample lands in has an offset,
