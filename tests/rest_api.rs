@@ -51,6 +51,26 @@ async fn uploads_give_the_cids_of_the_cli_and_read_back() {
     .await;
     assert_eq!(status, 201, "{multipart}");
     assert_eq!(multipart["cid"], cli_v1.as_str());
+    assert_eq!(multipart["name"], "data.bin", "the part's file name names the content");
+
+    // A part besides the file is refused by name.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"abc".to_vec()).file_name("a.txt"),
+        )
+        .text("note", "hello");
+    let (status, refused) = json(
+        client
+            .post(format!("{}/api/v1/content", server.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("\"note\""), "{refused}");
 
     let body = client
         .get(format!("{}/ipfs/{cli_v1}", server.base))

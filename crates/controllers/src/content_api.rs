@@ -28,7 +28,7 @@ pub struct AddQuery {
     pub chunker: Option<String>,
     /// Keep the content through garbage collection (default true).
     pub pin: Option<bool>,
-    /// A name to remember the content by.
+    /// A name to remember the content by (default: the multipart part's file name).
     #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
     #[param(min_length = 1, max_length = 255)]
     pub name: Option<String>,
@@ -97,13 +97,15 @@ pub async fn add(
         Direction::Inbound,
         "/api/v1/content".into(),
     );
-    let input = meter.wrap(body_stream(
+    let upload = body_stream(
         &req,
         payload,
         limit,
         &state.upload_buffers,
         state.limits.body_idle_timeout,
-    )?);
+    )
+    .await?;
+    let input = meter.wrap(upload.stream);
     let content_type = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -112,7 +114,11 @@ pub async fn add(
         .map(str::to_owned);
     let request = AddRequest {
         options,
-        name: query.name.clone(),
+        // `?name=` first, else the multipart part's file name (at most 255 characters of it).
+        name: query
+            .name
+            .clone()
+            .or_else(|| upload.file_name.map(|name| name.chars().take(255).collect())),
         content_type,
         pin: query.pin.unwrap_or(true),
         limit: Some(limit),
@@ -304,13 +310,17 @@ pub async fn import_car(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let meter = Meter::for_request(&req, &state, StreamType::Http, Direction::Inbound, "/api/v1/car".into());
-    let input = meter.wrap(body_stream(
-        &req,
-        payload,
-        state.limits.max_upload_bytes,
-        &state.upload_buffers,
-        state.limits.body_idle_timeout,
-    )?);
+    let input = meter.wrap(
+        body_stream(
+            &req,
+            payload,
+            state.limits.max_upload_bytes,
+            &state.upload_buffers,
+            state.limits.body_idle_timeout,
+        )
+        .await?
+        .stream,
+    );
     let imported = state.content.import_car(input, query.pin.unwrap_or(true)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(CarImported {
         roots: imported.roots.iter().map(ToString::to_string).collect(),

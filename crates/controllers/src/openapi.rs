@@ -23,7 +23,8 @@ pub struct Binary(Vec<u8>);
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The file's bytes (the `name` query parameter names the content).
+    /// The file's bytes; the part's file name names the content unless the `name` query
+    /// parameter does.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }

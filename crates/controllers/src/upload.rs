@@ -91,14 +91,21 @@ impl PieceSender {
     }
 }
 
-/// The body of `req`: the first file part of a `multipart/form-data` body, else the raw body.
-pub fn body_stream(
+/// An upload body on its way to the import, and the file name its multipart part gave.
+pub struct Upload {
+    pub stream: ByteStream,
+    pub file_name: Option<String>,
+}
+
+/// The body of `req`: the one file part of a `multipart/form-data` body (read up to its headers
+/// here, so that its file name is known before the import starts), else the raw body.
+pub async fn body_stream(
     req: &HttpRequest,
     payload: web::Payload,
     limit: u64,
     buffers: &UploadBuffers,
     idle_timeout: Duration,
-) -> Result<ByteStream, ApiError> {
+) -> Result<Upload, ApiError> {
     if let Some(length) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -113,14 +120,23 @@ pub fn body_stream(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
-    if is_multipart {
-        let multipart = Multipart::new(req.headers(), payload);
-        actix_web::rt::spawn(pump_first_file(multipart, sender, limit, idle_timeout));
-    } else {
+    if !is_multipart {
         let source = payload.map(|r| r.map_err(|e| e.to_string()));
         actix_web::rt::spawn(async move { pump(source, &sender, limit, idle_timeout).await });
+        return Ok(Upload {
+            stream,
+            file_name: None,
+        });
     }
-    Ok(stream)
+    let mut multipart = Multipart::new(req.headers(), payload);
+    let field = first_file_part(&mut multipart, idle_timeout).await?;
+    let file_name = field
+        .content_disposition()
+        .and_then(|d| d.get_filename())
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned);
+    actix_web::rt::spawn(pump_file_part(field, multipart, sender, limit, idle_timeout));
+    Ok(Upload { stream, file_name })
 }
 
 /// A channel bounded by `buffers` whose receiving end is a model byte stream.
@@ -177,19 +193,39 @@ where
 /// `sender`; any other part, before or after it, fails the upload by name rather than being
 /// dropped unread.
 pub async fn pump_first_file(mut multipart: Multipart, sender: PieceSender, limit: u64, idle_timeout: Duration) {
-    let refuse = |message: String| sender.send(Err(model::Error::Input(format!("multipart body: {message}"))));
-    let field = match next_part(&mut multipart, idle_timeout).await {
-        Err(stalled) => return drop(sender.send(Err(stalled)).await),
-        Ok(Some(Ok(field))) => field,
-        Ok(Some(Err(e))) => return drop(refuse(e.to_string()).await),
-        Ok(None) => return drop(refuse("no file part".into()).await),
+    match first_file_part(&mut multipart, idle_timeout).await {
+        Ok(field) => pump_file_part(field, multipart, sender, limit, idle_timeout).await,
+        Err(refused) => drop(sender.send(Err(refused)).await),
+    }
+}
+
+/// The first part of a multipart body, which must be a file (a part with a file name, or named
+/// `file`).
+async fn first_file_part(multipart: &mut Multipart, idle_timeout: Duration) -> model::Result<actix_multipart::Field> {
+    let input = |message: String| model::Error::Input(format!("multipart body: {message}"));
+    let field = match next_part(multipart, idle_timeout).await? {
+        Some(Ok(field)) => field,
+        Some(Err(e)) => return Err(input(e.to_string())),
+        None => return Err(input("no file part".into())),
     };
     let is_file =
         field.content_disposition().is_some_and(|d| d.get_filename().is_some()) || field.name() == Some("file");
     if !is_file {
         let name = field.name().unwrap_or_default().to_owned();
-        return drop(refuse(format!("part {name:?} is not a file: send one part, named file")).await);
+        return Err(input(format!("part {name:?} is not a file: send one part, named file")));
     }
+    Ok(field)
+}
+
+/// Forwards the file part into `sender`, then fails the upload if any part follows it.
+async fn pump_file_part(
+    field: actix_multipart::Field,
+    mut multipart: Multipart,
+    sender: PieceSender,
+    limit: u64,
+    idle_timeout: Duration,
+) {
+    let refuse = |message: String| sender.send(Err(model::Error::Input(format!("multipart body: {message}"))));
     pump_field(field, &sender, limit, idle_timeout).await;
     match next_part(&mut multipart, idle_timeout).await {
         Ok(None) => {}
