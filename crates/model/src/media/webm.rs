@@ -26,10 +26,14 @@ const CRC32_ID: u64 = 0xBF;
 const SEGMENT_ID: u64 = 0x1853_8067;
 
 /// An EBML variable-length integer: its value (with the length marker kept for ids, dropped for
-/// sizes) and its length in bytes.
+/// sizes) and its length in bytes. Before an id, bytes below 0x10 are skipped, as the Matroska
+/// reader skips them (so the id read here is the one it will read).
 fn read_vint(source: &mut dyn MediaSource, keep_marker: bool) -> MediaResult<u64> {
     let mut first = [0u8; 1];
     source.read_exact(&mut first)?;
+    while keep_marker && first[0] & 0xF0 == 0 {
+        source.read_exact(&mut first)?;
+    }
     let length = first[0].leading_zeros() as usize + 1;
     if length > 8 {
         return Err(MediaError::Invalid("WebM: an EBML number longer than 8 bytes".into()));
