@@ -62,8 +62,36 @@ fn children_offset(kind: &[u8; 4]) -> Option<u64> {
         b"meta" => Some(4),
         // A full box and an entry count, then the sample entries.
         b"stsd" => Some(8),
+        // A visual sample entry's fields, then its boxes (avcC among them).
+        b"avc1" | b"avc3" => Some(78),
         _ => None,
     }
+}
+
+/// Checks that an `avcC` holds the parameter sets it announces: the MP4 reader takes the rest of
+/// the box as the bytes after them, and a box too short for them makes that a size near 2^64.
+fn check_avcc(source: &mut dyn MediaSource, body: u64, end: u64) -> MediaResult<()> {
+    let overrun = || MediaError::Invalid("MP4: avcC's parameter sets overrun it".into());
+    let mut bytes = vec![0u8; usize::try_from(end - body).map_err(|_| overrun())?];
+    source.seek(SeekFrom::Start(body))?;
+    source.read_exact(&mut bytes)?;
+    let mut at = 6;
+    let byte = |at: usize| bytes.get(at).copied().ok_or_else(overrun);
+    let mut sets = usize::from(byte(5)? & 0x1F);
+    for list in 0..2 {
+        if list == 1 {
+            sets = usize::from(byte(at)?);
+            at += 1;
+        }
+        for _ in 0..sets {
+            let length = usize::from(u16::from_be_bytes([byte(at)?, byte(at + 1)?]));
+            at += 2 + length;
+            if at > bytes.len() {
+                return Err(overrun());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Containers nested deeper than this are refused (a file of a few bytes per level could
@@ -107,6 +135,9 @@ fn check_box_sizes(source: &mut dyn MediaSource, start: u64, end: u64, depth: u3
                 String::from_utf8_lossy(&kind),
                 end - at
             )));
+        }
+        if &kind == b"avcC" {
+            check_avcc(source, at + header_size, at + size)?;
         }
         if let Some(offset) = children_offset(&kind)
             && header_size + offset <= size
