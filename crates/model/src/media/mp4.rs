@@ -9,6 +9,7 @@ use bytes::Bytes;
 use re_mp4::{Mp4, Sample, StsdBoxContent};
 
 use super::h264::{self, START_CODE};
+use super::mp4_tables::children;
 use super::{Codec, Demuxer, Frame, MediaError, MediaResult, MediaSource, TrackInfo};
 
 struct Mp4Track {
@@ -107,50 +108,21 @@ fn check_box_sizes(source: &mut dyn MediaSource, start: u64, end: u64, depth: u3
             "MP4: boxes nested deeper than {MAX_BOX_DEPTH}"
         )));
     }
-    let mut at = start;
-    while at + 8 <= end {
-        source.seek(SeekFrom::Start(at))?;
-        let mut header = [0u8; 16];
-        source.read_exact(&mut header[..8])?;
-        let kind: [u8; 4] = header[4..8].try_into().expect("four bytes");
-        let (size, header_size) = match u32::from_be_bytes(header[..4].try_into().expect("four bytes")) {
-            // "To the end of the file": the MP4 reader does not support it (it would read the
-            // same header again and again).
-            0 => {
-                return Err(MediaError::Invalid(format!(
-                    "MP4: box {:?} of size 0 (to the end of the file) is not supported",
-                    String::from_utf8_lossy(&kind)
-                )));
-            }
-            1 if at + 16 <= end => {
-                source.read_exact(&mut header[8..16])?;
-                (u64::from_be_bytes(header[8..16].try_into().expect("eight bytes")), 16)
-            }
-            1 => return Err(MediaError::Invalid("MP4: a 64-bit box size past the end".into())),
-            size => (u64::from(size), 8),
-        };
-        if size < header_size || size > end - at {
-            return Err(MediaError::Invalid(format!(
-                "MP4: box {:?} claims {size} bytes where {} remain",
-                String::from_utf8_lossy(&kind),
-                end - at
-            )));
+    for span in children(source, start, end)? {
+        if &span.kind == b"avcC" {
+            check_avcc(source, span.body, span.end)?;
         }
-        if &kind == b"avcC" {
-            check_avcc(source, at + header_size, at + size)?;
-        }
-        if let Some(offset) = children_offset(&kind)
-            && header_size + offset <= size
+        if let Some(offset) = children_offset(&span.kind)
+            && span.body + offset <= span.end
         {
-            let children = check_box_sizes(source, at + header_size + offset, at + size, depth + 1);
+            let nested = check_box_sizes(source, span.body + offset, span.end, depth + 1);
             // QuickTime writes `meta` without the version and flags of ISO's full box.
-            if children.is_err() && &kind == b"meta" {
-                check_box_sizes(source, at + header_size, at + size, depth + 1)?;
+            if nested.is_err() && &span.kind == b"meta" {
+                check_box_sizes(source, span.body, span.end, depth + 1)?;
             } else {
-                children?;
+                nested?;
             }
         }
-        at += size;
     }
     Ok(())
 }

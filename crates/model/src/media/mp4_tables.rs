@@ -17,14 +17,17 @@ fn invalid(message: impl Into<String>) -> MediaError {
     MediaError::Invalid(format!("MP4: {}", message.into()))
 }
 
-/// A box's type and where its body lies (box sizes were checked against the file before).
-struct BoxSpan {
-    kind: [u8; 4],
-    body: u64,
-    end: u64,
+/// A box's type and where its body lies.
+pub(super) struct BoxSpan {
+    pub kind: [u8; 4],
+    pub body: u64,
+    pub end: u64,
 }
 
-fn children(source: &mut dyn MediaSource, start: u64, end: u64) -> MediaResult<Vec<BoxSpan>> {
+/// The boxes from `start` to `end`, each checked to fit there: the MP4 reader allocates by the
+/// sizes boxes claim, and does not support size 0 ("to the end of the file": it would read the
+/// same header again and again).
+pub(super) fn children(source: &mut dyn MediaSource, start: u64, end: u64) -> MediaResult<Vec<BoxSpan>> {
     let mut spans = Vec::new();
     let mut at = start;
     while at + 8 <= end {
@@ -33,14 +36,25 @@ fn children(source: &mut dyn MediaSource, start: u64, end: u64) -> MediaResult<V
         source.read_exact(&mut header[..8])?;
         let kind: [u8; 4] = header[4..8].try_into().expect("four bytes");
         let (size, header_size) = match u32::from_be_bytes(header[..4].try_into().expect("four bytes")) {
+            0 => {
+                return Err(invalid(format!(
+                    "box {:?} of size 0 (to the end of the file) is not supported",
+                    name(&kind)
+                )));
+            }
             1 if at + 16 <= end => {
                 source.read_exact(&mut header[8..16])?;
                 (u64::from_be_bytes(header[8..16].try_into().expect("eight bytes")), 16)
             }
+            1 => return Err(invalid("a 64-bit box size past the end")),
             size => (u64::from(size), 8),
         };
         if size < header_size || size > end - at {
-            return Err(invalid("a box does not fit its parent"));
+            return Err(invalid(format!(
+                "box {:?} claims {size} bytes where {} remain",
+                name(&kind),
+                end - at
+            )));
         }
         spans.push(BoxSpan {
             kind,
