@@ -97,6 +97,7 @@ impl From<model::Error> for ApiError {
             E::HashMismatch(_) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted_block"),
             E::MalformedBlock { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "malformed_block"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+            E::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             E::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             E::Task { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             E::Media(model::media::MediaError::Unsupported(_)) => {

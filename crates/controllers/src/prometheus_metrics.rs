@@ -187,7 +187,7 @@ struct HubCollector {
     descs: Vec<Desc>,
 }
 
-const HUB_METRICS: [(&str, &str, bool); 9] = [
+const HUB_METRICS: [(&str, &str, bool); 14] = [
     (
         "notification_subscribers",
         "Connections subscribed to live notifications.",
@@ -223,6 +223,31 @@ const HUB_METRICS: [(&str, &str, bool); 9] = [
     (
         "store_verify_failures_total",
         "Stored blocks that did not hash to their CID (refused).",
+        true,
+    ),
+    (
+        "remote_blocks_total",
+        "Blocks the store lacked, fetched from an upstream gateway and verified (cache misses).",
+        true,
+    ),
+    (
+        "remote_bytes_total",
+        "Bytes of the blocks fetched from upstream gateways.",
+        true,
+    ),
+    (
+        "remote_failures_total",
+        "Blocks the store lacked that no upstream gateway supplied.",
+        true,
+    ),
+    (
+        "remote_keep_failures_total",
+        "Fetched blocks that could not be kept in the store (served all the same).",
+        true,
+    ),
+    (
+        "remote_cache_evicted_total",
+        "Kept remote blocks deleted to stay within cache_max_bytes.",
         true,
     ),
 ];
@@ -271,6 +296,11 @@ impl Collector for HubCollector {
             self.store.bytes_read.load(Ordering::Relaxed),
             self.store.cache_hits.load(Ordering::Relaxed),
             self.store.verify_failures.load(Ordering::Relaxed),
+            self.store.remote_blocks.load(Ordering::Relaxed),
+            self.store.remote_bytes.load(Ordering::Relaxed),
+            self.store.remote_failures.load(Ordering::Relaxed),
+            self.store.remote_keep_failures.load(Ordering::Relaxed),
+            self.store.evicted_blocks.load(Ordering::Relaxed),
         ];
         HUB_METRICS
             .iter()
@@ -336,6 +366,12 @@ pub async fn record_requests(
 pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.prometheus_metrics.render();
     text.push_str(&render_connections(state.connections.counts()));
+    if let Some(remote) = &state.upstreams {
+        text.push_str(&render_upstreams(&remote.report()));
+    }
+    if let Some(budget) = &state.cache_budget {
+        text.push_str(&render_cache(budget.usage()));
+    }
     if let Some(webrtc) = &state.webrtc {
         text.push_str(&render_webrtc(&webrtc.totals().await));
     }
@@ -368,6 +404,123 @@ fn render_connections(counts: crate::connections::ConnectionCounts) -> String {
     refused.with_label_values(&["total"]).inc_by(counts.refused_total);
     registry.register(Box::new(open)).expect("unique");
     registry.register(Box::new(refused)).expect("unique");
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding");
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// What the store keeps of remote content, against its budget.
+fn render_cache(usage: model::content::CacheUsage) -> String {
+    let registry = Registry::new();
+    let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+    for (name, help, value) in [
+        (
+            "remote_cache_bytes",
+            "Bytes of remote blocks kept in the store.",
+            usage.bytes,
+        ),
+        ("remote_cache_blocks", "Remote blocks kept in the store.", usage.blocks),
+        (
+            "remote_cache_max_bytes",
+            "The budget of remote blocks kept (cache_max_bytes).",
+            usage.max_bytes,
+        ),
+    ] {
+        let gauge = IntGauge::with_opts(opts(name, help)).expect("valid metric");
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(Box::new(gauge)).expect("unique");
+    }
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding");
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// Each upstream gateway's families, labelled by its URL (configured, so bounded).
+fn render_upstreams(reports: &[model::content::UpstreamReport]) -> String {
+    let registry = Registry::new();
+    let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+    let counter = |name: &str, help: &str| IntCounterVec::new(opts(name, help), &["gateway"]).expect("valid metric");
+    type Field = fn(&model::content::UpstreamReport) -> u64;
+    let counters: [(&str, &str, Field); 7] = [
+        (
+            "upstream_requests_total",
+            "Block requests sent to an upstream gateway.",
+            |r| r.requests,
+        ),
+        (
+            "upstream_blocks_total",
+            "Blocks an upstream gateway sent that verified.",
+            |r| r.blocks,
+        ),
+        (
+            "upstream_bytes_total",
+            "Bytes of the verified blocks an upstream gateway sent.",
+            |r| r.bytes,
+        ),
+        (
+            "upstream_not_found_total",
+            "Blocks an upstream gateway said it does not have.",
+            |r| r.not_found,
+        ),
+        (
+            "upstream_failures_total",
+            "Requests to an upstream gateway that failed (network, 5xx, timeout).",
+            |r| r.failures,
+        ),
+        (
+            "upstream_bad_blocks_total",
+            "Blocks an upstream gateway sent that did not match their CID.",
+            |r| r.bad_blocks,
+        ),
+        (
+            "upstream_hedges_total",
+            "Requests sent to an upstream gateway because another was slow.",
+            |r| r.hedges,
+        ),
+    ];
+    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+    for (name, help, field) in counters {
+        let family = counter(name, help);
+        for report in reports {
+            family.with_label_values(&[report.name.as_str()]).inc_by(field(report));
+        }
+        collectors.push(Box::new(family));
+    }
+    let latency = prometheus::GaugeVec::new(
+        opts(
+            "upstream_latency_p95_seconds",
+            "The p95 of an upstream gateway's recent block latencies.",
+        ),
+        &["gateway"],
+    )
+    .expect("valid metric");
+    let quarantined = IntGaugeVec::new(
+        opts(
+            "upstream_quarantined",
+            "1 while an upstream gateway is set aside (a wrong block, or three failures in a row).",
+        ),
+        &["gateway"],
+    )
+    .expect("valid metric");
+    for report in reports {
+        if let Some(p95) = report.recent_p95_ms {
+            latency
+                .with_label_values(&[report.name.as_str()])
+                .set(p95 as f64 / 1000.0);
+        }
+        quarantined
+            .with_label_values(&[report.name.as_str()])
+            .set(i64::from(report.quarantined));
+    }
+    collectors.push(Box::new(latency));
+    collectors.push(Box::new(quarantined));
+    for collector in collectors {
+        registry.register(collector).expect("unique");
+    }
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut out)

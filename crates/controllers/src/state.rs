@@ -62,6 +62,10 @@ pub struct AppState {
     pub faults: Option<Arc<Faults>>,
     /// What the block store served.
     pub store_counters: Arc<model::content::StoreCounters>,
+    /// The upstream gateways blocks the store lacks come from, when configured.
+    pub upstreams: Option<Arc<model::content::Remote>>,
+    /// The budget of the blocks kept from them.
+    pub cache_budget: Option<Arc<model::content::CacheBudget>>,
     /// WebRTC playback, when enabled.
     pub webrtc: Option<Arc<dyn model::webrtc::WebRtcService>>,
     /// Who may use which route, and the credentials that say so.
@@ -92,6 +96,8 @@ impl AppState {
             anomalies_raised,
             faults: None,
             store_counters,
+            upstreams: None,
+            cache_budget: None,
             webrtc: None,
             access: Arc::new(crate::access::AccessControl::auth_off()),
             connections: crate::connections::ConnectionGate::new(Default::default()),
@@ -124,6 +130,17 @@ impl AppState {
         self.live = live;
         self.history = history;
         self.anomalies_raised = anomalies_raised;
+        self
+    }
+
+    /// Reports these upstream gateways and the budget of what is kept from them in `/metrics`.
+    pub fn with_upstreams(
+        mut self,
+        remote: Option<Arc<model::content::Remote>>,
+        budget: Option<Arc<model::content::CacheBudget>>,
+    ) -> Self {
+        self.upstreams = remote;
+        self.cache_budget = budget;
         self
     }
 

@@ -79,6 +79,9 @@ pub enum Error {
     /// The store's disk (or its database's) is full: nothing of the operation was kept.
     #[error("storage full: {0}")]
     StorageFull(String),
+    /// No upstream gateway could supply a block the local store lacks (each one's reason).
+    #[error("no upstream could supply {cid}: {reason}")]
+    Unreachable { cid: Cid, reason: String },
     /// A failure in a storage adapter (disk, database, remote node).
     #[error("store error: {0}")]
     Store(String),
@@ -103,7 +106,7 @@ impl Error {
     /// out of file handles for a moment, a remote node that timed out). What the content itself
     /// says (not found, corrupt, malformed) stays true.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Store(_))
+        matches!(self, Error::Store(_) | Error::Unreachable { .. })
     }
 }
 
@@ -122,5 +125,13 @@ mod tests {
         assert!(error.to_string().starts_with("hashing task failed: "), "{error}");
         assert!(!error.is_transient());
         assert!(Error::Store("disk busy".into()).is_transient());
+        let cid = crate::content::Block::encode(cid::Version::V1, crate::content::block::RAW, "x".into());
+        assert!(
+            Error::Unreachable {
+                cid: *cid.cid(),
+                reason: "timed out".into()
+            }
+            .is_transient()
+        );
     }
 }

@@ -11,6 +11,8 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("Kubo RPC {endpoint}: {message}")]
     Kubo { endpoint: String, message: String },
+    #[error("gateway {gateway}: {message}")]
+    Gateway { gateway: String, message: String },
     #[error("stored record is invalid: {0}")]
     InvalidRecord(String),
 }

@@ -132,6 +132,29 @@ impl BlockStore for FsBlockStore {
         }))
     }
 
+    /// Written under a staging name and renamed into place, so the block is whole under its
+    /// name; not synced, since a lost or torn cache copy fails verification and is fetched again.
+    async fn keep(&self, block: &Block) -> model::Result<()> {
+        let key = storage_key(block.cid());
+        let staged = self.inner.staging.join(format!("kept-{}", uuid::Uuid::new_v4()));
+        let target = self.path_of(&key);
+        let data = block.data().clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let parent = target.parent().expect("a block path has a shard directory");
+            let placed = std::fs::write(&staged, &data)
+                .map_err(|e| io_error(&staged, e))
+                .and_then(|()| std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e)))
+                .and_then(|()| std::fs::rename(&staged, &target).map_err(|e| io_error(&staged, e)));
+            if placed.is_err() {
+                let _ = std::fs::remove_file(&staged);
+            }
+            placed
+        })
+        .await
+        .map_err(|e| model::Error::task("block write", e))??;
+        Ok(())
+    }
+
     async fn delete(&self, cid: &Cid) -> model::Result<bool> {
         let path = self.path_of(cid);
         Ok(not_found_is_none(tokio::fs::remove_file(&path).await, &path)?.is_some())

@@ -1,5 +1,5 @@
 //! Adapters that implement the model's ports: the SQLite database (sqlx, migrations in
-//! `migrations/`), the filesystem block store, and the Kubo RPC block store.
+//! `migrations/`), the filesystem block store, the Kubo RPC block store, and trustless gateways as upstreams.
 //!
 //! ```no_run
 //! # async fn open() -> Result<(), persistence::Error> {
@@ -12,19 +12,23 @@
 //! ```
 
 pub mod access_tokens;
+pub mod cached_blocks;
 pub mod content_repository;
 pub mod database;
 pub mod error;
 pub mod fs_blocks;
+pub mod gateway_upstream;
 pub mod kubo;
 pub mod metrics_history;
 pub mod notifications;
 pub mod stream_records;
 
 pub use access_tokens::SqlTokens;
+pub use cached_blocks::SqlCachedBlocks;
 pub use content_repository::SqlContentRepository;
 pub use error::Error;
 pub use fs_blocks::FsBlockStore;
+pub use gateway_upstream::HttpGateway;
 pub use kubo::KuboBlockStore;
 pub use metrics_history::SqlMetricsHistory;
 pub use notifications::SqlNotifications;

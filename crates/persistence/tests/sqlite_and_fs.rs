@@ -9,7 +9,8 @@ use model::content::{
     AddRequest, BlockStore, ByteRange, ByteStream, ContentNode, ContentRecord, ContentRepository, ContentService,
     ImportOptions, Page,
 };
-use persistence::{FsBlockStore, SqlContentRepository, database};
+use model::content::{Block, CachedBlocks};
+use persistence::{FsBlockStore, SqlCachedBlocks, SqlContentRepository, database};
 
 fn record(cid: &str, created_at_ms: i64, pinned: bool) -> ContentRecord {
     ContentRecord {
@@ -260,4 +261,40 @@ async fn the_metrics_history_buckets_in_sql_as_in_memory_and_prunes() {
         .await
         .unwrap();
     assert_eq!(rest.len(), 150);
+}
+
+#[tokio::test]
+async fn cached_block_records_persist_oldest_first_and_are_forgotten_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let keys: Vec<cid::Cid> = (0..1200u32)
+        .map(|n| *Block::encode(cid::Version::V1, 0x55, n.to_be_bytes().to_vec().into()).cid())
+        .collect();
+    {
+        let cached = SqlCachedBlocks::new(database::open(&path).await.unwrap());
+        for (n, key) in keys.iter().enumerate() {
+            // Recorded newest first: loading orders them by fetch time, not by insertion.
+            cached.record(key, n as u64, 10_000 - n as i64).await.unwrap();
+        }
+        cached.record(&keys[0], 7, 1).await.unwrap(); // fetched again: one row, updated
+    }
+    let cached = SqlCachedBlocks::new(database::open(&path).await.unwrap());
+    let loaded = cached.load().await.unwrap();
+    assert_eq!(loaded.len(), 1200);
+    assert_eq!(loaded[0], (keys[0], 7));
+    assert_eq!(loaded[1], (keys[1199], 1199));
+    cached.forget(&keys[..1100]).await.unwrap(); // more than one batch of deletes
+    assert_eq!(cached.load().await.unwrap().len(), 100);
+}
+
+#[tokio::test]
+async fn a_kept_block_is_whole_under_its_name_and_leaves_no_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    let block = Block::encode(cid::Version::V1, 0x55, Bytes::from(vec![9u8; 300_000]));
+    store.keep(&block).await.unwrap();
+    assert_eq!(store.get(block.cid()).await.unwrap(), Some(block.data().clone()));
+    store.keep(&block).await.unwrap(); // again: replaced in place
+    assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+    assert_eq!(store.list().await.unwrap().len(), 1);
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::sections::{
-    AuthLayer, HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer,
+    AuthLayer, HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, UpstreamLayer, WebRtcLayer,
 };
 
 /// Store content the IPFS way and stream it.
@@ -21,12 +21,14 @@ pub struct Cli {
 /// Options every command takes: the config file, and the `[store]` and `[log]` sections.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// A TOML config file, in sections: [store], [log], [http], [auth], [notifications],
-    /// [monitoring], [webrtc] (see the README).
+    /// A TOML config file, in sections: [store], [upstream], [log], [http], [auth],
+    /// [notifications], [monitoring], [webrtc] (see the README).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(flatten, next_help_heading = "[store]")]
     pub store: StoreLayer,
+    #[command(flatten, next_help_heading = "[upstream]")]
+    pub upstream: UpstreamLayer,
     #[command(flatten, next_help_heading = "[log]")]
     pub log: LogLayer,
 }

@@ -1,4 +1,4 @@
-//! The configuration, in sections (`[store]`, `[log]`, `[http]`, `[auth]`, `[notifications]`,
+//! The configuration, in sections (`[store]`, `[upstream]`, `[log]`, `[http]`, `[auth]`, `[notifications]`,
 //! `[monitoring]`, `[webrtc]`): each key from its flag, else its `IPFS_STREAM_*` variable, else
 //! the TOML file named by `--config`, else its default, in one merge; then each section checks
 //! its values, and an error names the key at fault.
@@ -12,8 +12,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use section::Section;
-pub use sections::{Auth, AuthSetting, Http, Log, LogFormat, Monitoring, Notifications, Store, WebRtc};
-use sections::{AuthLayer, HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, WebRtcLayer};
+pub use sections::{Auth, AuthSetting, Http, Log, LogFormat, Monitoring, Notifications, Store, Upstream, WebRtc};
+use sections::{
+    AuthLayer, HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, UpstreamLayer,
+    WebRtcLayer,
+};
 
 use crate::cli::{GlobalOptions, ServeOptions};
 use crate::error::Error;
@@ -22,6 +25,7 @@ use crate::error::Error;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     pub store: Store,
+    pub upstream: Upstream,
     pub log: Log,
     pub http: Http,
     pub auth: Auth,
@@ -36,6 +40,8 @@ pub struct Config {
 struct FileConfig {
     #[serde(default)]
     store: StoreLayer,
+    #[serde(default)]
+    upstream: UpstreamLayer,
     #[serde(default)]
     log: LogLayer,
     #[serde(default)]
@@ -168,6 +174,7 @@ impl Config {
         let serve = serve.cloned().unwrap_or_default();
         let config = Config {
             store: global.store.clone().over(file.store).resolve(),
+            upstream: global.upstream.clone().over(file.upstream).resolve(),
             log: global.log.clone().over(file.log).resolve(),
             http: serve.http.over(file.http).resolve(),
             auth: serve.auth.over(file.auth).resolve(),
@@ -182,6 +189,7 @@ impl Config {
     /// Checks every section; the error names the key at fault and its section.
     pub fn validate(&self) -> Result<(), Error> {
         self.store.validate().map_err(invalid::<Store>)?;
+        self.upstream.validate().map_err(invalid::<Upstream>)?;
         self.http.validate().map_err(invalid::<Http>)?;
         self.auth.validate().map_err(invalid::<Auth>)?;
         if self.auth.mode == AuthSetting::Off && !self.http.listen.ip().is_loopback() {
@@ -292,6 +300,7 @@ pub fn described_sections() -> Vec<(&'static str, &'static [&'static str], serde
     }
     vec![
         describe::<Store>(),
+        describe::<Upstream>(),
         describe::<Log>(),
         describe::<Http>(),
         describe::<Auth>(),
@@ -399,12 +408,15 @@ mod tests {
                     .get_env()
                     .unwrap_or_else(|| panic!("{key} in [{section}] has no variable"));
                 // The variable is the flag in capitals: --webrtc-max-streams, IPFS_STREAM_WEBRTC_MAX_STREAMS.
+                // A repeatable flag's variable holds a list, named in the plural: --gateway,
+                // IPFS_STREAM_GATEWAYS.
                 let flag = arg.get_long().unwrap().to_uppercase().replace('-', "_");
-                assert_eq!(
-                    env.to_string_lossy(),
-                    format!("IPFS_STREAM_{flag}"),
-                    "{key} in [{section}]"
-                );
+                let expected = if arg.get_value_delimiter().is_some() && !flag.ends_with('S') {
+                    format!("IPFS_STREAM_{flag}S")
+                } else {
+                    format!("IPFS_STREAM_{flag}")
+                };
+                assert_eq!(env.to_string_lossy(), expected, "{key} in [{section}]");
             }
         }
     }

@@ -82,6 +82,7 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
         monitoring.sampler,
     );
     let store_counters = services.content.store_counters();
+    let (upstreams, cache_budget) = (services.content.remote(), services.content.cache_budget());
     let mut state = controllers::AppState::new(services.content, services.metrics, services.hub)
         .with_limits(config.limits())
         .with_connection_limits(config.connection_limits())
@@ -91,7 +92,8 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
             services.history,
             sampler.anomalies_raised(),
             store_counters,
-        );
+        )
+        .with_upstreams(upstreams, cache_budget);
     if let Some(faults) = services.faults {
         state = state.with_faults(faults);
     }

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::access::{JwtKey, JwtVerifier, TokenService};
-use model::content::{BlockStore, ContentNode};
+use model::content::{BlockStore, CacheBudget, ContentNode, Remote, Upstream};
 use model::faults::Faults;
 use model::monitoring::LiveStats;
 use model::notifications::NotificationHub;
 use model::stream_records::BatchedStreamMetrics;
 use persistence::{
-    FsBlockStore, KuboBlockStore, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords,
-    SqlTokens, database,
+    FsBlockStore, HttpGateway, KuboBlockStore, SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory,
+    SqlNotifications, SqlStreamRecords, SqlTokens, database,
 };
 
 use crate::config::Config;
@@ -63,6 +63,11 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
     if mode == Mode::Serving {
         content = content.with_notifier(hub.clone());
     }
+    if let Some(remote) = remote(options)? {
+        let index = Arc::new(SqlCachedBlocks::new(pool.clone()));
+        let budget = CacheBudget::open(index, options.upstream.cache_max_bytes).await?;
+        content = content.with_remote(remote).with_cache_budget(Arc::new(budget));
+    }
     let faults =
         (mode == Mode::Serving && options.monitoring.allow_fault_injection).then(|| Arc::new(Faults::default()));
     if let Some(faults) = &faults {
@@ -78,8 +83,12 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         Arc::new(SqlStreamRecords::new(pool.clone())),
         retention,
     ));
+    let content = Arc::new(content);
+    if mode == Mode::Serving {
+        spawn_eviction(&content);
+    }
     Ok(Services {
-        content: Arc::new(content),
+        content,
         metrics,
         hub,
         live: Arc::new(LiveStats::default()),
@@ -87,6 +96,38 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         faults,
         tokens,
     })
+}
+
+/// Keeps the blocks fetched from upstreams within their budget, evicting as soon as it is exceeded.
+fn spawn_eviction(content: &Arc<ContentNode>) {
+    let Some(budget) = content.cache_budget() else { return };
+    let content = content.clone();
+    tokio::spawn(async move {
+        loop {
+            budget.wait_until_over().await;
+            if let Err(error) = content.evict_over_budget().await {
+                tracing::warn!(%error, "evicting remote blocks failed; trying again in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    });
+}
+
+/// The configured trustless gateways, if any.
+fn remote(options: &Config) -> Result<Option<Arc<Remote>>, Error> {
+    let upstream = &options.upstream;
+    if upstream.gateways.is_empty() {
+        return Ok(None);
+    }
+    let remote_options = upstream.remote_options();
+    let gateways = upstream
+        .gateways
+        .iter()
+        .map(|url| Ok(Arc::new(HttpGateway::new(url, remote_options.timeout)?) as Arc<dyn Upstream>))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let names: Vec<&str> = upstream.gateways.iter().map(url::Url::as_str).collect();
+    tracing::info!(gateways = ?names, "blocks the store lacks are fetched from these gateways, verified");
+    Ok(Some(Arc::new(Remote::new(gateways, remote_options))))
 }
 
 /// The server's tokens, and the JWTs of the configured identity provider.

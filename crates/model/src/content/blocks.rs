@@ -4,6 +4,9 @@
 //! nodes of a file are read again by every range request, and re-hashing them each time would cost
 //! more than the read. A cached block was verified when it entered the cache and a CID's bytes never
 //! change, so serving it from memory keeps the guarantee.
+//!
+//! With upstreams configured ([`Remote`]), a block the store lacks (or holds corrupted) is fetched
+//! from them, verified there, and written to the store as cache, unpinned.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +17,8 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use super::block::{Block, check_supported, verify};
+use super::cache_budget::CacheBudget;
+use super::remote::Remote;
 use super::store::{BlockStore, storage_key};
 use crate::error::{Error, Result};
 
@@ -43,6 +48,15 @@ pub struct StoreCounters {
     pub cache_hits: AtomicU64,
     /// Stored blocks whose bytes did not hash to their CID.
     pub verify_failures: AtomicU64,
+    /// Blocks the store lacked, fetched from upstreams (cache misses of remote content).
+    pub remote_blocks: AtomicU64,
+    pub remote_bytes: AtomicU64,
+    /// Blocks the store lacked that no upstream supplied.
+    pub remote_failures: AtomicU64,
+    /// Fetched blocks that could not be kept in the store (served all the same).
+    pub remote_keep_failures: AtomicU64,
+    /// Kept remote blocks deleted to stay within the cache budget.
+    pub evicted_blocks: AtomicU64,
 }
 
 /// A block store seen through verification: every block returned hashes to its CID.
@@ -51,6 +65,8 @@ pub struct Blocks {
     store: Arc<dyn BlockStore>,
     cache: Arc<Cache<Cid, Bytes, ByLength>>,
     counters: Arc<StoreCounters>,
+    remote: Option<Arc<Remote>>,
+    budget: Option<Arc<CacheBudget>>,
 }
 
 impl Blocks {
@@ -61,7 +77,29 @@ impl Blocks {
             store,
             cache: Arc::new(Cache::with_weighter(estimated_items, cache_bytes.max(1), ByLength)),
             counters: Arc::default(),
+            remote: None,
+            budget: None,
         }
+    }
+
+    /// Fetched blocks are recorded in `budget`, which decides what is evicted.
+    pub fn with_budget(mut self, budget: Arc<CacheBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    pub fn budget(&self) -> Option<&Arc<CacheBudget>> {
+        self.budget.as_ref()
+    }
+
+    /// Blocks the store lacks are fetched from `remote` and kept in the store.
+    pub fn with_remote(mut self, remote: Arc<Remote>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    pub fn remote(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref()
     }
 
     pub fn counters(&self) -> &Arc<StoreCounters> {
@@ -81,12 +119,51 @@ impl Blocks {
         }
         // Keyed by multihash, as the stores are: one entry for the same bytes under any CID.
         let key = storage_key(cid);
+        if let Some(budget) = &self.budget {
+            budget.touch(&key);
+        }
         if let Some(data) = self.cache.get(&key) {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Block::trusted(*cid, data));
         }
-        let block = self.read_verified(cid).await?;
+        let block = match (self.read_verified(cid).await, &self.remote) {
+            (Ok(block), _) => block,
+            (Err(Error::NotFound(_) | Error::HashMismatch(_)), Some(remote)) => self.fetch_remote(remote, cid).await?,
+            (Err(e), _) => return Err(e),
+        };
         self.cache.insert(key, block.data().clone());
+        Ok(block)
+    }
+
+    /// The block from an upstream (verified there), then kept in the store in the background so the
+    /// first bytes go out without waiting on the disk.
+    async fn fetch_remote(&self, remote: &Arc<Remote>, cid: &Cid) -> Result<Block> {
+        let block = match remote.fetch(cid).await {
+            Ok(block) => block,
+            Err(e) => {
+                self.counters.remote_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .remote_bytes
+            .fetch_add(block.data().len() as u64, Ordering::Relaxed);
+        let (store, counters, kept) = (self.store.clone(), self.counters.clone(), block.clone());
+        let budget = self.budget.clone();
+        tokio::spawn(async move {
+            if let Some(budget) = budget
+                && let Err(error) = budget.admit(kept.cid(), kept.data().len() as u64).await
+            {
+                counters.remote_keep_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(cid = %kept.cid(), %error, "a fetched block could not be recorded as cache; not kept");
+                return;
+            }
+            if let Err(error) = store.keep(&kept).await {
+                counters.remote_keep_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(cid = %kept.cid(), %error, "a fetched block could not be kept in the store");
+            }
+        });
         Ok(block)
     }
 
@@ -113,6 +190,30 @@ impl Blocks {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Makes sure the store holds the block, fetching it from the upstreams if it lacks it and
+    /// waiting until it is kept (for pins of remote content); true if it was fetched.
+    pub async fn keep_locally(&self, cid: &Cid) -> Result<bool> {
+        if self.has(cid).await? {
+            return Ok(false);
+        }
+        let Some(remote) = &self.remote else {
+            return Err(Error::NotFound(*cid));
+        };
+        let block = match remote.fetch(cid).await {
+            Ok(block) => block,
+            Err(e) => {
+                self.counters.remote_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .remote_bytes
+            .fetch_add(block.data().len() as u64, Ordering::Relaxed);
+        self.store.keep(&block).await?;
+        Ok(true)
     }
 
     /// Whether the block is available (identity CIDs always are).

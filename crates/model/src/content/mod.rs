@@ -2,23 +2,27 @@
 
 pub mod block;
 pub mod blocks;
+pub mod cache_budget;
 pub mod car;
 pub mod dagpb;
 pub mod directory;
 pub mod importer;
 pub mod node;
 pub mod reader;
+pub mod remote;
 pub mod repository;
 pub mod service;
 pub mod store;
 
 pub use block::{Block, parse_cid};
 pub use blocks::{Blocks, StoreCounters};
+pub use cache_budget::{CacheBudget, CacheUsage, CachedBlocks, MemoryCachedBlocks};
 pub use car::CarImport;
 pub use directory::DirEntry;
 pub use importer::{ImportOptions, ImportSummary};
 pub use node::NodeKind;
 pub use reader::ByteRange;
+pub use remote::{Remote, RemoteOptions, Upstream, UpstreamError, UpstreamReport};
 pub use repository::{ContentRecord, ContentRepository, MemoryContentRepository, Page};
 pub use service::{AddRequest, ContentNode, ContentService, GcReport, NodeStat, VerifyReport};
 pub use store::{BlockBatch, BlockStore, ByteStream, MemoryBlockStore};

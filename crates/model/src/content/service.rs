@@ -3,6 +3,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use async_trait::async_trait;
 use cid::{Cid, Version};
 use tokio::sync::RwLock;
@@ -142,6 +144,108 @@ impl ContentNode {
     /// Counts of what the store served (shared; they keep counting).
     pub fn store_counters(&self) -> Arc<super::blocks::StoreCounters> {
         self.blocks.counters().clone()
+    }
+
+    /// Blocks the store lacks are fetched from `remote`'s upstreams, verified, and kept as cache.
+    pub fn with_remote(mut self, remote: Arc<super::remote::Remote>) -> Self {
+        self.blocks = self.blocks.with_remote(remote);
+        self
+    }
+
+    /// Blocks fetched from the upstreams count against `budget`; see [`ContentNode::evict_over_budget`].
+    pub fn with_cache_budget(mut self, budget: Arc<super::cache_budget::CacheBudget>) -> Self {
+        self.blocks = self.blocks.with_budget(budget);
+        self
+    }
+
+    pub fn cache_budget(&self) -> Option<Arc<super::cache_budget::CacheBudget>> {
+        self.blocks.budget().cloned()
+    }
+
+    /// Deletes the least recently used kept remote blocks until the cache is back under its
+    /// budget (to 90% of it), never a block of pinned content; returns how many went.
+    pub async fn evict_over_budget(&self) -> Result<usize> {
+        let Some(budget) = self.blocks.budget().cloned() else {
+            return Ok(0);
+        };
+        let _exclusive = self.collection.write().await;
+        let pins = self.records.pinned().await?;
+        let pinned = self.reachable(&pins).await?;
+        let eviction = budget.take_eviction(|key| pinned.contains(key));
+        let mut evicted = 0;
+        for key in &eviction.evict {
+            if self.blocks.store().delete(key).await? {
+                evicted += 1;
+            }
+            self.blocks.forget(key);
+        }
+        let mut gone = eviction.evict;
+        gone.extend(eviction.now_pinned);
+        budget.forget(&gone).await?;
+        self.blocks
+            .counters()
+            .evicted_blocks
+            .fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
+        let usage = budget.usage();
+        tracing::info!(
+            evicted,
+            cached_bytes = usage.bytes,
+            max_bytes = usage.max_bytes,
+            "remote blocks evicted"
+        );
+        Ok(evicted)
+    }
+
+    /// The upstream gateways, when configured.
+    pub fn remote(&self) -> Option<Arc<super::remote::Remote>> {
+        self.blocks.remote().cloned()
+    }
+
+    /// Fetches every block of the DAG under `root` the store lacks, and waits until each is
+    /// kept; a no-op without upstreams. Progress goes to the log every few seconds.
+    async fn fetch_whole_dag(&self, root: &Cid) -> Result<()> {
+        const IN_FLIGHT: usize = 8;
+        if self.blocks.remote().is_none() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut last_report = started;
+        let (mut seen, mut fetched, mut bytes) = (HashSet::new(), 0u64, 0u64);
+        let mut level = vec![*root];
+        while !level.is_empty() {
+            let results: Vec<Result<(Cid, bool)>> = futures::stream::iter(level.drain(..))
+                .filter(|cid| futures::future::ready(seen.insert(storage_key(cid))))
+                .map(|cid| async move { self.blocks.keep_locally(&cid).await.map(|f| (cid, f)) })
+                .buffer_unordered(IN_FLIGHT)
+                .collect()
+                .await;
+            for result in results {
+                let (cid, was_fetched) = result?;
+                if cid.codec() == DAG_PB {
+                    let block = self.blocks.get(&cid).await?;
+                    for link in PbNode::decode_block(&cid, block.data().clone())?.links {
+                        level.push(link.target(&cid)?);
+                    }
+                }
+                if was_fetched {
+                    fetched += 1;
+                    bytes += self.blocks.get(&cid).await.map(|b| b.data().len() as u64).unwrap_or(0);
+                }
+            }
+            if last_report.elapsed() >= std::time::Duration::from_secs(2) {
+                last_report = std::time::Instant::now();
+                tracing::info!(%root, blocks_seen = seen.len(), fetched, bytes, "fetching the DAG to pin");
+            }
+        }
+        if fetched > 0 {
+            tracing::info!(%root, blocks = seen.len(), fetched, bytes, secs = started.elapsed().as_secs_f32(),
+                "fetched the DAG to pin");
+        }
+        // Blocks read earlier as cache are pinned content from now on.
+        if let Some(budget) = self.blocks.budget() {
+            budget.release(&seen.into_iter().collect::<Vec<_>>()).await?;
+        }
+        Ok(())
     }
 
     /// Reads wait out the store latency injected in `faults`.
@@ -326,6 +430,9 @@ impl ContentService for ContentNode {
     }
 
     async fn pin(&self, cid: &Cid) -> Result<()> {
+        // Held while the DAG is fetched, so a collection cannot take blocks kept for this pin.
+        let _fetching = self.collection.read().await;
+        self.fetch_whole_dag(cid).await?;
         if self.records.set_pinned(cid, true).await? {
             self.blocks.store().pin(cid).await?;
             self.notify(Event::PinAdded { cid: cid.to_string() });
@@ -396,6 +503,9 @@ impl ContentService for ContentNode {
         }
         for key in &report.removed {
             self.blocks.forget(key);
+        }
+        if let Some(budget) = self.blocks.budget() {
+            budget.release(&report.removed).await?;
         }
         tracing::info!(kept = report.kept, removed = report.removed.len(), "garbage collected");
         Ok(report)

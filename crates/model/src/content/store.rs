@@ -34,6 +34,15 @@ pub trait BlockStore: Send + Sync {
     /// Every stored block, as CIDv1 raw-codec CIDs over the stored multihashes.
     async fn list(&self) -> Result<Vec<Cid>>;
 
+    /// Keeps one block fetched from elsewhere, as cache: visible at once and whole (never under
+    /// its name half-written), but without waiting for the disk, since losing it loses nothing
+    /// (it is verified on every read and fetched again when missing).
+    async fn keep(&self, block: &Block) -> Result<()> {
+        let mut batch = self.begin().await?;
+        batch.put(block.clone()).await?;
+        batch.commit(&[]).await
+    }
+
     /// Pins a root in the backend itself, where the backend has its own pins (Kubo). The default
     /// does nothing: pins of the embedded store live in the content repository.
     async fn pin(&self, _root: &Cid) -> Result<()> {

@@ -72,6 +72,63 @@ impl Store {
 }
 
 config_section! {
+    /// `[upstream]`: trustless gateways asked for blocks the store lacks, and the budget of what
+    /// is kept from them. Every command reads it (`pin add` fetches a remote DAG).
+    "upstream" => Upstream, UpstreamLayer {
+        /// A trustless gateway to fetch missing blocks from (repeatable; comma-separated in the
+        /// variable), e.g. https://trustless-gateway.link. Every block is verified.
+        #[arg(long = "gateway", global = true, env = "IPFS_STREAM_GATEWAYS", value_delimiter = ',')]
+        gateways: Vec<url::Url> = Vec::new(),
+        /// Seconds to wait for the upstreams to supply a block before the request fails (502,
+        /// or 404 when every gateway said it has no such block).
+        #[arg(long, global = true, env = "IPFS_STREAM_REMOTE_TIMEOUT_SECS")]
+        remote_timeout_secs: u64 = model::content::RemoteOptions::default().timeout.as_secs(),
+        /// Seconds a gateway that sent a wrong block (or failed three times in a row) is asked
+        /// only when no other is left.
+        #[arg(long, global = true, env = "IPFS_STREAM_GATEWAY_QUARANTINE_SECS")]
+        gateway_quarantine_secs: u64 = model::content::RemoteOptions::default().quarantine.as_secs(),
+        /// Bytes of fetched blocks kept in the store; past it, the least recently used are
+        /// deleted (never a block of pinned content).
+        #[arg(long, global = true, env = "IPFS_STREAM_CACHE_MAX_BYTES")]
+        cache_max_bytes: u64 = model::content::cache_budget::DEFAULT_CACHE_MAX_BYTES,
+    }
+}
+
+impl Upstream {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for gateway in &self.gateways {
+            if !matches!(gateway.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "gateways",
+                    format!("{:?} must be an http:// or https:// URL", gateway.as_str()),
+                ));
+            }
+            if gateway.host_str().is_none_or(str::is_empty) {
+                return Err(invalid("gateways", format!("{:?} has no host", gateway.as_str())));
+            }
+            if gateway.query().is_some() || gateway.fragment().is_some() {
+                return Err(invalid(
+                    "gateways",
+                    format!(
+                        "{:?}: give the gateway's base URL, without query or fragment",
+                        gateway.as_str()
+                    ),
+                ));
+            }
+        }
+        at_least_one("remote_timeout_secs", self.remote_timeout_secs)
+    }
+
+    /// What the model's [`model::content::Remote`] is given.
+    pub fn remote_options(&self) -> model::content::RemoteOptions {
+        model::content::RemoteOptions {
+            timeout: std::time::Duration::from_secs(self.remote_timeout_secs),
+            quarantine: std::time::Duration::from_secs(self.gateway_quarantine_secs),
+        }
+    }
+}
+
+config_section! {
     /// `[log]`: what the process says on stderr (`RUST_LOG` sets the level).
     "log" => Log, LogLayer {
         /// Log format on stderr.

@@ -1,0 +1,335 @@
+//! Content that only an upstream gateway has, streamed through a server configured with
+//! `--gateway`: verified, kept, and never a wrong byte, whatever the upstreams do.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Repo, Server, bytes, server_with_cars};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const HAMT: &str = "gateway-conformance/trustless_gateway_car/single-layer-hamt-with-multi-block-files.car";
+
+/// How a test gateway answers `GET /ipfs/{cid}?format=raw`.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// What the real upstream sends.
+    Honest,
+    /// The upstream's bytes with the first one changed.
+    Lies,
+    /// A 503 for everything.
+    Broken,
+}
+
+/// A gateway on loopback in front of a real upstream, answering raw-block requests as told
+/// (CAR requests get 501, as a blocks-only gateway's do); counts the requests it gets.
+struct TestGateway {
+    base: String,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestGateway {
+    async fn start(upstream: &str, behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (upstream, counted) = (upstream.to_owned(), requests.clone());
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (upstream, client, counted) = (upstream.clone(), client.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, body) = if !path.contains("format=raw") {
+                        (501, b"only raw blocks here".to_vec())
+                    } else if behaviour == Behaviour::Broken {
+                        (503, b"down".to_vec())
+                    } else {
+                        let response = client.get(format!("{upstream}{path}")).send().await.unwrap();
+                        let status = response.status().as_u16();
+                        let mut body = response.bytes().await.unwrap().to_vec();
+                        if behaviour == Behaviour::Lies && status == 200 && !body.is_empty() {
+                            body[0] ^= 0xff;
+                        }
+                        (status, body)
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/vnd.ipld.raw\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                });
+            }
+        });
+        Self { base, requests, task }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Adds `data` on `repo` (no server running there yet); returns its CID.
+fn add(repo: &Repo, name: &str, data: &[u8]) -> String {
+    let path = repo.write_file(name, data);
+    repo.run_text(&["add", "-q", path.to_str().unwrap()]).trim().to_owned()
+}
+
+async fn get(base: &str, path: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let mut request = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(range) = range {
+        request = request.header("Range", range);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+}
+
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one sample line of `/metrics` (`name{labels}` as written), 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn content_only_an_upstream_has_streams_verified_and_is_kept() {
+    let origin_repo = Repo::new();
+    let data = bytes(3 * 1024 * 1024 + 12345, 18);
+    let file = add(&origin_repo, "remote.bin", &data);
+    let (origin, roots) = server_with_cars(&origin_repo, &[HAMT]);
+    let edge_repo = Repo::new();
+    let edge = Server::start_with(&edge_repo, &["--gateway", &origin.base]);
+
+    // A range first: only the blocks it touches are fetched.
+    let (status, part) = get(&edge.base, &format!("/ipfs/{file}"), Some("bytes=1000000-1099999")).await;
+    assert_eq!(status, 206);
+    assert_eq!(part, data[1_000_000..1_100_000]);
+    let after_range = sample(&metrics(&edge.base).await, "ipfs_stream_remote_blocks_total");
+    assert!(
+        (2.0..=4.0).contains(&after_range),
+        "root and one or two leaves, not {after_range}"
+    );
+
+    let (status, whole) = get(&edge.base, &format!("/ipfs/{file}"), None).await;
+    assert_eq!(status, 200);
+    assert!(whole == data, "the whole file, byte for byte");
+    // A HAMT-sharded directory resolves through the upstream too.
+    let (status, listing) = get(&edge.base, &format!("/ipfs/{}/", roots[0]), None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&listing));
+
+    let text = metrics(&edge.base).await;
+    let gateway = format!("{{gateway=\"{}\"}}", origin.base);
+    assert!(sample(&text, "ipfs_stream_remote_bytes_total") >= data.len() as f64);
+    assert!(
+        sample(&text, &format!("ipfs_stream_upstream_blocks_total{gateway}")) >= 14.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_bad_blocks_total{gateway}")),
+        0.0
+    );
+
+    // Kept: with the upstream gone, the file still streams, from the edge's own store.
+    drop(origin);
+    let fetched = sample(&text, "ipfs_stream_remote_blocks_total");
+    for _ in 0..50 {
+        let (status, again) = get(&edge.base, &format!("/ipfs/{file}"), None).await;
+        if status == 200 && again == data {
+            break;
+        }
+        // Blocks are kept in the background: the last ones may still be on their way.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, again) = get(&edge.base, &format!("/ipfs/{file}"), None).await;
+    assert_eq!(status, 200);
+    assert!(again == data);
+    assert_eq!(
+        sample(&metrics(&edge.base).await, "ipfs_stream_remote_blocks_total"),
+        fetched
+    );
+}
+
+#[tokio::test]
+async fn a_lying_gateway_never_gets_a_wrong_byte_served() {
+    let origin_repo = Repo::new();
+    let data = bytes(2 * 1024 * 1024, 19);
+    let file = add(&origin_repo, "lied-about.bin", &data);
+    let origin = Server::start(&origin_repo);
+    let liar = TestGateway::start(&origin.base, Behaviour::Lies).await;
+
+    // Asked first (configured first, no history), caught at its first block, then set aside.
+    let edge_repo = Repo::new();
+    let edge = Server::start_with(&edge_repo, &["--gateway", &liar.base, "--gateway", &origin.base]);
+    let (status, body) = get(&edge.base, &format!("/ipfs/{file}"), None).await;
+    assert_eq!(status, 200);
+    assert!(body == data, "only verified bytes");
+    let text = metrics(&edge.base).await;
+    let liar_label = format!("{{gateway=\"{}\"}}", liar.base);
+    assert!(
+        sample(&text, &format!("ipfs_stream_upstream_bad_blocks_total{liar_label}")) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_quarantined{liar_label}")),
+        1.0
+    );
+    assert!(
+        liar.requests() <= 2,
+        "set aside after its first wrong block: {} requests",
+        liar.requests()
+    );
+
+    // With nobody honest left, the request fails with 502 naming the CID, and no byte of the lie.
+    let other = add(&origin_repo, "other.bin", b"short and small");
+    let only_liar_repo = Repo::new();
+    let only_liar = Server::start_with(&only_liar_repo, &["--gateway", &liar.base]);
+    let (status, body) = get(&only_liar.base, &format!("/ipfs/{other}"), None).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("upstream_failed") && text.contains(&other), "{text}");
+    assert!(text.contains("do not match"), "{text}");
+}
+
+#[tokio::test]
+async fn a_cid_nobody_has_is_404_and_one_no_gateway_could_supply_is_502() {
+    let origin_repo = Repo::new();
+    let origin = Server::start(&origin_repo);
+    // A CID of bytes that were never added anywhere.
+    let nowhere = add(&Repo::new(), "nowhere.bin", b"nobody keeps this");
+
+    let edge_repo = Repo::new();
+    let edge = Server::start_with(&edge_repo, &["--gateway", &origin.base]);
+    let (status, body) = get(&edge.base, &format!("/ipfs/{nowhere}"), None).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+
+    let broken = TestGateway::start(&origin.base, Behaviour::Broken).await;
+    let edge_repo = Repo::new();
+    let edge = Server::start_with(&edge_repo, &["--gateway", &origin.base, "--gateway", &broken.base]);
+    let (status, body) = get(&edge.base, &format!("/ipfs/{nowhere}"), None).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("503"), "{text}");
+}
+
+// Several threads: the command runs blocking while the test gateway answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocks_only_gateway_serves_whole_files_and_pins_fetch_the_whole_dag() {
+    let origin_repo = Repo::new();
+    let data = bytes(1024 * 1024 + 7, 20);
+    let file = add(&origin_repo, "pinned.bin", &data);
+    let origin = Server::start(&origin_repo);
+    let blocks_only = TestGateway::start(&origin.base, Behaviour::Honest).await;
+
+    // `pin add` of a CID only the upstream has fetches every block and keeps it.
+    let local = Repo::new();
+    local.run(&["--gateway", &blocks_only.base, "pin", "add", &file]);
+    assert!(blocks_only.requests() >= 5, "root and four leaves");
+    drop(origin);
+    let cat = local.run(&["cat", &file]);
+    assert!(cat == data, "the pinned file reads back with no upstream at all");
+    assert!(local.run_text(&["pin", "ls"]).contains(&file));
+}
+
+#[test]
+fn a_gateway_that_is_not_http_is_refused_at_start_naming_it() {
+    let repo = Repo::new();
+    let output = repo.fail(&["--gateway", "ftp://example.org", "serve", "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("gateways") && stderr.contains("ftp://example.org"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn kept_remote_blocks_stay_within_the_cache_budget_and_pinned_ones_are_never_evicted() {
+    let origin_repo = Repo::new();
+    let pinned_data = bytes(512 * 1024, 21);
+    let cached_data = bytes(3 * 1024 * 1024, 22);
+    let pinned = add(&origin_repo, "pinned.bin", &pinned_data);
+    let cached = add(&origin_repo, "cached.bin", &cached_data);
+    let origin = Server::start(&origin_repo);
+
+    let edge_repo = Repo::new();
+    let budget = 1024 * 1024;
+    let edge = Server::start_with(
+        &edge_repo,
+        &["--gateway", &origin.base, "--cache-max-bytes", &budget.to_string()],
+    );
+    let client = reqwest::Client::new();
+    let pin = client
+        .post(format!("{}/api/v0/pin/add?arg={pinned}", edge.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(pin.status().is_success(), "{}", pin.text().await.unwrap());
+    let (status, body) = get(&edge.base, &format!("/ipfs/{cached}"), None).await;
+    assert_eq!(status, 200);
+    assert!(body == cached_data);
+
+    // Three times the budget went through: the eviction brings it back under.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = metrics(&edge.base).await;
+        // Blocks are kept and evicted in the background, a few at a time: wait for the end state.
+        if sample(&text, "ipfs_stream_remote_cache_evicted_total") >= 8.0
+            && sample(&text, "ipfs_stream_remote_cache_bytes") <= budget as f64
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sample(&text, "ipfs_stream_remote_cache_evicted_total") >= 8.0, "{text}");
+    assert!(
+        sample(&text, "ipfs_stream_remote_cache_bytes") <= budget as f64,
+        "{text}"
+    );
+    assert_eq!(sample(&text, "ipfs_stream_remote_cache_max_bytes"), budget as f64);
+
+    // The pinned file is all there with the origin gone; the evicted one is not.
+    drop(origin);
+    let (status, body) = get(&edge.base, &format!("/ipfs/{pinned}"), None).await;
+    assert_eq!(status, 200);
+    assert!(body == pinned_data);
+    let (status, _) = get(&edge.base, &format!("/ipfs/{cached}"), None).await;
+    assert_eq!(
+        status, 502,
+        "evicted blocks are asked of the upstream again, which is gone"
+    );
+}
