@@ -391,7 +391,7 @@ async fn website_car() -> (String, Vec<u8>) {
     batch.put(directory.clone()).await.unwrap();
     batch.commit(&[*directory.cid()]).await.unwrap();
     let car: Vec<bytes::Bytes> = node
-        .export_car(directory.cid(), &[])
+        .export_car(directory.cid(), &[], model::content::CarScope::All)
         .await
         .unwrap()
         .try_collect()
@@ -435,4 +435,92 @@ async fn a_directory_with_index_html_is_served_as_a_website() {
         },
     )
     .await;
+}
+
+/// The CIDs of a CAR v1's blocks, in order (the header skipped).
+fn car_block_cids(car: &[u8]) -> Vec<cid::Cid> {
+    fn varint(data: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = data[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+    let mut at = 0;
+    let header = varint(car, &mut at);
+    at += header;
+    let mut cids = Vec::new();
+    while at < car.len() {
+        let len = varint(car, &mut at);
+        let cid = cid::Cid::read_bytes(&car[at..at + len]).unwrap();
+        cids.push(cid);
+        at += len;
+    }
+    cids
+}
+
+#[tokio::test]
+async fn car_requests_honour_dag_scope_and_entity_bytes() {
+    let repo = Repo::new();
+    let data = common::bytes(1024 * 1024, 23);
+    let path = repo.write_file("scoped.bin", &data);
+    let file = repo
+        .run_text(&[
+            "add",
+            "-q",
+            "--cid-version",
+            "1",
+            "--chunker",
+            "size-65536",
+            path.to_str().unwrap(),
+        ])
+        .trim()
+        .to_owned();
+    let server = Server::start(&repo);
+    let car = |query: &str| {
+        let url = format!("{}/ipfs/{file}?format=car{query}", server.base);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            (status, headers, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (status, headers, all) = car("").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+    );
+    let all = car_block_cids(&all);
+    assert_eq!(all.len(), 17);
+    let (_, block_headers, block) = car("&dag-scope=block").await;
+    assert_eq!(car_block_cids(&block), vec![all[0]]);
+    assert_ne!(
+        block_headers["etag"], headers["etag"],
+        "each scope is its own representation"
+    );
+    let (_, _, entity) = car("&dag-scope=entity").await;
+    assert_eq!(car_block_cids(&entity), all);
+    // Bytes 65536..=131071 are the second leaf exactly.
+    let (_, _, range) = car("&dag-scope=entity&entity-bytes=65536:131071").await;
+    assert_eq!(car_block_cids(&range), vec![all[0], all[2]]);
+    let (_, _, tail) = car("&dag-scope=entity&entity-bytes=-10:*").await;
+    assert_eq!(car_block_cids(&tail), vec![all[0], all[16]]);
+
+    for (query, field) in [
+        ("&dag-scope=some", "dag-scope"),
+        ("&dag-scope=entity&entity-bytes=1-2", "entity-bytes"),
+    ] {
+        let (status, _, body) = car(query).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(field), "{query}: {body}");
+    }
 }

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt, stream};
-use model::content::{ByteRange, ByteStream, DirEntry, NodeKind};
+use model::content::{ByteRange, ByteStream, CarScope, DirEntry, EntityBytes, NodeKind};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -35,6 +35,32 @@ pub struct GatewayQuery {
     pub filename: Option<String>,
     /// With `true`, Content-Disposition is `attachment`.
     pub download: Option<bool>,
+    /// With format=car: `all` (the whole DAG, the default), `entity` (what it takes to read the
+    /// target: a file, a directory node, a HAMT's shards) or `block` (the target's block alone).
+    #[serde(rename = "dag-scope")]
+    pub dag_scope: Option<String>,
+    /// With format=car and dag-scope=entity: `from:to` of a file, both inclusive (negative from
+    /// the end, `*` for the end): only the blocks those bytes need.
+    #[serde(rename = "entity-bytes")]
+    pub entity_bytes: Option<String>,
+}
+
+/// The CAR scope the query asks for (ignored unless a CAR is asked for).
+fn requested_scope(query: &GatewayQuery) -> Result<CarScope, ApiError> {
+    let bytes = match query.entity_bytes.as_deref() {
+        Some(text) => Some(EntityBytes::parse(text)?),
+        None => None,
+    };
+    // entity-bytes means something with dag-scope=entity only; elsewhere it is ignored.
+    match query.dag_scope.as_deref() {
+        None | Some("all") => Ok(CarScope::All),
+        Some("entity") => Ok(CarScope::Entity(bytes)),
+        Some("block") => Ok(CarScope::Block),
+        Some(other) => Err(ApiError::bad_parameter(
+            "dag-scope",
+            format!("dag-scope {other:?} is not all, entity or block"),
+        )),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,11 +231,23 @@ impl Context<'_> {
     }
 
     async fn car(&self) -> Result<HttpResponse, ApiError> {
-        let etag = format!("\"{}.car\"", self.target);
+        let scope = requested_scope(self.query)?;
+        // The scope is part of the representation: each one has its own tag.
+        let etag = match scope {
+            CarScope::All => format!("\"{}.car\"", self.target),
+            CarScope::Block => format!("\"{}.car.block\"", self.target),
+            CarScope::Entity(None) => format!("\"{}.car.entity\"", self.target),
+            CarScope::Entity(Some(bytes)) => format!(
+                "\"{}.car.entity.{}:{}\"",
+                self.target,
+                bytes.from,
+                bytes.to.map_or("*".to_owned(), |to| to.to_string())
+            ),
+        };
         if let Some(response) = self.not_modified(&etag) {
             return Ok(response);
         }
-        let car = self.metered(self.state.content.export_car(&self.root, &self.segments).await?);
+        let car = self.metered(self.state.content.export_car(&self.root, &self.segments, scope).await?);
         let name = self
             .query
             .filename

@@ -295,7 +295,10 @@ pub async fn block_stat(req: HttpRequest, state: web::Data<AppState>) -> Result<
 pub async fn dag_export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KuboError> {
     let q: ArgQuery = query(&req)?;
     let cid = resolve_arg(&state, q.arg.as_deref()).await?;
-    let car = state.content.export_car(&cid, &[]).await?;
+    let car = state
+        .content
+        .export_car(&cid, &[], model::content::CarScope::All)
+        .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.ipld.car")
         .streaming(car))

@@ -91,6 +91,10 @@ pub fn cid_pattern() -> String {
 pub const CHUNKER_PATTERN: &str = "^size-(102[4-9]|10[3-9][0-9]|1[1-9][0-9]{2}|[2-9][0-9]{3}|[1-9][0-9]{4,5}|\
                                    10[0-3][0-9]{4}|104[0-7][0-9]{3}|1048[0-4][0-9]{2}|10485[0-6][0-9]|104857[0-6])$";
 
+/// `from:to` of the trustless gateway's `entity-bytes`: integers (negative from the end), `*` for
+/// the end; up to 18 digits, so that each fits an i64.
+pub const ENTITY_BYTES_PATTERN: &str = "^-?[0-9]{1,18}:(-?[0-9]{1,18}|\\*)$";
+
 /// Patterns the annotations cannot carry (they take literals only), given once here: parameters
 /// and body properties by name.
 fn constrain_formats(doc: &mut serde_json::Value) {
@@ -102,6 +106,7 @@ fn constrain_formats(doc: &mut serde_json::Value) {
         ("cid", "path") => Some(cid_pattern()),
         ("arg", "query") => Some(cid_path.clone()),
         ("chunker", "query") => Some(CHUNKER_PATTERN.to_owned()),
+        ("entity-bytes", "query") => Some(ENTITY_BYTES_PATTERN.to_owned()),
         _ => None,
     };
     let names = |all: &mut dyn Iterator<Item = &'static str>| all.collect::<Vec<_>>();
@@ -118,6 +123,7 @@ fn constrain_formats(doc: &mut serde_json::Value) {
             ("stream_type", "query") => Some(names(&mut StreamType::ALL.iter().map(|kind| kind.as_str()))),
             ("metric", "query") => Some(names(&mut Metric::ALL.iter().map(|metric| metric.as_str()))),
             ("format", "query") => Some(vec!["raw", "car"]),
+            ("dag-scope", "query") => Some(vec!["all", "entity", "block"]),
             ("quality", "query") => Some(qualities.clone()),
             _ => None,
         }

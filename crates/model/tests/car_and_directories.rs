@@ -3,7 +3,9 @@
 mod support;
 
 use model::Error;
-use model::content::{BlockStore, ByteRange, ContentService, ImportOptions, NodeKind, parse_cid};
+use model::content::{
+    BlockStore, ByteRange, CarScope, ContentService, EntityBytes, ImportOptions, NodeKind, parse_cid,
+};
 use support::{add_request, collect, file_stream, fixture, node, pieces};
 
 #[tokio::test]
@@ -17,7 +19,7 @@ async fn kubo_cars_import_and_export_byte_for_byte() {
         let (node, _) = node();
         let imported = node.import_car(file_stream(path), true).await.unwrap();
         assert_eq!(imported.roots.len(), 1, "{path}");
-        let exported = collect(node.export_car(&imported.roots[0], &[]).await.unwrap())
+        let exported = collect(node.export_car(&imported.roots[0], &[], CarScope::All).await.unwrap())
             .await
             .unwrap();
         let original = std::fs::read(fixture(path)).unwrap();
@@ -157,7 +159,9 @@ async fn exported_content_imports_into_another_node() {
         .add(pieces(data.clone(), 50_000), add_request(ImportOptions::default()))
         .await
         .unwrap();
-    let car = collect(first.export_car(&added.cid, &[]).await.unwrap()).await.unwrap();
+    let car = collect(first.export_car(&added.cid, &[], CarScope::All).await.unwrap())
+        .await
+        .unwrap();
     let (second, _) = node();
     let imported = second.import_car(pieces(car, 9999), true).await.unwrap();
     assert_eq!(imported.roots, vec![added.cid]);
@@ -223,13 +227,22 @@ async fn a_path_car_holds_the_path_blocks_then_the_target_dag() {
         .roots[0];
     let path = vec!["multiblock.txt".to_owned()];
     let target = *node.resolve(&root, &path).await.unwrap().last().unwrap();
-    let (roots, blocks) = car_contents(collect(node.export_car(&root, &path).await.unwrap()).await.unwrap()).await;
+    let (roots, blocks) = car_contents(
+        collect(node.export_car(&root, &path, CarScope::All).await.unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(roots, vec![root], "the CAR is rooted where the path starts");
     assert_eq!(blocks[0], root, "the directory block proves the path");
     assert_eq!(blocks[1], target);
-    let whole = car_contents(collect(node.export_car(&target, &[]).await.unwrap()).await.unwrap())
-        .await
-        .1;
+    let whole = car_contents(
+        collect(node.export_car(&target, &[], CarScope::All).await.unwrap())
+            .await
+            .unwrap(),
+    )
+    .await
+    .1;
     assert_eq!(blocks[1..], whole[..], "then the target's whole DAG");
 
     // Through a HAMT, the shards on the way are included too.
@@ -243,7 +256,7 @@ async fn a_path_car_holds_the_path_blocks_then_the_target_dag() {
         .roots[0];
     let entry = node.list_directory(&hamt).await.unwrap()[0].clone();
     let (_, blocks) = car_contents(
-        collect(node.export_car(&hamt, &[entry.name]).await.unwrap())
+        collect(node.export_car(&hamt, &[entry.name], CarScope::All).await.unwrap())
             .await
             .unwrap(),
     )
@@ -251,7 +264,94 @@ async fn a_path_car_holds_the_path_blocks_then_the_target_dag() {
     assert_eq!(blocks[0], hamt);
     assert!(blocks.contains(&entry.cid));
     assert!(matches!(
-        node.export_car(&root, &["nope".into()]).await,
+        node.export_car(&root, &["nope".into()], CarScope::All).await,
         Err(Error::NoSuchPath { .. })
     ));
+}
+
+#[tokio::test]
+async fn dag_scopes_carry_the_block_the_entity_or_the_bytes_a_range_needs() {
+    let (node, _) = node();
+    let data = support::kubo_bytes("scopes", 1024 * 1024);
+    let options = ImportOptions::new(Some(1), None, Some("size-65536")).unwrap();
+    let file = node
+        .add(support::pieces(data, 100_000), support::add_request(options))
+        .await
+        .unwrap()
+        .cid;
+    let blocks_of = |scope| {
+        let node = &node;
+        async move {
+            car_contents(
+                collect(node.export_car(&file, &[], scope).await.unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .1
+        }
+    };
+    let all = blocks_of(CarScope::All).await;
+    assert_eq!(all.len(), 17, "a root and sixteen 64 KiB leaves");
+    assert_eq!(blocks_of(CarScope::Block).await, vec![file]);
+    assert_eq!(
+        blocks_of(CarScope::Entity(None)).await,
+        all,
+        "a file entity is all of it"
+    );
+    // Bytes 100000..=200000 lie in leaves 1, 2 and 3 (of 0..16).
+    let range = EntityBytes::parse("100000:200000").unwrap();
+    assert_eq!(
+        blocks_of(CarScope::Entity(Some(range))).await,
+        vec![all[0], all[2], all[3], all[4]]
+    );
+    // The last byte only: the root and the last leaf.
+    let tail = EntityBytes::parse("-1:*").unwrap();
+    assert_eq!(blocks_of(CarScope::Entity(Some(tail))).await, vec![all[0], all[16]]);
+
+    // A HAMT directory's entity is its shards, not its entries.
+    let hamt = node
+        .import_car(
+            file_stream("gateway-conformance/trustless_gateway_car/single-layer-hamt-with-multi-block-files.car"),
+            true,
+        )
+        .await
+        .unwrap()
+        .roots[0];
+    let (_, entity) = car_contents(
+        collect(node.export_car(&hamt, &[], CarScope::Entity(None)).await.unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(entity[0], hamt);
+    let entries = node.list_directory(&hamt).await.unwrap();
+    assert!(
+        entries.iter().all(|entry| !entity.contains(&entry.cid)),
+        "no entry, only shards"
+    );
+    let (_, all) = car_contents(
+        collect(node.export_car(&hamt, &[], CarScope::All).await.unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(entity.len() < all.len() && all.starts_with(&entity[..1]));
+}
+
+#[test]
+fn entity_bytes_parse_and_resolve_as_the_trustless_gateway_spec_says() {
+    let resolve = |text: &str, size| EntityBytes::parse(text).unwrap().resolve(size);
+    assert_eq!(resolve("0:*", 100), (0, 100));
+    assert_eq!(resolve("10:19", 100), (10, 20));
+    assert_eq!(resolve("-10:*", 100), (90, 100));
+    assert_eq!(resolve("0:-11", 100), (0, 90));
+    assert_eq!(resolve("50:500", 100), (50, 100));
+    assert_eq!(resolve("500:*", 100), (100, 100));
+    assert_eq!(resolve("-500:*", 100), (0, 100));
+    assert_eq!(resolve("9:3", 100), (9, 9), "empty: the root alone");
+    for bad in ["", "5", "a:1", "1:b", "1:2:3", "99999999999999999999:*"] {
+        let error = EntityBytes::parse(bad).unwrap_err();
+        assert!(error.to_string().contains("entity-bytes"), "{bad}: {error}");
+    }
 }

@@ -176,7 +176,13 @@ pub async fn repo_gc(services: &Services) -> Result<(), Error> {
 
 pub async fn car_export(services: &Services, path: &str) -> Result<(), Error> {
     let cid = resolve(services, path).await?;
-    write_stdout(services.content.export_car(&cid, &[]).await?).await
+    write_stdout(
+        services
+            .content
+            .export_car(&cid, &[], model::content::CarScope::All)
+            .await?,
+    )
+    .await
 }
 
 pub async fn car_import(services: &Services, path: &Path) -> Result<(), Error> {

@@ -13,6 +13,8 @@ use tokio_util::io::StreamReader;
 use super::block::{Block, DAG_PB, check_supported};
 use super::blocks::Blocks;
 use super::dagpb::PbNode;
+use super::node::Node;
+use super::reader::children_overlapping;
 use super::store::{BlockBatch, ByteStream, storage_key};
 use crate::error::{Error, Result};
 
@@ -26,15 +28,72 @@ pub struct CarImport {
     pub bytes: u64,
 }
 
+/// Which blocks under the target of a path a CAR carries (the trustless gateway's `dag-scope`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CarScope {
+    /// The whole DAG under the target.
+    #[default]
+    All,
+    /// What it takes to read the target: a file's blocks (only those a byte range needs, when
+    /// given), a directory's node, every shard node of a HAMT directory (not its entries).
+    Entity(Option<EntityBytes>),
+    /// The target's block alone.
+    Block,
+}
+
+/// A byte range of a file entity, as `entity-bytes=from:to` gives it: both ends inclusive, a
+/// negative end counts from the end of the file, `to: None` (`*`) is the last byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntityBytes {
+    pub from: i64,
+    pub to: Option<i64>,
+}
+
+impl EntityBytes {
+    /// Parses `from:to` (`0:1023`, `-1024:*`, `100:-1`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidOption {
+            option: "entity-bytes",
+            reason: format!("{text:?}: {reason}"),
+        };
+        let (from, to) = text.split_once(':').ok_or_else(|| invalid("expected from:to"))?;
+        let from: i64 = from.parse().map_err(|_| invalid("from is not an integer"))?;
+        let to = match to {
+            "*" => None,
+            to => Some(to.parse::<i64>().map_err(|_| invalid("to is not an integer or *"))?),
+        };
+        // A `to` before `from` is an empty range (the entity's root alone), as an end past the
+        // file is cut to it.
+        Ok(Self { from, to })
+    }
+
+    /// The half-open range `start..end` of a file of `size` bytes (empty when it falls outside).
+    pub fn resolve(&self, size: u64) -> (u64, u64) {
+        let at = |n: i64| {
+            if n >= 0 {
+                (n as u64).min(size)
+            } else {
+                size.saturating_sub(n.unsigned_abs())
+            }
+        };
+        let start = at(self.from);
+        let end = match self.to {
+            None => size,
+            Some(to) => at(to).saturating_add(1).min(size),
+        };
+        (start, end.max(start))
+    }
+}
+
 /// The DAG under `root` as a CAR v1 stream, depth-first, each block once (identity blocks are
 /// inline in their CIDs and not written).
 pub fn export(blocks: Blocks, root: Cid) -> ByteStream {
-    export_scoped(blocks, root, Vec::new(), root)
+    export_scoped(blocks, root, Vec::new(), root, CarScope::All)
 }
 
 /// A CAR whose root is `root`: first the `path` blocks (those that lead from `root` to `target`),
-/// then the whole DAG under `target`, as the trustless gateway serves a path.
-pub fn export_scoped(blocks: Blocks, root: Cid, path: Vec<Cid>, target: Cid) -> ByteStream {
+/// then the blocks under `target` that `scope` asks for, as the trustless gateway serves a path.
+pub fn export_scoped(blocks: Blocks, root: Cid, path: Vec<Cid>, target: Cid, scope: CarScope) -> ByteStream {
     async_stream::try_stream! {
         let header = CarHeader::new_v1(vec![root])
             .encode()
@@ -47,17 +106,45 @@ pub fn export_scoped(blocks: Blocks, root: Cid, path: Vec<Cid>, target: Cid) -> 
                 yield length_prefixed(&[&cid.to_bytes(), block.data()]);
             }
         }
-        let mut stack = vec![target];
-        while let Some(cid) = stack.pop() {
+        // Depth first, children in link order; each entry carries the content offset a file
+        // block starts at (for entity-bytes).
+        let mut stack = vec![(target, 0u64)];
+        let mut range: Option<(u64, u64)> = None;
+        while let Some((cid, base)) = stack.pop() {
             if cid.hash().code() == IDENTITY || !seen.insert(storage_key(&cid)) {
                 continue;
             }
             let block = blocks.get(&cid).await?;
-            if cid.codec() == DAG_PB {
-                let node = PbNode::decode_block(&cid, block.data().clone())?;
-                for link in node.links.iter().rev() {
-                    stack.push(link.target(&cid)?);
+            match scope {
+                CarScope::Block => {}
+                CarScope::All => {
+                    if cid.codec() == DAG_PB {
+                        let node = PbNode::decode_block(&cid, block.data().clone())?;
+                        for link in node.links.iter().rev() {
+                            stack.push((link.target(&cid)?, 0));
+                        }
+                    }
                 }
+                CarScope::Entity(bytes) => match Node::parse(&block)? {
+                    Node::File { data, children, size } => {
+                        let (start, end) = *range.get_or_insert_with(|| match bytes {
+                            Some(bytes) => bytes.resolve(size),
+                            None => (0, size),
+                        });
+                        let wanted = children_overlapping(&children, base + data.len() as u64, start, end);
+                        for (child, offset) in wanted.into_iter().rev() {
+                            stack.push((child.cid, offset));
+                        }
+                    }
+                    Node::HamtShard { links, fanout } => {
+                        // Links named by the bucket alone lead to shards; the others to entries.
+                        let prefix_len = super::directory::hamt_prefix_len(fanout);
+                        for link in links.iter().rev().filter(|l| l.name.len() == prefix_len) {
+                            stack.push((link.cid, 0));
+                        }
+                    }
+                    Node::Directory { .. } | Node::Symlink { .. } => {}
+                },
             }
             yield length_prefixed(&[&cid.to_bytes(), block.data()]);
         }

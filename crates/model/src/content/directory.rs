@@ -142,7 +142,7 @@ fn not_a_shard(cid: &Cid, node: &Node) -> Error {
 }
 
 /// Hex digits of a bucket index: as many as `fanout - 1` has.
-fn hamt_prefix_len(fanout: u64) -> usize {
+pub(crate) fn hamt_prefix_len(fanout: u64) -> usize {
     format!("{:X}", fanout - 1).len()
 }
 

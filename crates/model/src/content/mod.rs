@@ -17,7 +17,7 @@ pub mod store;
 pub use block::{Block, parse_cid};
 pub use blocks::{Blocks, StoreCounters};
 pub use cache_budget::{CacheBudget, CacheUsage, CachedBlocks, MemoryCachedBlocks};
-pub use car::CarImport;
+pub use car::{CarImport, CarScope, EntityBytes};
 pub use directory::DirEntry;
 pub use importer::{ImportOptions, ImportSummary};
 pub use node::NodeKind;

@@ -111,7 +111,14 @@ fn overlap(data: &Bytes, base: u64, start: u64, end: u64) -> Option<Bytes> {
     (from < to).then(|| data.slice((from - base) as usize..(to - base) as usize))
 }
 
-fn children_overlapping(children: &[FileChild], mut offset: u64, start: u64, end: u64) -> Vec<(FileChild, u64)> {
+/// The children of a file node (whose own data ends at `offset`) holding bytes of `start..end`, each
+/// with the content offset it starts at.
+pub(crate) fn children_overlapping(
+    children: &[FileChild],
+    mut offset: u64,
+    start: u64,
+    end: u64,
+) -> Vec<(FileChild, u64)> {
     let mut wanted = Vec::new();
     for child in children {
         let child_end = offset + child.size;

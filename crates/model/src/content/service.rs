@@ -11,7 +11,7 @@ use tokio::sync::RwLock;
 
 use super::block::{Block, DAG_PB};
 use super::blocks::{Blocks, DEFAULT_CACHE_BYTES};
-use super::car::{self, CarImport};
+use super::car::{self, CarImport, CarScope};
 use super::dagpb::PbNode;
 use super::directory::{self, DirEntry};
 use super::importer::{self, ImportOptions, ImportSummary};
@@ -81,8 +81,9 @@ pub trait ContentService: Send + Sync {
     /// One verified block.
     async fn block(&self, cid: &Cid) -> Result<Block>;
 
-    /// A CAR rooted at `root`: the blocks along `path`, then the whole DAG of its target.
-    async fn export_car(&self, root: &Cid, path: &[String]) -> Result<ByteStream>;
+    /// A CAR rooted at `root`: the blocks along `path`, then those under its target that `scope`
+    /// asks for (the whole DAG with [`CarScope::All`]).
+    async fn export_car(&self, root: &Cid, path: &[String], scope: CarScope) -> Result<ByteStream>;
 
     /// Imports a CAR; nothing is visible unless every block verifies and the DAG is complete.
     async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport>;
@@ -392,12 +393,12 @@ impl ContentService for ContentNode {
         self.blocks.get(cid).await
     }
 
-    async fn export_car(&self, root: &Cid, path: &[String]) -> Result<ByteStream> {
+    async fn export_car(&self, root: &Cid, path: &[String], scope: CarScope) -> Result<ByteStream> {
         // Resolving first fails before the first byte when the root or the path is unusable.
         let (trail, visited) = directory::resolve_visiting(&self.blocks, root, path).await?;
         let target = *trail.last().expect("a trail holds at least the root");
         self.blocks.get(&target).await?;
-        Ok(car::export_scoped(self.blocks.clone(), *root, visited, target))
+        Ok(car::export_scoped(self.blocks.clone(), *root, visited, target, scope))
     }
 
     async fn import_car(&self, input: ByteStream, pin: bool) -> Result<CarImport> {
