@@ -148,6 +148,20 @@ async fn content_only_an_upstream_has_streams_verified_and_is_kept() {
     let (status, whole) = get(&edge.base, &format!("/ipfs/{file}"), None).await;
     assert_eq!(status, 200);
     assert!(whole == data, "the whole file, byte for byte");
+    // The origin serves CARs: the root came alone, then the first bytes (sniffed for the type),
+    // the range and the rest of the file each as one CAR, not block by block.
+    let text = metrics(&edge.base).await;
+    let gateway = format!("{{gateway=\"{}\"}}", origin.base);
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_car_requests_total{gateway}")),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_requests_total{gateway}")),
+        4.0,
+        "{text}"
+    );
     // A HAMT-sharded directory resolves through the upstream too.
     let (status, listing) = get(&edge.base, &format!("/ipfs/{}/", roots[0]), None).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&listing));
@@ -208,10 +222,16 @@ async fn a_lying_gateway_never_gets_a_wrong_byte_served() {
         sample(&text, &format!("ipfs_stream_upstream_quarantined{liar_label}")),
         1.0
     );
+    // Its one wrong block was the file's root; the rest came from the origin as CARs.
     assert!(
-        liar.requests() <= 2,
+        liar.requests() <= 3,
         "set aside after its first wrong block: {} requests",
         liar.requests()
+    );
+    let origin_label = format!("{{gateway=\"{}\"}}", origin.base);
+    assert!(
+        sample(&text, &format!("ipfs_stream_upstream_car_requests_total{origin_label}")) >= 1.0,
+        "{text}"
     );
 
     // With nobody honest left, the request fails with 502 naming the CID, and no byte of the lie.

@@ -445,7 +445,7 @@ fn render_upstreams(reports: &[model::content::UpstreamReport]) -> String {
     let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
     let counter = |name: &str, help: &str| IntCounterVec::new(opts(name, help), &["gateway"]).expect("valid metric");
     type Field = fn(&model::content::UpstreamReport) -> u64;
-    let counters: [(&str, &str, Field); 7] = [
+    let counters: [(&str, &str, Field); 9] = [
         (
             "upstream_requests_total",
             "Block requests sent to an upstream gateway.",
@@ -480,6 +480,16 @@ fn render_upstreams(reports: &[model::content::UpstreamReport]) -> String {
             "upstream_hedges_total",
             "Requests sent to an upstream gateway because another was slow.",
             |r| r.hedges,
+        ),
+        (
+            "upstream_car_requests_total",
+            "Ranges asked of an upstream gateway as one CAR.",
+            |r| r.car_requests,
+        ),
+        (
+            "upstream_car_refusals_total",
+            "CAR requests an upstream gateway refused (it is then asked for blocks only).",
+            |r| r.car_refusals,
         ),
     ];
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();

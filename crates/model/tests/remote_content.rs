@@ -4,18 +4,39 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
+use futures::{StreamExt, TryStreamExt};
 use model::content::{
-    BlockStore, ByteRange, CacheBudget, ContentNode, ContentService, ImportOptions, MemoryBlockStore,
-    MemoryCachedBlocks, MemoryContentRepository, Remote, RemoteOptions, Upstream, UpstreamError,
+    BlockStore, ByteRange, ByteStream, CacheBudget, CarScope, ContentNode, ContentService, EntityBytes, ImportOptions,
+    MemoryBlockStore, MemoryCachedBlocks, MemoryContentRepository, Remote, RemoteOptions, Upstream, UpstreamError,
 };
 use support::{add_request, collect, kubo_bytes, node, pieces};
 
-/// An upstream that serves another node's blocks.
-struct NodeUpstream(Arc<ContentNode>);
+/// An upstream that serves another node's blocks, and CARs of ranges unless `blocks_only`; with
+/// `extra_block`, its CARs carry one block nobody asked for after the root.
+struct NodeUpstream {
+    origin: Arc<ContentNode>,
+    blocks_only: bool,
+    extra_block: Option<Bytes>,
+    block_requests: AtomicUsize,
+    car_requests: AtomicUsize,
+}
+
+impl NodeUpstream {
+    fn new(origin: &Arc<ContentNode>) -> Self {
+        Self {
+            origin: origin.clone(),
+            blocks_only: true,
+            extra_block: None,
+            block_requests: AtomicUsize::new(0),
+            car_requests: AtomicUsize::new(0),
+        }
+    }
+}
 
 #[async_trait]
 impl Upstream for NodeUpstream {
@@ -23,8 +44,32 @@ impl Upstream for NodeUpstream {
         "origin"
     }
 
+    async fn car(&self, cid: &Cid, first: u64, last: u64) -> Result<ByteStream, UpstreamError> {
+        self.car_requests.fetch_add(1, Ordering::SeqCst);
+        if self.blocks_only {
+            return Err(UpstreamError::Failed("HTTP 501".into()));
+        }
+        let bytes = EntityBytes {
+            from: first as i64,
+            to: Some(last as i64),
+        };
+        let car = self
+            .origin
+            .export_car(cid, &[], CarScope::Entity(Some(bytes)))
+            .await
+            .unwrap();
+        let Some(extra) = self.extra_block.clone() else {
+            return Ok(car);
+        };
+        // The header and the root as they come, then a block of another DAG, then the rest.
+        let mut parts: Vec<Bytes> = car.try_collect().await.unwrap();
+        parts.insert(2, extra);
+        Ok(futures::stream::iter(parts.into_iter().map(Ok)).boxed())
+    }
+
     async fn block(&self, cid: &Cid) -> Result<Bytes, UpstreamError> {
-        match self.0.block(cid).await {
+        self.block_requests.fetch_add(1, Ordering::SeqCst);
+        match self.origin.block(cid).await {
             Ok(block) => Ok(block.data().clone()),
             Err(model::Error::NotFound(_)) => Err(UpstreamError::NotFound),
             Err(e) => Err(UpstreamError::Failed(e.to_string())),
@@ -53,8 +98,12 @@ async fn origin_with(files: &[Vec<u8>]) -> (Arc<ContentNode>, Vec<Cid>) {
 }
 
 fn edge(origin: &Arc<ContentNode>, budget: Arc<CacheBudget>) -> (ContentNode, MemoryBlockStore) {
+    edge_over(Arc::new(NodeUpstream::new(origin)), budget)
+}
+
+fn edge_over(upstream: Arc<NodeUpstream>, budget: Arc<CacheBudget>) -> (ContentNode, MemoryBlockStore) {
     let store = MemoryBlockStore::new();
-    let remote = Remote::new(vec![Arc::new(NodeUpstream(origin.clone()))], RemoteOptions::default());
+    let remote = Remote::new(vec![upstream as Arc<dyn Upstream>], RemoteOptions::default());
     let node = ContentNode::new(Arc::new(store.clone()), Arc::new(MemoryContentRepository::new()))
         .with_remote(Arc::new(remote))
         .with_cache_budget(budget);
@@ -133,4 +182,79 @@ async fn a_pinned_remote_dag_is_kept_whole_and_never_evicted() {
         .await
         .unwrap();
     assert!(read == pinned_data);
+}
+
+async fn big_budget() -> Arc<CacheBudget> {
+    Arc::new(
+        CacheBudget::open(Arc::new(MemoryCachedBlocks::default()), 1 << 30)
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_remote_range_comes_as_one_car_and_a_blocks_only_upstream_block_by_block() {
+    let data = kubo_bytes("car range", 1024 * KIB);
+    let (origin, cids) = origin_with(std::slice::from_ref(&data)).await;
+    let range = ByteRange::new(100_000, Some(300_000));
+    let expected = &data[100_000..400_000];
+
+    let serves_cars = Arc::new(NodeUpstream {
+        blocks_only: false,
+        ..NodeUpstream::new(&origin)
+    });
+    let (edge, _) = edge_over(serves_cars.clone(), big_budget().await);
+    let read = collect(edge.read(&cids[0], range).await.unwrap()).await.unwrap();
+    assert!(read == expected);
+    // The root block, then one CAR for the six leaves the range needs (1 to 6 of 0 to 15).
+    assert_eq!(serves_cars.car_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(serves_cars.block_requests.load(Ordering::SeqCst), 1);
+    // Read again: everything is here, nothing is asked.
+    collect(edge.read(&cids[0], range).await.unwrap()).await.unwrap();
+    assert_eq!(serves_cars.car_requests.load(Ordering::SeqCst), 1);
+
+    let blocks_only = Arc::new(NodeUpstream::new(&origin));
+    let (edge, _) = edge_over(blocks_only.clone(), big_budget().await);
+    let read = collect(edge.read(&cids[0], range).await.unwrap()).await.unwrap();
+    assert!(read == expected);
+    assert_eq!(
+        blocks_only.car_requests.load(Ordering::SeqCst),
+        1,
+        "asked once, then not again"
+    );
+    assert_eq!(blocks_only.block_requests.load(Ordering::SeqCst), 1 + 6);
+    let report = &edge.remote().unwrap().report()[0];
+    assert_eq!((report.car_refusals, report.bad_blocks), (1, 0));
+}
+
+#[tokio::test]
+async fn a_car_with_a_block_the_walk_did_not_ask_for_is_refused_and_the_range_read_block_by_block() {
+    let data = kubo_bytes("sneaky", 1024 * KIB);
+    let (origin, cids) = origin_with(std::slice::from_ref(&data)).await;
+    // A well-formed CAR section (length, CID, bytes) of a block of another DAG.
+    let stranger = model::content::Block::encode(cid::Version::V1, 0x55, Bytes::from_static(b"unasked"));
+    let body = [stranger.cid().to_bytes(), stranger.data().to_vec()].concat();
+    let mut section = Vec::new();
+    let mut len = body.len();
+    while len >= 0x80 {
+        section.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    section.push(len as u8);
+    section.extend_from_slice(&body);
+    let sneaky = Arc::new(NodeUpstream {
+        blocks_only: false,
+        extra_block: Some(Bytes::from(section)),
+        ..NodeUpstream::new(&origin)
+    });
+    let (edge, _) = edge_over(sneaky.clone(), big_budget().await);
+    let read = collect(edge.read(&cids[0], ByteRange::full()).await.unwrap())
+        .await
+        .unwrap();
+    assert!(
+        read == data,
+        "the whole file, verified, block by block after the CAR was refused"
+    );
+    let report = &edge.remote().unwrap().report()[0];
+    assert_eq!(report.bad_blocks, 1);
 }

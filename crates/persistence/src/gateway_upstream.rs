@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
+use futures::{StreamExt, TryStreamExt};
 use model::content::remote::MAX_BLOCK_BYTES;
-use model::content::{Upstream, UpstreamError};
+use model::content::{ByteStream, Upstream, UpstreamError};
 use reqwest::StatusCode;
 
 use crate::error::Error;
@@ -17,10 +18,16 @@ use crate::error::Error;
 /// The media type of one raw block.
 const RAW_BLOCK: &str = "application/vnd.ipld.raw";
 
+/// A CAR in depth-first order without duplicates, as a range of a file is asked for.
+const CAR_V1: &str = "application/vnd.ipld.car; version=1; order=dfs; dups=n";
+
 /// A trustless gateway reached over HTTP(S).
 #[derive(Clone)]
 pub struct HttpGateway {
     client: reqwest::Client,
+    /// For CARs, which may take longer than any one block: no limit on the whole exchange, only on
+    /// the silence between two reads.
+    streaming: reqwest::Client,
     base: String,
 }
 
@@ -36,8 +43,17 @@ impl HttpGateway {
                 gateway: base.to_string(),
                 message: e.to_string(),
             })?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .read_timeout(timeout)
+            .build()
+            .map_err(|e| Error::Gateway {
+                gateway: base.to_string(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             client,
+            streaming,
             base: base.as_str().trim_end_matches('/').to_owned(),
         })
     }
@@ -83,6 +99,38 @@ impl Upstream for HttpGateway {
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
+    }
+
+    async fn car(&self, cid: &Cid, first: u64, last: u64) -> Result<ByteStream, UpstreamError> {
+        let response = self
+            .streaming
+            .get(format!(
+                "{}/ipfs/{cid}?format=car&dag-scope=entity&entity-bytes={first}:{last}",
+                self.base
+            ))
+            .header(reqwest::header::ACCEPT, CAR_V1)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Failed(without_url(e).to_string()))?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Err(UpstreamError::NotFound),
+            status => return Err(UpstreamError::Failed(format!("HTTP {status}"))),
+        }
+        let is_car = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/vnd.ipld.car"));
+        if !is_car {
+            return Err(UpstreamError::Failed(
+                "answered a CAR request with something else".into(),
+            ));
+        }
+        Ok(response
+            .bytes_stream()
+            .map_err(|e| model::Error::Store(format!("reading a CAR: {}", without_url(e))))
+            .boxed())
     }
 }
 

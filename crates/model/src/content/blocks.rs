@@ -135,8 +135,7 @@ impl Blocks {
         Ok(block)
     }
 
-    /// The block from an upstream (verified there), then kept in the store in the background so the
-    /// first bytes go out without waiting on the disk.
+    /// The block from an upstream (verified there).
     async fn fetch_remote(&self, remote: &Arc<Remote>, cid: &Cid) -> Result<Block> {
         let block = match remote.fetch(cid).await {
             Ok(block) => block,
@@ -145,10 +144,18 @@ impl Blocks {
                 return Err(e);
             }
         };
+        self.accept_fetched(&block);
+        Ok(block)
+    }
+
+    /// A block fetched from an upstream and verified: counted, cached in memory, and kept in the
+    /// store in the background so the first bytes go out without waiting on the disk.
+    pub(crate) fn accept_fetched(&self, block: &Block) {
         self.counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
         self.counters
             .remote_bytes
             .fetch_add(block.data().len() as u64, Ordering::Relaxed);
+        self.cache.insert(storage_key(block.cid()), block.data().clone());
         let (store, counters, kept) = (self.store.clone(), self.counters.clone(), block.clone());
         let budget = self.budget.clone();
         tokio::spawn(async move {
@@ -164,7 +171,6 @@ impl Blocks {
                 tracing::warn!(cid = %kept.cid(), %error, "a fetched block could not be kept in the store");
             }
         });
-        Ok(block)
     }
 
     /// Reads and rehashes the stored copy, bypassing the cache (for verification passes).
@@ -214,6 +220,15 @@ impl Blocks {
             .fetch_add(block.data().len() as u64, Ordering::Relaxed);
         self.store.keep(&block).await?;
         Ok(true)
+    }
+
+    /// Whether a read of the block would be served here, from memory or the store, without asking
+    /// an upstream.
+    pub async fn at_hand(&self, cid: &Cid) -> Result<bool> {
+        if self.cache.peek(&storage_key(cid)).is_some() {
+            return Ok(true);
+        }
+        self.has(cid).await
     }
 
     /// Whether the block is available (identity CIDs always are).

@@ -55,9 +55,9 @@ impl CarFeed {
             remote.car_sent_wrong_block(&self.upstream, &format!("sent {cid} where the walk needs {expected}"));
             return None;
         }
-        match remote.check_from(&self.upstream, *expected, Bytes::from(data)).await {
-            Some(data) => Some(Block::trusted(*expected, data)),
-            None => None,
-        }
+        remote
+            .check_from(&self.upstream, *expected, Bytes::from(data))
+            .await
+            .map(|data| Block::trusted(*expected, data))
     }
 }

@@ -4,6 +4,7 @@ pub mod block;
 pub mod blocks;
 pub mod cache_budget;
 pub mod car;
+pub mod car_feed;
 pub mod dagpb;
 pub mod directory;
 pub mod importer;

@@ -56,7 +56,82 @@ impl ByteRange {
 type Fetched = BoxStream<'static, Result<(Block, u64)>>;
 
 /// Streams content bytes `start..end` of the file at `root` (a block already fetched and parsed).
+/// When the blocks it needs are missing here and upstreams are configured, the range comes as one
+/// CAR from an upstream that serves CARs, else block by block.
 pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> ByteStream {
+    if blocks.remote().is_none() || start >= end {
+        return read_by_blocks(blocks, root, start, end);
+    }
+    let stream = async_stream::try_stream! {
+        let remote = blocks.remote().cloned().expect("checked above");
+        let (data, children) = file_parts(&root)?;
+        // The first and the last child the range needs tell whether it is here: a range read
+        // earlier leaves the blocks around it, and a whole read leaves them all.
+        let wanted = children_overlapping(&children, data.len() as u64, start, end);
+        let ends = [wanted.first(), wanted.last()];
+        let mut missing = false;
+        for (child, _) in ends.into_iter().flatten() {
+            missing |= !blocks.at_hand(&child.cid).await?;
+        }
+        let mut feed = None;
+        if missing
+            && let Some(mut opened) = remote.open_car(root.cid(), start, end - 1).await
+            // The CAR starts with the file's root, which is here already.
+            && opened.next_expected(&remote, root.cid()).await.is_some()
+        {
+            feed = Some(opened);
+        }
+        let Some(mut feed) = feed else {
+            let mut rest = read_by_blocks(blocks, root, start, end);
+            while let Some(part) = rest.next().await {
+                yield part?;
+            }
+            return;
+        };
+        // Depth first, as the CAR is ordered: each entry is a block and its content offset.
+        let mut sent = start;
+        let mut received = std::collections::HashSet::new();
+        let mut stack: Vec<(Cid, u64)> = Vec::new();
+        let mut next: Option<(Block, u64)> = Some((root.clone(), 0));
+        loop {
+            let (block, base) = match next.take() {
+                Some(current) => current,
+                None => {
+                    let Some((cid, base)) = stack.pop() else { break };
+                    // A block met twice in the DAG comes once in the CAR (dups=n).
+                    // Identity blocks are inline in their CIDs, never in a CAR.
+                    let block = if received.contains(&super::store::storage_key(&cid)) || cid.hash().code() == 0 {
+                        blocks.get(&cid).await?
+                    } else if let Some(block) = feed.next_expected(&remote, &cid).await {
+                        blocks.accept_fetched(&block);
+                        block
+                    } else {
+                        // The CAR failed us: the rest of the range, block by block.
+                        let mut rest = read_by_blocks(blocks.clone(), root.clone(), sent, end);
+                        while let Some(part) = rest.next().await {
+                            yield part?;
+                        }
+                        return;
+                    };
+                    received.insert(super::store::storage_key(&cid));
+                    (block, base)
+                }
+            };
+            let (data, children) = file_parts(&block)?;
+            if let Some(part) = overlap(&data, base, start, end) {
+                sent = base + (data.len() as u64).min(end - base);
+                yield part;
+            }
+            for (child, offset) in children_overlapping(&children, base + data.len() as u64, start, end).into_iter().rev() {
+                stack.push((child.cid, offset));
+            }
+        }
+    };
+    stream.map_err(|e: Error| e).boxed()
+}
+
+/// [`read_file_range`] one block at a time, several ahead of the one being sent.
+fn read_by_blocks(blocks: Blocks, root: Block, start: u64, end: u64) -> ByteStream {
     let stream = async_stream::try_stream! {
         if start >= end {
             return;

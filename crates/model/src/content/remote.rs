@@ -19,6 +19,8 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::block::{Block, verify};
+use super::car_feed::CarFeed;
+use super::store::ByteStream;
 use crate::error::{Error, Result};
 
 /// The largest block an upstream may send: twice the 1 MiB block limit of IPFS implementations.
@@ -50,6 +52,13 @@ pub trait Upstream: Send + Sync {
 
     /// The bytes it holds for `cid`, unverified.
     async fn block(&self, cid: &Cid) -> std::result::Result<Bytes, UpstreamError>;
+
+    /// The blocks a byte range `first..=last` of the file `cid` needs, as a CAR in depth-first
+    /// order (`?format=car&dag-scope=entity&entity-bytes=first:last`), unverified. Upstreams that
+    /// serve raw blocks only say so with `Failed`.
+    async fn car(&self, _cid: &Cid, _first: u64, _last: u64) -> std::result::Result<ByteStream, UpstreamError> {
+        Err(UpstreamError::Failed("serves raw blocks only".into()))
+    }
 }
 
 /// How long to wait for upstreams and how long a misbehaving one is set aside.
@@ -85,6 +94,9 @@ pub struct UpstreamCounters {
     pub hedges: AtomicU64,
     /// Sum of the latencies of its verified blocks, in milliseconds.
     pub latency_ms_total: AtomicU64,
+    /// CARs of a range asked of it, and those it refused (it is then asked for blocks only).
+    pub car_requests: AtomicU64,
+    pub car_refusals: AtomicU64,
 }
 
 /// One upstream's figures as `/metrics` shows them.
@@ -99,6 +111,8 @@ pub struct UpstreamReport {
     pub bad_blocks: u64,
     pub hedges: u64,
     pub latency_ms_total: u64,
+    pub car_requests: u64,
+    pub car_refusals: u64,
     /// The p95 of its recent latencies, in milliseconds (none before its first block).
     pub recent_p95_ms: Option<u64>,
     /// Whether its circuit is open (asked only when no other upstream is left).
@@ -119,6 +133,8 @@ struct Health {
     outcomes: VecDeque<bool>,
     failures_in_a_row: u32,
     quarantined_until: Option<Instant>,
+    /// Until when it is not asked for CARs, having refused one.
+    no_cars_until: Option<Instant>,
 }
 
 impl Health {
@@ -157,6 +173,10 @@ impl Health {
         (median.as_secs_f64() * 1000.0 + 1.0) / rate
     }
 }
+
+/// One upstream, as a CAR feed names the source of its blocks.
+#[derive(Clone)]
+pub(crate) struct UpstreamHandle(Arc<Gateway>);
 
 /// What a shared fetch ends with; [`Error`] itself is not `Clone`.
 #[derive(Clone, Debug)]
@@ -224,6 +244,77 @@ impl Remote {
         }
     }
 
+    /// A CAR of the blocks the bytes `first..=last` of the file `cid` need, from the best upstream
+    /// that serves CARs; `None` when none does (the caller reads block by block).
+    pub async fn open_car(&self, cid: &Cid, first: u64, last: u64) -> Option<CarFeed> {
+        let now = Instant::now();
+        let candidates = self.ranked().into_iter().filter(|gateway| {
+            let health = lock(&gateway.health);
+            !health.quarantined(now) && health.no_cars_until.is_none_or(|until| until <= now)
+        });
+        for gateway in candidates {
+            gateway.counters.requests.fetch_add(1, Ordering::Relaxed);
+            gateway.counters.car_requests.fetch_add(1, Ordering::Relaxed);
+            match gateway.upstream.car(cid, first, last).await {
+                Ok(car) => return Some(CarFeed::new(UpstreamHandle(gateway), car)),
+                Err(UpstreamError::NotFound) => {
+                    gateway.said_not_found();
+                    return None;
+                }
+                Err(UpstreamError::Failed(reason)) => {
+                    // A gateway that serves blocks only is not at fault: it is asked for blocks,
+                    // and the next one for the CAR.
+                    gateway.counters.car_refusals.fetch_add(1, Ordering::Relaxed);
+                    lock(&gateway.health).no_cars_until = Some(now + self.options.quarantine);
+                    tracing::debug!(%cid, upstream = gateway.upstream.name(), %reason, "no CAR from this upstream");
+                }
+            }
+        }
+        None
+    }
+
+    /// A block that came in a CAR, checked against `cid`; `None` (the upstream's record told why)
+    /// when it does not match.
+    pub(crate) async fn check_from(&self, from: &UpstreamHandle, cid: Cid, data: Bytes) -> Option<Bytes> {
+        let gateway = &from.0;
+        let checked = if data.len() > MAX_BLOCK_BYTES {
+            Err(Answer::Failed(format!(
+                "sent {} bytes, over the block limit",
+                data.len()
+            )))
+        } else {
+            check(cid, data).await
+        };
+        match checked {
+            Ok(data) => {
+                gateway.counters.blocks.fetch_add(1, Ordering::Relaxed);
+                gateway.counters.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                Some(data)
+            }
+            Err(Answer::Wrong) => {
+                self.car_sent_wrong_block(from, &format!("sent bytes that do not match {cid}"));
+                None
+            }
+            Err(Answer::Failed(reason)) => {
+                self.car_failed(from, &reason);
+                None
+            }
+            Err(Answer::NotFound) => None,
+        }
+    }
+
+    /// A CAR that broke off or could not be read.
+    pub(crate) fn car_failed(&self, from: &UpstreamHandle, reason: &str) {
+        from.0.failed(self.options.quarantine);
+        tracing::warn!(upstream = from.0.upstream.name(), %reason, "a CAR from an upstream failed; reading on block by block");
+    }
+
+    /// A CAR that held a block the walk did not ask for, or one that does not match its CID.
+    pub(crate) fn car_sent_wrong_block(&self, from: &UpstreamHandle, reason: &str) {
+        from.0.sent_wrong_block(self.options.quarantine);
+        tracing::warn!(upstream = from.0.upstream.name(), %reason, "an upstream's CAR held a wrong block; set aside");
+    }
+
     /// Each upstream's figures, in the order they were configured.
     pub fn report(&self) -> Vec<UpstreamReport> {
         let now = Instant::now();
@@ -242,6 +333,8 @@ impl Remote {
                     bad_blocks: c.bad_blocks.load(Ordering::Relaxed),
                     hedges: c.hedges.load(Ordering::Relaxed),
                     latency_ms_total: c.latency_ms_total.load(Ordering::Relaxed),
+                    car_requests: c.car_requests.load(Ordering::Relaxed),
+                    car_refusals: c.car_refusals.load(Ordering::Relaxed),
                     recent_p95_ms: health.p95().map(|d| d.as_millis() as u64),
                     quarantined: health.quarantined(now),
                 }
