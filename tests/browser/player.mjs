@@ -1,8 +1,9 @@
 // The player page in headless Chromium: an H.264 MP4 over WHEP, a VP8 WebM and a main-profile H.264
 // MP4 over the WebSocket signaling, each opened as a player link, and a VP8 WebM over WHEP with Play
 // pressed on an open player (its peer made ahead); each until Chromium has decoded frames (its own
-// getStats counters) with the codec the file needs. Prints the time to first decoded frame and
-// saves a screenshot of each. Usage: node player.mjs <ipfs-stream binary>
+// getStats counters) with the codec the file needs; then the WebM again from a second server that
+// has it only through its gateway, the first. Prints the time to first decoded frame and saves a
+// screenshot of each. Usage: node player.mjs <ipfs-stream binary>
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,6 +85,27 @@ try {
       open = (await (await fetch(`${server.base}/api/v1/webrtc/connections`, admin)).json()).count;
     }
     assert.equal(open, 0, `${file}: the connection is gone after the page closed`);
+  }
+
+  // A CID only an upstream has: a second server with the first as its gateway plays it, every
+  // block fetched and verified on the way.
+  const edge = await startServer(binary, ["--gateway", server.base]);
+  try {
+    const cid = await add(server.base, server.token, "vp8-opus.webm");
+    const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
+    await page.goto(`${edge.base}/player?cid=${cid}&transport=whep`);
+    await page.waitForFunction(() => window.playerState && window.playerState().framesDecoded > 0
+      && window.playerState().ttff != null, null, { timeout: 20000 });
+    const state = await page.evaluate(() => window.playerState());
+    const metrics = await (await fetch(`${edge.base}/metrics`, { headers: { Authorization: `Bearer ${edge.token}` } })).text();
+    const fetched = Number((metrics.match(/^ipfs_stream_remote_blocks_total (\d+)/m) || [])[1]);
+    assert.ok(fetched > 0, "the edge fetched the media's blocks from its upstream");
+    await page.screenshot({ path: join(screenshots, "player-remote-vp8-opus-whep.png") });
+    console.log(JSON.stringify({ file: "vp8-opus.webm", transport: "whep", started_by: "link", from: "upstream",
+      frames_decoded: state.framesDecoded, blocks_fetched: fetched, time_to_first_frame_ms: Math.round(state.ttff) }));
+    await page.close({ runBeforeUnload: true });
+  } finally {
+    edge.stop();
   }
 } finally {
   if (browser) await browser.close();
