@@ -39,7 +39,7 @@ try {
 
   await page.waitForFunction(() => window.__dashboard.points >= 20, null, { timeout: 30000 });
   const charts = await page.$$eval(".chart canvas", (canvases) => canvases.length);
-  assert.ok(charts >= 6, `six charts are drawn (found ${charts})`);
+  assert.ok(charts >= 8, `eight charts are drawn (found ${charts})`);
 
   try {
     await page.waitForFunction(

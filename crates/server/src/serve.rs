@@ -74,14 +74,15 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
         media_runtime.handle().clone(),
         webrtc,
     );
+    let store_counters = services.content.store_counters();
     let sampler = Sampler::new(
         services.live.clone(),
         Arc::new(ProcSelf::new()),
         services.history.clone(),
         services.hub.clone(),
         monitoring.sampler,
-    );
-    let store_counters = services.content.store_counters();
+    )
+    .with_store_counters(store_counters.clone());
     let (upstreams, cache_budget) = (services.content.remote(), services.content.cache_budget());
     let mut state = controllers::AppState::new(services.content, services.metrics, services.hub)
         .with_limits(config.limits())

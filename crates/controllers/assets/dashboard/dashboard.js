@@ -19,6 +19,10 @@ const CHARTS = [
     ["underflow_rate", "underflows/s", "#f07178"]] },
   { title: "CPU", unit: "percent", series: [["cpu_percent", "cpu %", "#c3e88d"]] },
   { title: "Memory", unit: "bytes", series: [["rss_bytes", "rss", "#82aaff"]] },
+  { title: "Fetched from upstream gateways", unit: "bytes", series: [
+    ["remote_bytes_per_second", "fetched/s", "#ffcb6b"]] },
+  { title: "Block reads served here", unit: "ratio", series: [
+    ["local_hit_ratio", "share served here", "#4cd486"]] },
 ];
 
 const state = {

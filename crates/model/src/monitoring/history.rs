@@ -45,6 +45,8 @@ metrics! {
     RequestRate => "request_rate": "HTTP requests per second.",
     Cpu => "cpu_percent": "Process CPU time as a percentage of one core.",
     Rss => "rss_bytes": "Resident memory of the process.",
+    RemoteBytes => "remote_bytes_per_second": "Bytes of blocks fetched from upstream gateways (the store lacked them), per second.",
+    LocalHitRatio => "local_hit_ratio": "Share of the block reads in the interval served here (memory or store), not fetched from an upstream.",
 }
 
 /// One snapshot of every series.

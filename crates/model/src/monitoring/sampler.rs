@@ -13,6 +13,7 @@ use super::history::{Anomaly, Metric, MetricsHistory, Sample};
 use super::live::{LiveStats, Totals};
 use crate::anomaly::{Detector, DetectorKind, SeriesHint};
 use crate::clock::now_ms;
+use crate::content::StoreCounters;
 use crate::notifications::{Event, Notifier, emit};
 use crate::stream_records::StreamType;
 
@@ -141,6 +142,26 @@ pub struct Sampler {
     watches: Vec<(Metric, SeriesWatch)>,
     last: Option<(Instant, Totals, Option<ProcessUsage>)>,
     anomalies_raised: Arc<AtomicU64>,
+    /// What the block store served, for the remote-content series.
+    store: Option<(Arc<StoreCounters>, StoreReads)>,
+}
+
+/// The block-read counters at the previous snapshot.
+#[derive(Clone, Copy, Default)]
+struct StoreReads {
+    local: u64,
+    remote: u64,
+    remote_bytes: u64,
+}
+
+impl StoreReads {
+    fn of(counters: &StoreCounters) -> Self {
+        Self {
+            local: counters.blocks_read.load(Ordering::Relaxed) + counters.cache_hits.load(Ordering::Relaxed),
+            remote: counters.remote_blocks.load(Ordering::Relaxed),
+            remote_bytes: counters.remote_bytes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Sampler {
@@ -169,7 +190,15 @@ impl Sampler {
             watches,
             last: None,
             anomalies_raised: Arc::new(AtomicU64::new(0)),
+            store: None,
         }
+    }
+
+    /// Samples the remote-content series from what the block store served.
+    pub fn with_store_counters(mut self, counters: Arc<StoreCounters>) -> Self {
+        let now = StoreReads::of(&counters);
+        self.store = Some((counters, now));
+        self
     }
 
     /// Counts anomalies raised, for `/metrics`.
@@ -222,6 +251,17 @@ impl Sampler {
         }
         if let Some(usage) = usage {
             values.push((Metric::Rss, usage.rss_bytes as f64));
+        }
+        if let Some((counters, previous)) = &mut self.store {
+            let now = StoreReads::of(counters);
+            values.push((Metric::RemoteBytes, rate(now.remote_bytes, previous.remote_bytes)));
+            let local = now.local.saturating_sub(previous.local);
+            let remote = now.remote.saturating_sub(previous.remote);
+            // No block read in the interval means no ratio to report, not a ratio of 0.
+            if local + remote > 0 {
+                values.push((Metric::LocalHitRatio, local as f64 / (local + remote) as f64));
+            }
+            *previous = now;
         }
         Sample { at_ms, values }
     }
@@ -427,5 +467,25 @@ mod tests {
         }
         assert_eq!(warnings, raised, "every anomaly is published");
         assert_eq!(sampler.anomalies_raised().load(Ordering::Relaxed), raised as u64);
+    }
+
+    #[tokio::test]
+    async fn remote_reads_give_bytes_per_second_and_the_share_served_here() {
+        let counters = Arc::new(StoreCounters::default());
+        let (sampler, _hub) = sampler(
+            Arc::new(LiveStats::default()),
+            Arc::new(MemoryMetricsHistory::default()),
+        );
+        let mut sampler = sampler.with_store_counters(counters.clone());
+        let first = sampler.snapshot(0);
+        assert_eq!(first.get(Metric::RemoteBytes), Some(0.0));
+        assert_eq!(first.get(Metric::LocalHitRatio), None, "no block read: no ratio");
+        counters.blocks_read.fetch_add(2, Ordering::Relaxed);
+        counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
+        counters.remote_bytes.fetch_add(1 << 20, Ordering::Relaxed);
+        let second = sampler.snapshot(1000);
+        assert_eq!(second.get(Metric::LocalHitRatio), Some(0.75));
+        assert!(second.get(Metric::RemoteBytes).unwrap() > 0.0);
     }
 }
