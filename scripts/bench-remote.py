@@ -13,6 +13,7 @@ gateway. Prints:
       (compared with the original) and the bad blocks the edge counted.
 
 usage: scripts/bench-remote.py [MiB] [delay ms]
+       scripts/bench-remote.py proxy <upstream port> <delay ms>   (the proxy alone: prints its port)
 """
 
 import asyncio
@@ -28,8 +29,9 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MIB = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
-DELAY_MS = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
+PROXY_ONLY = len(sys.argv) > 1 and sys.argv[1] == "proxy"
+MIB = int(sys.argv[1]) if len(sys.argv) > 1 and not PROXY_ONLY else 1024
+DELAY_MS = float(sys.argv[2]) if len(sys.argv) > 2 and not PROXY_ONLY else 20.0
 
 
 def build():
@@ -229,4 +231,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if PROXY_ONLY:
+        proxy = Proxy(int(sys.argv[2]), float(sys.argv[3]) / 1000)
+        print(proxy.port, flush=True)
+        threading.Event().wait()
+    else:
+        main()
