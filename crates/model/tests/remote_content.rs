@@ -258,3 +258,50 @@ async fn a_car_with_a_block_the_walk_did_not_ask_for_is_refused_and_the_range_re
     let report = &edge.remote().unwrap().report()[0];
     assert_eq!(report.bad_blocks, 1);
 }
+
+#[tokio::test]
+async fn a_car_range_brings_the_next_window_too_for_a_reader_that_goes_on() {
+    let data = kubo_bytes("windows", 1024 * KIB);
+    let (origin, cids) = origin_with(std::slice::from_ref(&data)).await;
+    let upstream = Arc::new(NodeUpstream {
+        blocks_only: false,
+        ..NodeUpstream::new(&origin)
+    });
+    let (edge, _) = edge_over(upstream.clone(), big_budget().await);
+    // A window of 256 KiB (the media sources'), in 64 KiB leaves.
+    let window = 256 * KIB as u64;
+    let first = collect(edge.read(&cids[0], ByteRange::new(0, Some(window))).await.unwrap())
+        .await
+        .unwrap();
+    assert!(first == data[..256 * KIB]);
+    // The root, then leaves 0 to 3 for the window and 4 to 7 ahead of it, kept in the background.
+    let counters = edge.store_counters();
+    for _ in 0..200 {
+        if counters.remote_blocks.load(Ordering::SeqCst) >= 9 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let second = collect(edge.read(&cids[0], ByteRange::new(window, Some(window))).await.unwrap())
+        .await
+        .unwrap();
+    assert!(second == data[256 * KIB..512 * KIB]);
+    assert_eq!(
+        upstream.car_requests.load(Ordering::SeqCst),
+        1,
+        "the second window was here already"
+    );
+    assert_eq!(counters.remote_blocks.load(Ordering::SeqCst), 9);
+
+    // A small range brings nothing ahead.
+    let small = collect(
+        edge.read(&cids[0], ByteRange::new(800 * KIB as u64, Some(1000)))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(small == data[800 * KIB..800 * KIB + 1000]);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(counters.remote_blocks.load(Ordering::SeqCst), 10, "its one leaf");
+}

@@ -1,5 +1,7 @@
 //! Range reads of UnixFS files: only the blocks a range touches are fetched, each verified.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use cid::Cid;
 use futures::stream::{self, BoxStream};
@@ -7,12 +9,18 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::block::Block;
 use super::blocks::Blocks;
+use super::car_feed::CarFeed;
 use super::node::{FileChild, Node};
+use super::remote::Remote;
 use super::store::ByteStream;
+use super::store::storage_key;
 use crate::error::{Error, Result};
 
 /// Sibling blocks fetched ahead of the one being sent, so a remote store's latency overlaps.
 const READ_AHEAD: usize = 4;
+/// Ranges at least this long, read from an upstream as a CAR, bring as many bytes again after
+/// them (the media sources read in 256 KiB windows).
+const READ_AHEAD_FROM: u64 = 256 * 1024;
 
 /// A half-open range of content bytes, `start..end`; `end: None` means to the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -57,14 +65,19 @@ type Fetched = BoxStream<'static, Result<(Block, u64)>>;
 
 /// Streams content bytes `start..end` of the file at `root` (a block already fetched and parsed).
 /// When the blocks it needs are missing here and upstreams are configured, the range comes as one
-/// CAR from an upstream that serves CARs, else block by block.
+/// CAR from an upstream that serves CARs, else block by block. For a range of 256 KiB or more the
+/// CAR also asks for as many bytes again after it, kept in the background once the range is sent:
+/// a reader that goes on where it stopped (a player, a download in windows) finds them here.
 pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> ByteStream {
     if blocks.remote().is_none() || start >= end {
         return read_by_blocks(blocks, root, start, end);
     }
     let stream = async_stream::try_stream! {
         let remote = blocks.remote().cloned().expect("checked above");
-        let (data, children) = file_parts(&root)?;
+        let (data, children, size) = match Node::parse(&root)? {
+            Node::File { data, children, size } => (data, children, size),
+            other => Err(Error::WrongKind { cid: *root.cid(), expected: "file", actual: other.kind().as_str() })?,
+        };
         // The first and the last child the range needs tell whether it is here: a range read
         // earlier leaves the blocks around it, and a whole read leaves them all.
         let wanted = children_overlapping(&children, data.len() as u64, start, end);
@@ -73,61 +86,118 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
         for (child, _) in ends.into_iter().flatten() {
             missing |= !blocks.at_hand(&child.cid).await?;
         }
+        // A reader in windows of a block or more (a player, a download) is likely to go on; a
+        // small range is more often one of a kind (a seek, a probe): it brings nothing ahead.
+        let ahead = if end - start >= READ_AHEAD_FROM { end - start } else { 0 };
+        let ahead_end = end.saturating_add(ahead).min(size);
         let mut feed = None;
         if missing
-            && let Some(mut opened) = remote.open_car(root.cid(), start, end - 1).await
+            && let Some(mut opened) = remote.open_car(root.cid(), start, ahead_end - 1).await
             // The CAR starts with the file's root, which is here already.
             && opened.next_expected(&remote, root.cid()).await.is_some()
         {
             feed = Some(opened);
         }
-        let Some(mut feed) = feed else {
+        let Some(feed) = feed else {
             let mut rest = read_by_blocks(blocks, root, start, end);
             while let Some(part) = rest.next().await {
                 yield part?;
             }
             return;
         };
-        // Depth first, as the CAR is ordered: each entry is a block and its content offset.
+        let mut walk = CarWalk {
+            blocks: blocks.clone(),
+            remote,
+            feed,
+            received: HashSet::new(),
+            stack: Vec::new(),
+            next: Some((root.clone(), 0)),
+            start,
+            end: ahead_end,
+        };
         let mut sent = start;
-        let mut received = std::collections::HashSet::new();
-        let mut stack: Vec<(Cid, u64)> = Vec::new();
-        let mut next: Option<(Block, u64)> = Some((root.clone(), 0));
         loop {
-            let (block, base) = match next.take() {
-                Some(current) => current,
-                None => {
-                    let Some((cid, base)) = stack.pop() else { break };
-                    // A block met twice in the DAG comes once in the CAR (dups=n).
-                    // Identity blocks are inline in their CIDs, never in a CAR.
-                    let block = if received.contains(&super::store::storage_key(&cid)) || cid.hash().code() == 0 {
-                        blocks.get(&cid).await?
-                    } else if let Some(block) = feed.next_expected(&remote, &cid).await {
-                        blocks.accept_fetched(&block);
-                        block
-                    } else {
-                        // The CAR failed us: the rest of the range, block by block.
-                        let mut rest = read_by_blocks(blocks.clone(), root.clone(), sent, end);
-                        while let Some(part) = rest.next().await {
-                            yield part?;
-                        }
-                        return;
-                    };
-                    received.insert(super::store::storage_key(&cid));
-                    (block, base)
+            let (block, base) = match walk.next().await? {
+                Walked::Block(block, base) => (block, base),
+                Walked::Done => break,
+                Walked::Failed => {
+                    // The CAR failed us: the rest of the range, block by block.
+                    let mut rest = read_by_blocks(blocks.clone(), root.clone(), sent, end);
+                    while let Some(part) = rest.next().await {
+                        yield part?;
+                    }
+                    return;
                 }
             };
-            let (data, children) = file_parts(&block)?;
+            if base >= end {
+                // Past the range: the blocks ahead are kept while the reader goes on.
+                tokio::spawn(async move { while let Ok(Walked::Block(..)) = walk.next().await {} });
+                break;
+            }
+            let data = file_parts(&block)?.0;
             if let Some(part) = overlap(&data, base, start, end) {
                 sent = base + (data.len() as u64).min(end - base);
                 yield part;
             }
-            for (child, offset) in children_overlapping(&children, base + data.len() as u64, start, end).into_iter().rev() {
-                stack.push((child.cid, offset));
-            }
         }
     };
     stream.map_err(|e: Error| e).boxed()
+}
+
+/// The walk of a file's DAG over `start..end`, depth first, with its blocks taken from a CAR in
+/// the same order.
+struct CarWalk {
+    blocks: Blocks,
+    remote: std::sync::Arc<Remote>,
+    feed: CarFeed,
+    received: HashSet<Cid>,
+    /// Blocks still to visit, last first, with the content offset each starts at.
+    stack: Vec<(Cid, u64)>,
+    /// The block to visit first (the root, already here).
+    next: Option<(Block, u64)>,
+    start: u64,
+    end: u64,
+}
+
+enum Walked {
+    Block(Block, u64),
+    Done,
+    /// The CAR held something else than the walk needs, or broke off.
+    Failed,
+}
+
+impl CarWalk {
+    async fn next(&mut self) -> Result<Walked> {
+        let (block, base) = match self.next.take() {
+            Some(first) => first,
+            None => {
+                let Some((cid, base)) = self.stack.pop() else {
+                    return Ok(Walked::Done);
+                };
+                let key = storage_key(&cid);
+                // A block met twice in the DAG comes once in the CAR (dups=n); identity blocks
+                // are inline in their CIDs, never in a CAR.
+                let block = if self.received.contains(&key) || cid.hash().code() == 0 {
+                    self.blocks.get(&cid).await?
+                } else if let Some(block) = self.feed.next_expected(&self.remote, &cid).await {
+                    self.blocks.accept_fetched(&block);
+                    block
+                } else {
+                    return Ok(Walked::Failed);
+                };
+                self.received.insert(key);
+                (block, base)
+            }
+        };
+        let (data, children) = file_parts(&block)?;
+        for (child, offset) in children_overlapping(&children, base + data.len() as u64, self.start, self.end)
+            .into_iter()
+            .rev()
+        {
+            self.stack.push((child.cid, offset));
+        }
+        Ok(Walked::Block(block, base))
+    }
 }
 
 /// [`read_file_range`] one block at a time, several ahead of the one being sent.
