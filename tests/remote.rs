@@ -22,6 +22,8 @@ enum Behaviour {
     Lies,
     /// A 503 for everything.
     Broken,
+    /// What the real upstream sends, two seconds late.
+    Slow,
 }
 
 /// A gateway on loopback in front of a real upstream, answering raw-block requests as told
@@ -62,6 +64,9 @@ impl TestGateway {
                     } else if behaviour == Behaviour::Broken {
                         (503, b"down".to_vec())
                     } else {
+                        if behaviour == Behaviour::Slow {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
                         let response = client.get(format!("{upstream}{path}")).send().await.unwrap();
                         let status = response.status().as_u16();
                         let mut body = response.bytes().await.unwrap().to_vec();
@@ -351,5 +356,82 @@ async fn kept_remote_blocks_stay_within_the_cache_budget_and_pinned_ones_are_nev
     assert_eq!(
         status, 502,
         "evicted blocks are asked of the upstream again, which is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_gateway_is_hedged_and_other_faces_stream_remote_content_too() {
+    use base64::Engine;
+    let origin_repo = Repo::new();
+    let small = add(&origin_repo, "small.txt", b"a block of its own");
+    let data = bytes(600_000, 24);
+    let file = add(&origin_repo, "sse.bin", &data);
+    let origin = Server::start(&origin_repo);
+    let slow = TestGateway::start(&origin.base, Behaviour::Slow).await;
+
+    // The slow one is configured first and unmeasured, so asked first; after 500 ms the origin
+    // is asked as well, and answers first.
+    let edge_repo = Repo::new();
+    let edge = Server::start_with(&edge_repo, &["--gateway", &slow.base, "--gateway", &origin.base]);
+    let (status, body) = get(&edge.base, &format!("/ipfs/{small}"), None).await;
+    assert_eq!((status, body.as_slice()), (200, b"a block of its own".as_slice()));
+    let text = metrics(&edge.base).await;
+    let origin_label = format!("{{gateway=\"{}\"}}", origin.base);
+    let slow_label = format!("{{gateway=\"{}\"}}", slow.base);
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_hedges_total{origin_label}")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_blocks_total{origin_label}")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_blocks_total{slow_label}")),
+        0.0,
+        "the hedge won"
+    );
+
+    // Server-Sent Events of a file only the upstream has.
+    let response = reqwest::get(format!("{}/sse/stream/{file}?chunk_size=65536", edge.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let streamed: Vec<u8> = text
+        .split("\n\n")
+        .filter(|event| event.lines().any(|line| line == "event: chunk"))
+        .flat_map(|event| {
+            let data = event.lines().find_map(|line| line.strip_prefix("data: ")).unwrap();
+            base64::engine::general_purpose::STANDARD.decode(data).unwrap()
+        })
+        .collect();
+    assert!(streamed == data, "the SSE stream carries the remote file, verified");
+}
+
+#[tokio::test]
+async fn a_gateway_configured_blocks_only_is_never_asked_for_a_car() {
+    let origin_repo = Repo::new();
+    let data = bytes(1024 * 1024, 25);
+    let file = add(&origin_repo, "blocks.bin", &data);
+    let origin = Server::start(&origin_repo);
+    let edge_repo = Repo::new();
+    let edge = Server::start_with(&edge_repo, &["--blocks-only-gateway", &origin.base]);
+    let (status, body) = get(&edge.base, &format!("/ipfs/{file}"), None).await;
+    assert_eq!(status, 200);
+    assert!(body == data);
+    let text = metrics(&edge.base).await;
+    let label = format!("{{gateway=\"{}\"}}", origin.base);
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_car_requests_total{label}")),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("ipfs_stream_upstream_blocks_total{label}")),
+        5.0,
+        "a root and four leaves"
     );
 }

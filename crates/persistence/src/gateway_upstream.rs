@@ -29,6 +29,7 @@ pub struct HttpGateway {
     /// the silence between two reads.
     streaming: reqwest::Client,
     base: String,
+    blocks_only: bool,
 }
 
 impl HttpGateway {
@@ -55,7 +56,14 @@ impl HttpGateway {
             client,
             streaming,
             base: base.as_str().trim_end_matches('/').to_owned(),
+            blocks_only: false,
         })
+    }
+
+    /// Asked for raw blocks only, never for CARs (for gateways known to serve no CARs).
+    pub fn blocks_only(mut self) -> Self {
+        self.blocks_only = true;
+        self
     }
 }
 
@@ -63,6 +71,10 @@ impl HttpGateway {
 impl Upstream for HttpGateway {
     fn name(&self) -> &str {
         &self.base
+    }
+
+    fn serves_cars(&self) -> bool {
+        !self.blocks_only
     }
 
     async fn block(&self, cid: &Cid) -> Result<Bytes, UpstreamError> {

@@ -116,16 +116,23 @@ fn spawn_eviction(content: &Arc<ContentNode>) {
 /// The configured trustless gateways, if any.
 fn remote(options: &Config) -> Result<Option<Arc<Remote>>, Error> {
     let upstream = &options.upstream;
-    if upstream.gateways.is_empty() {
+    if upstream.gateways.is_empty() && upstream.blocks_only_gateways.is_empty() {
         return Ok(None);
     }
     let remote_options = upstream.remote_options();
-    let gateways = upstream
+    let mut gateways: Vec<Arc<dyn Upstream>> = Vec::new();
+    for url in &upstream.gateways {
+        gateways.push(Arc::new(HttpGateway::new(url, remote_options.timeout)?));
+    }
+    for url in &upstream.blocks_only_gateways {
+        gateways.push(Arc::new(HttpGateway::new(url, remote_options.timeout)?.blocks_only()));
+    }
+    let names: Vec<&str> = upstream
         .gateways
         .iter()
-        .map(|url| Ok(Arc::new(HttpGateway::new(url, remote_options.timeout)?) as Arc<dyn Upstream>))
-        .collect::<Result<Vec<_>, Error>>()?;
-    let names: Vec<&str> = upstream.gateways.iter().map(url::Url::as_str).collect();
+        .chain(&upstream.blocks_only_gateways)
+        .map(url::Url::as_str)
+        .collect();
     tracing::info!(gateways = ?names, "blocks the store lacks are fetched from these gateways, verified");
     Ok(Some(Arc::new(Remote::new(gateways, remote_options))))
 }

@@ -53,6 +53,11 @@ pub trait Upstream: Send + Sync {
     /// The bytes it holds for `cid`, unverified.
     async fn block(&self, cid: &Cid) -> std::result::Result<Bytes, UpstreamError>;
 
+    /// Whether to ask it for CARs at all (a gateway configured blocks-only is not).
+    fn serves_cars(&self) -> bool {
+        true
+    }
+
     /// The blocks a byte range `first..=last` of the file `cid` needs, as a CAR in depth-first
     /// order (`?format=car&dag-scope=entity&entity-bytes=first:last`), unverified. Upstreams that
     /// serve raw blocks only say so with `Failed`.
@@ -250,7 +255,9 @@ impl Remote {
         let now = Instant::now();
         let candidates = self.ranked().into_iter().filter(|gateway| {
             let health = lock(&gateway.health);
-            !health.quarantined(now) && health.no_cars_until.is_none_or(|until| until <= now)
+            gateway.upstream.serves_cars()
+                && !health.quarantined(now)
+                && health.no_cars_until.is_none_or(|until| until <= now)
         });
         for gateway in candidates {
             gateway.counters.requests.fetch_add(1, Ordering::Relaxed);

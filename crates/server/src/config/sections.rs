@@ -79,6 +79,10 @@ config_section! {
         /// variable), e.g. https://trustless-gateway.link. Every block is verified.
         #[arg(long = "gateway", global = true, env = "IPFS_STREAM_GATEWAYS", value_delimiter = ',')]
         gateways: Vec<url::Url> = Vec::new(),
+        /// A trustless gateway asked for raw blocks only, never for a range as one CAR
+        /// (repeatable; for gateways that serve no CARs).
+        #[arg(long = "blocks-only-gateway", global = true, env = "IPFS_STREAM_BLOCKS_ONLY_GATEWAYS", value_delimiter = ',')]
+        blocks_only_gateways: Vec<url::Url> = Vec::new(),
         /// Seconds to wait for the upstreams to supply a block before the request fails (502,
         /// or 404 when every gateway said it has no such block).
         #[arg(long, global = true, env = "IPFS_STREAM_REMOTE_TIMEOUT_SECS")]
@@ -96,7 +100,7 @@ config_section! {
 
 impl Upstream {
     pub fn validate(&self) -> Result<(), Invalid> {
-        for gateway in &self.gateways {
+        for gateway in self.gateways.iter().chain(&self.blocks_only_gateways) {
             if !matches!(gateway.scheme(), "http" | "https") {
                 return Err(invalid(
                     "gateways",
