@@ -223,7 +223,11 @@ def main():
             wrong = "0" if digest == original else "SOME"
             line("through the edge, cold, 1 of 3 lying", first, total, size)
             bad = metric(lied_base, f'ipfs_stream_upstream_bad_blocks_total{{gateway="{liar.base}"}}')
-            print(f"  wrong bytes served: {wrong}; bad blocks caught from the liar: {int(bad)}")
+            failed = metric(lied_base, f'ipfs_stream_upstream_failures_total{{gateway="{liar.base}"}}')
+            quarantined = metric(lied_base, f'ipfs_stream_upstream_quarantined{{gateway="{liar.base}"}}')
+            # A lie in a CAR's header makes the CAR unreadable (a failure); in a block, a bad block.
+            print(f"  wrong bytes served: {wrong}; from the liar: {int(bad)} bad blocks, {int(failed)} failed "
+                  f"answers, set aside: {'yes' if quarantined else 'no'}")
         finally:
             for server in servers:
                 server.terminate()

@@ -16,13 +16,18 @@ use cid::Cid;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::block::{Block, check_supported, verify};
+use super::block::{Block, DAG_PB, check_supported, verify};
 use super::cache_budget::CacheBudget;
+use super::node::Node;
+use super::reader::CarWalk;
 use super::remote::Remote;
 use super::store::{BlockStore, storage_key};
 use crate::error::{Error, Result};
 
 const IDENTITY: u64 = 0x00;
+/// Bytes of a remote file asked for with its root: a player reads its header and first frames
+/// next, and the media sources read in 256 KiB windows.
+const FIRST_BYTES: u64 = 512 * 1024;
 /// Blocks at least this large are hashed on a blocking thread, so the read-ahead of a range read
 /// hashes several blocks at once on several cores.
 const HASH_OFF_THREAD: usize = 32 * 1024;
@@ -135,8 +140,14 @@ impl Blocks {
         Ok(block)
     }
 
-    /// The block from an upstream (verified there).
+    /// The block from an upstream (verified there). A dag-pb block may be a file's root, which is
+    /// read next: it is asked as a CAR with the file's first bytes, kept in the background.
     async fn fetch_remote(&self, remote: &Arc<Remote>, cid: &Cid) -> Result<Block> {
+        if cid.codec() == DAG_PB
+            && let Some(block) = self.fetch_with_first_bytes(remote, cid).await
+        {
+            return Ok(block);
+        }
         let block = match remote.fetch(cid).await {
             Ok(block) => block,
             Err(e) => {
@@ -146,6 +157,26 @@ impl Blocks {
         };
         self.accept_fetched(&block);
         Ok(block)
+    }
+
+    /// `cid` from the first CAR-serving upstream, with the first [`FIRST_BYTES`] of the file it
+    /// roots when it is one; `None` when no upstream gave it so (the caller asks for the block).
+    async fn fetch_with_first_bytes(&self, remote: &Arc<Remote>, cid: &Cid) -> Option<Block> {
+        let mut feed = remote.open_car(cid, 0, FIRST_BYTES - 1).await?;
+        let root = feed.next_expected(remote, cid).await?;
+        self.accept_fetched(&root);
+        if let Ok(Node::File { size, .. }) = Node::parse(&root) {
+            let walk = CarWalk::new(
+                self.clone(),
+                remote.clone(),
+                feed,
+                root.clone(),
+                0,
+                FIRST_BYTES.min(size),
+            );
+            tokio::spawn(walk.drain());
+        }
+        Some(root)
     }
 
     /// A block fetched from an upstream and verified: counted, cached in memory, and kept in the

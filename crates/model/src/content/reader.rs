@@ -105,16 +105,7 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
             }
             return;
         };
-        let mut walk = CarWalk {
-            blocks: blocks.clone(),
-            remote,
-            feed,
-            received: HashSet::new(),
-            stack: Vec::new(),
-            next: Some((root.clone(), 0)),
-            start,
-            end: ahead_end,
-        };
+        let mut walk = CarWalk::new(blocks.clone(), remote, feed, root.clone(), start, ahead_end);
         let mut sent = start;
         loop {
             let (block, base) = match walk.next().await? {
@@ -131,7 +122,7 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
             };
             if base >= end {
                 // Past the range: the blocks ahead are kept while the reader goes on.
-                tokio::spawn(async move { while let Ok(Walked::Block(..)) = walk.next().await {} });
+                tokio::spawn(walk.drain());
                 break;
             }
             let data = file_parts(&block)?.0;
@@ -146,7 +137,7 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
 
 /// The walk of a file's DAG over `start..end`, depth first, with its blocks taken from a CAR in
 /// the same order.
-struct CarWalk {
+pub(crate) struct CarWalk {
     blocks: Blocks,
     remote: std::sync::Arc<Remote>,
     feed: CarFeed,
@@ -167,6 +158,34 @@ enum Walked {
 }
 
 impl CarWalk {
+    /// A walk of `root`'s file over `start..end` whose next blocks come from `feed` (the root was
+    /// taken from it already).
+    pub(crate) fn new(
+        blocks: Blocks,
+        remote: std::sync::Arc<Remote>,
+        feed: CarFeed,
+        root: Block,
+        start: u64,
+        end: u64,
+    ) -> Self {
+        Self {
+            blocks,
+            remote,
+            feed,
+            received: HashSet::new(),
+            stack: Vec::new(),
+            next: Some((root, 0)),
+            start,
+            end,
+        }
+    }
+
+    /// Takes every block of the walk, keeping each (for a CAR read ahead of any reader).
+    /// Boxed: a walk reads blocks, and reading a block may start such a walk.
+    pub(crate) fn drain(mut self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move { while let Ok(Walked::Block(..)) = self.next().await {} })
+    }
+
     async fn next(&mut self) -> Result<Walked> {
         let (block, base) = match self.next.take() {
             Some(first) => first,
