@@ -372,7 +372,7 @@ async fn kept_remote_blocks_stay_within_the_cache_budget_and_pinned_ones_are_nev
 }
 
 #[tokio::test]
-async fn a_slow_gateway_is_hedged_and_other_faces_stream_remote_content_too() {
+async fn a_slow_gateway_is_hedged_and_sse_and_websocket_stream_remote_content_too() {
     use base64::Engine;
     let origin_repo = Repo::new();
     // A raw block (CIDv1, one chunk): asked with ?format=raw, which is hedged.
@@ -426,6 +426,37 @@ async fn a_slow_gateway_is_hedged_and_other_faces_stream_remote_content_too() {
         })
         .collect();
     assert!(streamed == data, "the SSE stream carries the remote file, verified");
+
+    // A WebSocket download of another file only the upstream has: binary chunks, then `complete`.
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let other = bytes(700_000, 26);
+    let other_cid = add(&origin_repo, "ws.bin", &other);
+    let url = format!(
+        "{}/ws/stream/{other_cid}?chunk_size=100000",
+        edge.base.replacen("http://", "ws://", 1)
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut received = Vec::new();
+    let mut texts = Vec::new();
+    while let Some(message) = socket.next().await {
+        match message.unwrap() {
+            Message::Binary(chunk) => received.extend_from_slice(&chunk),
+            Message::Text(text) => {
+                let done = text.contains("\"complete\"") || text.contains("\"error\"");
+                texts.push(text.to_string());
+                if done {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(texts.last().is_some_and(|t| t.contains("\"complete\"")), "{texts:?}");
+    assert!(
+        received == other,
+        "the WebSocket download carries the remote file, verified"
+    );
 }
 
 #[tokio::test]
