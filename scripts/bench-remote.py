@@ -9,7 +9,7 @@ gateway. Prints:
       and warm (all kept), beside the same DAG as a CAR straight from the upstream through the proxy;
   (b) bytes the edge fetched from upstream for 10 random 64 KiB ranges of the file, against the
       bytes asked;
-  (d) with 3 gateways of which one changes a byte of every block it sends: wrong bytes served
+  (d) with 3 gateways of which one changes a byte of the first answer on each connection: wrong bytes served
       (compared with the original) and the bad blocks the edge counted.
 
 usage: scripts/bench-remote.py [MiB] [delay ms]
@@ -57,8 +57,8 @@ def serve(binary, data_dir, *options):
 
 
 class Proxy:
-    """A TCP proxy adding `delay` seconds each way; with `corrupt`, flips the first byte of every
-    HTTP response body it forwards (a gateway that lies about every block)."""
+    """A TCP proxy adding `delay` seconds each way; with `corrupt`, flips the first body byte of the
+    first HTTP response on each connection (a gateway that lies, until it is set aside)."""
 
     def __init__(self, upstream_port, delay, corrupt=False):
         self.upstream_port, self.delay, self.corrupt = upstream_port, delay, corrupt

@@ -380,9 +380,22 @@ pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
+/// Families read at scrape time, in the text exposition format (a registry of their own, so
+/// their names are checked unique among themselves).
+fn text_of(collectors: Vec<Box<dyn Collector>>) -> String {
+    let registry = Registry::new();
+    for collector in collectors {
+        registry.register(collector).expect("metric names are unique");
+    }
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
 /// The connection caps' families, read from the gate at scrape time.
 fn render_connections(counts: crate::connections::ConnectionCounts) -> String {
-    let registry = Registry::new();
     let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
     let open = IntGauge::with_opts(opts(
         "http_connections_open",
@@ -402,18 +415,12 @@ fn render_connections(counts: crate::connections::ConnectionCounts) -> String {
         .with_label_values(&["per_address"])
         .inc_by(counts.refused_per_address);
     refused.with_label_values(&["total"]).inc_by(counts.refused_total);
-    registry.register(Box::new(open)).expect("unique");
-    registry.register(Box::new(refused)).expect("unique");
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .expect("text encoding");
-    String::from_utf8(out).expect("UTF-8")
+    text_of(vec![Box::new(open), Box::new(refused)])
 }
 
 /// What the store keeps of remote content, against its budget.
 fn render_cache(usage: model::content::CacheUsage) -> String {
-    let registry = Registry::new();
+    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
     let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
     for (name, help, value) in [
         (
@@ -430,18 +437,13 @@ fn render_cache(usage: model::content::CacheUsage) -> String {
     ] {
         let gauge = IntGauge::with_opts(opts(name, help)).expect("valid metric");
         gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
-        registry.register(Box::new(gauge)).expect("unique");
+        collectors.push(Box::new(gauge));
     }
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .expect("text encoding");
-    String::from_utf8(out).expect("UTF-8")
+    text_of(collectors)
 }
 
 /// Each upstream gateway's families, labelled by its URL (configured, so bounded).
 fn render_upstreams(reports: &[model::content::UpstreamReport]) -> String {
-    let registry = Registry::new();
     let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
     let counter = |name: &str, help: &str| IntCounterVec::new(opts(name, help), &["gateway"]).expect("valid metric");
     type Field = fn(&model::content::UpstreamReport) -> u64;
@@ -528,19 +530,11 @@ fn render_upstreams(reports: &[model::content::UpstreamReport]) -> String {
     }
     collectors.push(Box::new(latency));
     collectors.push(Box::new(quarantined));
-    for collector in collectors {
-        registry.register(collector).expect("unique");
-    }
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .expect("text encoding");
-    String::from_utf8(out).expect("UTF-8")
+    text_of(collectors)
 }
 
 /// The WebRTC families, read from the service at scrape time.
 fn render_webrtc(totals: &model::webrtc::WebRtcTotals) -> String {
-    let registry = Registry::new();
     let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
     let connections = IntGaugeVec::new(
         opts(
@@ -623,14 +617,7 @@ fn render_webrtc(totals: &model::webrtc::WebRtcTotals) -> String {
         counter.inc_by(value);
         collectors.push(Box::new(counter));
     }
-    for collector in collectors {
-        registry.register(collector).expect("metric names are unique");
-    }
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buffer)
-        .expect("text encoding cannot fail");
-    String::from_utf8(buffer).expect("the text format is UTF-8")
+    text_of(collectors)
 }
 
 #[cfg(test)]

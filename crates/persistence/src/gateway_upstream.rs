@@ -36,22 +36,17 @@ impl HttpGateway {
     /// A gateway at `base` (e.g. `https://trustless-gateway.link`); each request gives up after
     /// `timeout`.
     pub fn new(base: &url::Url, timeout: Duration) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| Error::Gateway {
-                gateway: base.to_string(),
-                message: e.to_string(),
-            })?;
-        let streaming = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .read_timeout(timeout)
-            .build()
-            .map_err(|e| Error::Gateway {
-                gateway: base.to_string(),
-                message: e.to_string(),
-            })?;
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| Error::Gateway {
+                    gateway: base.to_string(),
+                    message: e.to_string(),
+                })
+        };
+        let client = build(reqwest::Client::builder().timeout(timeout))?;
+        let streaming = build(reqwest::Client::builder().read_timeout(timeout))?;
         Ok(Self {
             client,
             streaming,

@@ -148,15 +148,23 @@ impl Blocks {
         {
             return Ok(block);
         }
-        let block = match remote.fetch(cid).await {
-            Ok(block) => block,
-            Err(e) => {
-                self.counters.remote_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
+        let block = self.fetch_counting_failures(remote, cid).await?;
         self.accept_fetched(&block);
         Ok(block)
+    }
+
+    /// The block from the upstreams; a failure is counted.
+    async fn fetch_counting_failures(&self, remote: &Arc<Remote>, cid: &Cid) -> Result<Block> {
+        remote.fetch(cid).await.inspect_err(|_| {
+            self.counters.remote_failures.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    fn count_fetched(&self, block: &Block) {
+        self.counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .remote_bytes
+            .fetch_add(block.data().len() as u64, Ordering::Relaxed);
     }
 
     /// `cid` from the first CAR-serving upstream, with the first [`FIRST_BYTES`] of the file it
@@ -182,10 +190,7 @@ impl Blocks {
     /// A block fetched from an upstream and verified: counted, cached in memory, and kept in the
     /// store in the background so the first bytes go out without waiting on the disk.
     pub(crate) fn accept_fetched(&self, block: &Block) {
-        self.counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .remote_bytes
-            .fetch_add(block.data().len() as u64, Ordering::Relaxed);
+        self.count_fetched(block);
         self.cache.insert(storage_key(block.cid()), block.data().clone());
         let (store, counters, kept) = (self.store.clone(), self.counters.clone(), block.clone());
         let budget = self.budget.clone();
@@ -230,27 +235,18 @@ impl Blocks {
     }
 
     /// Makes sure the store holds the block, fetching it from the upstreams if it lacks it and
-    /// waiting until it is kept (for pins of remote content); true if it was fetched.
-    pub async fn keep_locally(&self, cid: &Cid) -> Result<bool> {
+    /// waiting until it is kept (for pins of remote content); the block if it was fetched.
+    pub async fn keep_locally(&self, cid: &Cid) -> Result<Option<Block>> {
         if self.has(cid).await? {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(remote) = &self.remote else {
             return Err(Error::NotFound(*cid));
         };
-        let block = match remote.fetch(cid).await {
-            Ok(block) => block,
-            Err(e) => {
-                self.counters.remote_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
-        self.counters.remote_blocks.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .remote_bytes
-            .fetch_add(block.data().len() as u64, Ordering::Relaxed);
+        let block = self.fetch_counting_failures(remote, cid).await?;
+        self.count_fetched(&block);
         self.store.keep(&block).await?;
-        Ok(true)
+        Ok(Some(block))
     }
 
     /// Whether a read of the block would be served here, from memory or the store, without asking

@@ -214,7 +214,7 @@ impl ContentNode {
         let (mut seen, mut fetched, mut bytes) = (HashSet::new(), 0u64, 0u64);
         let mut level = vec![*root];
         while !level.is_empty() {
-            let results: Vec<Result<(Cid, bool)>> = futures::stream::iter(level.drain(..))
+            let results: Vec<Result<(Cid, Option<Block>)>> = futures::stream::iter(level.drain(..))
                 .filter(|cid| futures::future::ready(seen.insert(storage_key(cid))))
                 .map(|cid| async move { self.blocks.keep_locally(&cid).await.map(|f| (cid, f)) })
                 .buffer_unordered(IN_FLIGHT)
@@ -222,15 +222,19 @@ impl ContentNode {
                 .await;
             for result in results {
                 let (cid, was_fetched) = result?;
+                if let Some(block) = &was_fetched {
+                    fetched += 1;
+                    bytes += block.data().len() as u64;
+                }
                 if cid.codec() == DAG_PB {
-                    let block = self.blocks.get(&cid).await?;
+                    // A block already here is read from the store; one just fetched, not again.
+                    let block = match was_fetched {
+                        Some(block) => block,
+                        None => self.blocks.get(&cid).await?,
+                    };
                     for link in PbNode::decode_block(&cid, block.data().clone())?.links {
                         level.push(link.target(&cid)?);
                     }
-                }
-                if was_fetched {
-                    fetched += 1;
-                    bytes += self.blocks.get(&cid).await.map(|b| b.data().len() as u64).unwrap_or(0);
                 }
             }
             if last_report.elapsed() >= std::time::Duration::from_secs(2) {
