@@ -3,21 +3,21 @@
 use async_trait::async_trait;
 use cid::Cid;
 use model::content::CachedBlocks;
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use crate::error::Error;
 
 /// Rows deleted per statement (SQLite's default limit of bound parameters is 32766).
 const FORGET_BATCH: usize = 500;
 
-/// The record of cached blocks in SQLite.
+/// The record of cached blocks in the database.
 #[derive(Clone)]
 pub struct SqlCachedBlocks {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl SqlCachedBlocks {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
@@ -57,13 +57,18 @@ impl CachedBlocks for SqlCachedBlocks {
 
     async fn forget(&self, keys: &[Cid]) -> model::Result<()> {
         for batch in keys.chunks(FORGET_BATCH) {
-            let mut query = QueryBuilder::new("DELETE FROM cached_blocks WHERE key IN (");
-            let mut list = query.separated(", ");
+            let sql = format!(
+                "DELETE FROM cached_blocks WHERE key IN ({})",
+                (1..=batch.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
             for key in batch {
-                list.push_bind(key.to_string());
+                query = query.bind(key.to_string());
             }
-            query.push(")");
-            query.build().execute(&self.pool).await.map_err(Error::from)?;
+            query.execute(&self.pool).await.map_err(Error::from)?;
         }
         Ok(())
     }

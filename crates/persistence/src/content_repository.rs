@@ -3,18 +3,18 @@
 use async_trait::async_trait;
 use cid::Cid;
 use model::content::{ContentRecord, ContentRepository, Page};
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use sqlx::{AnyPool, Row, any::AnyRow};
 
 use crate::error::Error;
 
-/// Content records in SQLite.
+/// Content records in the database.
 #[derive(Clone)]
 pub struct SqlContentRepository {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl SqlContentRepository {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
@@ -23,13 +23,13 @@ impl SqlContentRepository {
 macro_rules! select_content {
     ($rest:literal) => {
         concat!(
-            "SELECT cid, size, name, content_type, cid_version, blocks, created_at_ms, pinned FROM content ",
+            "SELECT cid, size, name, content_type, cid_version, blocks, created_at_ms, CAST(pinned AS INTEGER) AS pinned FROM content ",
             $rest
         )
     };
 }
 
-fn record(row: &SqliteRow) -> Result<ContentRecord, Error> {
+fn record(row: &AnyRow) -> Result<ContentRecord, Error> {
     let cid: String = row.try_get("cid")?;
     let cid = Cid::try_from(cid.as_str()).map_err(|e| Error::InvalidRecord(format!("cid {cid:?}: {e}")))?;
     Ok(ContentRecord {
@@ -40,7 +40,7 @@ fn record(row: &SqliteRow) -> Result<ContentRecord, Error> {
         cid_version: row.try_get::<i64, _>("cid_version")? as u8,
         blocks: row.try_get::<i64, _>("blocks")? as u64,
         created_at_ms: row.try_get("created_at_ms")?,
-        pinned: row.try_get("pinned")?,
+        pinned: row.try_get::<i64, _>("pinned")? != 0,
     })
 }
 

@@ -1,28 +1,175 @@
-//! The SQLite database: one pool, WAL journal, synchronous commits, migrations applied on open.
+//! The database every repository shares: SQLite in the data directory by default, or a PostgreSQL
+//! server that several instances share. Both are reached through sqlx's `Any` driver, so each
+//! repository writes its SQL once (`$N` placeholders, which both engines read); the schemas differ
+//! only where the engines do (`migrations/sqlite`, `migrations/postgres`), and are brought up to
+//! date on open.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
 
 use crate::error::Error;
 
-/// Opens (creating if needed) the database file and brings its schema up to date.
-pub async fn open(path: &Path) -> Result<SqlitePool, Error> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a committed transaction survives a power loss (NORMAL in WAL mode may lose the
-        // last ones), so a record the server acknowledged stays.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await?;
-    sqlx::migrate!("../../migrations").run(&pool).await?;
-    Ok(pool)
+/// Connections per pool: SQLite serialises writers anyway; PostgreSQL gets a few more readers.
+const SQLITE_CONNECTIONS: u32 = 8;
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// Which engine a pool talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a `postgres://` or `sqlite://` URL names.
+    pub fn of_url(url: &str) -> Option<Engine> {
+        let scheme = url.split_once(':')?.0;
+        match scheme {
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            "sqlite" => Some(Engine::Sqlite),
+            _ => None,
+        }
+    }
+}
+
+/// A connected database: the pool, its engine, and the URL it came from (a PostgreSQL listener
+/// needs a connection of its own).
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub pool: AnyPool,
+    pub engine: Engine,
+    url: String,
+}
+
+impl Database {
+    /// Opens (creating if needed) the SQLite file and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Database, Error> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Database::connect(&url).await
+    }
+
+    /// Connects to `postgres://...` or `sqlite://...` and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Database, Error> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url).ok_or_else(|| Error::UnsupportedUrl(redacted(url)))?;
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = match engine {
+            Engine::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(SQLITE_CONNECTIONS)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; FULL makes a committed
+                            // transaction survive a power loss (NORMAL in WAL mode may lose the last
+                            // ones), so a record the server acknowledged stays.
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Engine::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(POSTGRES_CONNECTIONS)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        match engine {
+            Engine::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&pool).await?,
+            Engine::Postgres => sqlx::migrate!("../../migrations/postgres").run(&pool).await?,
+        }
+        Ok(Database {
+            pool,
+            engine,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The URL this database was opened with (it may hold a password: not for logs).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether a statement goes through (for readiness checks).
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Opens (creating if needed) the SQLite file and brings its schema up to date.
+pub async fn open(path: &Path) -> Result<AnyPool, Error> {
+    Ok(Database::open_sqlite(path).await?.pool)
+}
+
+/// The URL with any password replaced, fit for an error message.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unparsable URL)".to_owned(),
+    }
+}
+
+/// `$1, $2, ...` placeholder groups for a multi-row INSERT of `rows` rows of `columns` values:
+/// `($1, $2), ($3, $4)`. (sqlx's query builder writes `?` for the Any driver, which PostgreSQL
+/// does not read.)
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_once() {
+        assert_eq!(value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(value_rows(1, 1), "($1)");
+    }
+
+    #[test]
+    fn engines_are_told_by_the_scheme_and_passwords_stay_out_of_messages() {
+        assert_eq!(Engine::of_url("postgres://u@h/db"), Some(Engine::Postgres));
+        assert_eq!(Engine::of_url("postgresql://h/db"), Some(Engine::Postgres));
+        assert_eq!(Engine::of_url("sqlite:///tmp/x.db"), Some(Engine::Sqlite));
+        assert_eq!(Engine::of_url("mysql://h/db"), None);
+        assert_eq!(
+            redacted("postgres://me:secret@db.example:5432/streams"),
+            "postgres://me:***@db.example:5432/streams"
+        );
+    }
 }

@@ -13,6 +13,8 @@ pub enum Error {
     Kubo { endpoint: String, message: String },
     #[error("gateway {gateway}: {message}")]
     Gateway { gateway: String, message: String },
+    #[error("database URL {0} names no database this server speaks (postgres:// or sqlite://)")]
+    UnsupportedUrl(String),
     #[error("stored record is invalid: {0}")]
     InvalidRecord(String),
 }

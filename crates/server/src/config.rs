@@ -475,6 +475,11 @@ mod tests {
                 "kubo_api (in [store])",
             ),
             ("[store]\nkubo_api = \"not a url\"", "store.kubo_api"),
+            (
+                "[store]\ndatabase_url = \"mysql://u:hunter2@db/x\"",
+                "database_url (in [store])",
+            ),
+            ("[store]\ndatabase_url = \"postgres://db.example\"", "names no database"),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("colour = \"blue\"", "colour"),
             ("[webrtc]\ncolour = \"blue\"", "colour"),
@@ -485,6 +490,7 @@ mod tests {
         for (text, key) in cases {
             let err = load_file(text).err().unwrap().to_string();
             assert!(err.contains(key), "{text}: {err}");
+            assert!(!err.contains("hunter2"), "a password stays out of messages: {err}");
         }
     }
 

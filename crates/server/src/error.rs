@@ -9,6 +9,8 @@ pub enum Error {
     Persistence(#[from] persistence::Error),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    #[error("database {url}: {source}")]
+    Database { url: String, source: persistence::Error },
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -12,7 +12,7 @@ use model::notifications::NotificationHub;
 use model::stream_records::BatchedStreamMetrics;
 use persistence::{
     FsBlockStore, HttpGateway, KuboBlockStore, SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory,
-    SqlNotifications, SqlStreamRecords, SqlTokens, database,
+    SqlNotifications, SqlStreamRecords, SqlTokens, database, database::Database,
 };
 
 use crate::config::Config;
@@ -47,7 +47,18 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
     let data_dir = &options.store.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
-    let pool = database::open(&data_dir.join("ipfs-stream.db")).await?;
+    let database = match &options.store.database_url {
+        Some(url) => {
+            let database = Database::connect(url.as_str()).await.map_err(|e| Error::Database {
+                url: database::redacted(url.as_str()),
+                source: e,
+            })?;
+            tracing::info!(url = database::redacted(url.as_str()), "records kept in PostgreSQL");
+            database
+        }
+        None => Database::open_sqlite(&data_dir.join("ipfs-stream.db")).await?,
+    };
+    let pool = database.pool.clone();
     let store: Arc<dyn BlockStore> = match &options.store.kubo_api {
         Some(api) => {
             tracing::info!(api = api.as_str(), "blocks kept by a Kubo node");

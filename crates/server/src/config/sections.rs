@@ -48,6 +48,10 @@ config_section! {
         /// instead of the embedded store.
         #[arg(long, global = true, env = "IPFS_STREAM_KUBO_API")]
         kubo_api: url::Url,
+        /// Keep records in this PostgreSQL database (postgres://user:password@host/db), which
+        /// several instances may share, instead of SQLite in the data dir.
+        #[arg(long, global = true, env = "IPFS_STREAM_DATABASE_URL")]
+        database_url: url::Url,
     }
 }
 
@@ -65,6 +69,18 @@ impl Store {
             }
             if api.host_str().is_none_or(str::is_empty) {
                 return Err(invalid("kubo_api", format!("{:?} has no host", api.as_str())));
+            }
+        }
+        if let Some(url) = &self.database_url {
+            let shown = persistence::database::redacted(url.as_str());
+            if !matches!(url.scheme(), "postgres" | "postgresql") {
+                return Err(invalid(
+                    "database_url",
+                    format!("{shown:?} must be a postgres:// URL (SQLite needs none: it lives in data_dir)"),
+                ));
+            }
+            if url.path().trim_start_matches('/').is_empty() {
+                return Err(invalid("database_url", format!("{shown:?} names no database")));
             }
         }
         Ok(())

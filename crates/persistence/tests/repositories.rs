@@ -1,0 +1,362 @@
+//! The repository contract: every SQL repository test runs twice, against SQLite in a temp dir
+//! and against a real PostgreSQL server the tests start (Debian's `postgresql` package).
+
+#[path = "../../../tests/common/postgres.rs"]
+mod postgres;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::access::{NewToken, Refusal, Scope, Scopes, TokenRepository, TokenService};
+use model::content::{Block, CachedBlocks, ContentRecord, ContentRepository, Page};
+use model::monitoring::{Anomaly, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesQuery};
+use model::notifications::{Notification, NotificationRepository, NotificationType};
+use model::stream_records::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
+use persistence::database::{Database, Engine};
+use persistence::{
+    SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords, SqlTokens,
+};
+use serde_json::json;
+
+/// Where one test's database lives. `open` may be called again to see what survived a reopen.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Place {
+    async fn new(engine: Engine) -> Place {
+        match engine {
+            Engine::Sqlite => Place::Sqlite(tempfile::tempdir().unwrap()),
+            Engine::Postgres => Place::Postgres(postgres::fresh_database().await),
+        }
+    }
+
+    async fn open(&self) -> sqlx::AnyPool {
+        let database = match self {
+            Place::Sqlite(dir) => Database::open_sqlite(&dir.path().join("db.sqlite")).await,
+            Place::Postgres(url) => Database::connect(url).await,
+        };
+        database.expect("open the test database").pool
+    }
+}
+
+/// Each named test, once per engine: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_engines {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Place::new(persistence::database::Engine::Sqlite).await).await
+            })*
+        }
+        mod postgresql {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Place::new(persistence::database::Engine::Postgres).await).await
+            })*
+        }
+    };
+}
+
+on_both_engines!(
+    content_records_persist_across_reopening_and_keep_pins_and_first_dates,
+    tokens_survive_a_reopen_hashed_and_revocable_by_name_or_id,
+    stream_records_round_trip_and_filter,
+    stream_record_pruning_keeps_the_newest_and_the_recent,
+    stream_record_batches_larger_than_one_insert_are_written_whole,
+    notification_history_survives_reopening_and_keeps_the_newest_per_type,
+    metrics_history_buckets_in_sql_as_in_memory_and_prunes,
+    cached_block_records_persist_oldest_first_and_are_forgotten_in_batches,
+);
+
+fn content(cid: &str, created_at_ms: i64, pinned: bool) -> ContentRecord {
+    ContentRecord {
+        cid: cid.parse().unwrap(),
+        size: 12,
+        name: Some("hello.txt".into()),
+        content_type: Some("text/plain".into()),
+        cid_version: 0,
+        blocks: 1,
+        created_at_ms,
+        pinned,
+    }
+}
+
+const A: &str = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o";
+const B: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+
+async fn content_records_persist_across_reopening_and_keep_pins_and_first_dates(place: Place) {
+    {
+        let repo = SqlContentRepository::new(place.open().await);
+        repo.save(&content(A, 100, true)).await.unwrap();
+        repo.save(&content(B, 200, false)).await.unwrap();
+        // Adding A again, unpinned and later, neither unpins it nor moves its date.
+        let mut again = content(A, 300, false);
+        again.name = None;
+        repo.save(&again).await.unwrap();
+    }
+    let repo = SqlContentRepository::new(place.open().await);
+    let a = repo.get(&A.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        a,
+        content(A, 100, true),
+        "every field kept; a missing name does not erase the known one"
+    );
+    let (page, total) = repo.list(Page { offset: 0, limit: 1 }).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page[0].cid.to_string(), B, "newest first");
+    assert!(!page[0].pinned);
+    assert_eq!(repo.pinned().await.unwrap(), vec![A.parse().unwrap()]);
+    assert!(repo.set_pinned(&B.parse().unwrap(), true).await.unwrap());
+    assert_eq!(repo.pinned().await.unwrap().len(), 2);
+    assert!(repo.delete(&A.parse().unwrap()).await.unwrap());
+    assert!(!repo.delete(&A.parse().unwrap()).await.unwrap());
+    assert!(repo.get(&A.parse().unwrap()).await.unwrap().is_none());
+}
+
+async fn tokens_survive_a_reopen_hashed_and_revocable_by_name_or_id(place: Place) {
+    let tokens = TokenService::new(Arc::new(SqlTokens::new(place.open().await)));
+    let issued = tokens
+        .create(NewToken {
+            name: Some("ci".into()),
+            scopes: Scopes::of(&[Scope::ContentWrite, Scope::MetricsRead]),
+            ttl: Some(Duration::from_secs(3600)),
+        })
+        .await
+        .unwrap();
+    let second = tokens
+        .create(NewToken {
+            name: None,
+            scopes: Scopes::of(&[Scope::Admin]),
+            ttl: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        tokens
+            .create(NewToken {
+                name: Some("ci".into()),
+                scopes: Scopes::of(&[Scope::Admin]),
+                ttl: None
+            })
+            .await,
+        Err(model::Error::Conflict(_))
+    ));
+
+    let repository = SqlTokens::new(place.open().await);
+    let listed = repository.list().await.unwrap();
+    assert_eq!(listed, vec![issued.token.clone(), second.token.clone()]);
+    let tokens = TokenService::new(Arc::new(repository.clone()));
+    let caller = tokens.authenticate(&issued.bearer).await.unwrap().unwrap();
+    assert_eq!(caller.scopes, Scopes::of(&[Scope::ContentWrite, Scope::MetricsRead]));
+
+    tokens.revoke(&second.token.id).await.unwrap();
+    let first_revocation = repository.find(&second.token.id).await.unwrap().unwrap().revoked_at_ms;
+    assert!(first_revocation.is_some());
+    repository.revoke("ci", 1).await.unwrap();
+    repository.revoke("ci", 2).await.unwrap();
+    assert_eq!(
+        repository.find(&issued.token.id).await.unwrap().unwrap().revoked_at_ms,
+        Some(1)
+    );
+    assert_eq!(
+        tokens.authenticate(&second.bearer).await.unwrap().unwrap_err(),
+        Refusal::Revoked
+    );
+    assert!(repository.revoke("nobody", 3).await.unwrap().is_none());
+    assert_eq!(repository.count().await.unwrap(), 2);
+}
+
+fn stream_record(stream_type: StreamType, started_at_ms: i64) -> StreamRecord {
+    StreamRecord {
+        stream_type,
+        direction: Direction::Inbound,
+        path: "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o".into(),
+        bytes: 12,
+        chunks: 1,
+        chunk_size: 262_144,
+        duration: Duration::from_micros(1500),
+        correlation_id: "req-1".into(),
+        outcome: Outcome::Aborted,
+        started_at_ms,
+    }
+}
+
+async fn stream_records_round_trip_and_filter(place: Place) {
+    let repo = SqlStreamRecords::new(place.open().await);
+    let records: Vec<_> = (0..10)
+        .map(|i| {
+            let kind = if i % 2 == 0 {
+                StreamType::Websocket
+            } else {
+                StreamType::Sse
+            };
+            stream_record(kind, 1000 + i)
+        })
+        .collect();
+    repo.save_batch(&records).await.unwrap();
+    let all = repo
+        .history(&HistoryQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0], records[9], "newest first, every field kept");
+    let some = repo
+        .history(&HistoryQuery {
+            since_ms: Some(1002),
+            until_ms: Some(1007),
+            stream_type: Some(StreamType::Sse),
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        some.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
+        vec![1007, 1005]
+    );
+}
+
+async fn stream_record_pruning_keeps_the_newest_and_the_recent(place: Place) {
+    let repo = SqlStreamRecords::new(place.open().await);
+    let records: Vec<_> = (0..100).map(|i| stream_record(StreamType::Http, 1000 + i)).collect();
+    repo.save_batch(&records).await.unwrap();
+    let started = |repo: &SqlStreamRecords| {
+        let repo = repo.clone();
+        async move {
+            let all = repo
+                .history(&HistoryQuery {
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            all.iter().map(|r| r.started_at_ms).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(repo.prune(0, 1000).await.unwrap(), 0, "nothing beyond either bound");
+    assert_eq!(repo.prune(0, 30).await.unwrap(), 70);
+    assert_eq!(started(&repo).await, (1070..1100).rev().collect::<Vec<_>>());
+    assert_eq!(repo.prune(1090, 30).await.unwrap(), 20);
+    assert_eq!(started(&repo).await, (1090..1100).rev().collect::<Vec<_>>());
+    repo.save_batch(&[stream_record(StreamType::Sse, 2000)]).await.unwrap();
+    assert_eq!(
+        repo.prune(0, 5).await.unwrap(),
+        6,
+        "the count bound holds across later writes"
+    );
+    assert_eq!(started(&repo).await, vec![2000, 1099, 1098, 1097, 1096]);
+}
+
+async fn stream_record_batches_larger_than_one_insert_are_written_whole(place: Place) {
+    let repo = SqlStreamRecords::new(place.open().await);
+    let records: Vec<_> = (0..1234).map(|i| stream_record(StreamType::Http, i)).collect();
+    repo.save_batch(&records).await.unwrap();
+    let all = repo
+        .history(&HistoryQuery {
+            limit: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1234);
+    assert_eq!(all[0].started_at_ms, 1233);
+}
+
+async fn notification_history_survives_reopening_and_keeps_the_newest_per_type(place: Place) {
+    {
+        let repo = SqlNotifications::new(place.open().await);
+        let batch: Vec<_> = (0..5)
+            .map(|i| Notification {
+                kind: if i == 4 {
+                    NotificationType::PinAdded
+                } else {
+                    NotificationType::ContentAdded
+                },
+                data: json!({"i": i, "name": "ünïcode ✓"}),
+                timestamp_ms: 1000 + i,
+                source: Some("test".into()),
+            })
+            .collect();
+        repo.save_batch(&batch).await.unwrap();
+        repo.prune(2).await.unwrap();
+    }
+    let repo = SqlNotifications::new(place.open().await);
+    let all = repo.history(None, 10).await.unwrap();
+    let order: Vec<_> = all.iter().map(|n| n.data["i"].as_i64().unwrap()).collect();
+    assert_eq!(
+        order,
+        vec![2, 3, 4],
+        "oldest first; two content_added kept, one pin_added"
+    );
+    assert_eq!(all[0].source.as_deref(), Some("test"));
+    assert_eq!(all[0].data["name"], "ünïcode ✓");
+    let added = repo.history(Some(NotificationType::ContentAdded), 1).await.unwrap();
+    assert_eq!(added[0].data["i"], 3);
+}
+
+async fn metrics_history_buckets_in_sql_as_in_memory_and_prunes(place: Place) {
+    let sql = SqlMetricsHistory::new(place.open().await);
+    let memory = MemoryMetricsHistory::default();
+    for i in 0..300i64 {
+        let sample = Sample {
+            at_ms: 1_000_000 + i * 1000,
+            values: vec![(Metric::Cpu, (i % 17) as f64), (Metric::Rss, 1e6 + i as f64)],
+        };
+        sql.store(&sample).await.unwrap();
+        memory.store(&sample).await.unwrap();
+    }
+    for step in [None, Some(1000), Some(7000), Some(60_000)] {
+        let query = SeriesQuery::bounded(Metric::Cpu, 1_010_500, 1_250_000, step);
+        let (from_sql, from_memory) = (sql.query(query).await.unwrap(), memory.query(query).await.unwrap());
+        assert_eq!(from_sql.len(), from_memory.len(), "{step:?}");
+        for (a, b) in from_sql.iter().zip(&from_memory) {
+            assert_eq!((a.t, a.min, a.max), (b.t, b.min, b.max));
+            assert!((a.value - b.value).abs() < 1e-9);
+        }
+    }
+    let anomaly = |at_ms| Anomaly {
+        at_ms,
+        metric: "cpu_percent".into(),
+        value: 99.0,
+        expected_low: 0.0,
+        expected_high: 10.0,
+        score: 1.0,
+        detector: "relative_entropy".into(),
+    };
+    sql.store_anomaly(&anomaly(1_100_000)).await.unwrap();
+    sql.store_anomaly(&anomaly(1_200_000)).await.unwrap();
+    let newest = sql.anomalies(0, 1).await.unwrap();
+    assert_eq!(newest, vec![anomaly(1_200_000)]);
+    assert_eq!(sql.prune(1_150_000).await.unwrap(), 2 * 150);
+    assert_eq!(sql.anomalies(0, 10).await.unwrap().len(), 1);
+    let rest = sql
+        .query(SeriesQuery::bounded(Metric::Rss, 0, 2_000_000, Some(1000)))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 150);
+}
+
+async fn cached_block_records_persist_oldest_first_and_are_forgotten_in_batches(place: Place) {
+    let keys: Vec<cid::Cid> = (0..1200u32)
+        .map(|n| *Block::encode(cid::Version::V1, 0x55, n.to_be_bytes().to_vec().into()).cid())
+        .collect();
+    {
+        let cached = SqlCachedBlocks::new(place.open().await);
+        for (n, key) in keys.iter().enumerate() {
+            // Recorded newest first: loading orders them by fetch time, not by insertion.
+            cached.record(key, n as u64, 10_000 - n as i64).await.unwrap();
+        }
+        cached.record(&keys[0], 7, 1).await.unwrap(); // fetched again: one row, updated
+    }
+    let cached = SqlCachedBlocks::new(place.open().await);
+    let loaded = cached.load().await.unwrap();
+    assert_eq!(loaded.len(), 1200);
+    assert_eq!(loaded[0], (keys[0], 7));
+    assert_eq!(loaded[1], (keys[1199], 1199));
+    cached.forget(&keys[..1100]).await.unwrap(); // more than one batch of deletes
+    assert_eq!(cached.load().await.unwrap().len(), 100);
+}
