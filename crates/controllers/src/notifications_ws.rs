@@ -216,6 +216,7 @@ pub async fn handle_action(state: &AppState, id: u64, connected_at: i64, text: &
             json!({"type": "metrics", "metrics": {
                 "connections_total": m.connections_total, "active_connections": m.active_connections,
                 "notifications_sent": m.notifications_sent, "notifications_published": m.notifications_published,
+                "notifications_relayed": m.notifications_relayed,
                 "slow_consumers_dropped": m.slow_consumers_dropped, "subscriptions_by_type": m.subscriptions_by_type,
             }})
         }

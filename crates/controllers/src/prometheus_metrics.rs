@@ -187,7 +187,7 @@ struct HubCollector {
     descs: Vec<Desc>,
 }
 
-const HUB_METRICS: [(&str, &str, bool); 14] = [
+const HUB_METRICS: [(&str, &str, bool); 15] = [
     (
         "notification_subscribers",
         "Connections subscribed to live notifications.",
@@ -197,6 +197,11 @@ const HUB_METRICS: [(&str, &str, bool); 14] = [
     (
         "notifications_sent_total",
         "Notifications delivered to subscribers.",
+        true,
+    ),
+    (
+        "notifications_relayed_total",
+        "Notifications of other instances sharing the database, delivered here.",
         true,
     ),
     (
@@ -290,6 +295,7 @@ impl Collector for HubCollector {
             m.active_connections,
             m.notifications_published,
             m.notifications_sent,
+            m.notifications_relayed,
             m.slow_consumers_dropped,
             self.anomalies_raised.load(Ordering::Relaxed),
             self.store.blocks_read.load(Ordering::Relaxed),

@@ -1,5 +1,5 @@
-//! Adapters that implement the model's ports: the SQLite database (sqlx, migrations in
-//! `migrations/`), the filesystem block store, the Kubo RPC block store, and trustless gateways as upstreams.
+//! Adapters that implement the model's ports: the database (SQLite, or PostgreSQL shared by
+//! several instances; sqlx, migrations in `migrations/`), the filesystem block store, the Kubo RPC block store, and trustless gateways as upstreams.
 //!
 //! ```no_run
 //! # async fn open() -> Result<(), persistence::Error> {
@@ -21,6 +21,7 @@ pub mod gateway_upstream;
 pub mod kubo;
 pub mod metrics_history;
 pub mod notifications;
+pub mod peer_events;
 pub mod stream_records;
 
 pub use access_tokens::SqlTokens;
@@ -32,4 +33,5 @@ pub use gateway_upstream::HttpGateway;
 pub use kubo::KuboBlockStore;
 pub use metrics_history::SqlMetricsHistory;
 pub use notifications::SqlNotifications;
+pub use peer_events::PgPeerEvents;
 pub use stream_records::SqlStreamRecords;

@@ -14,15 +14,29 @@ const ROWS_PER_INSERT: usize = 500;
 #[derive(Clone)]
 pub struct SqlNotifications {
     pool: AnyPool,
+    /// Set where instances share the database: rows are marked and announced.
+    instance: Option<String>,
 }
 
 impl SqlNotifications {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, instance: None }
+    }
+
+    /// Marks every row with the instance that published it, and tells the other instances
+    /// listening on the same PostgreSQL database (`NOTIFY`, in the transaction that writes the
+    /// rows, so they hear of committed rows only). See [`crate::PgPeerEvents`].
+    pub fn announcing_as(mut self, instance: &str) -> Self {
+        self.instance = Some(instance.to_owned());
+        self
     }
 }
 
-fn notification(row: &AnyRow) -> Result<Notification, Error> {
+/// The channel instances announce written events on; the payload is `{instance} {first id}
+/// {last id}`.
+pub(crate) const EVENTS_CHANNEL: &str = "ipfs_stream_events";
+
+pub(crate) fn notification(row: &AnyRow) -> Result<Notification, Error> {
     let kind: String = row.try_get("kind")?;
     let data: String = row.try_get("data")?;
     Ok(Notification {
@@ -38,20 +52,33 @@ fn notification(row: &AnyRow) -> Result<Notification, Error> {
 impl NotificationRepository for SqlNotifications {
     async fn save_batch(&self, notifications: &[Notification]) -> model::Result<()> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let (mut first, mut last) = (i64::MAX, i64::MIN);
         for slice in notifications.chunks(ROWS_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO notifications (kind, data, timestamp_ms, source) VALUES {}",
-                value_rows(slice.len(), 4)
+                "INSERT INTO notifications (kind, data, timestamp_ms, source, instance) VALUES {} RETURNING id",
+                value_rows(slice.len(), 5)
             );
-            let mut insert = sqlx::query(AssertSqlSafe(sql));
+            let mut insert = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
             for n in slice {
                 insert = insert
                     .bind(n.kind.as_str())
                     .bind(n.data.to_string())
                     .bind(n.timestamp_ms)
-                    .bind(n.source.as_deref());
+                    .bind(n.source.as_deref())
+                    .bind(self.instance.as_deref());
             }
-            insert.execute(&mut *tx).await.map_err(Error::from)?;
+            for id in insert.fetch_all(&mut *tx).await.map_err(Error::from)? {
+                first = first.min(id);
+                last = last.max(id);
+            }
+        }
+        if let (true, Some(instance)) = (first <= last, &self.instance) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(EVENTS_CHANNEL)
+                .bind(format!("{instance} {first} {last}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::from)?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(())

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::sections::{
-    AuthLayer, HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, UpstreamLayer, WebRtcLayer,
+    AuthLayer, ClusterLayer, HttpLayer, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, UpstreamLayer,
+    WebRtcLayer,
 };
 
 /// Store content the IPFS way and stream it.
@@ -22,7 +23,7 @@ pub struct Cli {
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
     /// A TOML config file, in sections: [store], [upstream], [log], [http], [auth],
-    /// [notifications], [monitoring], [webrtc] (see the README).
+    /// [notifications], [monitoring], [webrtc], [cluster] (see the README).
     #[arg(long, global = true, env = "IPFS_STREAM_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(flatten, next_help_heading = "[store]")]
@@ -141,6 +142,8 @@ pub struct ServeOptions {
     pub monitoring: MonitoringLayer,
     #[command(flatten, next_help_heading = "[webrtc]")]
     pub webrtc: WebRtcLayer,
+    #[command(flatten, next_help_heading = "[cluster]")]
+    pub cluster: ClusterLayer,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,5 +1,5 @@
 //! The configuration, in sections (`[store]`, `[upstream]`, `[log]`, `[http]`, `[auth]`, `[notifications]`,
-//! `[monitoring]`, `[webrtc]`): each key from its flag, else its `IPFS_STREAM_*` variable, else
+//! `[monitoring]`, `[webrtc]`, `[cluster]`): each key from its flag, else its `IPFS_STREAM_*` variable, else
 //! the TOML file named by `--config`, else its default, in one merge; then each section checks
 //! its values, and an error names the key at fault.
 
@@ -12,10 +12,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use section::Section;
-pub use sections::{Auth, AuthSetting, Http, Log, LogFormat, Monitoring, Notifications, Store, Upstream, WebRtc};
+pub use sections::{
+    Auth, AuthSetting, Cluster, Http, Log, LogFormat, Monitoring, Notifications, Store, Upstream, WebRtc,
+};
 use sections::{
-    AuthLayer, HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer, UpstreamLayer,
-    WebRtcLayer,
+    AuthLayer, ClusterLayer, HttpLayer, Invalid, LogLayer, MonitoringLayer, NotificationsLayer, StoreLayer,
+    UpstreamLayer, WebRtcLayer,
 };
 
 use crate::cli::{GlobalOptions, ServeOptions};
@@ -32,6 +34,7 @@ pub struct Config {
     pub notifications: Notifications,
     pub monitoring: Monitoring,
     pub webrtc: WebRtc,
+    pub cluster: Cluster,
 }
 
 /// What a config file may hold: sections, each with the keys its section declares.
@@ -54,6 +57,8 @@ struct FileConfig {
     monitoring: MonitoringLayer,
     #[serde(default)]
     webrtc: WebRtcLayer,
+    #[serde(default)]
+    cluster: ClusterLayer,
 }
 
 /// Keys of the flat file of earlier releases, read for one more release: `(old, section, key)`.
@@ -181,6 +186,7 @@ impl Config {
             notifications: serve.notifications.over(file.notifications).resolve(),
             monitoring: serve.monitoring.over(file.monitoring).resolve(),
             webrtc: serve.webrtc.over(file.webrtc).resolve(),
+            cluster: serve.cluster.over(file.cluster).resolve(),
         };
         config.validate()?;
         Ok(Loaded { config, warnings })
@@ -190,6 +196,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.store.validate().map_err(invalid::<Store>)?;
         self.upstream.validate().map_err(invalid::<Upstream>)?;
+        self.cluster.validate().map_err(invalid::<Cluster>)?;
         self.http.validate().map_err(invalid::<Http>)?;
         self.auth.validate().map_err(invalid::<Auth>)?;
         if self.auth.mode == AuthSetting::Off && !self.http.listen.ip().is_loopback() {
@@ -307,6 +314,7 @@ pub fn described_sections() -> Vec<(&'static str, &'static [&'static str], serde
         describe::<Notifications>(),
         describe::<Monitoring>(),
         describe::<WebRtc>(),
+        describe::<Cluster>(),
     ]
 }
 

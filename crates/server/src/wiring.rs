@@ -11,8 +11,9 @@ use model::monitoring::LiveStats;
 use model::notifications::NotificationHub;
 use model::stream_records::BatchedStreamMetrics;
 use persistence::{
-    FsBlockStore, HttpGateway, KuboBlockStore, SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory,
-    SqlNotifications, SqlStreamRecords, SqlTokens, database, database::Database,
+    FsBlockStore, HttpGateway, KuboBlockStore, PgPeerEvents, SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory,
+    SqlNotifications, SqlStreamRecords, SqlTokens, database,
+    database::{Database, Engine},
 };
 
 use crate::config::Config;
@@ -66,16 +67,19 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         }
         None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
     };
-    let hub = Arc::new(NotificationHub::start(
-        Arc::new(SqlNotifications::new(pool.clone())),
-        options.notifications.history,
-    ));
+    let hub = notification_hub(options, &database, mode).await?;
     let mut content = ContentNode::new(store, Arc::new(SqlContentRepository::new(pool.clone())));
     if mode == Mode::Serving {
         content = content.with_notifier(hub.clone());
     }
     if let Some(remote) = remote(options)? {
-        let index = Arc::new(SqlCachedBlocks::new(pool.clone()));
+        // The index describes this instance's own block store, so it stays beside it even when
+        // the other records are in a shared database.
+        let local = match database.engine {
+            Engine::Sqlite => pool.clone(),
+            Engine::Postgres => database::open(&data_dir.join("ipfs-stream.db")).await?,
+        };
+        let index = Arc::new(SqlCachedBlocks::new(local));
         let budget = CacheBudget::open(index, options.upstream.cache_max_bytes).await?;
         content = content.with_remote(remote).with_cache_budget(Arc::new(budget));
     }
@@ -107,6 +111,50 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         faults,
         tokens,
     })
+}
+
+/// The hub. On a shared (PostgreSQL) database, a server marks its events with its instance,
+/// announces them, and relays the other instances' events to its own subscribers.
+async fn notification_hub(options: &Config, database: &Database, mode: Mode) -> Result<Arc<NotificationHub>, Error> {
+    let history = SqlNotifications::new(database.pool.clone());
+    let keep = options.notifications.history;
+    if mode != Mode::Serving || database.engine != Engine::Postgres {
+        return Ok(Arc::new(NotificationHub::start(Arc::new(history), keep)));
+    }
+    // The name, plus a part of this run's own: two instances given one name still hear each other.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let origin = format!("{}#{}", instance_name(options), &run[..8]);
+    let hub = Arc::new(NotificationHub::start_shared(
+        Arc::new(history.announcing_as(&origin)),
+        keep,
+    ));
+    let peers = PgPeerEvents::listen(database, &origin)
+        .await
+        .map_err(|e| Error::Database {
+            url: database::redacted(database.url()),
+            source: e,
+        })?;
+    hub.relay(Box::new(peers));
+    tracing::info!(
+        instance = origin,
+        "events are shared with the instances on this database"
+    );
+    Ok(hub)
+}
+
+/// The configured instance name, or the host name and listening port.
+pub fn instance_name(options: &Config) -> String {
+    if let Some(name) = &options.cluster.instance_name {
+        return name.clone();
+    }
+    let mut buffer = [0u8; 256];
+    let host = if unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0 {
+        let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+        String::from_utf8_lossy(&buffer[..end]).into_owned()
+    } else {
+        "localhost".to_owned()
+    };
+    format!("{host}:{}", options.http.listen.port())
 }
 
 /// Keeps the blocks fetched from upstreams within their budget, evicting as soon as it is exceeded.

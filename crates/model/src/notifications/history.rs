@@ -15,6 +15,9 @@ use crate::error::Result;
 /// How long a published event may wait before it is written (a read of the history writes what
 /// waits first, so readers never miss it).
 pub const WRITE_EVERY: Duration = Duration::from_millis(500);
+/// The same wait when other instances learn of events through the history (a shared database):
+/// their subscribers wait for the write.
+pub const SHARED_WRITE_EVERY: Duration = Duration::from_millis(20);
 /// How often the history is cut back to its size per type: pruning scans the table.
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
@@ -62,7 +65,7 @@ impl Pending {
 impl History {
     /// Starts the writer on the current runtime. It ends when the history is dropped, after
     /// writing what was waiting.
-    pub fn start(repository: Arc<dyn NotificationRepository>, keep: u64) -> Self {
+    pub fn start(repository: Arc<dyn NotificationRepository>, keep: u64, write_every: Duration) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             repository,
@@ -73,7 +76,7 @@ impl History {
         let writer = shared.clone();
         tokio::spawn(async move {
             while woken.recv().await.is_some() {
-                tokio::time::sleep(WRITE_EVERY).await;
+                tokio::time::sleep(write_every).await;
                 writer.write().await;
             }
             writer.write().await;
@@ -153,7 +156,7 @@ mod tests {
             })
             .returning(|_| Ok(()));
         repository.expect_prune().times(1).returning(|_| Ok(()));
-        let history = History::start(Arc::new(repository), 3);
+        let history = History::start(Arc::new(repository), 3, WRITE_EVERY);
         for i in 0..10_000 {
             history.keep(event(NotificationType::ContentRetrieved, i));
             if i == 9_998 {
@@ -167,7 +170,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_read_sees_what_was_just_published() {
-        let history = History::start(Arc::new(MemoryNotificationRepository::default()), 10);
+        let history = History::start(Arc::new(MemoryNotificationRepository::default()), 10, WRITE_EVERY);
         history.keep(event(NotificationType::ContentAdded, 1));
         history.keep(event(NotificationType::ContentAdded, 2));
         let read = history.read(None, 10).await.unwrap();
@@ -177,7 +180,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn what_waits_is_written_when_the_history_is_dropped() {
         let repository = Arc::new(MemoryNotificationRepository::default());
-        let history = History::start(repository.clone(), 10);
+        let history = History::start(repository.clone(), 10, WRITE_EVERY);
         history.keep(event(NotificationType::ContentAdded, 1));
         drop(history);
         tokio::time::sleep(WRITE_EVERY * 2).await;

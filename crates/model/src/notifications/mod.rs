@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -112,6 +113,17 @@ pub trait NotificationRepository: Send + Sync {
     async fn prune(&self, keep: u64) -> Result<()>;
 }
 
+/// The events other instances published, where several share one database (PostgreSQL
+/// LISTEN/NOTIFY in the persistence crate). Each instance writes its own events to the shared
+/// history; this feed hands over those of the others.
+#[async_trait]
+pub trait PeerEvents: Send {
+    /// The next events of other instances, each instance's in the order it published them;
+    /// waits until there are some. After an error the caller waits a moment and asks again: the
+    /// feed reconnects, and hands over what was published meanwhile.
+    async fn next_batch(&mut self) -> Result<Vec<Notification>>;
+}
+
 /// Which events a subscriber wants.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Subscription {
@@ -143,6 +155,8 @@ pub struct HubMetrics {
     pub notifications_sent: u64,
     pub notifications_published: u64,
     pub slow_consumers_dropped: u64,
+    /// Events of other instances delivered here.
+    pub notifications_relayed: u64,
     pub subscriptions_by_type: BTreeMap<String, u64>,
 }
 
@@ -180,12 +194,23 @@ pub struct NotificationHub {
     sent: AtomicU64,
     published: AtomicU64,
     dropped: AtomicU64,
+    relayed: AtomicU64,
     history: History,
 }
 
 impl NotificationHub {
     /// Starts the history writer on the current runtime, keeping `keep_per_type` per type.
     pub fn start(repository: Arc<dyn NotificationRepository>, keep_per_type: u64) -> Self {
+        Self::start_with(repository, keep_per_type, history::WRITE_EVERY)
+    }
+
+    /// A hub whose history other instances read as it is written (see [`NotificationHub::relay`]):
+    /// events are written within [`history::SHARED_WRITE_EVERY`].
+    pub fn start_shared(repository: Arc<dyn NotificationRepository>, keep_per_type: u64) -> Self {
+        Self::start_with(repository, keep_per_type, history::SHARED_WRITE_EVERY)
+    }
+
+    fn start_with(repository: Arc<dyn NotificationRepository>, keep_per_type: u64, write_every: Duration) -> Self {
         Self {
             subscribers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -193,7 +218,8 @@ impl NotificationHub {
             sent: AtomicU64::new(0),
             published: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            history: History::start(repository, keep_per_type),
+            relayed: AtomicU64::new(0),
+            history: History::start(repository, keep_per_type, write_every),
         }
     }
 
@@ -269,6 +295,7 @@ impl NotificationHub {
             notifications_sent: self.sent.load(Ordering::Relaxed),
             notifications_published: self.published.load(Ordering::Relaxed),
             slow_consumers_dropped: self.dropped.load(Ordering::Relaxed),
+            notifications_relayed: self.relayed.load(Ordering::Relaxed),
             subscriptions_by_type: by_type,
         }
     }
@@ -276,26 +303,46 @@ impl NotificationHub {
     pub async fn history(&self, kind: Option<NotificationType>, limit: u64) -> Result<Vec<Notification>> {
         self.history.read(kind, limit).await
     }
-}
 
-impl Notifier for NotificationHub {
-    fn publish(&self, kind: NotificationType, data: Value, source: Option<String>) {
-        let notification = Notification {
-            kind,
-            data,
-            timestamp_ms: now_ms(),
-            source,
-        };
-        self.published.fetch_add(1, Ordering::Relaxed);
-        let mut subscribers = self.lock();
-        // With nobody listening (a busy gateway's usual case) the event only goes to the history,
-        // without being copied or serialized for subscribers.
+    /// Delivers the events of other instances to this hub's subscribers, for as long as the hub
+    /// lives. They are not kept again: their instance wrote them to the shared history.
+    pub fn relay(self: &Arc<Self>, mut peers: Box<dyn PeerEvents>) {
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                let batch = peers.next_batch().await;
+                let Some(hub) = hub.upgrade() else { return };
+                match batch {
+                    Ok(batch) => {
+                        if failing {
+                            tracing::info!("events of other instances flow again");
+                            failing = false;
+                        }
+                        hub.relayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        let mut subscribers = hub.lock();
+                        for notification in batch {
+                            hub.fan_out(&mut subscribers, notification);
+                        }
+                    }
+                    Err(error) => {
+                        if !failing {
+                            tracing::warn!(%error, "events of other instances are not arriving; retrying every second");
+                            failing = true;
+                        }
+                        drop(hub);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sends an event to every subscriber that wants it; drops the ones that cannot keep up.
+    fn fan_out(&self, subscribers: &mut HashMap<u64, Subscriber>, notification: Notification) {
         if subscribers.is_empty() {
-            drop(subscribers);
-            self.history.keep(notification);
             return;
         }
-        self.history.keep(notification.clone());
         let message = notification.to_message();
         let text = bytes::Bytes::from(message.to_string());
         let shared = Arc::new(Delivery {
@@ -328,6 +375,30 @@ impl Notifier for NotificationHub {
                 );
             }
         }
+    }
+}
+
+impl Notifier for NotificationHub {
+    fn publish(&self, kind: NotificationType, data: Value, source: Option<String>) {
+        let notification = Notification {
+            kind,
+            data,
+            timestamp_ms: now_ms(),
+            source,
+        };
+        self.published.fetch_add(1, Ordering::Relaxed);
+        // With nobody listening (a busy gateway's usual case) the event only goes to the history,
+        // without being copied or serialized for subscribers.
+        let mut subscribers = self.lock();
+        if subscribers.is_empty() {
+            drop(subscribers);
+            self.history.keep(notification);
+            return;
+        }
+        // Kept under the subscribers' lock, so that the history and every subscriber see
+        // concurrent events in one order.
+        self.history.keep(notification.clone());
+        self.fan_out(&mut subscribers, notification);
     }
 }
 

@@ -238,6 +238,30 @@ impl Notifications {
 }
 
 config_section! {
+    /// `[cluster]`: several instances on one PostgreSQL database acting as one service.
+    "cluster" => Cluster, ClusterLayer {
+        /// This instance's name among those sharing the database (default: host name and
+        /// listening port); its events are relayed to the others under it.
+        #[arg(long, env = "IPFS_STREAM_INSTANCE_NAME")]
+        instance_name: String,
+    }
+}
+
+impl Cluster {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Some(name) = &self.instance_name
+            && (name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "instance_name",
+                "must be 1 to 200 characters, without control characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+config_section! {
     /// `[monitoring]`: request and stream accounting, the sampled series, anomaly detection.
     "monitoring" => Monitoring, MonitoringLayer {
         /// Count requests and streams for /metrics, sample them and detect anomalies (the stream

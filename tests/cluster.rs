@@ -1,0 +1,215 @@
+//! Several instances on one PostgreSQL database, acting as one service: tokens, records and
+//! events are shared; content added on one streams from another through it as an upstream
+//! gateway; a PostgreSQL restart loses no acknowledged record and the events flow again.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
+
+use std::time::Duration;
+
+use common::{Repo, Server};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An instance: its own data dir, the shared database, and the given `serve` options.
+fn instance(repo: &Repo, database_url: &str, name: &str, options: &[&str]) -> Server {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--instance-name",
+        name,
+        "--anon-rate-limit-per-second",
+        "0",
+        "--session-rate-limit-per-minute",
+        "0",
+    ];
+    args.extend_from_slice(options);
+    let mut command = repo.command(&args);
+    command.env("IPFS_STREAM_DATABASE_URL", database_url);
+    Server::spawn(command)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn subscribe(server: &Server, token: &str) -> Socket {
+    let url = format!("{}/ws/notifications", server.base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", bearer(token).parse().unwrap());
+    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    assert_eq!(next_json(&mut socket).await["type"], "welcome");
+    let subscribe = json!({"action": "subscribe", "notification_types": ["content_added"]});
+    socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "subscription_confirmed");
+    socket
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message within 30 s")
+            .expect("the socket is open")
+            .unwrap();
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+}
+
+/// The CIDs of the next `count` content_added events.
+async fn added(socket: &mut Socket, count: usize) -> Vec<String> {
+    let mut cids = Vec::new();
+    while cids.len() < count {
+        let event = next_json(socket).await;
+        if event["notification_type"] == "content_added" {
+            cids.push(event["data"]["cid"].as_str().unwrap().to_owned());
+        }
+    }
+    cids
+}
+
+async fn upload(client: &reqwest::Client, server: &Server, token: &str, body: Vec<u8>) -> String {
+    let response = client
+        .post(format!("{}/api/v1/content", server.base))
+        .header("Authorization", bearer(token))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let added: Value = response.json().await.unwrap();
+    added["cid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_one_postgresql_act_as_one_service() {
+    let database_url = postgres::fresh_database().await;
+    let (repo_a, repo_b) = (Repo::new(), Repo::new());
+    // A token made once, from the command line, into the shared database.
+    let token = {
+        let mut command = repo_a.command(&["token", "create", "-q", "--scope", "admin", "--name", "ops"]);
+        command.env("IPFS_STREAM_DATABASE_URL", &database_url);
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let a = instance(&repo_a, &database_url, "a", &[]);
+    // B fetches what it lacks from A, as a trustless gateway, verified.
+    let b = instance(&repo_b, &database_url, "b", &["--gateway", &a.base]);
+    let client = reqwest::Client::new();
+
+    let status_on = |server: &Server| {
+        client
+            .get(format!("{}/api/v1/content?limit=1", server.base))
+            .header("Authorization", bearer(&token))
+            .send()
+    };
+    assert_eq!(status_on(&a).await.unwrap().status(), 200, "the token works on A");
+    assert_eq!(status_on(&b).await.unwrap().status(), 200, "and on B");
+
+    let mut on_b = subscribe(&b, &token).await;
+    let mut on_a = subscribe(&a, &token).await;
+    let mut published = Vec::new();
+    for n in 0..5u64 {
+        published.push(upload(&client, &a, &token, common::bytes(300_000 + n as usize, n)).await);
+    }
+    assert_eq!(
+        added(&mut on_b, 5).await,
+        published,
+        "B's subscriber sees A's events, in order"
+    );
+    assert_eq!(added(&mut on_a, 5).await, published, "A's own subscriber too");
+    let from_b = upload(&client, &b, &token, common::bytes(1000, 99)).await;
+    assert_eq!(added(&mut on_a, 1).await, vec![from_b.clone()], "and the other way");
+    assert_eq!(added(&mut on_b, 1).await, vec![from_b.clone()]);
+
+    // Content added on A streams from B, whole and with Range.
+    let original = common::bytes(300_003, 3);
+    let whole = client
+        .get(format!("{}/ipfs/{}", b.base, published[3]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.unwrap(), original);
+    let part = client
+        .get(format!("{}/ipfs/{}", b.base, published[3]))
+        .header("Range", "bytes=262000-262999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap(), original[262_000..263_000]);
+
+    // What B keeps of A's content is indexed beside B's own blocks, not in the shared database.
+    let local = sqlx::SqlitePool::connect(&format!("sqlite://{}", repo_b.path().join("ipfs-stream.db").display()))
+        .await
+        .unwrap();
+    let count = |pool| async move {
+        let query = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM cached_blocks");
+        query.fetch_one(pool).await.unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(&local).await < 2 {
+        assert!(std::time::Instant::now() < deadline, "B indexes the blocks it kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shared = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let in_shared: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cached_blocks")
+        .fetch_one(&shared)
+        .await
+        .unwrap();
+    assert_eq!(in_shared, 0);
+    shared.close().await;
+
+    // The records are one: B lists what A added.
+    let listed: Value = client
+        .get(format!("{}/api/v1/content?limit=100", b.base))
+        .header("Authorization", bearer(&token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 6, "{listed}");
+
+    // PostgreSQL restarts: nothing acknowledged is lost, and events flow again.
+    postgres::server().restart();
+    let after = upload(&client, &a, &token, common::bytes(5000, 7)).await;
+    assert_eq!(
+        added(&mut on_b, 1).await,
+        vec![after.clone()],
+        "B hears of A's events again"
+    );
+    let record = client
+        .get(format!("{}/api/v1/content/{}", b.base, published[0]))
+        .header("Authorization", bearer(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        record.status(),
+        200,
+        "a record acknowledged before the restart is there"
+    );
+    let record = client
+        .get(format!("{}/api/v1/content/{after}", b.base))
+        .header("Authorization", bearer(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(record.status(), 200, "and one acknowledged after it");
+}
