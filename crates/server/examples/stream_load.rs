@@ -1,12 +1,15 @@
-//! Load generator for `scripts/bench-streaming.sh` (bounded: every mode stops by itself).
+//! Load generator for `scripts/bench-streaming.sh` and `scripts/bench-cluster.sh` (bounded: every
+//! mode stops by itself).
 //!
 //! ```text
 //! stream_load ws-get URL                      one WebSocket download; prints MiB/s
 //! stream_load ws-many URL CLIENTS [--stall]   CLIENTS concurrent downloads (plus one client that
 //!                                             reads nothing); prints the aggregate MiB/s
-//! stream_load notify BASE SUBSCRIBERS RATE SECONDS
+//! stream_load notify BASE SUBSCRIBERS RATE SECONDS [PUBLISH_BASE]
 //!                                             SUBSCRIBERS on /ws/notifications, RATE custom events
-//!                                             per second for SECONDS; prints delivered and latency
+//!                                             per second for SECONDS (published on PUBLISH_BASE,
+//!                                             another instance, if given); prints delivered and
+//!                                             latency
 //! ```
 
 use std::sync::Arc;
@@ -74,17 +77,20 @@ async fn main() {
             drop(staller);
         }
         Some("notify") => {
+            // Events may be published on another instance than the one subscribed to.
+            let publish_base = args.get(5).unwrap_or(&args[1]);
             notify(
                 &args[1],
                 args[2].parse().unwrap(),
                 args[3].parse().unwrap(),
                 args[4].parse().unwrap(),
+                publish_base,
             )
             .await
         }
         _ => {
             eprintln!(
-                "usage: stream_load ws-get URL | ws-many URL CLIENTS [--stall] | notify BASE SUBSCRIBERS RATE SECONDS"
+                "usage: stream_load ws-get URL | ws-many URL CLIENTS [--stall] | notify BASE SUBSCRIBERS RATE SECONDS [PUBLISH_BASE]"
             );
             std::process::exit(2);
         }
@@ -97,7 +103,7 @@ fn sent_us(text: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64) {
+async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish_base: &str) {
     let ws = format!("{}/ws/notifications", base.replacen("http://", "ws://", 1));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
         subscribers * (rate * seconds) as usize,
@@ -135,7 +141,7 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64) {
         tokio::time::sleep_until(due.into()).await;
         let body = serde_json::json!({"notification_type": "custom_event", "data": {"i": i, "sent_us": micros_now()}});
         client
-            .post(format!("{base}/api/v1/notifications"))
+            .post(format!("{publish_base}/api/v1/notifications"))
             .json(&body)
             .send()
             .await
