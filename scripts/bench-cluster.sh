@@ -46,11 +46,9 @@ as_pg "$pg_bin/postgres" -D "$work/pg/data" -p "$pg_port" -c listen_addresses=12
   -c unix_socket_directories="$work/pg" -c max_connections=200 >"$work/pg.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do as_pg "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.05; done
-database=0
-new_database() { # prints the URL of a new empty database
-  database=$((database + 1))
-  as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE bench$database" >/dev/null
-  echo "postgres://postgres@127.0.0.1:$pg_port/bench$database"
+new_database() { # NAME; prints the URL of a new empty database
+  as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE $1" >/dev/null
+  echo "postgres://postgres@127.0.0.1:$pg_port/$1"
 }
 
 head -c 4096 /dev/urandom >"$work/tiny.bin"
@@ -59,7 +57,7 @@ start_server() { # NAME DATA_DIR [serve options...]; sets base_NAME and pid_NAME
   local name=$1 dir=$2
   shift 2
   IPFS_STREAM_DATA_DIR=$dir "$binary" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 \
-    --session-rate-limit-per-minute 0 --instance-name "$name" "$@" >"$work/$name.out" 2>"$work/$name.log" &
+    --session-rate-limit-per-minute 0 --max-connections-per-ip 0 --instance-name "$name" "$@" >"$work/$name.out" 2>"$work/$name.log" &
   pids+=($!)
   declare -g "pid_$name=$!"
   for _ in $(seq 200); do grep -q "listening on" "$work/$name.out" 2>/dev/null && break; sleep 0.05; done
@@ -75,7 +73,7 @@ for engine in sqlite postgres; do
   dir="$work/$engine"
   options=()
   if [ "$engine" = postgres ]; then
-    url=$(new_database)
+    url=$(new_database one_instance)
     options=(--database-url "$url")
   fi
   cid=$(IPFS_STREAM_DATA_DIR=$dir "$binary" ${options[@]+"${options[@]}"} add -q "$work/tiny.bin")
@@ -96,7 +94,7 @@ echo "(a) gateway 4 KiB, one instance: SQLite $rps_sqlite req/s ($records_sqlite
 echo "(b) notification fan-out, 1000 subscribers x 1000 events/s: SQLite $fan_sqlite; PostgreSQL $fan_postgres"
 
 # (c) and (d): two instances on one database; B fetches what it lacks from A.
-url=$(new_database)
+url=$(new_database two_instances)
 cid=$(IPFS_STREAM_DATA_DIR="$work/a" "$binary" --database-url "$url" add -q "$work/tiny.bin")
 start_server a "$work/a" --database-url "$url"
 start_server b "$work/b" --database-url "$url" --gateway "$base_a"

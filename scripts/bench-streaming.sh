@@ -41,7 +41,7 @@ tiny=$("$binary" add -q "$work/tiny.bin")
 rm -f "$work"/*.bin
 
 start_server() { # prints the base URL; extra arguments go to serve
-  "$binary" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 --session-rate-limit-per-minute 0 "$@" >"$work/serve.out" 2>"$work/serve.log" &
+  "$binary" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 --session-rate-limit-per-minute 0 --max-connections-per-ip 0 "$@" >"$work/serve.out" 2>"$work/serve.log" &
   pids+=($!)
   server_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done

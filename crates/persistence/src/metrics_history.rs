@@ -12,11 +12,19 @@ use crate::error::Error;
 #[derive(Clone)]
 pub struct SqlMetricsHistory {
     pool: AnyPool,
+    /// Set where instances share the database: rows are marked with it, and read back only.
+    instance: Option<String>,
 }
 
 impl SqlMetricsHistory {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, instance: None }
+    }
+
+    /// Samples and anomalies of this instance only, among those sharing the database.
+    pub fn of_instance(mut self, instance: &str) -> Self {
+        self.instance = Some(instance.to_owned());
+        self
     }
 }
 
@@ -27,12 +35,16 @@ impl MetricsHistory for SqlMetricsHistory {
             return Ok(());
         }
         let sql = format!(
-            "INSERT INTO metric_samples (metric, at_ms, value) VALUES {}",
-            value_rows(sample.values.len(), 3)
+            "INSERT INTO metric_samples (metric, at_ms, value, instance) VALUES {}",
+            value_rows(sample.values.len(), 4)
         );
         let mut insert = sqlx::query(AssertSqlSafe(sql));
         for (metric, value) in &sample.values {
-            insert = insert.bind(metric.as_str()).bind(sample.at_ms).bind(*value);
+            insert = insert
+                .bind(metric.as_str())
+                .bind(sample.at_ms)
+                .bind(*value)
+                .bind(self.instance.as_deref());
         }
         insert.execute(&self.pool).await.map_err(Error::from)?;
         Ok(())
@@ -42,12 +54,13 @@ impl MetricsHistory for SqlMetricsHistory {
         let rows = sqlx::query(
             "SELECT (at_ms - $1) / $2 AS bucket, AVG(value) AS mean, MIN(value) AS low, MAX(value) AS high \
              FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
-             GROUP BY bucket ORDER BY bucket",
+             AND ($5 IS NULL OR instance = $5) GROUP BY bucket ORDER BY bucket",
         )
         .bind(query.since_ms)
         .bind(query.step_ms)
         .bind(query.metric.as_str())
         .bind(query.until_ms)
+        .bind(self.instance.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(Error::from)?;
@@ -65,6 +78,8 @@ impl MetricsHistory for SqlMetricsHistory {
     }
 
     async fn prune(&self, before_ms: i64) -> model::Result<u64> {
+        // By age alone, whichever instance sampled them: so that an instance gone for good
+        // leaves nothing behind.
         let done = sqlx::query("DELETE FROM metric_samples WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
@@ -80,8 +95,8 @@ impl MetricsHistory for SqlMetricsHistory {
 
     async fn store_anomaly(&self, anomaly: &Anomaly) -> model::Result<()> {
         sqlx::query(
-            "INSERT INTO anomalies (at_ms, metric, value, expected_low, expected_high, score, detector) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO anomalies (at_ms, metric, value, expected_low, expected_high, score, detector, instance) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(anomaly.at_ms)
         .bind(&anomaly.metric)
@@ -90,6 +105,7 @@ impl MetricsHistory for SqlMetricsHistory {
         .bind(anomaly.expected_high)
         .bind(anomaly.score)
         .bind(&anomaly.detector)
+        .bind(self.instance.as_deref())
         .execute(&self.pool)
         .await
         .map_err(Error::from)?;
@@ -99,10 +115,11 @@ impl MetricsHistory for SqlMetricsHistory {
     async fn anomalies(&self, since_ms: i64, limit: u32) -> model::Result<Vec<Anomaly>> {
         let rows = sqlx::query(
             "SELECT at_ms, metric, value, expected_low, expected_high, score, detector FROM anomalies \
-             WHERE at_ms >= $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+             WHERE at_ms >= $1 AND ($3 IS NULL OR instance = $3) ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(since_ms)
         .bind(limit as i64)
+        .bind(self.instance.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(Error::from)?;

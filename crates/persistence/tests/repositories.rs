@@ -67,6 +67,7 @@ on_both_engines!(
     stream_record_batches_larger_than_one_insert_are_written_whole,
     notification_history_survives_reopening_and_keeps_the_newest_per_type,
     metrics_history_buckets_in_sql_as_in_memory_and_prunes,
+    metrics_of_instances_sharing_a_database_stay_apart,
     cached_block_records_persist_oldest_first_and_are_forgotten_in_batches,
 );
 
@@ -359,4 +360,47 @@ async fn cached_block_records_persist_oldest_first_and_are_forgotten_in_batches(
     assert_eq!(loaded[1], (keys[1199], 1199));
     cached.forget(&keys[..1100]).await.unwrap(); // more than one batch of deletes
     assert_eq!(cached.load().await.unwrap().len(), 100);
+}
+
+async fn metrics_of_instances_sharing_a_database_stay_apart(place: Place) {
+    let pool = place.open().await;
+    let a = SqlMetricsHistory::new(pool.clone()).of_instance("a");
+    let b = SqlMetricsHistory::new(pool).of_instance("b");
+    for i in 0..10i64 {
+        let at_ms = 1_000_000 + i * 1000;
+        a.store(&Sample {
+            at_ms,
+            values: vec![(Metric::Cpu, 10.0)],
+        })
+        .await
+        .unwrap();
+        b.store(&Sample {
+            at_ms,
+            values: vec![(Metric::Cpu, 90.0)],
+        })
+        .await
+        .unwrap();
+    }
+    let query = SeriesQuery::bounded(Metric::Cpu, 1_000_000, 1_010_000, Some(10_000));
+    let (of_a, of_b) = (a.query(query).await.unwrap(), b.query(query).await.unwrap());
+    assert_eq!((of_a[0].value, of_a[0].max), (10.0, 10.0), "A's series is A's alone");
+    assert_eq!((of_b[0].value, of_b[0].min), (90.0, 90.0));
+    let anomaly = Anomaly {
+        at_ms: 1_005_000,
+        metric: "cpu_percent".into(),
+        value: 90.0,
+        expected_low: 0.0,
+        expected_high: 20.0,
+        score: 1.0,
+        detector: "windowed_gaussian".into(),
+    };
+    b.store_anomaly(&anomaly).await.unwrap();
+    assert!(a.anomalies(0, 10).await.unwrap().is_empty());
+    assert_eq!(b.anomalies(0, 10).await.unwrap(), vec![anomaly]);
+    assert_eq!(
+        a.prune(1_005_000).await.unwrap(),
+        10,
+        "old samples go by age, whoever took them"
+    );
+    assert_eq!(b.query(query).await.unwrap()[0].value, 90.0, "B's recent ones stay");
 }

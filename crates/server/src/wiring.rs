@@ -107,7 +107,10 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         metrics,
         hub,
         live: Arc::new(LiveStats::default()),
-        history: Arc::new(SqlMetricsHistory::new(pool)),
+        history: Arc::new(match database.engine {
+            Engine::Sqlite => SqlMetricsHistory::new(pool),
+            Engine::Postgres => SqlMetricsHistory::new(pool).of_instance(&instance_name(options)),
+        }),
         faults,
         tokens,
     })
