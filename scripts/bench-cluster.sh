@@ -97,7 +97,7 @@ echo "(b) notification fan-out, 1000 subscribers x 1000 events/s: SQLite $fan_sq
 url=$(new_database two_instances)
 cid=$(IPFS_STREAM_DATA_DIR="$work/a" "$binary" --database-url "$url" add -q "$work/tiny.bin")
 start_server a "$work/a" --database-url "$url"
-start_server b "$work/b" --database-url "$url" --gateway "$base_a"
+start_server b "$work/b" --database-url "$url" --peer "$base_a"
 read -r delivered expected p50 p99 < <("$load" notify "$base_b" 100 500 10 "$base_a")
 echo "(c) across instances, 100 subscribers on B x 500 events/s published on A: $delivered of $expected delivered, p50 $p50 ms, p99 $p99 ms"
 

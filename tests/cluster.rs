@@ -106,8 +106,8 @@ async fn instances_on_one_postgresql_act_as_one_service() {
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     };
     let a = instance(&repo_a, &database_url, "a", &[]);
-    // B fetches what it lacks from A, as a trustless gateway, verified.
-    let b = instance(&repo_b, &database_url, "b", &["--gateway", &a.base]);
+    // B fetches what it lacks from A, its peer, verified.
+    let b = instance(&repo_b, &database_url, "b", &["--peer", &a.base]);
     let client = reqwest::Client::new();
 
     let status_on = |server: &Server| {

@@ -483,3 +483,78 @@ async fn a_gateway_configured_blocks_only_is_never_asked_for_a_car() {
         "a root and four leaves"
     );
 }
+
+/// A `serve` on a port of the test's choosing, so that two servers can name each other.
+fn serve_on(repo: &Repo, port: u16, options: &[&str]) -> Server {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--auth",
+        "off",
+        "--anon-rate-limit-per-second",
+        "0",
+        "--session-rate-limit-per-minute",
+        "0",
+    ];
+    args.extend_from_slice(options);
+    Server::spawn(repo.command(&args))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_list_each_other_answer_what_they_store_and_never_ask_round() {
+    let (repo_a, repo_b) = (Repo::new(), Repo::new());
+    let data = common::bytes(700_000, 21);
+    let on_a = add(&repo_a, "a.bin", &data);
+    let on_b = add(&repo_b, "b.bin", b"only B keeps this");
+    let nowhere = add(&Repo::new(), "nowhere.bin", b"nobody keeps this");
+    let (port_a, port_b) = (free_port(), free_port());
+    let (peer_a, peer_b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    let a = serve_on(&repo_a, port_a, &["--peer", &peer_b]);
+    let b = serve_on(&repo_b, port_b, &["--peer", &peer_a]);
+
+    // Each streams what the other stores, verified.
+    assert_eq!(get(&b.base, &format!("/ipfs/{on_a}"), None).await, (200, data.clone()));
+    let (status, part) = get(&b.base, &format!("/ipfs/{on_a}"), Some("bytes=500000-500099")).await;
+    assert_eq!((status, part), (206, data[500_000..500_100].to_vec()));
+    assert_eq!(
+        get(&a.base, &format!("/ipfs/{on_b}"), None).await.1,
+        b"only B keeps this"
+    );
+
+    // A CID neither has is 404 at once: asked as a peer, each answers from its store alone
+    // (going round the ring would end in 502 after the 30 s remote timeout).
+    let (status, body) = get(&a.base, &format!("/ipfs/{nowhere}"), None).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+
+    // Asked for what it stores only, B answers 504 for what only its upstream (A) has, and does
+    // not fetch it.
+    let fresh = add(&repo_a, "fresh.bin", b"added on A after B started");
+    let fetched_before = sample(&metrics(&b.base).await, "ipfs_stream_remote_blocks_total");
+    let response = reqwest::Client::new()
+        .get(format!("{}/ipfs/{fresh}?format=raw", b.base))
+        .header("Cache-Control", "max-age=0, only-if-cached")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "not_stored");
+    assert_eq!(
+        sample(&metrics(&b.base).await, "ipfs_stream_remote_blocks_total"),
+        fetched_before
+    );
+    assert_eq!(get(&b.base, &format!("/ipfs/{fresh}?format=raw"), None).await.0, 200);
+}

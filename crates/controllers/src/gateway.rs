@@ -8,7 +8,9 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt, stream};
-use model::content::{ByteRange, ByteStream, CarScope, DirEntry, EntityBytes, NodeKind};
+use model::content::{
+    ByteRange, ByteStream, CarScope, DirEntry, EntityBytes, NodeKind, stored_only, stored_only_stream,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -109,6 +111,7 @@ fn requested_format(query: &GatewayQuery, headers: &HeaderMap) -> Result<Format,
         ("Range" = Option<String>, Header, description = "Byte ranges, e.g. bytes=0-1023"),
         ("If-None-Match" = Option<String>, Header, description = "ETag from an earlier reply"),
         ("Accept" = Option<String>, Header, description = "application/vnd.ipld.raw, application/vnd.ipld.car or application/json (directories)"),
+        ("Cache-Control" = Option<String>, Header, description = "only-if-cached: answer from the store alone, never from upstream gateways (504 when a block is not stored); other directives are ignored"),
         GatewayQuery,
     ),
     responses(
@@ -122,6 +125,7 @@ fn requested_format(query: &GatewayQuery, headers: &HeaderMap) -> Result<Format,
         (status = 400, description = "Malformed CID or parameter", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown CID or path", body = crate::error::ErrorBody),
         (status = 416, description = "No range inside the content", body = crate::error::ErrorBody),
+        (status = 504, description = "Cache-Control: only-if-cached, and a block the answer needs is not stored here", body = crate::error::ErrorBody),
     ),
 )]
 pub async fn get(
@@ -129,22 +133,55 @@ pub async fn get(
     query: Checked<GatewayQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    if !only_if_cached(&req) {
+        return answer(&req, &query, &state, false).await;
+    }
+    // Another instance asking what this one stores (RFC 9111 5.2.1.7): a block missing here
+    // is 504, and no upstream is asked, so instances that list each other never go round in a ring.
+    match stored_only(answer(&req, &query, &state, true)).await {
+        Err(error) if error.status == StatusCode::NOT_FOUND => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "not_stored",
+            format!("only-if-cached: {}", error.message),
+        )),
+        other => other,
+    }
+}
+
+/// Whether the request carries `Cache-Control: only-if-cached`.
+fn only_if_cached(req: &HttpRequest) -> bool {
+    req.headers().get_all(header::CACHE_CONTROL).any(|value| {
+        value.to_str().is_ok_and(|directives| {
+            directives
+                .split(',')
+                .any(|directive| directive.trim().eq_ignore_ascii_case("only-if-cached"))
+        })
+    })
+}
+
+async fn answer(
+    req: &HttpRequest,
+    query: &GatewayQuery,
+    state: &web::Data<AppState>,
+    stored_only: bool,
+) -> Result<HttpResponse, ApiError> {
     let (root, segments) = crate::content_path::parse(req.path(), "/ipfs/")?;
-    let format = requested_format(&query, req.headers())?;
+    let format = requested_format(query, req.headers())?;
     let trail = state.content.resolve(&root, &segments).await?;
     let target = *trail.last().expect("a trail holds at least the root");
     let content_path = req.path().to_owned();
     let roots = trail.iter().map(Cid::to_string).collect::<Vec<_>>().join(",");
     let ctx = Context {
-        req: &req,
+        req,
         root,
         name: query.filename.clone().or_else(|| segments.last().cloned()),
         segments,
-        state: &state,
-        query: &query,
+        state,
+        query,
         target,
         content_path,
         roots,
+        stored_only,
     };
     match format {
         Format::Raw => ctx.raw_block().await,
@@ -176,6 +213,8 @@ struct Context<'a> {
     content_path: String,
     roots: String,
     name: Option<String>,
+    /// The body is read from the store alone (`Cache-Control: only-if-cached`).
+    stored_only: bool,
 }
 
 impl Context<'_> {
@@ -188,6 +227,11 @@ impl Context<'_> {
             Direction::Outbound,
             self.content_path.clone(),
         );
+        let body = if self.stored_only {
+            stored_only_stream(body)
+        } else {
+            body
+        };
         meter.wrap(body)
     }
 

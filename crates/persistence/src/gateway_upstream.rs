@@ -1,7 +1,8 @@
 //! [`Upstream`] over a trustless gateway's HTTP API: `GET /ipfs/{cid}?format=raw` with
 //! `Accept: application/vnd.ipld.raw` answers one block's bytes, which the model verifies.
 //! Any IPFS HTTP gateway that follows the Trustless Gateway spec serves it (Kubo, Rainbow,
-//! another ipfs-stream).
+//! another ipfs-stream). A peer (another instance of this service) is asked with `Cache-Control:
+//! only-if-cached`, for what it stores.
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct HttpGateway {
     streaming: reqwest::Client,
     base: String,
     blocks_only: bool,
+    /// Another instance of this service: asked for what it stores only.
+    peer: bool,
 }
 
 impl HttpGateway {
@@ -52,7 +55,35 @@ impl HttpGateway {
             streaming,
             base: base.as_str().trim_end_matches('/').to_owned(),
             blocks_only: false,
+            peer: false,
         })
+    }
+
+    /// Another instance of this service: every request says `Cache-Control: only-if-cached`,
+    /// so that it answers from its own store (504 when it lacks a block, read as "not there")
+    /// instead of asking its own upstreams, which may include this instance.
+    pub fn peer(mut self) -> Self {
+        self.peer = true;
+        self
+    }
+
+    fn get(&self, client: &reqwest::Client, url: String, accept: &str) -> reqwest::RequestBuilder {
+        let request = client.get(url).header(reqwest::header::ACCEPT, accept);
+        if self.peer {
+            request.header(reqwest::header::CACHE_CONTROL, "only-if-cached")
+        } else {
+            request
+        }
+    }
+
+    /// What an answer's status says of the block or CAR asked for.
+    fn check(&self, status: StatusCode) -> Result<(), UpstreamError> {
+        match status {
+            StatusCode::OK => Ok(()),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Err(UpstreamError::NotFound),
+            StatusCode::GATEWAY_TIMEOUT if self.peer => Err(UpstreamError::NotFound),
+            status => Err(UpstreamError::Failed(format!("HTTP {status}"))),
+        }
     }
 
     /// Asked for raw blocks only, never for CARs (for gateways known to serve no CARs).
@@ -75,17 +106,11 @@ impl Upstream for HttpGateway {
     async fn block(&self, cid: &Cid) -> Result<Bytes, UpstreamError> {
         let failed = |e: reqwest::Error| UpstreamError::Failed(without_url(e).to_string());
         let mut response = self
-            .client
-            .get(format!("{}/ipfs/{cid}?format=raw", self.base))
-            .header(reqwest::header::ACCEPT, RAW_BLOCK)
+            .get(&self.client, format!("{}/ipfs/{cid}?format=raw", self.base), RAW_BLOCK)
             .send()
             .await
             .map_err(failed)?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND | StatusCode::GONE => return Err(UpstreamError::NotFound),
-            status => return Err(UpstreamError::Failed(format!("HTTP {status}"))),
-        }
+        self.check(response.status())?;
         if response
             .content_length()
             .is_some_and(|len| len > MAX_BLOCK_BYTES as u64)
@@ -109,21 +134,16 @@ impl Upstream for HttpGateway {
     }
 
     async fn car(&self, cid: &Cid, first: u64, last: u64) -> Result<ByteStream, UpstreamError> {
+        let url = format!(
+            "{}/ipfs/{cid}?format=car&dag-scope=entity&entity-bytes={first}:{last}",
+            self.base
+        );
         let response = self
-            .streaming
-            .get(format!(
-                "{}/ipfs/{cid}?format=car&dag-scope=entity&entity-bytes={first}:{last}",
-                self.base
-            ))
-            .header(reqwest::header::ACCEPT, CAR_V1)
+            .get(&self.streaming, url, CAR_V1)
             .send()
             .await
             .map_err(|e| UpstreamError::Failed(without_url(e).to_string()))?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND | StatusCode::GONE => return Err(UpstreamError::NotFound),
-            status => return Err(UpstreamError::Failed(format!("HTTP {status}"))),
-        }
+        self.check(response.status())?;
         let is_car = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

@@ -178,7 +178,7 @@ fn spawn_eviction(content: &Arc<ContentNode>) {
 /// The configured trustless gateways, if any.
 fn remote(options: &Config) -> Result<Option<Arc<Remote>>, Error> {
     let upstream = &options.upstream;
-    if upstream.gateways.is_empty() && upstream.blocks_only_gateways.is_empty() {
+    if upstream.gateways.is_empty() && upstream.blocks_only_gateways.is_empty() && upstream.peers.is_empty() {
         return Ok(None);
     }
     let remote_options = upstream.remote_options();
@@ -189,10 +189,14 @@ fn remote(options: &Config) -> Result<Option<Arc<Remote>>, Error> {
     for url in &upstream.blocks_only_gateways {
         gateways.push(Arc::new(HttpGateway::new(url, remote_options.timeout)?.blocks_only()));
     }
+    for url in &upstream.peers {
+        gateways.push(Arc::new(HttpGateway::new(url, remote_options.timeout)?.peer()));
+    }
     let names: Vec<&str> = upstream
         .gateways
         .iter()
         .chain(&upstream.blocks_only_gateways)
+        .chain(&upstream.peers)
         .map(url::Url::as_str)
         .collect();
     tracing::info!(gateways = ?names, "blocks the store lacks are fetched from these gateways, verified");

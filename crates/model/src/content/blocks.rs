@@ -103,8 +103,10 @@ impl Blocks {
         self
     }
 
+    /// The upstreams, unless the work at hand answers from the store alone
+    /// ([`super::stored_only`]).
     pub fn remote(&self) -> Option<&Arc<Remote>> {
-        self.remote.as_ref()
+        self.remote.as_ref().filter(|_| super::stored_only::upstreams_allowed())
     }
 
     pub fn counters(&self) -> &Arc<StoreCounters> {
@@ -131,7 +133,7 @@ impl Blocks {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Block::trusted(*cid, data));
         }
-        let block = match (self.read_verified(cid).await, &self.remote) {
+        let block = match (self.read_verified(cid).await, self.remote()) {
             (Ok(block), _) => block,
             (Err(Error::NotFound(_) | Error::HashMismatch(_)), Some(remote)) => self.fetch_remote(remote, cid).await?,
             (Err(e), _) => return Err(e),
@@ -240,7 +242,7 @@ impl Blocks {
         if self.has(cid).await? {
             return Ok(None);
         }
-        let Some(remote) = &self.remote else {
+        let Some(remote) = self.remote() else {
             return Err(Error::NotFound(*cid));
         };
         let block = self.fetch_counting_failures(remote, cid).await?;

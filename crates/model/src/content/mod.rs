@@ -14,6 +14,7 @@ pub mod remote;
 pub mod repository;
 pub mod service;
 pub mod store;
+pub mod stored_only;
 
 pub use block::{Block, parse_cid};
 pub use blocks::{Blocks, StoreCounters};
@@ -27,3 +28,4 @@ pub use remote::{Remote, RemoteOptions, Upstream, UpstreamError, UpstreamReport}
 pub use repository::{ContentRecord, ContentRepository, MemoryContentRepository, Page};
 pub use service::{AddRequest, ContentNode, ContentService, GcReport, NodeStat, VerifyReport};
 pub use store::{BlockBatch, BlockStore, ByteStream, MemoryBlockStore};
+pub use stored_only::{stored_only, stored_only_stream};

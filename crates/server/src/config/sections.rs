@@ -99,6 +99,11 @@ config_section! {
         /// (repeatable; for gateways that serve no CARs).
         #[arg(long = "blocks-only-gateway", global = true, env = "IPFS_STREAM_BLOCKS_ONLY_GATEWAYS", value_delimiter = ',')]
         blocks_only_gateways: Vec<url::Url> = Vec::new(),
+        /// Another instance of this service, by its base URL (repeatable): asked like a gateway,
+        /// but for what it stores only (`Cache-Control: only-if-cached`), so that instances
+        /// listing each other never ask round in a ring.
+        #[arg(long = "peer", global = true, env = "IPFS_STREAM_PEERS", value_delimiter = ',')]
+        peers: Vec<url::Url> = Vec::new(),
         /// Seconds to wait for the upstreams to supply a block before the request fails (502,
         /// or 404 when every gateway said it has no such block).
         #[arg(long, global = true, env = "IPFS_STREAM_REMOTE_TIMEOUT_SECS")]
@@ -116,24 +121,28 @@ config_section! {
 
 impl Upstream {
     pub fn validate(&self) -> Result<(), Invalid> {
-        for gateway in self.gateways.iter().chain(&self.blocks_only_gateways) {
-            if !matches!(gateway.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "gateways",
-                    format!("{:?} must be an http:// or https:// URL", gateway.as_str()),
-                ));
-            }
-            if gateway.host_str().is_none_or(str::is_empty) {
-                return Err(invalid("gateways", format!("{:?} has no host", gateway.as_str())));
-            }
-            if gateway.query().is_some() || gateway.fragment().is_some() {
-                return Err(invalid(
-                    "gateways",
-                    format!(
-                        "{:?}: give the gateway's base URL, without query or fragment",
-                        gateway.as_str()
-                    ),
-                ));
+        let lists = [
+            ("gateways", &self.gateways),
+            ("blocks_only_gateways", &self.blocks_only_gateways),
+            ("peers", &self.peers),
+        ];
+        for (key, urls) in lists {
+            for url in urls {
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(invalid(
+                        key,
+                        format!("{:?} must be an http:// or https:// URL", url.as_str()),
+                    ));
+                }
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid(key, format!("{:?} has no host", url.as_str())));
+                }
+                if url.query().is_some() || url.fragment().is_some() {
+                    return Err(invalid(
+                        key,
+                        format!("{:?}: give the base URL, without query or fragment", url.as_str()),
+                    ));
+                }
             }
         }
         at_least_one("remote_timeout_secs", self.remote_timeout_secs)
