@@ -6,19 +6,24 @@ use async_trait::async_trait;
 use model::monitoring::{Anomaly, MetricsHistory, Sample, SeriesPoint, SeriesQuery};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use crate::database::value_rows;
+use crate::database::{Engine, engine_of, value_rows};
 use crate::error::Error;
 
 #[derive(Clone)]
 pub struct SqlMetricsHistory {
     pool: AnyPool,
+    engine: Engine,
     /// Set where instances share the database: rows are marked with it, and read back only.
     instance: Option<String>,
 }
 
 impl SqlMetricsHistory {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool, instance: None }
+        Self {
+            engine: engine_of(&pool),
+            pool,
+            instance: None,
+        }
     }
 
     /// Samples and anomalies of this instance only, among those sharing the database.
@@ -36,7 +41,7 @@ impl MetricsHistory for SqlMetricsHistory {
         }
         let sql = format!(
             "INSERT INTO metric_samples (metric, at_ms, value, instance) VALUES {}",
-            value_rows(sample.values.len(), 4)
+            value_rows(self.engine, sample.values.len(), 4)
         );
         let mut insert = sqlx::query(AssertSqlSafe(sql));
         for (metric, value) in &sample.values {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use model::notifications::{Notification, NotificationRepository, NotificationType};
 use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
-use crate::database::value_rows;
+use crate::database::{Engine, engine_of, value_rows};
 use crate::error::Error;
 
 /// Rows per INSERT statement.
@@ -14,13 +14,18 @@ const ROWS_PER_INSERT: usize = 500;
 #[derive(Clone)]
 pub struct SqlNotifications {
     pool: AnyPool,
+    engine: Engine,
     /// Set where instances share the database: rows are marked and announced.
     instance: Option<String>,
 }
 
 impl SqlNotifications {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool, instance: None }
+        Self {
+            engine: engine_of(&pool),
+            pool,
+            instance: None,
+        }
     }
 
     /// Marks every row with the instance that published it, and tells the other instances
@@ -56,7 +61,7 @@ impl NotificationRepository for SqlNotifications {
         for slice in notifications.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO notifications (kind, data, timestamp_ms, source, instance) VALUES {} RETURNING id",
-                value_rows(slice.len(), 5)
+                value_rows(self.engine, slice.len(), 5)
             );
             let mut insert = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
             for n in slice {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use model::stream_records::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
 use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
-use crate::database::value_rows;
+use crate::database::{Engine, engine_of, value_rows};
 use crate::error::Error;
 
 /// Rows per INSERT statement (10 parameters each, under SQLite's limit of 32766 and PostgreSQL's of 65535).
@@ -16,11 +16,15 @@ const ROWS_PER_INSERT: usize = 500;
 #[derive(Clone)]
 pub struct SqlStreamRecords {
     pool: AnyPool,
+    engine: Engine,
 }
 
 impl SqlStreamRecords {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self {
+            engine: engine_of(&pool),
+            pool,
+        }
     }
 }
 
@@ -53,7 +57,7 @@ impl StreamRecordRepository for SqlStreamRecords {
             let sql = format!(
                 "INSERT INTO stream_records (stream_type, direction, path, bytes, chunks, chunk_size, duration_us, \
                  correlation_id, outcome, started_at_ms) VALUES {}",
-                value_rows(slice.len(), 10)
+                value_rows(self.engine, slice.len(), 10)
             );
             let mut insert = sqlx::query(AssertSqlSafe(sql));
             for r in slice {
