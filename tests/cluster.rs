@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{Repo, Server};
 use futures::{SinkExt, StreamExt};
+use model::webrtc::Receiver;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -212,4 +213,124 @@ async fn instances_on_one_postgresql_act_as_one_service() {
         .await
         .unwrap();
     assert_eq!(record.status(), 200, "and one acknowledged after it");
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The first listed stream of `base` whose id is `id`, waiting up to `within` for it.
+async fn listed(base: &str, id: &str, within: Duration) -> Option<Value> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let list = get_json(&format!("{base}/api/v1/webrtc/streams")).await;
+        let found = list["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stream_id"] == id)
+            .cloned();
+        if found.is_some() || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_on_one_instance_is_listed_and_played_on_another_and_ends_with_it() {
+    let database_url = postgres::fresh_database().await;
+    let (repo_a, repo_b) = (Repo::new(), Repo::new());
+    let a = instance(&repo_a, &database_url, "a", &["--auth", "off"]);
+    let b = instance(&repo_b, &database_url, "b", &["--auth", "off", "--peer", &a.base]);
+    let client = reqwest::Client::new();
+    let media = std::fs::read(format!(
+        "{}/../../tests/fixtures/media/h264-baseline-opus.mp4",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let added: Value = client
+        .post(format!("{}/api/v1/content", a.base))
+        .body(media)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created: Value = client
+        .post(format!("{}/api/v1/webrtc/streams", a.base))
+        .json(&json!({"cid": added["cid"], "quality": "medium", "buffer_size": 15}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["stream_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["stream"]["instance"], "a");
+
+    // B lists it, as A's, and says so when asked to delete it.
+    let on_b = listed(&b.base, &id, Duration::from_secs(15))
+        .await
+        .expect("B lists A's stream");
+    assert_eq!((&on_b["instance"], &on_b["state"]), (&json!("a"), &json!("elsewhere")));
+    assert_eq!(on_b["buffer_size"], 15);
+    let one = get_json(&format!("{}/api/v1/webrtc/streams/{id}", b.base)).await;
+    assert_eq!(one["instance"], "a");
+    let refused = client
+        .delete(format!("{}/api/v1/webrtc/streams/{id}", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(refused.text().await.unwrap().contains("instance a"));
+
+    // B plays it over WHEP: its own copy of the stream, the media's blocks fetched from A.
+    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
+    let response = client
+        .post(format!("{}/whep/streams/{id}", b.base))
+        .header("Content-Type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    receiver.accept_answer(&response.text().await.unwrap()).await.unwrap();
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let video = || {
+        receiver
+            .frames()
+            .into_iter()
+            .filter(|f| f.mime_type.eq_ignore_ascii_case("video/h264"))
+            .count()
+    };
+    while video() < 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(video() >= 10, "B sends A's stream: {} frames", video());
+
+    // A dies: B marks its stream ended within the directory's silence (20 s) and a beat.
+    let url = format!("{}/ws/notifications", b.base.replacen("http://", "ws://", 1));
+    let mut socket = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    next_json(&mut socket).await;
+    let subscribe = json!({"action": "subscribe", "notification_types": ["webrtc_stream_ended"]});
+    socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+    next_json(&mut socket).await;
+    drop(a);
+    let ended = loop {
+        let event = tokio::time::timeout(Duration::from_secs(40), next_json(&mut socket))
+            .await
+            .expect("the stream is marked ended within 40 s");
+        if event["data"]["stream_id"] == id.as_str() && event["data"]["reason"] == "instance_lost" {
+            break event;
+        }
+    };
+    assert!(ended["data"]["error"].as_str().unwrap().contains("instance a"));
+    assert!(
+        listed(&b.base, &id, Duration::ZERO).await.is_none(),
+        "and no longer lists it"
+    );
 }

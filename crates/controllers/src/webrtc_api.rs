@@ -236,23 +236,44 @@ pub async fn create_stream(
         }))
 }
 
-/// The created streams.
+/// The created streams: this instance's, then those of the other instances sharing its database
+/// (`"state": "elsewhere"`, with their `instance`), which play here too.
 #[utoipa::path(get, path = "/api/v1/webrtc/streams", tag = "webrtc", responses((status = 200, description = "streams")))]
 pub async fn list_streams(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let streams = service(&state)?.streams();
-    Ok(HttpResponse::Ok().json(json!({"streams": streams, "count": streams.len()})))
+    let webrtc = service(&state)?;
+    let mut streams: Vec<serde_json::Value> = webrtc
+        .streams()
+        .iter()
+        .map(|stream| serde_json::to_value(stream).expect("stream info serializes"))
+        .collect();
+    streams.extend(webrtc.streams_elsewhere());
+    Ok(HttpResponse::Ok().json(json!({"count": streams.len(), "streams": streams})))
 }
 
 /// One stream, with its playback counters (and benchmark samples if asked for).
 #[utoipa::path(get, path = "/api/v1/webrtc/streams/{stream_id}", tag = "webrtc",
     responses((status = 200, description = "the stream"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_stream(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service(&state)?.stream(&path)?))
+    let webrtc = service(&state)?;
+    match webrtc.stream(&path) {
+        Ok(stream) => Ok(HttpResponse::Ok().json(stream)),
+        Err(unknown) => {
+            let elsewhere = webrtc
+                .streams_elsewhere()
+                .into_iter()
+                .find(|stream| stream["stream_id"] == path.as_str());
+            match elsewhere {
+                Some(stream) => Ok(HttpResponse::Ok().json(stream)),
+                None => Err(unknown.into()),
+            }
+        }
+    }
 }
 
-/// Stop a stream and close its connections.
+/// Stop a stream and close its connections (on the instance that holds it).
 #[utoipa::path(delete, path = "/api/v1/webrtc/streams/{stream_id}", tag = "webrtc",
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "the stream belongs to another instance, named", body = crate::error::ErrorBody)))]
 pub async fn delete_stream(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     service(&state)?.delete_stream(&path).await?;
     Ok(HttpResponse::NoContent().finish())

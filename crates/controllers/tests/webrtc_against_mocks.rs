@@ -79,9 +79,51 @@ fn stream_info(id: &str) -> StreamInfo {
         prefetch_threshold: 0.5,
         use_progressive_loading: true,
         created_at_ms: 0,
+        instance: None,
         playback: None,
         benchmark: None,
     }
+}
+
+#[actix_web::test]
+async fn the_list_holds_this_instances_streams_then_the_others_which_answer_by_id_too() {
+    let elsewhere = || vec![serde_json::json!({"stream_id": "st-b", "instance": "b", "state": "elsewhere"})];
+    let mut webrtc = MockWebRtcService::new();
+    webrtc.expect_streams().returning(|| vec![stream_info("st-a")]);
+    webrtc.expect_streams_elsewhere().returning(elsewhere);
+    let list = call(webrtc, test::TestRequest::get().uri("/api/v1/webrtc/streams"))
+        .await
+        .json();
+    assert_eq!(list["count"], 2);
+    assert_eq!(list["streams"][0]["stream_id"], "st-a");
+    assert_eq!(list["streams"][1]["instance"], "b");
+
+    let mut webrtc = MockWebRtcService::new();
+    webrtc.expect_stream().returning(|id| {
+        Err(model::Error::UnknownId {
+            kind: "stream",
+            id: id.to_owned(),
+        })
+    });
+    webrtc.expect_streams_elsewhere().returning(elsewhere);
+    let request = || test::TestRequest::get();
+    let mut again = MockWebRtcService::new();
+    again.expect_stream().returning(|id| {
+        Err(model::Error::UnknownId {
+            kind: "stream",
+            id: id.to_owned(),
+        })
+    });
+    again.expect_streams_elsewhere().returning(elsewhere);
+    let found = call(webrtc, request().uri("/api/v1/webrtc/streams/st-b")).await;
+    assert_eq!(
+        (found.status, found.json()["instance"].clone()),
+        (200, serde_json::json!("b"))
+    );
+    assert_eq!(
+        call(again, request().uri("/api/v1/webrtc/streams/st-c")).await.status,
+        404
+    );
 }
 
 #[actix_web::test]

@@ -22,6 +22,7 @@ pub mod kubo;
 pub mod metrics_history;
 pub mod notifications;
 pub mod peer_events;
+pub mod stream_directory;
 pub mod stream_records;
 
 pub use access_tokens::SqlTokens;
@@ -34,4 +35,5 @@ pub use kubo::KuboBlockStore;
 pub use metrics_history::SqlMetricsHistory;
 pub use notifications::SqlNotifications;
 pub use peer_events::PgPeerEvents;
+pub use stream_directory::SqlStreamDirectory;
 pub use stream_records::SqlStreamRecords;

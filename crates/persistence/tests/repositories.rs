@@ -68,6 +68,7 @@ on_both_engines!(
     notification_history_survives_reopening_and_keeps_the_newest_per_type,
     metrics_history_buckets_in_sql_as_in_memory_and_prunes,
     metrics_of_instances_sharing_a_database_stay_apart,
+    the_stream_directory_lists_every_instance_and_ends_the_silent_ones_once,
     cached_block_records_persist_oldest_first_and_are_forgotten_in_batches,
 );
 
@@ -403,4 +404,70 @@ async fn metrics_of_instances_sharing_a_database_stay_apart(place: Place) {
         "old samples go by age, whoever took them"
     );
     assert_eq!(b.query(query).await.unwrap()[0].value, 90.0, "B's recent ones stay");
+}
+
+fn shared_stream(id: &str, owner: &str, created_at_ms: i64) -> model::webrtc::SharedStream {
+    use model::webrtc::Quality;
+    use model::webrtc::service::StreamSpec;
+    let cid: cid::Cid = A.parse().unwrap();
+    model::webrtc::SharedStream {
+        stream_id: id.into(),
+        owner: format!("{owner}#1234"),
+        owner_name: owner.into(),
+        spec: StreamSpec {
+            cid,
+            renditions: vec![(Quality::High, cid)],
+            quality: Quality::Auto,
+            ice_servers: Vec::new(),
+            buffer: Default::default(),
+            progressive: true,
+            benchmark: false,
+        },
+        info: json!({"stream_id": id, "cid": A}),
+        created_at_ms,
+    }
+}
+
+async fn the_stream_directory_lists_every_instance_and_ends_the_silent_ones_once(place: Place) {
+    use model::webrtc::StreamDirectory;
+    use persistence::SqlStreamDirectory;
+    let pool = place.open().await;
+    let a = SqlStreamDirectory::new(pool.clone(), "a#1234", "a");
+    let b = SqlStreamDirectory::new(pool.clone(), "b#1234", "b");
+    let c = SqlStreamDirectory::new(pool, "c#1234", "c");
+    a.beat(1_000).await.unwrap();
+    b.beat(1_000).await.unwrap();
+    c.beat(1_000).await.unwrap();
+    a.announce(&shared_stream("st-a1", "a", 10)).await.unwrap();
+    a.announce(&shared_stream("st-a2", "a", 20)).await.unwrap();
+    b.announce(&shared_stream("st-b1", "b", 30)).await.unwrap();
+    assert!(
+        a.announce(&shared_stream("st-a1", "a", 40)).await.is_err(),
+        "an id is listed once"
+    );
+    let live = c.live().await.unwrap();
+    assert_eq!(
+        live,
+        vec![
+            shared_stream("st-a1", "a", 10),
+            shared_stream("st-a2", "a", 20),
+            shared_stream("st-b1", "b", 30)
+        ]
+    );
+    assert_eq!(c.find("st-b1").await.unwrap(), Some(shared_stream("st-b1", "b", 30)));
+    a.withdraw("st-a2", 2_000).await.unwrap();
+    assert_eq!(c.find("st-a2").await.unwrap(), None, "a withdrawn stream is not found");
+
+    // A falls silent; B and C beat on. Both reap: A's live stream ends once, at one of them.
+    b.beat(50_000).await.unwrap();
+    c.beat(50_000).await.unwrap();
+    let by_b = b.reap(30_000, 50_000).await.unwrap();
+    let by_c = c.reap(30_000, 50_000).await.unwrap();
+    assert_eq!(by_b, vec![shared_stream("st-a1", "a", 10)]);
+    assert!(by_c.is_empty());
+    assert_eq!(c.live().await.unwrap(), vec![shared_stream("st-b1", "b", 30)]);
+    assert!(
+        b.reap(30_000, 50_000).await.unwrap().is_empty(),
+        "what was ended is ended once"
+    );
 }

@@ -74,6 +74,11 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
         media_runtime.handle().clone(),
         webrtc,
     );
+    if let Some(cluster) = &services.cluster {
+        webrtc_hub
+            .share_streams(cluster.streams.clone(), &cluster.instance, &cluster.name)
+            .await?;
+    }
     let store_counters = services.content.store_counters();
     let sampler = Sampler::new(
         services.live.clone(),

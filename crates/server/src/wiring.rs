@@ -12,7 +12,7 @@ use model::notifications::NotificationHub;
 use model::stream_records::BatchedStreamMetrics;
 use persistence::{
     FsBlockStore, HttpGateway, KuboBlockStore, PgPeerEvents, SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory,
-    SqlNotifications, SqlStreamRecords, SqlTokens, database,
+    SqlNotifications, SqlStreamDirectory, SqlStreamRecords, SqlTokens, database,
     database::{Database, Engine},
 };
 
@@ -33,6 +33,16 @@ pub struct Services {
     pub faults: Option<Arc<Faults>>,
     /// Access tokens (and JWTs, when configured).
     pub tokens: Arc<TokenService>,
+    /// Where instances share a PostgreSQL database and this one serves: the directory of their
+    /// WebRTC streams, and this instance's key and name in it.
+    pub cluster: Option<Cluster>,
+}
+
+/// This instance among those sharing a database.
+pub struct Cluster {
+    pub streams: Arc<SqlStreamDirectory>,
+    pub instance: String,
+    pub name: String,
 }
 
 /// Whether the process serves live clients (the server) or runs one command.
@@ -67,7 +77,16 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         }
         None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
     };
-    let hub = notification_hub(options, &database, mode).await?;
+    let (hub, origin) = notification_hub(options, &database, mode).await?;
+    let cluster = origin.map(|instance| Cluster {
+        streams: Arc::new(SqlStreamDirectory::new(
+            database.pool.clone(),
+            &instance,
+            &instance_name(options),
+        )),
+        name: instance_name(options),
+        instance,
+    });
     let mut content = ContentNode::new(store, Arc::new(SqlContentRepository::new(pool.clone())));
     if mode == Mode::Serving {
         content = content.with_notifier(hub.clone());
@@ -113,16 +132,22 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         }),
         faults,
         tokens,
+        cluster,
     })
 }
 
 /// The hub. On a shared (PostgreSQL) database, a server marks its events with its instance,
-/// announces them, and relays the other instances' events to its own subscribers.
-async fn notification_hub(options: &Config, database: &Database, mode: Mode) -> Result<Arc<NotificationHub>, Error> {
+/// announces them, and relays the other instances' events to its own subscribers; then this
+/// instance's key among them comes with the hub.
+async fn notification_hub(
+    options: &Config,
+    database: &Database,
+    mode: Mode,
+) -> Result<(Arc<NotificationHub>, Option<String>), Error> {
     let history = SqlNotifications::new(database.pool.clone());
     let keep = options.notifications.history;
     if mode != Mode::Serving || database.engine != Engine::Postgres {
-        return Ok(Arc::new(NotificationHub::start(Arc::new(history), keep)));
+        return Ok((Arc::new(NotificationHub::start(Arc::new(history), keep)), None));
     }
     // The name, plus a part of this run's own: two instances given one name still hear each other.
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -142,7 +167,7 @@ async fn notification_hub(options: &Config, database: &Database, mode: Mode) -> 
         instance = origin,
         "events are shared with the instances on this database"
     );
-    Ok(hub)
+    Ok((hub, Some(origin)))
 }
 
 /// The configured instance name, or the host name and listening port.

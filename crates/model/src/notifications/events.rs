@@ -57,6 +57,8 @@ pub enum StreamEndReason {
     Finished,
     /// Deleted, or left by its last viewer.
     Stopped,
+    /// Its instance (of several sharing a database) stopped answering.
+    InstanceLost,
 }
 
 /// What a WebRTC error event is about.

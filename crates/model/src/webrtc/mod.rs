@@ -4,6 +4,7 @@
 
 mod codecs;
 mod direct;
+pub mod directory;
 pub mod hub;
 pub mod peer;
 pub mod quality;
@@ -13,6 +14,7 @@ mod sink;
 mod stack_path;
 mod transport_history;
 
+pub use directory::{SharedStream, StreamDirectory};
 pub use hub::WebRtcHub;
 pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source, ice_ufrag};
 pub use quality::{AdaptiveSwitch, Quality};

@@ -93,6 +93,9 @@ pub struct StreamInfo {
     pub prefetch_threshold: f64,
     pub use_progressive_loading: bool,
     pub created_at_ms: i64,
+    /// The instance that holds it, where several share a database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// The counters of the first rendition's playback, while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playback: Option<PlaybackStats>,
@@ -260,6 +263,9 @@ pub trait WebRtcService: Send + Sync {
     /// Checks every rendition (it must exist, be a file, and be playable media) and registers the stream.
     async fn create_stream(&self, spec: StreamSpec) -> Result<StreamInfo>;
     fn streams(&self) -> Vec<StreamInfo>;
+    /// The streams of the other instances sharing the database, as their instances described
+    /// them (with `instance` and `state: "elsewhere"`); empty on a server of its own.
+    fn streams_elsewhere(&self) -> Vec<serde_json::Value>;
     fn stream(&self, stream_id: &str) -> Result<StreamInfo>;
     /// Closes its connections and stops its playback.
     async fn delete_stream(&self, stream_id: &str) -> Result<()>;

@@ -9,13 +9,14 @@
 //! accounted for when it fails, is closed, or never connects.
 
 mod connections;
+mod shared;
 mod streams;
 mod supervisor;
 mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use cid::Cid;
@@ -63,6 +64,8 @@ pub struct WebRtcHub {
     /// Connections being set up, counted against the limit before they are in `connections`.
     connecting: AtomicUsize,
     counters: Counters,
+    /// The directory of the instances sharing a database, once [`WebRtcHub::share_streams`] ran.
+    shared: OnceLock<shared::Shared>,
 }
 
 impl WebRtcHub {
@@ -85,6 +88,7 @@ impl WebRtcHub {
             connections: Mutex::new(HashMap::new()),
             connecting: AtomicUsize::new(0),
             counters: Counters::default(),
+            shared: OnceLock::new(),
         })
     }
 
@@ -114,19 +118,31 @@ impl WebRtcService for Arc<WebRtcHub> {
                 "{created} streams exist, the limit is {max}"
             )));
         }
-        let stream = self.build_stream(spec, false).await?;
-        let info = stream.info();
-        let mut streams = self.streams.lock().expect("not poisoned");
-        // Checked again as it is added: concurrent requests all passed the first check.
-        let created = created_among(&streams);
-        if created >= max {
-            drop(streams);
+        let stream = self.build_stream(spec, false, None).await?;
+        let info = self.described(&stream);
+        // Listed for the other instances before anyone may play it; not created if it cannot be.
+        if let Err(error) = self.announce(&stream, &info).await {
             stop_stream(&stream);
+            return Err(error);
+        }
+        // Checked again as it is added: concurrent requests all passed the first check.
+        let refused = {
+            let mut streams = self.streams.lock().expect("not poisoned");
+            let created = created_among(&streams);
+            if created >= max {
+                Some(created)
+            } else {
+                streams.insert(stream.id.clone(), stream.clone());
+                None
+            }
+        };
+        if let Some(created) = refused {
+            stop_stream(&stream);
+            self.withdraw(&stream.id).await;
             return Err(Error::LimitReached(format!(
                 "{created} streams exist, the limit is {max}"
             )));
         }
-        streams.insert(stream.id.clone(), stream);
         Ok(info)
     }
 
@@ -137,7 +153,7 @@ impl WebRtcService for Arc<WebRtcHub> {
             .expect("not poisoned")
             .values()
             .filter(|s| !s.ephemeral)
-            .map(|s| s.info())
+            .map(|s| self.described(s))
             .collect();
         streams.sort_by(|a, b| {
             a.created_at_ms
@@ -147,12 +163,27 @@ impl WebRtcService for Arc<WebRtcHub> {
         streams
     }
 
+    fn streams_elsewhere(&self) -> Vec<serde_json::Value> {
+        self.shared.get().map(shared::Shared::elsewhere).unwrap_or_default()
+    }
+
     fn stream(&self, stream_id: &str) -> Result<StreamInfo> {
-        Ok(self.find_stream(stream_id)?.info())
+        let stream = self.find_stream(stream_id)?;
+        Ok(self.described(&stream))
     }
 
     async fn delete_stream(&self, stream_id: &str) -> Result<()> {
-        let stream = self.find_stream(stream_id)?;
+        let stream = match self.find_stream(stream_id) {
+            Ok(stream) if !stream.ephemeral => stream,
+            found => {
+                if let Some(owner) = self.shared.get().and_then(|shared| shared.owner_of(stream_id)) {
+                    return Err(Error::Conflict(format!(
+                        "stream {stream_id} belongs to instance {owner}: delete it there"
+                    )));
+                }
+                found?
+            }
+        };
         let watching: Vec<String> = self
             .connections
             .lock()
@@ -166,6 +197,7 @@ impl WebRtcService for Arc<WebRtcHub> {
         }
         self.streams.lock().expect("not poisoned").remove(stream_id);
         stop_stream(&stream);
+        self.withdraw(stream_id).await;
         Ok(())
     }
 
@@ -250,7 +282,7 @@ impl WebRtcService for Arc<WebRtcHub> {
             progressive: connection.stream.spec.progressive,
             benchmark: false,
         };
-        let stream = self.build_stream(spec, true).await?;
+        let stream = self.build_stream(spec, true, None).await?;
         stream.viewers.fetch_add(1, Ordering::Relaxed);
         self.streams
             .lock()

@@ -96,6 +96,7 @@ impl StreamEntry {
             prefetch_threshold: self.spec.buffer.prefetch_threshold,
             use_progressive_loading: self.spec.progressive,
             created_at_ms: self.created_at_ms,
+            instance: None,
             playback: playbacks.map(|p| p[0].stats()),
             benchmark: self
                 .spec
@@ -124,8 +125,13 @@ impl WebRtcHub {
             .map_err(|e| Error::task("media", e))?
     }
 
-    /// Checks the renditions and builds the stream (not yet registered).
-    pub(super) async fn build_stream(&self, spec: StreamSpec, ephemeral: bool) -> Result<Arc<StreamEntry>> {
+    /// Checks the renditions and builds the stream (not yet registered), under `id` or a new one.
+    pub(super) async fn build_stream(
+        &self,
+        spec: StreamSpec,
+        ephemeral: bool,
+        id: Option<String>,
+    ) -> Result<Arc<StreamEntry>> {
         let mut ladder: Vec<(Quality, Cid)> = spec.renditions.clone();
         if !ladder.iter().any(|(_, cid)| *cid == spec.cid) {
             let quality = if spec.quality == Quality::Auto {
@@ -176,7 +182,7 @@ impl WebRtcHub {
         }
         let bitrates = renditions.iter().map(|r| r.quality.nominal_bitrate_bps()).collect();
         Ok(Arc::new(StreamEntry {
-            id: new_id("st"),
+            id: id.unwrap_or_else(|| new_id("st")),
             renditions,
             tracks: tracks.unwrap_or_default(),
             ephemeral,
@@ -247,7 +253,10 @@ impl WebRtcHub {
     /// The stream a request plays, made for it when it names a CID.
     pub(super) async fn target(&self, request: &PlayRequest) -> Result<Arc<StreamEntry>> {
         match &request.target {
-            Target::Stream(id) => self.find_stream(id),
+            Target::Stream(id) => match self.find_stream(id) {
+                Ok(stream) => Ok(stream),
+                Err(unknown) => self.copy_of_shared(id).await?.ok_or(unknown),
+            },
             Target::Cid(cid) => {
                 let spec = StreamSpec {
                     cid: *cid,
@@ -258,9 +267,29 @@ impl WebRtcHub {
                     progressive: request.progressive.unwrap_or(self.config.progressive),
                     benchmark: false,
                 };
-                self.build_stream(spec, true).await
+                self.build_stream(spec, true, None).await
             }
         }
+    }
+
+    /// A local copy of a stream another instance holds, under its id, shared by this instance's
+    /// viewers of it and gone with the last of them; `None` when no instance lists it.
+    async fn copy_of_shared(&self, stream_id: &str) -> Result<Option<Arc<StreamEntry>>> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(None);
+        };
+        let Some(listed) = shared.directory.find(stream_id).await? else {
+            return Ok(None);
+        };
+        let copy = self.build_stream(listed.spec, true, Some(listed.stream_id)).await?;
+        let mut streams = self.streams.lock().expect("not poisoned");
+        // Two first viewers at once: the one registered first is kept.
+        if let Some(registered) = streams.get(stream_id) {
+            stop_stream(&copy);
+            return Ok(Some(registered.clone()));
+        }
+        streams.insert(copy.id.clone(), copy.clone());
+        Ok(Some(copy))
     }
 
     /// Stops and forgets a stream made for a connection once nobody watches it.
