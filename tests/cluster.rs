@@ -213,6 +213,20 @@ async fn instances_on_one_postgresql_act_as_one_service() {
         .await
         .unwrap();
     assert_eq!(record.status(), 200, "and one acknowledged after it");
+
+    // While PostgreSQL is down, an instance is not ready; once it is back, it is again.
+    postgres::server().stop();
+    let ready = |server: &Server| client.get(format!("{}/ready", server.base)).send();
+    assert_eq!(ready(&a).await.unwrap().status(), 503);
+    postgres::server().resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ready(&a).await.unwrap().status() != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ready again once PostgreSQL is back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn get_json(url: &str) -> Value {

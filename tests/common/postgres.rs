@@ -190,7 +190,8 @@ impl TestPostgres {
         self.launch();
     }
 
-    fn stop(&self) {
+    /// Stops the server (fast shutdown); [`TestPostgres::resume`] starts it again.
+    pub fn stop(&self) {
         let Some(mut child) = self.child.lock().unwrap().take() else {
             return;
         };
@@ -204,6 +205,11 @@ impl TestPostgres {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Starts the stopped server again, on the same port.
+    pub fn resume(&self) {
+        self.launch();
     }
 
     pub fn data_dir(&self) -> &Path {
