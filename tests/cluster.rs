@@ -119,6 +119,28 @@ async fn instances_on_one_postgresql_act_as_one_service() {
     };
     assert_eq!(status_on(&a).await.unwrap().status(), 200, "the token works on A");
     assert_eq!(status_on(&b).await.unwrap().status(), 200, "and on B");
+    // A browser's ticket, asked of A, opens a socket on B (once).
+    let ticket: Value = client
+        .post(format!("{}/api/v1/auth/tickets", a.base))
+        .header("Authorization", bearer(&token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let with_ticket = format!(
+        "{}/ws/notifications?ticket={}",
+        b.base.replacen("http://", "ws://", 1),
+        ticket["ticket"].as_str().unwrap()
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(&with_ticket).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "welcome");
+    assert!(
+        tokio_tungstenite::connect_async(&with_ticket).await.is_err(),
+        "a ticket is good once"
+    );
+    drop(socket);
 
     let mut on_b = subscribe(&b, &token).await;
     let mut on_a = subscribe(&a, &token).await;

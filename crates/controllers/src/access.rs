@@ -167,6 +167,12 @@ impl AccessControl {
         }
     }
 
+    /// Tickets kept in `store` (the database instances share) instead of this process's memory.
+    pub fn with_ticket_store(mut self, store: Arc<dyn model::access::TicketStore>) -> Self {
+        self.tickets = model::access::Tickets::new(store, model::access::tickets::TICKET_TTL);
+        self
+    }
+
     /// No credentials asked (loopback servers, tests not about access); origins still checked.
     pub fn auth_off() -> Self {
         Self::new(

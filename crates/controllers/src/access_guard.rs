@@ -216,7 +216,12 @@ async fn authenticate(
             .find_map(|pair| pair.strip_prefix("ticket="))
     {
         return Ok(Some(
-            state.access.tickets.redeem(ticket).map_err(|refusal| (refusal, None)),
+            state
+                .access
+                .tickets
+                .redeem(ticket)
+                .await?
+                .map_err(|refusal| (refusal, None)),
         ));
     }
     Ok(None)

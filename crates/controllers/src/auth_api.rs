@@ -4,8 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::access::caller_of;
+use crate::{ApiError, AppState};
 
 /// A single-use ticket.
 #[derive(Serialize, ToSchema)]
@@ -27,15 +27,15 @@ pub struct TicketBody {
         (status = 401, description = "No valid credential", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn create_ticket(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn create_ticket(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = caller_of(&req);
-    let ticket = state.access.tickets.issue(&caller);
-    HttpResponse::Created()
+    let ticket = state.access.tickets.issue(&caller).await?;
+    Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(TicketBody {
             ticket,
             expires_in_secs: state.access.tickets.ttl().as_secs(),
-        })
+        }))
 }
 
 /// Who a credential is.

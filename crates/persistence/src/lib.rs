@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_tickets;
 pub mod access_tokens;
 pub mod cached_blocks;
 pub mod content_repository;
@@ -25,6 +26,7 @@ pub mod peer_events;
 pub mod stream_directory;
 pub mod stream_records;
 
+pub use access_tickets::SqlTickets;
 pub use access_tokens::SqlTokens;
 pub use cached_blocks::SqlCachedBlocks;
 pub use content_repository::SqlContentRepository;

@@ -69,6 +69,7 @@ on_both_engines!(
     metrics_history_buckets_in_sql_as_in_memory_and_prunes,
     metrics_of_instances_sharing_a_database_stay_apart,
     the_stream_directory_lists_every_instance_and_ends_the_silent_ones_once,
+    a_ticket_issued_on_one_instance_is_redeemed_once_on_another,
     cached_block_records_persist_oldest_first_and_are_forgotten_in_batches,
 );
 
@@ -470,4 +471,43 @@ async fn the_stream_directory_lists_every_instance_and_ends_the_silent_ones_once
         b.reap(30_000, 50_000).await.unwrap().is_empty(),
         "what was ended is ended once"
     );
+}
+
+async fn a_ticket_issued_on_one_instance_is_redeemed_once_on_another(place: Place) {
+    use model::access::{Caller, CredentialKind, Tickets};
+    let pool = place.open().await;
+    let on_a = Tickets::new(
+        Arc::new(persistence::SqlTickets::new(pool.clone())),
+        Duration::from_secs(30),
+    );
+    let on_b = Tickets::new(
+        Arc::new(persistence::SqlTickets::new(pool.clone())),
+        Duration::from_secs(30),
+    );
+    let caller = Caller {
+        name: "viewer".into(),
+        key: "tok-1".into(),
+        scopes: Scopes::of(&[Scope::NotificationsRead, Scope::MetricsRead]),
+        credential: CredentialKind::Token,
+    };
+    let ticket = on_a.issue(&caller).await.unwrap();
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT ticket_sha256 FROM access_tickets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_ne!(stored, ticket.as_bytes(), "the hash is kept, not the ticket");
+    let redeemed = on_b.redeem(&ticket).await.unwrap().unwrap();
+    assert_eq!(
+        redeemed,
+        Caller {
+            credential: CredentialKind::Ticket,
+            ..caller.clone()
+        }
+    );
+    assert_eq!(on_a.redeem(&ticket).await.unwrap(), Err(Refusal::TicketUsed));
+
+    let short = Tickets::new(Arc::new(persistence::SqlTickets::new(pool)), Duration::from_millis(1));
+    let expired = short.issue(&caller).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(on_b.redeem(&expired).await.unwrap(), Err(Refusal::TicketExpired));
 }

@@ -191,8 +191,9 @@ async fn access_control(services: &Services, config: &Config) -> Result<controll
     if let Some(path) = crate::tokens::write_first_admin(&services.tokens, &config.store.data_dir).await? {
         tracing::info!(path = %path.display(), "first admin token written (readable by its owner only)");
     }
-    Ok(controllers::access::AccessControl::new(
-        settings,
-        Some(services.tokens.clone()),
-    ))
+    let access = controllers::access::AccessControl::new(settings, Some(services.tokens.clone()));
+    Ok(match &services.cluster {
+        Some(cluster) => access.with_ticket_store(cluster.tickets.clone()),
+        None => access,
+    })
 }

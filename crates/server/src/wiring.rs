@@ -12,7 +12,7 @@ use model::notifications::NotificationHub;
 use model::stream_records::BatchedStreamMetrics;
 use persistence::{
     FsBlockStore, HttpGateway, KuboBlockStore, PgPeerEvents, SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory,
-    SqlNotifications, SqlStreamDirectory, SqlStreamRecords, SqlTokens, database,
+    SqlNotifications, SqlStreamDirectory, SqlStreamRecords, SqlTickets, SqlTokens, database,
     database::{Database, Engine},
 };
 
@@ -41,6 +41,8 @@ pub struct Services {
 /// This instance among those sharing a database.
 pub struct Cluster {
     pub streams: Arc<SqlStreamDirectory>,
+    /// WebSocket tickets: asked of one instance, good on any.
+    pub tickets: Arc<SqlTickets>,
     pub instance: String,
     pub name: String,
 }
@@ -84,6 +86,7 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
             &instance,
             &instance_name(options),
         )),
+        tickets: Arc::new(SqlTickets::new(database.pool.clone())),
         name: instance_name(options),
         instance,
     });

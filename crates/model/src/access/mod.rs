@@ -9,7 +9,7 @@ pub mod tokens;
 
 pub use jwt::{JwtKey, JwtVerifier};
 pub use scope::{Scope, Scopes};
-pub use tickets::Tickets;
+pub use tickets::{IssuedTicket, MemoryTicketStore, TicketStore, Tickets};
 pub use tokens::{
     IssuedToken, MemoryTokenRepository, NewToken, StoredToken, TokenRepository, TokenSecret, TokenService,
 };
