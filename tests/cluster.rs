@@ -96,7 +96,9 @@ async fn upload(client: &reqwest::Client, server: &Server, token: &str, body: Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_on_one_postgresql_act_as_one_service() {
-    let database_url = postgres::fresh_database().await;
+    // A server of this test's own: it is restarted and stopped below.
+    let postgres = postgres::TestPostgres::start_own();
+    let database_url = postgres.database().await;
     let (repo_a, repo_b) = (Repo::new(), Repo::new());
     // A token made once, from the command line, into the shared database.
     let token = {
@@ -209,8 +211,42 @@ async fn instances_on_one_postgresql_act_as_one_service() {
         .unwrap();
     assert_eq!(listed["total"], 6, "{listed}");
 
+    // Each instance samples itself; either one reads the other's series and the service's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let names: Value = client
+            .get(format!("{}/api/v1/metrics/instances", b.base))
+            .header("Authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if names["instances"] == json!(["a", "b"]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both instances sample: {names}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for instance in ["a", "all"] {
+        let series: Value = client
+            .get(format!(
+                "{}/api/v1/metrics/history?metric=rss_bytes&instance={instance}",
+                b.base
+            ))
+            .header("Authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(!series["points"].as_array().unwrap().is_empty(), "{instance}: {series}");
+    }
+
     // PostgreSQL restarts: nothing acknowledged is lost, and events flow again.
-    postgres::server().restart();
+    postgres.restart();
     let after = upload(&client, &a, &token, common::bytes(5000, 7)).await;
     assert_eq!(
         added(&mut on_b, 1).await,
@@ -237,10 +273,10 @@ async fn instances_on_one_postgresql_act_as_one_service() {
     assert_eq!(record.status(), 200, "and one acknowledged after it");
 
     // While PostgreSQL is down, an instance is not ready; once it is back, it is again.
-    postgres::server().stop();
+    postgres.stop();
     let ready = |server: &Server| client.get(format!("{}/ready", server.base)).send();
     assert_eq!(ready(&a).await.unwrap().status(), 503);
-    postgres::server().resume();
+    postgres.resume();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while ready(&a).await.unwrap().status() != 200 {
         assert!(
@@ -332,8 +368,10 @@ async fn a_stream_made_on_one_instance_is_listed_and_played_on_another_and_ends_
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 201);
-    receiver.accept_answer(&response.text().await.unwrap()).await.unwrap();
+    let status = response.status();
+    let answer = response.text().await.unwrap();
+    assert_eq!(status, 201, "{answer}");
+    receiver.accept_answer(&answer).await.unwrap();
     assert!(receiver.connected(Duration::from_secs(10)).await);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let video = || {

@@ -44,16 +44,7 @@ extern "C" fn stop_at_exit() {
 
 /// A URL of a new, empty database on the test server.
 pub async fn fresh_database() -> String {
-    use sqlx::Connection;
-    let server = server();
-    let name = format!("t{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::Relaxed));
-    let mut admin = connect(&server.url("postgres")).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create a test database");
-    admin.close().await.ok();
-    server.url(&name)
+    server().database().await
 }
 
 /// A connection, retried while the server is still starting (it listens before it accepts).
@@ -116,6 +107,25 @@ fn as_server_user(command: &mut Command) -> &mut Command {
 }
 
 impl TestPostgres {
+    /// A server of the caller's own (for a test that stops or restarts it, which would pull the
+    /// shared one from under the other tests); stopped when dropped.
+    pub fn start_own() -> OwnPostgres {
+        OwnPostgres(TestPostgres::start())
+    }
+
+    /// A URL of a new, empty database on this server.
+    pub async fn database(&self) -> String {
+        use sqlx::Connection;
+        let name = format!("t{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::Relaxed));
+        let mut admin = connect(&self.url("postgres")).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        admin.close().await.ok();
+        self.url(&name)
+    }
+
     fn start() -> TestPostgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
@@ -226,4 +236,22 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(25));
     }
     panic!("the test PostgreSQL server did not listen on port {port} within 30 s");
+}
+
+/// A test's own server, stopped and removed when dropped.
+pub struct OwnPostgres(TestPostgres);
+
+impl std::ops::Deref for OwnPostgres {
+    type Target = TestPostgres;
+
+    fn deref(&self) -> &TestPostgres {
+        &self.0
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.0.stop();
+        let _ = std::fs::remove_dir_all(&self.0.dir);
+    }
 }

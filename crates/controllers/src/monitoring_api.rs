@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use model::clock::now_ms;
-use model::monitoring::{ActiveContent, Anomaly, Metric, SeriesPoint, SeriesQuery};
+use model::monitoring::{ActiveContent, Anomaly, Instances, Metric, SeriesPoint, SeriesQuery};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -35,6 +35,12 @@ pub struct SeriesParams {
     #[validate(range(min = 1, max = 86400, message = "must be between 1 and 86400 seconds"))]
     #[param(minimum = 1, maximum = 86400)]
     pub step: Option<i64>,
+    /// Where instances share a database: `all` for the whole service (amounts and rates added
+    /// up, ratios and percentiles averaged), or an instance's name (one of
+    /// `GET /api/v1/metrics/instances`). Default: the instance answering.
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[param(min_length = 1, max_length = 200)]
+    pub instance: Option<String>,
 }
 
 /// A series over a range: the mean of each step, with its extremes.
@@ -87,7 +93,12 @@ pub async fn history(params: Checked<SeriesParams>, state: web::Data<AppState>) 
         ));
     }
     let query = SeriesQuery::bounded(metric, since, until, params.step.map(|s| s * 1000));
-    let points = state.history.query(query).await?;
+    let instances = match params.instance.as_deref() {
+        None => Instances::This,
+        Some("all") => Instances::All,
+        Some(name) => Instances::Named(name.to_owned()),
+    };
+    let points = state.history.query_instances(query, instances).await?;
     Ok(HttpResponse::Ok().json(SeriesBody {
         metric: metric.as_str(),
         since,
@@ -119,6 +130,26 @@ pub async fn series() -> HttpResponse {
         })
         .collect();
     HttpResponse::Ok().json(list)
+}
+
+/// The instances with sampled series.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InstancesBody {
+    /// Names, for `?instance=` of the history; empty on a server of its own.
+    pub instances: Vec<String>,
+}
+
+/// The instances sharing this server's database that have sampled series.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/instances",
+    tag = "monitoring",
+    responses((status = 200, description = "Instance names", body = InstancesBody)),
+)]
+pub async fn instances(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(InstancesBody {
+        instances: state.history.instances().await?,
+    }))
 }
 
 /// Content being streamed now.

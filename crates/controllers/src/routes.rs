@@ -165,6 +165,7 @@ static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         HEAD    "/ipfs/{cid}/{path:.*}"                       => gateway::get, page, read;
         GET     "/api/v1/metrics/history"                     => monitoring_api::history, api, needs MetricsRead;
         GET     "/api/v1/metrics/series"                      => monitoring_api::series, api, needs MetricsRead;
+        GET     "/api/v1/metrics/instances"                   => monitoring_api::instances, api, needs MetricsRead;
         GET     "/api/v1/content/active"                      => monitoring_api::active_content, api, needs ContentRead;
         GET     "/api/v1/analytics"                           => monitoring_api::analytics, api, needs MetricsRead;
         GET     "/api/v1/faults"                              => monitoring_api::faults, api, needs Admin;

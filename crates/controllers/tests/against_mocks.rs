@@ -173,13 +173,19 @@ async fn call_monitoring(
 
 #[actix_web::test]
 async fn history_queries_reach_the_model_bounded_and_bad_ones_name_the_parameter() {
-    use model::monitoring::{Metric, MockMetricsHistory, SeriesPoint};
+    use model::monitoring::{Instances, Metric, MockMetricsHistory, SeriesPoint};
     let mut history = MockMetricsHistory::new();
     history
-        .expect_query()
-        .withf(|q| q.metric == Metric::LatencyP95 && q.since_ms == 0 && q.until_ms == 86_400_000 && q.step_ms == 43_200)
+        .expect_query_instances()
+        .withf(|q, instances| {
+            q.metric == Metric::LatencyP95
+                && q.since_ms == 0
+                && q.until_ms == 86_400_000
+                && q.step_ms == 43_200
+                && *instances == Instances::This
+        })
         .times(1)
-        .returning(|q| {
+        .returning(|q, _| {
             Ok(vec![SeriesPoint {
                 t: q.since_ms,
                 value: 0.5,
@@ -197,7 +203,19 @@ async fn history_queries_reach_the_model_bounded_and_bad_ones_name_the_parameter
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["step_ms"], 43_200, "a day at 1 s is widened to 2000 points");
     assert_eq!(body["points"][0]["max"], 0.9);
+    for (asked, instances) in [("all", Instances::All), ("edge-2", Instances::Named("edge-2".into()))] {
+        let mut history = MockMetricsHistory::new();
+        history
+            .expect_query_instances()
+            .withf(move |_, whose| *whose == instances)
+            .times(1)
+            .returning(|_, _| Ok(Vec::new()));
+        let uri = format!("/api/v1/metrics/history?metric=cpu_percent&instance={asked}");
+        let (status, body) = call_monitoring(history, None, test::TestRequest::get().uri(&uri)).await;
+        assert_eq!(status, 200, "{asked}: {body}");
+    }
     for (query, field) in [
+        ("metric=cpu_percent&instance=", "instance"),
         ("metric=nope", "metric"),
         ("metric=cpu_percent&step=0", "step"),
         ("metric=cpu_percent&step=x", "step"),

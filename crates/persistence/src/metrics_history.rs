@@ -3,7 +3,7 @@
 //! brings more than [`model::monitoring::MAX_POINTS`] rows back.
 
 use async_trait::async_trait;
-use model::monitoring::{Anomaly, MetricsHistory, Sample, SeriesPoint, SeriesQuery};
+use model::monitoring::{Anomaly, Instances, MetricsHistory, Sample, SeriesPoint, SeriesQuery};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use crate::database::{Engine, engine_of, value_rows};
@@ -26,11 +26,73 @@ impl SqlMetricsHistory {
         }
     }
 
+    /// One instance's series (every sample's, when `instance` is `None`).
+    async fn series(&self, query: SeriesQuery, instance: Option<String>) -> model::Result<Vec<SeriesPoint>> {
+        let rows = sqlx::query(
+            "SELECT (at_ms - $1) / $2 AS bucket, AVG(value) AS mean, MIN(value) AS low, MAX(value) AS high \
+             FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
+             AND ($5 IS NULL OR instance = $5) GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(query.since_ms)
+        .bind(query.step_ms)
+        .bind(query.metric.as_str())
+        .bind(query.until_ms)
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        points(&rows, &query)
+    }
+
+    /// The whole service's series: each instance's bucket first, then the instances' added up
+    /// (or averaged, for series that do not add up).
+    async fn service(&self, query: SeriesQuery) -> model::Result<Vec<SeriesPoint>> {
+        let sql = if query.metric.adds_up() {
+            "SELECT bucket, SUM(mean) AS mean, SUM(low) AS low, SUM(high) AS high FROM ( \
+                SELECT (at_ms - $1) / $2 AS bucket, instance, AVG(value) AS mean, MIN(value) AS low, \
+                       MAX(value) AS high \
+                FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
+                GROUP BY bucket, instance \
+             ) AS per_instance GROUP BY bucket ORDER BY bucket"
+        } else {
+            "SELECT bucket, AVG(mean) AS mean, AVG(low) AS low, AVG(high) AS high FROM ( \
+                SELECT (at_ms - $1) / $2 AS bucket, instance, AVG(value) AS mean, MIN(value) AS low, \
+                       MAX(value) AS high \
+                FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
+                GROUP BY bucket, instance \
+             ) AS per_instance GROUP BY bucket ORDER BY bucket"
+        };
+        let rows = sqlx::query(sql)
+            .bind(query.since_ms)
+            .bind(query.step_ms)
+            .bind(query.metric.as_str())
+            .bind(query.until_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        points(&rows, &query)
+    }
+
     /// Samples and anomalies of this instance only, among those sharing the database.
     pub fn of_instance(mut self, instance: &str) -> Self {
         self.instance = Some(instance.to_owned());
         self
     }
+}
+
+/// Bucket rows as points.
+fn points(rows: &[sqlx::any::AnyRow], query: &SeriesQuery) -> model::Result<Vec<SeriesPoint>> {
+    rows.iter()
+        .map(|row| {
+            Ok(SeriesPoint {
+                t: query.since_ms + row.try_get::<i64, _>("bucket")? * query.step_ms,
+                value: row.try_get("mean")?,
+                min: row.try_get("low")?,
+                max: row.try_get("high")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(|e| Error::from(e).into())
 }
 
 #[async_trait]
@@ -56,30 +118,26 @@ impl MetricsHistory for SqlMetricsHistory {
     }
 
     async fn query(&self, query: SeriesQuery) -> model::Result<Vec<SeriesPoint>> {
-        let rows = sqlx::query(
-            "SELECT (at_ms - $1) / $2 AS bucket, AVG(value) AS mean, MIN(value) AS low, MAX(value) AS high \
-             FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
-             AND ($5 IS NULL OR instance = $5) GROUP BY bucket ORDER BY bucket",
+        let instance = self.instance.clone();
+        self.series(query, instance).await
+    }
+
+    async fn query_instances(&self, query: SeriesQuery, instances: Instances) -> model::Result<Vec<SeriesPoint>> {
+        match instances {
+            Instances::This => self.query(query).await,
+            Instances::Named(name) => self.series(query, Some(name)).await,
+            Instances::All => self.service(query).await,
+        }
+    }
+
+    async fn instances(&self) -> model::Result<Vec<String>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT instance FROM metric_samples WHERE instance IS NOT NULL ORDER BY instance",
         )
-        .bind(query.since_ms)
-        .bind(query.step_ms)
-        .bind(query.metric.as_str())
-        .bind(query.until_ms)
-        .bind(self.instance.as_deref())
         .fetch_all(&self.pool)
         .await
         .map_err(Error::from)?;
-        rows.iter()
-            .map(|row| {
-                Ok(SeriesPoint {
-                    t: query.since_ms + row.try_get::<i64, _>("bucket")? * query.step_ms,
-                    value: row.try_get("mean")?,
-                    min: row.try_get("low")?,
-                    max: row.try_get("high")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| Error::from(e).into())
+        Ok(names)
     }
 
     async fn prune(&self, before_ms: i64) -> model::Result<u64> {

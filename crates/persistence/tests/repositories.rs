@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use model::access::{NewToken, Refusal, Scope, Scopes, TokenRepository, TokenService};
 use model::content::{Block, CachedBlocks, ContentRecord, ContentRepository, Page};
-use model::monitoring::{Anomaly, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesQuery};
+use model::monitoring::{Anomaly, Instances, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesQuery};
 use model::notifications::{Notification, NotificationRepository, NotificationType};
 use model::stream_records::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
 use persistence::database::{Database, Engine};
@@ -387,6 +387,28 @@ async fn metrics_of_instances_sharing_a_database_stay_apart(place: Place) {
     let (of_a, of_b) = (a.query(query).await.unwrap(), b.query(query).await.unwrap());
     assert_eq!((of_a[0].value, of_a[0].max), (10.0, 10.0), "A's series is A's alone");
     assert_eq!((of_b[0].value, of_b[0].min), (90.0, 90.0));
+    let named = a.query_instances(query, Instances::Named("b".into())).await.unwrap();
+    assert_eq!(named, of_b, "A reads B's series by its name");
+    let service = a.query_instances(query, Instances::All).await.unwrap();
+    assert_eq!(
+        (service[0].value, service[0].min, service[0].max),
+        (100.0, 100.0, 100.0),
+        "CPU adds up"
+    );
+    for (instance, rate) in [(&a, 0.1), (&b, 0.3)] {
+        let sample = Sample {
+            at_ms: 1_000_000,
+            values: vec![(Metric::ErrorRate, rate)],
+        };
+        instance.store(&sample).await.unwrap();
+    }
+    let errors = SeriesQuery::bounded(Metric::ErrorRate, 1_000_000, 1_010_000, Some(10_000));
+    let service = b.query_instances(errors, Instances::All).await.unwrap();
+    assert!(
+        (service[0].value - 0.2).abs() < 1e-9,
+        "an error rate is averaged: {service:?}"
+    );
+    assert_eq!(a.instances().await.unwrap(), vec!["a".to_owned(), "b".to_owned()]);
     let anomaly = Anomaly {
         at_ms: 1_005_000,
         metric: "cpu_percent".into(),
@@ -401,7 +423,7 @@ async fn metrics_of_instances_sharing_a_database_stay_apart(place: Place) {
     assert_eq!(b.anomalies(0, 10).await.unwrap(), vec![anomaly]);
     assert_eq!(
         a.prune(1_005_000).await.unwrap(),
-        10,
+        12,
         "old samples go by age, whoever took them"
     );
     assert_eq!(b.query(query).await.unwrap()[0].value, 90.0, "B's recent ones stay");

@@ -49,6 +49,27 @@ metrics! {
     LocalHitRatio => "local_hit_ratio": "Share of the block reads in the interval served here (memory or store), not fetched from an upstream.",
 }
 
+impl Metric {
+    /// Whether the service's value is the sum of its instances' (amounts and rates) rather than
+    /// their mean (ratios and percentiles).
+    pub fn adds_up(self) -> bool {
+        !matches!(self, Metric::LatencyP95 | Metric::ErrorRate | Metric::LocalHitRatio)
+    }
+}
+
+/// Whose samples a query reads, where instances share a database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Instances {
+    /// The instance answering.
+    #[default]
+    This,
+    /// One instance, by name.
+    Named(String),
+    /// The whole service: in each bucket, the instances' means added up (or averaged, for the
+    /// series that do not add up, see [`Metric::adds_up`]), and their extremes the same way.
+    All,
+}
+
 /// One snapshot of every series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -117,6 +138,18 @@ pub struct SeriesPoint {
 pub trait MetricsHistory: Send + Sync {
     async fn store(&self, sample: &Sample) -> Result<()>;
     async fn query(&self, query: SeriesQuery) -> Result<Vec<SeriesPoint>>;
+    /// The series of other instances, or of the whole service. A store of one instance has its
+    /// own samples only: they are the whole service, and no other instance has any.
+    async fn query_instances(&self, query: SeriesQuery, instances: Instances) -> Result<Vec<SeriesPoint>> {
+        match instances {
+            Instances::This | Instances::All => self.query(query).await,
+            Instances::Named(_) => Ok(Vec::new()),
+        }
+    }
+    /// The names of the instances with samples (none for a store of one instance).
+    async fn instances(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Drops samples older than `before_ms`; returns how many went.
     async fn prune(&self, before_ms: i64) -> Result<u64>;
     async fn store_anomaly(&self, anomaly: &Anomaly) -> Result<()>;

@@ -7,7 +7,7 @@ mod live;
 mod sampler;
 
 pub use history::{
-    Anomaly, MAX_POINTS, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesPoint, SeriesQuery,
+    Anomaly, Instances, MAX_POINTS, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesPoint, SeriesQuery,
 };
 pub use live::{ActiveContent, LiveStats, LiveStream};
 pub use sampler::{ProcessProbe, ProcessUsage, Sampler, SamplerConfig, SeriesWatch};

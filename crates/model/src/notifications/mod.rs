@@ -319,9 +319,11 @@ impl NotificationHub {
                             tracing::info!("events of other instances flow again");
                             failing = false;
                         }
-                        hub.relayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         let mut subscribers = hub.lock();
-                        for notification in batch {
+                        // Each instance's samples stay its own: a dashboard plots the live
+                        // `system_metrics` of the instance it is connected to.
+                        for notification in batch.into_iter().filter(|n| n.kind != NotificationType::SystemMetrics) {
+                            hub.relayed.fetch_add(1, Ordering::Relaxed);
                             hub.fan_out(&mut subscribers, notification);
                         }
                     }
@@ -547,6 +549,48 @@ mod tests {
         assert_eq!(
             hub.history(Some(NotificationType::PinAdded), 10).await.unwrap().len(),
             1
+        );
+    }
+
+    /// Hands over one batch, then nothing more.
+    struct OneBatch(Option<Vec<Notification>>);
+
+    #[async_trait]
+    impl PeerEvents for OneBatch {
+        async fn next_batch(&mut self) -> Result<Vec<Notification>> {
+            match self.0.take() {
+                Some(batch) => Ok(batch),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn other_instances_events_reach_subscribers_but_not_their_samples() {
+        let hub = Arc::new(hub());
+        let mut everything = hub.connect(16);
+        hub.subscribe(everything.id, &[NotificationType::AllEvents], None);
+        let event = |kind| Notification {
+            kind,
+            data: json!({"cid": "QmA"}),
+            timestamp_ms: 1,
+            source: Some("content".into()),
+        };
+        hub.relay(Box::new(OneBatch(Some(vec![
+            event(NotificationType::ContentAdded),
+            event(NotificationType::SystemMetrics),
+            event(NotificationType::PinAdded),
+        ]))));
+        let first = everything.events.recv().await.unwrap();
+        let second = everything.events.recv().await.unwrap();
+        assert_eq!(
+            (first.notification.kind, second.notification.kind),
+            (NotificationType::ContentAdded, NotificationType::PinAdded)
+        );
+        assert_eq!(hub.metrics().notifications_relayed, 2);
+        assert!(
+            hub.history(None, 10).await.unwrap().is_empty(),
+            "their instance keeps them, not this one"
         );
     }
 }
