@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
 # metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
-# with the reference JavaScript UnixFS importer, the dashboard and the WebRTC player in headless Chromium,
+# with the reference JavaScript UnixFS importer, the dashboard (of one instance, and of two on one
+# PostgreSQL) and the WebRTC player in headless Chromium,
 # a short crash test, a bounded Schemathesis run against the OpenAPI document and a short run of every
 # fuzz target.
 set -euo pipefail
@@ -19,6 +20,8 @@ node scripts/kubo-client/client.mjs target/debug/ipfs-stream
 node scripts/importer-parity/parity.mjs target/debug/ipfs-stream "${PARITY_CASES:-24}"
 node tests/browser/dashboard.mjs target/debug/ipfs-stream
 node tests/browser/player.mjs target/debug/ipfs-stream
+# Two instances on one PostgreSQL: the dashboard charts another instance, or the whole service.
+node tests/browser/cluster-dashboard.mjs target/debug/ipfs-stream
 # A short crash test: SIGKILL under concurrent uploads, nothing acknowledged lost (200 cycles: scripts/crash-test.sh).
 python3 scripts/crash-test/crash_test.py target/debug/ipfs-stream "${CRASH_CYCLES:-15}"
 # Schemathesis against /openapi.json, 25 examples per operation, a fixed seed (any seed: scripts/api-fuzz.sh).

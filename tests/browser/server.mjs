@@ -1,17 +1,18 @@
-// Starts an ipfs-stream server on a free loopback port with a fresh data directory. Access
-// control is on: `token` is the admin token the server wrote, and `createToken(scopes)` makes
-// another with the command line.
+// Starts an ipfs-stream server on a free loopback port with a fresh data directory (and the given
+// environment, for the server and its commands). Access control is on: `token` is the admin token
+// the server wrote, if it wrote one, and `createToken(scopes)` makes another with the command line.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-export async function startServer(binary, options = []) {
+export async function startServer(binary, options = [], environment = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "ipfs-stream-browser-"));
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "error", ...environment };
   const child = spawn(binary, ["--data-dir", dataDir, "serve", "--listen", "127.0.0.1:0", ...options], {
     stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "error" },
+    env,
   });
   const lines = createInterface({ input: child.stdout });
   const base = await new Promise((resolve, reject) => {
@@ -32,7 +33,7 @@ export async function startServer(binary, options = []) {
     token,
     createToken(scopes) {
       const args = ["--data-dir", dataDir, "token", "create", "-q", ...scopes.flatMap((s) => ["--scope", s])];
-      return execFileSync(binary, args, { encoding: "utf8" }).trim();
+      return execFileSync(binary, args, { encoding: "utf8", env }).trim();
     },
     stop() {
       child.kill("SIGTERM");

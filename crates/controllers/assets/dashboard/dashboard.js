@@ -1,6 +1,8 @@
 // The ipfs-stream dashboard: charts fed live by system_metrics notifications over
 // /ws/notifications, history from /api/v1/metrics/history, anomalies from system_warning events
-// and /api/v1/analytics, active streams from /api/v1/content/active.
+// and /api/v1/analytics, active streams from /api/v1/content/active. Where instances share a
+// database, the charts show this instance (live), another, or the whole service (both reloaded
+// from the history every few seconds).
 "use strict";
 
 const CHARTS = [
@@ -31,8 +33,9 @@ const state = {
   anomalies: [],       // [{t (s), metric, value, score}]
   charts: [],
   pending: false,
+  instance: "",        // "" this instance, "all" the whole service, else an instance's name
   // Read by tests: points drawn, event-to-chart latencies (ms), alerts shown.
-  stats: { points: 0, latencies: [], alerts: 0, events: 0 },
+  stats: { points: 0, latencies: [], alerts: 0, events: 0, instances: [], loaded: "" },
 };
 window.__dashboard = state.stats;
 
@@ -182,6 +185,8 @@ function onNotification(message) {
   const kind = message.notification_type;
   const data = message.data || {};
   if (kind === "system_metrics") {
+    // This instance's own samples: the charts show them only when they show this instance.
+    if (state.instance !== "") return;
     const at = data.at_ms || message.timestamp;
     const t = at / 1000;
     // History buckets and live samples interleave after a range change: keep time ascending.
@@ -236,7 +241,8 @@ async function loadRange(seconds) {
   const metrics = CHARTS.flatMap((c) => c.series.map(([m]) => m));
   const byTime = new Map();
   await Promise.all(metrics.map(async (metric) => {
-    const response = await IpfsStreamAuth.fetch(`/api/v1/metrics/history?metric=${metric}&since=${since}&until=${until}&step=${step}`);
+    const instance = state.instance ? `&instance=${encodeURIComponent(state.instance)}` : "";
+    const response = await IpfsStreamAuth.fetch(`/api/v1/metrics/history?metric=${metric}&since=${since}&until=${until}&step=${step}${instance}`);
     if (!response.ok) return;
     const body = await response.json();
     for (const p of body.points) {
@@ -244,7 +250,8 @@ async function loadRange(seconds) {
       byTime.get(p.t)[metric] = p.value;
     }
   }));
-  const live = state.samples.filter((s) => s.t * 1000 >= until);
+  const live = state.instance ? [] : state.samples.filter((s) => s.t * 1000 >= until);
+  state.stats.loaded = state.instance;
   state.samples = [...byTime.entries()].sort((a, b) => a[0] - b[0]).map(([t, values]) => ({ t: t / 1000, values })).concat(live);
   const analytics = await IpfsStreamAuth.fetch(`/api/v1/analytics?since=${since}&limit=200`).then((r) => r.ok ? r.json() : { anomalies: [] });
   state.anomalies = analytics.anomalies.map((a) => ({ t: a.at_ms / 1000, metric: a.metric, value: a.value, score: a.score })).reverse();
@@ -283,7 +290,30 @@ for (const button of document.querySelectorAll("#ranges button")) {
   });
 }
 
+// The instances sharing this server's database, if any: then the charts can show another, or all.
+async function loadInstances() {
+  const body = await IpfsStreamAuth.fetch("/api/v1/metrics/instances").then((r) => r.ok ? r.json() : { instances: [] });
+  state.stats.instances = body.instances;
+  if (!body.instances.length) return;
+  const select = $("instance");
+  for (const name of body.instances) {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    select.appendChild(option);
+  }
+  $("instance-choice").hidden = false;
+  select.addEventListener("change", () => {
+    state.instance = select.value;
+    state.samples = [];
+    loadRange(state.range);
+  });
+  // Other instances' samples come from the history only.
+  setInterval(() => { if (state.instance) loadRange(state.range); }, 5000);
+}
+
 makeCharts();
 loadRange(300).finally(connect);
+loadInstances();
 refreshActive();
 setInterval(refreshActive, 2000);
