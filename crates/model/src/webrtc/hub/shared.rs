@@ -1,6 +1,7 @@
 //! The hub's part in the directory of instances sharing a database: its streams listed there,
 //! the others' read every [`BEAT_EVERY`], its beat, and the streams of silent instances ended.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::Value;
@@ -20,6 +21,8 @@ pub(super) struct Shared {
     owner_name: String,
     /// The other instances' streams, as last read.
     others: Mutex<Vec<SharedStream>>,
+    /// Whether the directory was out of reach at the last beat (said once, not every beat).
+    unreachable: AtomicBool,
 }
 
 impl Shared {
@@ -69,6 +72,7 @@ impl WebRtcHub {
             owner: owner.to_owned(),
             owner_name: owner_name.to_owned(),
             others: Mutex::new(Vec::new()),
+            unreachable: AtomicBool::new(false),
         };
         if self.shared.set(shared).is_err() {
             return Ok(());
@@ -115,8 +119,13 @@ impl WebRtcHub {
         let Some(shared) = self.shared.get() else { return };
         let now = now_ms();
         if let Err(error) = shared.directory.beat(now).await {
-            tracing::warn!(%error, "the stream directory is out of reach");
+            if !shared.unreachable.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, "the stream directory is out of reach; trying again every beat");
+            }
             return;
+        }
+        if shared.unreachable.swap(false, Ordering::Relaxed) {
+            tracing::info!("the stream directory is within reach again");
         }
         match shared.directory.reap(now - SILENCE.as_millis() as i64, now).await {
             Ok(ended) => {
