@@ -40,6 +40,21 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// `GET url` with the token.
+async fn get_as(client: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
+    client
+        .get(url)
+        .header("Authorization", bearer(token))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `GET url` with the token; its JSON.
+async fn get_json_as(client: &reqwest::Client, url: String, token: &str) -> Value {
+    get_as(client, url, token).await.json().await.unwrap()
+}
+
 async fn subscribe(server: &Server, token: &str) -> Socket {
     let url = format!("{}/ws/notifications", server.base.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
@@ -113,14 +128,9 @@ async fn instances_on_one_postgresql_act_as_one_service() {
     let b = instance(&repo_b, &database_url, "b", &["--peer", &a.base]);
     let client = reqwest::Client::new();
 
-    let status_on = |server: &Server| {
-        client
-            .get(format!("{}/api/v1/content?limit=1", server.base))
-            .header("Authorization", bearer(&token))
-            .send()
-    };
-    assert_eq!(status_on(&a).await.unwrap().status(), 200, "the token works on A");
-    assert_eq!(status_on(&b).await.unwrap().status(), 200, "and on B");
+    let status_on = |server: &Server| get_as(&client, format!("{}/api/v1/content?limit=1", server.base), &token);
+    assert_eq!(status_on(&a).await.status(), 200, "the token works on A");
+    assert_eq!(status_on(&b).await.status(), 200, "and on B");
     // A browser's ticket, asked of A, opens a socket on B (once).
     let ticket: Value = client
         .post(format!("{}/api/v1/auth/tickets", a.base))
@@ -200,29 +210,13 @@ async fn instances_on_one_postgresql_act_as_one_service() {
     shared.close().await;
 
     // The records are one: B lists what A added.
-    let listed: Value = client
-        .get(format!("{}/api/v1/content?limit=100", b.base))
-        .header("Authorization", bearer(&token))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json_as(&client, format!("{}/api/v1/content?limit=100", b.base), &token).await;
     assert_eq!(listed["total"], 6, "{listed}");
 
     // Each instance samples itself; either one reads the other's series and the service's.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let names: Value = client
-            .get(format!("{}/api/v1/metrics/instances", b.base))
-            .header("Authorization", bearer(&token))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let names = get_json_as(&client, format!("{}/api/v1/metrics/instances", b.base), &token).await;
         if names["instances"] == json!(["a", "b"]) {
             break;
         }
@@ -230,18 +224,8 @@ async fn instances_on_one_postgresql_act_as_one_service() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for instance in ["a", "all"] {
-        let series: Value = client
-            .get(format!(
-                "{}/api/v1/metrics/history?metric=rss_bytes&instance={instance}",
-                b.base
-            ))
-            .header("Authorization", bearer(&token))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v1/metrics/history?metric=rss_bytes&instance={instance}", b.base);
+        let series = get_json_as(&client, url, &token).await;
         assert!(!series["points"].as_array().unwrap().is_empty(), "{instance}: {series}");
     }
 
@@ -253,23 +237,13 @@ async fn instances_on_one_postgresql_act_as_one_service() {
         vec![after.clone()],
         "B hears of A's events again"
     );
-    let record = client
-        .get(format!("{}/api/v1/content/{}", b.base, published[0]))
-        .header("Authorization", bearer(&token))
-        .send()
-        .await
-        .unwrap();
+    let record = get_as(&client, format!("{}/api/v1/content/{}", b.base, published[0]), &token).await;
     assert_eq!(
         record.status(),
         200,
         "a record acknowledged before the restart is there"
     );
-    let record = client
-        .get(format!("{}/api/v1/content/{after}", b.base))
-        .header("Authorization", bearer(&token))
-        .send()
-        .await
-        .unwrap();
+    let record = get_as(&client, format!("{}/api/v1/content/{after}", b.base), &token).await;
     assert_eq!(record.status(), 200, "and one acknowledged after it");
 
     // While PostgreSQL is down, an instance is not ready; once it is back, it is again.

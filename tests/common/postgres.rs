@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -220,10 +220,6 @@ impl TestPostgres {
     /// Starts the stopped server again, on the same port.
     pub fn resume(&self) {
         self.launch();
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
     }
 }
 

@@ -100,16 +100,6 @@ impl Database {
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// Whether a statement goes through (for readiness checks).
-    pub async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// Opens (creating if needed) the SQLite file and brings its schema up to date.

@@ -9,6 +9,27 @@ use sqlx::{AnyPool, AssertSqlSafe, Row};
 use crate::database::{Engine, engine_of, value_rows};
 use crate::error::Error;
 
+/// The service's buckets: each instance's mean and extremes per bucket, then `$combine` of them
+/// across instances.
+macro_rules! per_instance_then {
+    ($combine:literal) => {
+        concat!(
+            "SELECT bucket, ",
+            $combine,
+            "(mean) AS mean, ",
+            $combine,
+            "(low) AS low, ",
+            $combine,
+            "(high) AS high \
+             FROM (SELECT (at_ms - $1) / $2 AS bucket, instance, AVG(value) AS mean, MIN(value) AS low, \
+                          MAX(value) AS high \
+                   FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
+                   GROUP BY bucket, instance) AS per_instance \
+             GROUP BY bucket ORDER BY bucket"
+        )
+    };
+}
+
 #[derive(Clone)]
 pub struct SqlMetricsHistory {
     pool: AnyPool,
@@ -48,19 +69,9 @@ impl SqlMetricsHistory {
     /// (or averaged, for series that do not add up).
     async fn service(&self, query: SeriesQuery) -> model::Result<Vec<SeriesPoint>> {
         let sql = if query.metric.adds_up() {
-            "SELECT bucket, SUM(mean) AS mean, SUM(low) AS low, SUM(high) AS high FROM ( \
-                SELECT (at_ms - $1) / $2 AS bucket, instance, AVG(value) AS mean, MIN(value) AS low, \
-                       MAX(value) AS high \
-                FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
-                GROUP BY bucket, instance \
-             ) AS per_instance GROUP BY bucket ORDER BY bucket"
+            per_instance_then!("SUM")
         } else {
-            "SELECT bucket, AVG(mean) AS mean, AVG(low) AS low, AVG(high) AS high FROM ( \
-                SELECT (at_ms - $1) / $2 AS bucket, instance, AVG(value) AS mean, MIN(value) AS low, \
-                       MAX(value) AS high \
-                FROM metric_samples WHERE metric = $3 AND at_ms >= $1 AND at_ms < $4 \
-                GROUP BY bucket, instance \
-             ) AS per_instance GROUP BY bucket ORDER BY bucket"
+            per_instance_then!("AVG")
         };
         let rows = sqlx::query(sql)
             .bind(query.since_ms)

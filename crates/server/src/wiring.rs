@@ -62,10 +62,9 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
     let database = match &options.store.database_url {
         Some(url) => {
-            let database = Database::connect(url.as_str()).await.map_err(|e| Error::Database {
-                url: database::redacted(url.as_str()),
-                source: e,
-            })?;
+            let database = Database::connect(url.as_str())
+                .await
+                .map_err(database_error(url.as_str()))?;
             tracing::info!(url = database::redacted(url.as_str()), "records kept in PostgreSQL");
             database
         }
@@ -79,15 +78,12 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         }
         None => Arc::new(FsBlockStore::open(Path::new(data_dir)).await?),
     };
-    let (hub, origin) = notification_hub(options, &database, mode).await?;
+    let name = instance_name(options);
+    let (hub, origin) = notification_hub(options, &database, mode, &name).await?;
     let cluster = origin.map(|instance| Cluster {
-        streams: Arc::new(SqlStreamDirectory::new(
-            database.pool.clone(),
-            &instance,
-            &instance_name(options),
-        )),
+        streams: Arc::new(SqlStreamDirectory::new(database.pool.clone(), &instance, &name)),
         tickets: Arc::new(SqlTickets::new(database.pool.clone())),
-        name: instance_name(options),
+        name: name.clone(),
         instance,
     });
     let mut content = ContentNode::new(store, Arc::new(SqlContentRepository::new(pool.clone())));
@@ -131,7 +127,7 @@ pub async fn build(options: &Config, mode: Mode) -> Result<Services, Error> {
         live: Arc::new(LiveStats::default()),
         history: Arc::new(match database.engine {
             Engine::Sqlite => SqlMetricsHistory::new(pool),
-            Engine::Postgres => SqlMetricsHistory::new(pool).of_instance(&instance_name(options)),
+            Engine::Postgres => SqlMetricsHistory::new(pool).of_instance(&name),
         }),
         faults,
         tokens,
@@ -146,6 +142,7 @@ async fn notification_hub(
     options: &Config,
     database: &Database,
     mode: Mode,
+    name: &str,
 ) -> Result<(Arc<NotificationHub>, Option<String>), Error> {
     let history = SqlNotifications::new(database.pool.clone());
     let keep = options.notifications.history;
@@ -154,17 +151,14 @@ async fn notification_hub(
     }
     // The name, plus a part of this run's own: two instances given one name still hear each other.
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let origin = format!("{}#{}", instance_name(options), &run[..8]);
+    let origin = format!("{name}#{}", &run[..8]);
     let hub = Arc::new(NotificationHub::start_shared(
         Arc::new(history.announcing_as(&origin)),
         keep,
     ));
     let peers = PgPeerEvents::listen(database, &origin)
         .await
-        .map_err(|e| Error::Database {
-            url: database::redacted(database.url()),
-            source: e,
-        })?;
+        .map_err(database_error(database.url()))?;
     hub.relay(Box::new(peers));
     tracing::info!(
         instance = origin,
@@ -173,8 +167,14 @@ async fn notification_hub(
     Ok((hub, Some(origin)))
 }
 
+/// A failure of the database at `url`, named without its password.
+fn database_error(url: &str) -> impl FnOnce(persistence::Error) -> Error {
+    let url = database::redacted(url);
+    move |source| Error::Database { url, source }
+}
+
 /// The configured instance name, or the host name and listening port.
-pub fn instance_name(options: &Config) -> String {
+fn instance_name(options: &Config) -> String {
     if let Some(name) = &options.cluster.instance_name {
         return name.clone();
     }
