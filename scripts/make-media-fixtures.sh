@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes the small media fixtures in tests/fixtures/media with Debian's ffmpeg (test pattern and sine
-# tone, 2 s, 96x64 at 15 fps, a keyframe every 15 frames). The committed files came from this script.
+# tone, 2 s, 96x64 at 15 fps, a keyframe every 15 frames; one 8 s clip at 320x240). The committed files came
+# from this script.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fixtures/media"
 command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
@@ -29,4 +30,7 @@ ffmpeg "${quiet[@]}" -itsoffset 0.5 -i "$parts/video.mp4" -i "$parts/audio.ogg" 
 rm -rf "$parts"
 # Raw H.264 with B-frames (refused: WebRTC sends frames in decoding order, players expect no reordering).
 ffmpeg "${quiet[@]}" "${video[@]}" -c:v libx264 -profile:v main -bf 2 -g 15 -pix_fmt yuv420p -f h264 h264-main-bframes.h264
+# A longer, larger clip for playback through a lossy link: 8 s of 320x240 at 30 fps, ~400 kbit/s VP8.
+ffmpeg "${quiet[@]}" -f lavfi -i "testsrc=size=320x240:rate=30" -t 8 -c:v libvpx -g 60 -b:v 400k -minrate 400k \
+  -maxrate 400k -deadline realtime -cpu-used 8 vp8-8s.webm
 ls -l

@@ -485,3 +485,66 @@ async fn the_simulator_drives_webrtc_viewers_among_the_others() {
     let connections = get_json(&format!("{}/api/v1/webrtc/connections", server.base)).await;
     assert_eq!(connections["count"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_lossy_link_lost_packets_are_repaired_over_rtx() {
+    use ipfs_stream::impaired_link::{Impairment, Relay, route_through, without_candidates};
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let cid = add_fixture(&server, "vp8-8s.webm").await;
+    // 5% of what the server sends lost at random, 50 ms round trip.
+    let relay = Relay::new(Impairment {
+        loss: 0.05,
+        delay: Duration::from_millis(25),
+        jitter: Duration::from_millis(3),
+        seed: 20,
+        ..Default::default()
+    });
+    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
+    let response = client()
+        .post(format!("{}/whep/{cid}?buffer_size=30", server.base))
+        .header("Content-Type", "application/sdp")
+        .body(without_candidates(&offer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let pc_id = response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (answer, _link) = route_through(&relay, &response.text().await.unwrap()).await.unwrap();
+    receiver.accept_answer(&answer).await.unwrap();
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    // The whole clip (240 frames in 8 s) plays through the link.
+    assert!(
+        wait_for(
+            || receiver.video_playback().frames_received + receiver.frames_given_up() as usize >= 235,
+            Duration::from_secs(15)
+        )
+        .await,
+        "{:?}",
+        receiver.video_playback()
+    );
+    let counts = relay.counts();
+    assert!(counts.lost_random > 5, "the link lost packets: {counts:?}");
+    assert!(receiver.late_packets() > 0, "lost packets came again");
+    let stats = get_json(&format!("{}/api/v1/webrtc/connections/{pc_id}/stats", server.base)).await;
+    assert_eq!(stats["transport"]["repair"], "rtx", "{stats}");
+    assert!(
+        stats["transport"]["packets_retransmitted"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    // Nearly every frame decodable: 5% of packets lost, 2% of frames or fewer not repaired.
+    let playback = receiver.video_playback();
+    assert!(
+        playback.frames_decodable >= 235 * 98 / 100,
+        "{playback:?}, {} given up, {counts:?}",
+        receiver.frames_given_up()
+    );
+    receiver.close().await;
+}

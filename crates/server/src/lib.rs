@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod impaired_link;
 pub mod process;
 pub mod serve;
 pub mod simulate;

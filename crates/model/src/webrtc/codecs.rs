@@ -66,3 +66,39 @@ pub(crate) fn h264_profile_of(fmtp: &str) -> Option<String> {
         .find_map(|parameter| parameter.trim().strip_prefix("profile-level-id="))
         .map(|id| id.get(..4).unwrap_or(id).to_ascii_lowercase())
 }
+
+/// The repair streams' payload types (RFC 4588), each with the video payload type it repairs
+/// (those of [`rtp_codec`] and H.264 main), as webrtc-rs numbers them by default where it has them.
+pub(crate) const RTX_PAYLOAD_TYPES: [(u8, u8); 5] =
+    [(97, 96), (99, 98), (103, 102), (106, 41), (112, H264_MAIN_PAYLOAD_TYPE)];
+
+/// The RTX codec repairing `primary`.
+pub(crate) fn rtx_codec(payload_type: u8, primary: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "video/rtx".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: format!("apt={primary}"),
+            rtcp_feedback: vec![],
+        },
+        payload_type,
+    }
+}
+
+/// The payload type the remote took for repairing `primary`, if it took RTX.
+pub(crate) fn negotiated_rtx(codecs: &[RTCRtpCodecParameters], primary: u8) -> Option<u8> {
+    codecs
+        .iter()
+        .filter(|codec| codec.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx"))
+        .find(|codec| {
+            codec.rtp_codec.sdp_fmtp_line.split(';').any(|parameter| {
+                parameter
+                    .trim()
+                    .strip_prefix("apt=")
+                    .and_then(|apt| apt.trim().parse().ok())
+                    == Some(primary)
+            })
+        })
+        .map(|codec| codec.payload_type)
+}

@@ -5,6 +5,7 @@
 mod codecs;
 mod direct;
 pub mod directory;
+mod frame_assembly;
 pub mod hub;
 pub mod peer;
 pub mod quality;
@@ -18,7 +19,7 @@ pub use directory::{SharedStream, StreamDirectory};
 pub use hub::WebRtcHub;
 pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source, ice_ufrag};
 pub use quality::{AdaptiveSwitch, Quality};
-pub use receiver::{ReceivedFrame, Receiver};
+pub use receiver::{Playback, ReceivedFrame, Receiver};
 #[cfg(any(test, feature = "mock"))]
 pub use service::MockWebRtcService;
 pub use service::{

@@ -4,14 +4,14 @@
 //! renditions; the peer switches between them at keyframes when told to.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, NackResponderBuilder, PacerBuilder, Registry, Slot};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::statistics::StatsSelector;
 use rtc::statistics::report::RTCStatsReportEntry;
@@ -27,8 +27,11 @@ use webrtc::peer_connection::{
     configure_congestion_control, register_default_interceptors,
 };
 
-use super::codecs::{H264_MAIN_PAYLOAD_TYPE, h264_main_codec, h264_profile_of, rtp_codec, track_codec};
-use super::direct::{DirectOpener, EstimateOut, TapRuntime};
+use super::codecs::{
+    H264_MAIN_PAYLOAD_TYPE, RTX_PAYLOAD_TYPES, h264_main_codec, h264_profile_of, negotiated_rtx, rtp_codec, rtx_codec,
+    track_codec,
+};
+use super::direct::{DirectOpener, EstimateOut, Rtx, TapRuntime};
 use super::sink::{Output, Sent, forward};
 use super::stack_path::{NACK_BUFFER, PublishedEstimate, StackSink};
 use crate::error::{Error, Result};
@@ -176,6 +179,10 @@ pub struct PeerStats {
     pub packets_sent: u64,
     /// Packets sent again on a NACK.
     pub packets_retransmitted: u64,
+    /// How video packets asked for again are sent: `rtx` (a repair stream of their own, RFC 4588,
+    /// where the remote negotiated it) or `resend` (as they first went); empty before the first
+    /// frame.
+    pub repair: String,
     /// The congestion controller's target, in bits per second.
     pub bandwidth_estimate_bps: f64,
     /// Share of packets the remote reported lost (TWCC feedback).
@@ -255,6 +262,8 @@ pub struct Peer {
     gathered: watch::Receiver<bool>,
     forwarders: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     sent: Arc<Sent>,
+    /// A video track sends its repairs over RTX.
+    repair_over_rtx: Arc<AtomicBool>,
     /// Called with the bytes of every frame sent (the live counters of the server).
     on_sent: Arc<dyn Fn(u64) + Send + Sync>,
     remote_ice: Mutex<RemoteIce>,
@@ -307,6 +316,12 @@ impl Peer {
                     },
                     kind,
                 )
+                .map_err(webrtc_error("registering codecs"))?;
+        }
+        // A repair stream (RFC 4588) for every video codec, as browsers offer and take them.
+        for (payload_type, primary) in RTX_PAYLOAD_TYPES {
+            media
+                .register_codec(rtx_codec(payload_type, primary), RtpCodecKind::Video)
                 .map_err(webrtc_error("registering codecs"))?;
         }
         let estimate_out = EstimateOut::new(config.initial_bitrate_bps);
@@ -416,6 +431,7 @@ impl Peer {
             gathered,
             forwarders: Mutex::new(Vec::new()),
             sent: Arc::new(Sent::default()),
+            repair_over_rtx: Arc::default(),
             on_sent,
             remote_ice: Mutex::new(RemoteIce::Awaited(Vec::new())),
         });
@@ -435,6 +451,7 @@ impl Peer {
             let mime_type = codec.mime_type.clone();
             let profile = h264_profile_of(&codec.sdp_fmtp_line);
             let ssrc: u32 = rand::random();
+            let rtx_ssrc: Option<u32> = (kind == RtpCodecKind::Video).then(rand::random);
             let local = Arc::new(
                 TrackLocalStaticSample::new(
                     Instant::now(),
@@ -446,6 +463,7 @@ impl Peer {
                         vec![RTCRtpEncodingParameters {
                             rtp_coding_parameters: RTCRtpCodingParameters {
                                 ssrc: Some(ssrc),
+                                rtx: rtx_ssrc.map(|ssrc| RTCRtpRtxParameters { ssrc }),
                                 ..Default::default()
                             },
                             codec,
@@ -464,6 +482,7 @@ impl Peer {
             let mut ice_connected = self.ice_connected.clone();
             let source = source.clone();
             let sent = self.sent.clone();
+            let repair_over_rtx = self.repair_over_rtx.clone();
             let on_sent = self.on_sent.clone();
             let direct = self.direct.clone();
             let forwarder = tokio::spawn(async move {
@@ -478,7 +497,7 @@ impl Peer {
                     return;
                 }
                 let deadline = Instant::now() + Duration::from_secs(30);
-                let (payload_type, transport_cc) = loop {
+                let (payload_type, transport_cc, rtx) = loop {
                     // The remote may list other codecs first (browsers offer VP8 first): the
                     // payload type is the one negotiated for this track's codec.
                     // Of H.264, the entry of the track's profile if the remote took it, else any.
@@ -498,7 +517,13 @@ impl Peer {
                                 .iter()
                                 .find(|extension| extension.uri == rtc::sdp::extmap::TRANSPORT_CC_URI)
                                 .and_then(|extension| u8::try_from(extension.id).ok());
-                            break (codec.payload_type, transport_cc);
+                            let rtx = rtx_ssrc
+                                .zip(negotiated_rtx(codecs, codec.payload_type))
+                                .map(|(ssrc, payload_type)| Rtx { ssrc, payload_type });
+                            if rtx.is_some() {
+                                repair_over_rtx.store(true, Ordering::Relaxed);
+                            }
+                            break (codec.payload_type, transport_cc, rtx);
                         }
                     }
                     if Instant::now() > deadline {
@@ -517,7 +542,7 @@ impl Peer {
                 }
                 match direct.path(sender.as_ref(), transport_cc).await {
                     Some(path) => {
-                        let sink = path.track(track.codec, ssrc, payload_type);
+                        let sink = path.track(track.codec, ssrc, payload_type, rtx);
                         forward(source, track.index, Output { sink, sent, on_sent }, subscribed).await;
                     }
                     None => {
@@ -679,6 +704,14 @@ impl Peer {
         let estimator = *self.estimator_stats.lock().expect("not poisoned");
         let mut stats = PeerStats {
             state: self.state.borrow().to_string(),
+            repair: match (
+                self.repair_over_rtx.load(Ordering::Relaxed),
+                self.sent.frames.load(Ordering::Relaxed),
+            ) {
+                (true, _) => "rtx".into(),
+                (false, 0) => String::new(),
+                (false, _) => "resend".into(),
+            },
             frames_sent: self.sent.frames.load(Ordering::Relaxed),
             bytes_sent: self.sent.bytes.load(Ordering::Relaxed),
             bandwidth_estimate_bps: self.bandwidth_estimate(),

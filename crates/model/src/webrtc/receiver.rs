@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use webrtc::peer_connection::{
     register_default_interceptors,
 };
 
+use super::frame_assembly::{FrameAssembly, Packet};
 use super::peer::IceCandidate;
 use crate::error::{Error, Result};
 
@@ -34,6 +36,9 @@ pub struct ReceivedFrame {
     /// The RTP payload type it came with (which of the negotiated codec entries).
     pub payload_type: u8,
     pub keyframe: bool,
+    /// Whether a decoder could use it: false from a frame given up (a gap not repaired in time)
+    /// to the next keyframe.
+    pub decodable: bool,
     pub bytes: usize,
     pub arrived: Instant,
 }
@@ -43,13 +48,31 @@ type Frames = Arc<Mutex<Vec<ReceivedFrame>>>;
 /// The video tracks received so far, with their SSRC (what a keyframe request names).
 type VideoTracks = Arc<Mutex<Vec<(Arc<dyn TrackRemote>, u32)>>>;
 
-/// Packets that arrived after a later one of their stream: reordered, or sent again on a NACK.
-type Late = Arc<std::sync::atomic::AtomicU64>;
+/// What the assembly of every track counted.
+#[derive(Clone, Default)]
+struct Counts(Arc<CountsInner>);
+
+#[derive(Default)]
+struct CountsInner {
+    /// Packets that arrived after a later one of their stream: reordered, or sent again on a NACK.
+    late: AtomicU64,
+    frames_given_up: AtomicU64,
+    /// Packets that came after their frame was handed out or given up.
+    too_late: AtomicU64,
+}
+
+impl Counts {
+    fn add(&self, late: u64, frames_given_up: u64, too_late: u64) {
+        self.0.late.fetch_add(late, Ordering::Relaxed);
+        self.0.frames_given_up.fetch_add(frames_given_up, Ordering::Relaxed);
+        self.0.too_late.fetch_add(too_late, Ordering::Relaxed);
+    }
+}
 
 struct Handler {
     candidates: mpsc::Sender<IceCandidate>,
     frames: Frames,
-    late: Late,
+    counts: Counts,
     video: VideoTracks,
     state: watch::Sender<RTCPeerConnectionState>,
     gathered: watch::Sender<bool>,
@@ -77,7 +100,7 @@ impl PeerConnectionEventHandler for Handler {
         tokio::spawn(reassemble(
             track,
             self.frames.clone(),
-            self.late.clone(),
+            self.counts.clone(),
             self.video.clone(),
         ));
     }
@@ -97,28 +120,64 @@ fn is_keyframe(mime_type: &str, data: &[u8]) -> bool {
     }
 }
 
-async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, late: Late, video: VideoTracks) {
-    let mut newest: HashMap<u32, u16> = HashMap::new();
+/// The video a viewer would have seen, from the frames a decoder could use: how many, over what
+/// span, and its freezes as WebRTC's statistics define them (an interval between two frames of
+/// at least 3 times the average of the 30 before, and at least 150 ms over it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Playback {
+    pub frames_received: usize,
+    pub frames_decodable: usize,
+    /// From the first decodable frame to the last.
+    pub span: Duration,
+    pub freezes: usize,
+    pub total_freeze: Duration,
+}
+
+impl Playback {
+    pub fn of(frames: &[ReceivedFrame]) -> Self {
+        let video: Vec<&ReceivedFrame> = frames.iter().filter(|f| f.mime_type.starts_with("video")).collect();
+        let shown: Vec<Instant> = video.iter().filter(|f| f.decodable).map(|f| f.arrived).collect();
+        let mut playback = Self {
+            frames_received: video.len(),
+            frames_decodable: shown.len(),
+            span: match (shown.first(), shown.last()) {
+                (Some(first), Some(last)) => last.duration_since(*first),
+                _ => Duration::ZERO,
+            },
+            ..Self::default()
+        };
+        let intervals: Vec<Duration> = shown.windows(2).map(|pair| pair[1].duration_since(pair[0])).collect();
+        for (index, interval) in intervals.iter().enumerate() {
+            let recent = &intervals[index.saturating_sub(30)..index];
+            if recent.is_empty() {
+                continue;
+            }
+            let average = recent.iter().sum::<Duration>() / recent.len() as u32;
+            if *interval >= (average * 3).max(average + Duration::from_millis(150)) {
+                playback.freezes += 1;
+                playback.total_freeze += *interval;
+            }
+        }
+        playback
+    }
+}
+
+/// How long a gap in a video stream is held open for its repair before the frames it broke are
+/// given up (a browser's jitter buffer waits about as long at this round trip).
+const REPAIR_WAIT: Duration = Duration::from_millis(500);
+
+async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, counts: Counts, video: VideoTracks) {
+    let mut assemblies: HashMap<u32, FrameAssembly> = HashMap::new();
     let mut vp8 = Vp8Packet::default();
     let mut h264 = H264Packet::default();
     let mut mime_types: HashMap<u32, String> = HashMap::new();
-    let mut frame: Option<(u32, u8, Vec<u8>)> = None;
+    // A decoder cannot use what follows a frame given up, until the next keyframe.
+    let mut broken_chain: HashMap<u32, bool> = HashMap::new();
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = event else {
             continue;
         };
         let ssrc = packet.header.ssrc;
-        let sequence = packet.header.sequence_number;
-        match newest.get(&ssrc) {
-            // Behind the newest by less than half the sequence space: older.
-            Some(newest) if sequence != *newest && newest.wrapping_sub(sequence) < 0x8000 => {
-                late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                continue;
-            }
-            _ => {
-                newest.insert(ssrc, sequence);
-            }
-        }
         let mime_type = match mime_types.get(&ssrc) {
             Some(mime_type) => mime_type.clone(),
             None => {
@@ -130,32 +189,56 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, late: Late, vid
                 mime_type
             }
         };
-        let payload = match mime_type.to_ascii_lowercase().as_str() {
-            "video/vp8" => vp8.depacketize(&packet.payload).map(|b| b.to_vec()),
-            "video/h264" => h264.depacketize(&packet.payload).map(|b| b.to_vec()),
-            _ => Ok(packet.payload.to_vec()),
-        };
-        let Ok(payload) = payload else {
-            continue;
-        };
-        if frame
-            .as_ref()
-            .is_some_and(|(timestamp, _, _)| *timestamp != packet.header.timestamp)
-        {
-            // A frame whose last packet was lost: dropped, as a decoder would.
-            frame = None;
+        let audio = mime_type.to_ascii_lowercase().starts_with("audio");
+        let assembly = assemblies
+            .entry(ssrc)
+            .or_insert_with(|| FrameAssembly::new(REPAIR_WAIT));
+        let (late_before, given_up_before, too_late_before) =
+            (assembly.late, assembly.frames_given_up, assembly.too_late);
+        let assembled = assembly.push(
+            packet.header.sequence_number,
+            Packet {
+                timestamp: packet.header.timestamp,
+                marker: packet.header.marker || audio,
+                payload_type: packet.header.payload_type,
+                payload: packet.payload.clone(),
+            },
+            Instant::now(),
+        );
+        counts.add(
+            assembly.late - late_before,
+            assembly.frames_given_up - given_up_before,
+            assembly.too_late - too_late_before,
+        );
+        if assembly.frames_given_up > given_up_before && !audio {
+            // As a decoder that cannot go on does: ask for a keyframe.
+            let request = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+            };
+            let _ = track.write_rtcp(vec![Box::new(request)]).await;
         }
-        let (_, _, data) =
-            frame.get_or_insert_with(|| (packet.header.timestamp, packet.header.payload_type, Vec::new()));
-        data.extend_from_slice(&payload);
-        let audio = mime_type.starts_with("audio");
-        if packet.header.marker || audio {
-            let (rtp_timestamp, payload_type, data) = frame.take().expect("a frame in progress");
+        for frame in assembled {
+            let mut data = Vec::new();
+            for packet in &frame.packets {
+                let payload = match mime_type.to_ascii_lowercase().as_str() {
+                    "video/vp8" => vp8.depacketize(&packet.payload).map(|b| b.to_vec()),
+                    "video/h264" => h264.depacketize(&packet.payload).map(|b| b.to_vec()),
+                    _ => Ok(packet.payload.to_vec()),
+                };
+                if let Ok(payload) = payload {
+                    data.extend_from_slice(&payload);
+                }
+            }
+            let keyframe = is_keyframe(&mime_type, &data);
+            let broken = broken_chain.entry(ssrc).or_default();
+            *broken = !audio && !keyframe && (*broken || frame.after_gap);
             frames.lock().expect("not poisoned").push(ReceivedFrame {
-                keyframe: is_keyframe(&mime_type, &data),
-                mime_type,
-                rtp_timestamp,
-                payload_type,
+                keyframe,
+                decodable: !*broken,
+                mime_type: mime_type.clone(),
+                rtp_timestamp: frame.packets[0].timestamp,
+                payload_type: frame.packets[0].payload_type,
                 bytes: data.len(),
                 arrived: Instant::now(),
             });
@@ -171,7 +254,7 @@ fn error(context: &str) -> impl Fn(webrtc::error::Error) -> Error + '_ {
 pub struct Receiver {
     connection: Arc<dyn PeerConnection>,
     frames: Frames,
-    late: Late,
+    counts: Counts,
     state: watch::Receiver<RTCPeerConnectionState>,
     gathered: watch::Receiver<bool>,
     video: VideoTracks,
@@ -201,7 +284,7 @@ impl Receiver {
         let (state_out, state) = watch::channel(RTCPeerConnectionState::New);
         let (gathered_out, gathered) = watch::channel(false);
         let frames: Frames = Arc::default();
-        let late: Late = Arc::default();
+        let counts = Counts::default();
         let video: VideoTracks = Arc::default();
         let connection = PeerConnectionBuilder::new()
             .with_media_engine(media)
@@ -214,7 +297,7 @@ impl Receiver {
             .with_handler(Arc::new(Handler {
                 candidates: candidates_out,
                 frames: frames.clone(),
-                late: late.clone(),
+                counts: counts.clone(),
                 video: video.clone(),
                 state: state_out,
                 gathered: gathered_out,
@@ -228,7 +311,7 @@ impl Receiver {
             Self {
                 connection: Arc::new(connection),
                 frames,
-                late,
+                counts,
                 state,
                 gathered,
                 video,
@@ -346,9 +429,19 @@ impl Receiver {
     }
 
     /// Packets that arrived after a later one of their stream (sent again on a NACK, or
-    /// reordered), left out of the frames.
+    /// reordered), put back in their place.
     pub fn late_packets(&self) -> u64 {
-        self.late.load(std::sync::atomic::Ordering::Relaxed)
+        self.counts.0.late.load(Ordering::Relaxed)
+    }
+
+    /// Frames given up: a gap in them not repaired within the wait.
+    pub fn frames_given_up(&self) -> u64 {
+        self.counts.0.frames_given_up.load(Ordering::Relaxed)
+    }
+
+    /// What a viewer of the video received would have seen: see [`Playback`].
+    pub fn video_playback(&self) -> Playback {
+        Playback::of(&self.frames.lock().expect("not poisoned"))
     }
 
     pub async fn close(&self) {

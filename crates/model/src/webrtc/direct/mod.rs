@@ -106,10 +106,21 @@ struct SentPacket {
     frame: Arc<Frame>,
     chunk: usize,
     picture_id: u16,
+    /// Sent again over RTX (RFC 4588) with this sequence number of the repair stream.
+    rtx_sequence: Option<u16>,
+}
+
+/// A track's repair stream (RFC 4588), where the receiver negotiated one: its own SSRC and
+/// payload type, and sequence numbers of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rtx {
+    pub ssrc: u32,
+    pub payload_type: u8,
 }
 
 struct TrackState {
     next_sequence: u16,
+    next_rtx_sequence: u16,
     timestamp_offset: u32,
     /// VP8/VP9 picture id of the next frame.
     next_picture_id: u16,
@@ -140,6 +151,7 @@ pub(crate) struct DirectTrack {
     codec: Codec,
     ssrc: u32,
     payload_type: u8,
+    rtx: Option<Rtx>,
     clock_rate: u32,
     state: Mutex<TrackState>,
 }
@@ -223,16 +235,19 @@ impl DirectPath {
         Some(path)
     }
 
-    /// A track to send frames of `codec` on, as `ssrc` with `payload_type`.
-    pub fn track(self: &Arc<Self>, codec: Codec, ssrc: u32, payload_type: u8) -> Arc<DirectTrack> {
+    /// A track to send frames of `codec` on, as `ssrc` with `payload_type`, packets asked for
+    /// again going over `rtx` where the receiver negotiated it.
+    pub fn track(self: &Arc<Self>, codec: Codec, ssrc: u32, payload_type: u8, rtx: Option<Rtx>) -> Arc<DirectTrack> {
         let track = Arc::new(DirectTrack {
             path: Arc::downgrade(self),
             codec,
             ssrc,
             payload_type,
+            rtx,
             clock_rate: codec.clock_rate(),
             state: Mutex::new(TrackState {
                 next_sequence: rand::random(),
+                next_rtx_sequence: rand::random(),
                 timestamp_offset: rand::random(),
                 next_picture_id: rand::random::<u16>() & 0x7fff,
                 packets: 0,
@@ -291,7 +306,7 @@ impl DirectPath {
                 if let Some(congestion) = congestion.as_mut() {
                     congestion
                         .history
-                        .record(track.ssrc, sent.sequence, protected.len(), departure);
+                        .record(header.ssrc, header.sequence_number, protected.len(), departure);
                 }
                 datagrams.push(protected);
             }

@@ -76,6 +76,7 @@ impl DirectTrack {
                     frame: frame.clone(),
                     chunk,
                     picture_id,
+                    rtx_sequence: None,
                 })
                 .collect();
             state.record(&packets);
@@ -135,13 +136,14 @@ impl DirectTrack {
     pub(super) fn build(&self, sent: &SentPacket, transport_cc: Option<(u8, u16)>) -> (rtc::rtp::Header, BytesMut) {
         let payloads = sent.frame.packets.get_or_cut(|| cut(self.codec, &sent.frame.data));
         let payload = &payloads[sent.chunk];
+        let repair = self.rtx.zip(sent.rtx_sequence);
         let mut header = rtc::rtp::Header {
             version: 2,
             marker: sent.chunk + 1 == payloads.len() && self.codec.is_video(),
-            payload_type: self.payload_type,
-            sequence_number: sent.sequence,
+            payload_type: repair.map_or(self.payload_type, |(rtx, _)| rtx.payload_type),
+            sequence_number: repair.map_or(sent.sequence, |(_, sequence)| sequence),
             timestamp: sent.timestamp,
-            ssrc: self.ssrc,
+            ssrc: repair.map_or(self.ssrc, |(rtx, _)| rtx.ssrc),
             ..Default::default()
         };
         if let Some((id, sequence)) = transport_cc {
@@ -153,6 +155,10 @@ impl DirectTrack {
         plain.resize(header_size, 0);
         // The buffer has the header's own size.
         let _ = header.marshal_to(&mut plain[..]);
+        if repair.is_some() {
+            // RFC 4588: the repair payload opens with the original sequence number.
+            plain.put_u16(sent.sequence);
+        }
         put_payload(self.codec, payload, sent.picture_id, &mut plain);
         (header, plain)
     }

@@ -119,11 +119,27 @@ impl DirectPath {
         };
         let lost: Vec<u16> = nack.nacks.iter().flat_map(|pair| pair.packet_list()).collect();
         let packets: Vec<SentPacket> = {
-            let state = track.state.lock().expect("not poisoned");
-            lost.iter()
+            let mut state = track.state.lock().expect("not poisoned");
+            let found: Vec<SentPacket> = lost
+                .iter()
                 .filter_map(|sequence| state.history.iter().find(|sent| sent.sequence == *sequence))
                 .cloned()
-                .collect()
+                .collect();
+            if track.rtx.is_none() {
+                found
+            } else {
+                found
+                    .into_iter()
+                    .map(|sent| {
+                        let rtx_sequence = state.next_rtx_sequence;
+                        state.next_rtx_sequence = rtx_sequence.wrapping_add(1);
+                        SentPacket {
+                            rtx_sequence: Some(rtx_sequence),
+                            ..sent
+                        }
+                    })
+                    .collect()
+            }
         };
         self.send_again(track, packets);
     }
