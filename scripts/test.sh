@@ -2,7 +2,8 @@
 # Installs what the tests need (scripts/setup-tests.sh), then runs every test: the Rust workspace (unit, persistence, end-to-end, NAB scoring), `promtool check
 # metrics` on /metrics, the Kubo RPC subset driven by the kubo-rpc-client npm package, CID parity
 # with the reference JavaScript UnixFS importer, the dashboard (of one instance, and of two on one
-# PostgreSQL), the home page and the WebRTC player in headless Chromium, the AsyncAPI document
+# PostgreSQL), the home page and the WebRTC player in headless Chromium (and its repairs over RTX through
+# a lossy link), the AsyncAPI document
 # through the AsyncAPI parser,
 # a short crash test, a bounded Schemathesis run against the OpenAPI document and a short run of every
 # fuzz target.
@@ -24,6 +25,9 @@ node scripts/asyncapi/validate.mjs openapi/asyncapi.json
 node tests/browser/home.mjs target/debug/ipfs-stream
 node tests/browser/dashboard.mjs target/debug/ipfs-stream
 node tests/browser/player.mjs target/debug/ipfs-stream
+# Chromium through a link losing 5% of the media: RTX negotiated and used (the relay is an example).
+cargo build --locked -p ipfs-stream --example impaired_relay
+node tests/browser/rtx.mjs target/debug/ipfs-stream
 # Two instances on one PostgreSQL: the dashboard charts another instance, or the whole service.
 node tests/browser/cluster-dashboard.mjs target/debug/ipfs-stream
 # A short crash test: SIGKILL under concurrent uploads, nothing acknowledged lost (200 cycles: scripts/crash-test.sh).
