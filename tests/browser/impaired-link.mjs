@@ -109,7 +109,10 @@ export async function playThrough(page, relay, whepUrl, { repair = "rtx", header
       if (response.status !== 201) throw new Error(`WHEP answered ${response.status}: ${await response.text()}`);
       const answer = await response.text();
       const port = await window.relayLink(serverAddress(answer));
-      await pc.setRemoteDescription({ type: "answer", sdp: routeAnswer(answer, port) });
+      // The answer's feedback list is what Chromium goes by: with no repair, it is told not to NACK.
+      let routed = routeAnswer(answer, port);
+      if (repair === "none") routed = routed.split("\r\n").filter((l) => !/^a=rtcp-fb:\d+ nack$/.test(l)).join("\r\n");
+      await pc.setRemoteDescription({ type: "answer", sdp: routed });
       return { answer, pcId: response.headers.get("location").split("/").pop() };
     },
     {

@@ -248,20 +248,77 @@ pub async fn analytics(params: Checked<AnalyticsParams>, state: web::Data<AppSta
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
-    /// Latency added to every content read, 1 to 10000 ms.
-    #[validate(range(min = 1, max = 10000, message = "must be between 1 and 10000 ms"))]
-    #[schema(minimum = 1, maximum = 10000)]
+    /// Latency added to every content read, 0 to 10000 ms.
+    #[validate(range(min = 0, max = 10000, message = "must be between 0 and 10000 ms"))]
+    #[schema(minimum = 0, maximum = 10000)]
     pub store_latency_ms: u64,
+    /// Up to this much more per read, drawn at random, 0 to 10000 ms.
+    #[validate(range(min = 0, max = 10000, message = "must be between 0 and 10000 ms"))]
+    #[schema(minimum = 0, maximum = 10000)]
+    pub store_jitter_ms: Option<u64>,
+    /// A stall every this many seconds (1 to 600), with `stall_ms`.
+    #[validate(range(min = 1, max = 600, message = "must be between 1 and 600 seconds"))]
+    #[schema(minimum = 1, maximum = 600)]
+    pub stall_every_s: Option<u64>,
+    /// How long each stall holds reads, 1 to 60000 ms (less than `stall_every_s`).
+    #[validate(range(min = 1, max = 60000, message = "must be between 1 and 60000 ms"))]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub stall_ms: Option<u64>,
     /// How long the fault lasts, 1 to 600 s.
     #[validate(range(min = 1, max = 600, message = "must be between 1 and 600 seconds"))]
     #[schema(minimum = 1, maximum = 600)]
     pub duration_s: u64,
 }
 
+impl FaultRequest {
+    fn fault(&self) -> Result<model::faults::StoreFault, ApiError> {
+        let stalls = match (self.stall_every_s, self.stall_ms) {
+            (None, None) => None,
+            (Some(every), Some(length)) if length < every * 1000 => Some(model::faults::Stalls {
+                every: Duration::from_secs(every),
+                length: Duration::from_millis(length),
+            }),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_parameter(
+                    "stall_ms",
+                    "stall_ms: must be shorter than stall_every_s",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(ApiError::bad_parameter(
+                    "stall_ms",
+                    "stall_ms: is needed with stall_every_s",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::bad_parameter(
+                    "stall_every_s",
+                    "stall_every_s: is needed with stall_ms",
+                ));
+            }
+        };
+        let fault = model::faults::StoreFault {
+            latency: Duration::from_millis(self.store_latency_ms),
+            jitter: Duration::from_millis(self.store_jitter_ms.unwrap_or(0)),
+            stalls,
+        };
+        if fault == model::faults::StoreFault::default() {
+            return Err(ApiError::bad_parameter(
+                "store_latency_ms",
+                "store_latency_ms: the fault does nothing; give a latency, a jitter or stalls",
+            ));
+        }
+        Ok(fault)
+    }
+}
+
 /// The fault in force.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FaultBody {
     pub store_latency_ms: Option<u64>,
+    pub store_jitter_ms: Option<u64>,
+    pub stall_every_s: Option<u64>,
+    pub stall_ms: Option<u64>,
     pub remaining_ms: Option<u64>,
 }
 
@@ -279,6 +336,9 @@ fn fault_body(faults: &model::faults::Faults) -> FaultBody {
     let active = faults.active();
     FaultBody {
         store_latency_ms: active.map(|f| f.store_latency.as_millis() as u64),
+        store_jitter_ms: active.map(|f| f.store_jitter.as_millis() as u64),
+        stall_every_s: active.and_then(|f| f.stalls).map(|s| s.every.as_secs()),
+        stall_ms: active.and_then(|f| f.stalls).map(|s| s.length.as_millis() as u64),
         remaining_ms: active.map(|f| f.remaining.as_millis() as u64),
     }
 }
@@ -297,7 +357,8 @@ pub async fn faults(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(fault_body(allowed(&state)?)))
 }
 
-/// Injects store latency for a while (servers started with `--allow-fault-injection` only).
+/// Slows store reads for a while: latency, random jitter on top, stalls now and then (servers
+/// started with `--allow-fault-injection` only).
 #[utoipa::path(
     post,
     path = "/api/v1/faults",
@@ -316,18 +377,18 @@ pub async fn inject_fault(
 ) -> Result<HttpResponse, ApiError> {
     let faults = allowed(&state)?;
     body.validate()?;
+    let fault = body.fault()?;
     let caller = crate::access::caller_of(&req);
-    let target = format!("store latency {} ms for {} s", body.store_latency_ms, body.duration_s);
+    let target = format!(
+        "store latency {} ms, jitter {} ms, stalls {:?} for {} s",
+        body.store_latency_ms,
+        body.store_jitter_ms.unwrap_or(0),
+        fault.stalls,
+        body.duration_s
+    );
     crate::access::audit(&*state.notifier, "fault_injected", &caller.name, &target, "done");
-    faults.inject_store_latency(
-        Duration::from_millis(body.store_latency_ms),
-        Duration::from_secs(body.duration_s),
-    );
-    tracing::warn!(
-        latency_ms = body.store_latency_ms,
-        seconds = body.duration_s,
-        "store latency injected"
-    );
+    faults.inject_store_fault(fault, Duration::from_secs(body.duration_s));
+    tracing::warn!(fault = %target, "store fault injected");
     Ok(HttpResponse::Accepted().json(fault_body(faults)))
 }
 

@@ -135,6 +135,9 @@ pub struct StreamRequest {
     pub prefetch_threshold: Option<f64>,
     /// Read the media by ranges as it plays (default true) instead of loading it first.
     pub use_progressive_loading: Option<bool>,
+    /// Let the buffer's target and threshold follow underflows and jitter (default true); false
+    /// keeps them as set.
+    pub adaptive_buffer: Option<bool>,
     /// Other encodings of the same media, for quality presets and `auto`.
     #[validate(nested, length(max = 3, message = "at most one per quality (3)"))]
     #[schema(max_items = 3)]
@@ -218,6 +221,7 @@ pub async fn create_stream(
         buffer: BufferSettings {
             buffer_size: request.buffer_size.unwrap_or(30) as usize,
             prefetch_threshold: request.prefetch_threshold.unwrap_or(0.5),
+            adaptive: request.adaptive_buffer.unwrap_or(true),
         },
         progressive: request.use_progressive_loading.unwrap_or(true),
         benchmark: request.benchmark.unwrap_or(false),

@@ -109,6 +109,7 @@ struct OfferRequest {
     #[validate(range(min = 0.1, max = 0.9, message = "must be between 0.1 and 0.9"))]
     prefetch_threshold: Option<f64>,
     use_progressive_loading: Option<bool>,
+    adaptive_buffer: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +229,7 @@ async fn dispatch(
                 buffer_size: request.buffer_size,
                 prefetch_threshold: request.prefetch_threshold,
                 use_progressive_loading: request.use_progressive_loading,
+                adaptive_buffer: request.adaptive_buffer,
             };
             let offer = webrtc.offer(settings.request(target)).await.map_err(failed)?;
             owned.insert(offer.pc_id.clone());

@@ -41,13 +41,20 @@ pub struct WhepQuery {
     pub prefetch_threshold: Option<f64>,
     /// Read the media by ranges as it plays.
     pub use_progressive_loading: Option<bool>,
+    /// Let the buffer's target and threshold follow underflows and jitter (default true); false
+    /// keeps them as set.
+    pub adaptive_buffer: Option<bool>,
 }
 
 impl WhepQuery {
     pub(crate) fn request(&self, target: Target) -> PlayRequest {
-        let buffer = (self.buffer_size.is_some() || self.prefetch_threshold.is_some()).then(|| BufferSettings {
+        let buffer = (self.buffer_size.is_some()
+            || self.prefetch_threshold.is_some()
+            || self.adaptive_buffer.is_some())
+        .then(|| BufferSettings {
             buffer_size: self.buffer_size.unwrap_or(30) as usize,
             prefetch_threshold: self.prefetch_threshold.unwrap_or(0.5),
+            adaptive: self.adaptive_buffer.unwrap_or(true),
         });
         PlayRequest {
             target,

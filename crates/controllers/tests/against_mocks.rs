@@ -300,6 +300,39 @@ async fn faults_are_refused_unless_allowed_and_validated() {
     )
     .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("store_latency_ms")));
+    // Jitter with stalls: both halves of a stall needed, the stall shorter than its period.
+    for (body, field) in [
+        (
+            serde_json::json!({"store_latency_ms": 0, "stall_every_s": 60, "duration_s": 5}),
+            "stall_ms",
+        ),
+        (
+            serde_json::json!({"store_latency_ms": 0, "stall_ms": 2000, "duration_s": 5}),
+            "stall_every_s",
+        ),
+        (
+            serde_json::json!({"store_latency_ms": 0, "stall_every_s": 1, "stall_ms": 2000, "duration_s": 5}),
+            "stall_ms",
+        ),
+    ] {
+        let (status, answer) = call_monitoring(MockMetricsHistory::new(), Some(faults.clone()), post(body)).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some(field)), "{answer}");
+    }
+    let stalling = serde_json::json!({"store_latency_ms": 0, "store_jitter_ms": 200, "stall_every_s": 60,
+        "stall_ms": 2000, "duration_s": 600});
+    let (status, body) = call_monitoring(MockMetricsHistory::new(), Some(faults.clone()), post(stalling)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (
+            body["store_jitter_ms"].as_u64(),
+            body["stall_every_s"].as_u64(),
+            body["stall_ms"].as_u64()
+        ),
+        (Some(200), Some(60), Some(2000))
+    );
+    let active = faults.active().unwrap();
+    assert_eq!(active.store_jitter.as_millis(), 200);
+    assert_eq!(active.stalls.unwrap().length.as_millis(), 2000);
     let (status, _) = call_monitoring(
         MockMetricsHistory::new(),
         Some(faults.clone()),

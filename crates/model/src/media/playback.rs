@@ -30,6 +30,8 @@ pub struct BufferSettings {
     pub buffer_size: usize,
     /// Fill level (share of `buffer_size`) at which it is refilled.
     pub prefetch_threshold: f64,
+    /// Whether the target and threshold follow underflows and jitter (else they stay as set).
+    pub adaptive: bool,
 }
 
 impl Default for BufferSettings {
@@ -37,6 +39,7 @@ impl Default for BufferSettings {
         Self {
             buffer_size: 30,
             prefetch_threshold: 0.5,
+            adaptive: true,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Playback {
         let settings = BufferSettings {
             buffer_size: settings.buffer_size.clamp(MIN_BUFFER, MAX_BUFFER),
             prefetch_threshold: settings.prefetch_threshold.clamp(MIN_THRESHOLD, MAX_THRESHOLD),
+            adaptive: settings.adaptive,
         };
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer {
@@ -320,6 +324,9 @@ impl Playback {
     /// More buffer after underflows, jitter or frames going out late; back towards the settings
     /// when smooth and on time.
     fn adapt(&self, underflowed: bool, jitter_ms: f64, delay_ms: f64) {
+        if !self.initial.adaptive {
+            return;
+        }
         let mut buffer = self.shared.buffer.lock().expect("not poisoned");
         if underflowed || jitter_ms > 20.0 || delay_ms > LATE_MS {
             buffer.target = (buffer.target + buffer.target / 4 + 1).min(MAX_BUFFER);
@@ -484,6 +491,7 @@ mod tests {
             BufferSettings {
                 buffer_size: 10,
                 prefetch_threshold: 0.5,
+                adaptive: true,
             },
         );
         let (mut a, mut b) = (playback.subscribe(0), playback.subscribe(0));
@@ -513,6 +521,7 @@ mod tests {
         let settings = BufferSettings {
             buffer_size: 10,
             prefetch_threshold: 0.5,
+            adaptive: true,
         };
         let playback = Playback::prepare(ivf(), settings);
         let target = || playback.stats().buffer_target;
@@ -524,6 +533,20 @@ mod tests {
         assert_eq!(target(), grown - 1, "on time and smooth: back towards the settings");
         playback.adapt(false, 1.0, LATE_MS / 2.0);
         assert_eq!(target(), grown - 1, "neither late nor on time: held");
+        playback.stop();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fixed_buffer_stays_as_set_through_underflows() {
+        let settings = BufferSettings {
+            buffer_size: 10,
+            prefetch_threshold: 0.5,
+            adaptive: false,
+        };
+        let playback = Playback::prepare(ivf(), settings);
+        playback.adapt(true, 50.0, 2.0 * LATE_MS);
+        let stats = playback.stats();
+        assert_eq!((stats.buffer_target, stats.prefetch_threshold), (10, 0.5));
         playback.stop();
     }
 

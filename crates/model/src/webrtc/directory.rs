@@ -66,8 +66,15 @@ struct StoredSpec {
     quality: String,
     buffer_size: usize,
     prefetch_threshold: f64,
+    /// Absent in specs stored before it existed: adaptive, as they were.
+    #[serde(default = "adaptive_by_default")]
+    adaptive_buffer: bool,
     progressive: bool,
     benchmark: bool,
+}
+
+fn adaptive_by_default() -> bool {
+    true
 }
 
 impl StreamSpec {
@@ -83,6 +90,7 @@ impl StreamSpec {
             quality: self.quality.as_str().to_owned(),
             buffer_size: self.buffer.buffer_size,
             prefetch_threshold: self.buffer.prefetch_threshold,
+            adaptive_buffer: self.buffer.adaptive,
             progressive: self.progressive,
             benchmark: self.benchmark,
         };
@@ -107,6 +115,7 @@ impl StreamSpec {
             buffer: BufferSettings {
                 buffer_size: stored.buffer_size,
                 prefetch_threshold: stored.prefetch_threshold,
+                adaptive: stored.adaptive_buffer,
             },
             progressive: stored.progressive,
             benchmark: stored.benchmark,
@@ -135,6 +144,7 @@ mod tests {
             buffer: BufferSettings {
                 buffer_size: 12,
                 prefetch_threshold: 0.25,
+                adaptive: false,
             },
             progressive: false,
             benchmark: true,
