@@ -25,6 +25,14 @@ const RETRY_DELAYS: [Duration; 3] = [
 /// No new attempt starts later than this after the first began: a read that failed slowly (a
 /// remote node's timeout) is not made again.
 const RETRY_BUDGET: Duration = Duration::from_millis(1500);
+/// A range read that took this long shows a slow store (a remote one, one under load): from then
+/// on the next window is read ahead, while the current one plays, so that a stall of the store
+/// costs the playback nothing until it outlasts the window's media. On a fast store nothing is
+/// read ahead, and a viewer who leaves early has cost only what the demuxer touched.
+const SLOW_READ: Duration = Duration::from_millis(50);
+
+/// A range read in the background: its bytes, and the attempts it took.
+type ReadAhead = tokio::task::JoinHandle<(std::io::Result<Bytes>, u64)>;
 
 /// A file in the store as `Read + Seek`. Must be used off the async runtime (in
 /// `spawn_blocking`): each miss blocks on a range read.
@@ -35,8 +43,19 @@ pub struct StoreSource {
     position: u64,
     window: (u64, Bytes),
     runtime: Handle,
+    /// The next window, being read ahead (once a read was slow): where it starts, and the read.
+    ahead: Option<(u64, ReadAhead)>,
+    read_ahead: bool,
     /// Range reads made, for the playback counters.
     pub reads: u64,
+}
+
+impl Drop for StoreSource {
+    fn drop(&mut self) {
+        if let Some((_, read)) = self.ahead.take() {
+            read.abort();
+        }
+    }
 }
 
 impl StoreSource {
@@ -48,6 +67,8 @@ impl StoreSource {
             position: 0,
             window: (0, Bytes::new()),
             runtime,
+            ahead: None,
+            read_ahead: false,
             reads: 0,
         }
     }
@@ -58,9 +79,39 @@ impl StoreSource {
     }
 
     fn fetch(&mut self, at: u64) -> std::io::Result<()> {
-        let range = ByteRange::new(at, Some(WINDOW.min(self.size - at)));
-        let data = read_range(&self.content, &self.cid, range, &self.runtime, &mut self.reads)?;
+        let began = Instant::now();
+        let data = match self.ahead.take() {
+            Some((start, read)) if start == at => {
+                let (data, attempts) = self
+                    .runtime
+                    .block_on(read)
+                    .unwrap_or_else(|error| (Err(std::io::Error::other(error)), 0));
+                self.reads += attempts;
+                data?
+            }
+            other => {
+                if let Some((_, read)) = other {
+                    // A seek elsewhere: what was read ahead is not wanted.
+                    read.abort();
+                }
+                let range = ByteRange::new(at, Some(WINDOW.min(self.size - at)));
+                let data = read_range(&self.content, &self.cid, range, &self.runtime, &mut self.reads)?;
+                self.read_ahead |= began.elapsed() >= SLOW_READ;
+                data
+            }
+        };
+        let next = at + data.len() as u64;
         self.window = (at, data);
+        if self.read_ahead && next < self.size {
+            let (content, cid) = (self.content.clone(), self.cid);
+            let range = ByteRange::new(next, Some(WINDOW.min(self.size - next)));
+            let read = self.runtime.spawn(async move {
+                let mut attempts = 0;
+                let data = read_with_retries(&content, &cid, range, &mut attempts).await;
+                (data, attempts)
+            });
+            self.ahead = Some((next, read));
+        }
         Ok(())
     }
 }
@@ -74,17 +125,26 @@ fn read_range(
     runtime: &Handle,
     attempts: &mut u64,
 ) -> std::io::Result<Bytes> {
+    runtime.block_on(read_with_retries(content, cid, range, attempts))
+}
+
+async fn read_with_retries(
+    content: &Arc<dyn ContentService>,
+    cid: &Cid,
+    range: ByteRange,
+    attempts: &mut u64,
+) -> std::io::Result<Bytes> {
     let mut delays = RETRY_DELAYS.iter();
     let started = Instant::now();
     loop {
-        let read = runtime.block_on(async { content.read(cid, range).await?.try_collect::<Vec<Bytes>>().await });
+        let read = async { content.read(cid, range).await?.try_collect::<Vec<Bytes>>().await }.await;
         *attempts += 1;
         match read {
             Ok(chunks) => return Ok(chunks.concat().into()),
             Err(error) if error.is_transient() => match delays.next() {
                 Some(delay) if started.elapsed() + *delay <= RETRY_BUDGET => {
                     tracing::warn!(%error, %cid, at = range.start(), "range read failed; trying again");
-                    std::thread::sleep(*delay);
+                    tokio::time::sleep(*delay).await;
                 }
                 _ => return Err(std::io::Error::other(error)),
             },
@@ -164,6 +224,60 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(all.len(), data.len());
+    }
+
+    /// A store that takes `delay` for every range read, and counts them.
+    fn store_taking(delay: Duration, data: Vec<u8>) -> (Arc<dyn ContentService>, Arc<std::sync::atomic::AtomicU64>) {
+        let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = reads.clone();
+        let mut store = crate::content::service::MockContentService::new();
+        store.expect_read().returning(move |_, range| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(delay);
+            let (start, end) = range.clamp(&Cid::default(), data.len() as u64).unwrap();
+            let slice = Bytes::copy_from_slice(&data[start as usize..end as usize]);
+            Ok(Box::pin(futures::stream::iter([Ok(slice)])))
+        });
+        (Arc::new(store), reads)
+    }
+
+    #[test]
+    fn a_slow_store_is_read_a_window_ahead_and_a_fast_one_is_not() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let data: Vec<u8> = (0..3 * WINDOW as u32).map(|i| (i % 251) as u8).collect();
+        for (delay, ahead) in [(SLOW_READ * 2, true), (Duration::ZERO, false)] {
+            let (store, reads) = store_taking(delay, data.clone());
+            let mut source = StoreSource::new(store, Cid::default(), data.len() as u64, runtime.handle().clone());
+            let (source, head) = std::thread::spawn(move || {
+                let mut head = [0u8; 16];
+                source.read_exact(&mut head).unwrap();
+                (source, head)
+            })
+            .join()
+            .unwrap();
+            assert_eq!(&head[..], &data[..16]);
+            // The next window's read starts while the first plays, on a slow store only.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while reads.load(std::sync::atomic::Ordering::SeqCst) < 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(
+                reads.load(std::sync::atomic::Ordering::SeqCst),
+                if ahead { 2 } else { 1 },
+                "{delay:?}"
+            );
+            // Either way the bytes are the file's, and a window read ahead is not read again.
+            let mut source = source;
+            let all = std::thread::spawn(move || {
+                let mut rest = Vec::new();
+                source.read_to_end(&mut rest).unwrap();
+                rest
+            })
+            .join()
+            .unwrap();
+            assert_eq!(all, &data[16..]);
+            assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
     }
 
     /// A store whose range reads give `failures` in turn (None: the bytes asked for).

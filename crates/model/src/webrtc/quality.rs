@@ -3,7 +3,8 @@
 //! A fixed preset picks the rendition registered for it (or the nearest). `auto` starts on the
 //! lowest rendition and follows the congestion controller: down at once when the estimate no longer
 //! carries the current rendition or loss is high, up only after the estimate has carried the next
-//! one with headroom for a while (hysteresis), and never twice within the hold time.
+//! one with headroom for a while (hysteresis; twice as long after each step up that had to be
+//! undone), and never twice within the hold time.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,11 @@ const LOSS_UP: f64 = 0.02;
 const UP_HEADROOM: f64 = 1.3;
 /// …continuously for this long.
 const UP_AFTER: Duration = Duration::from_secs(4);
+/// A step up undone within this time failed: the estimate, which grows while the stream sends less
+/// than it allows, had not been tried. The wait before the next try doubles…
+const FAILED_UP_WINDOW: Duration = Duration::from_secs(10);
+/// …up to this.
+const MAX_UP_AFTER: Duration = Duration::from_secs(64);
 /// No switch within this time of the last one.
 const HOLD: Duration = Duration::from_secs(2);
 
@@ -70,6 +76,10 @@ pub struct AdaptiveSwitch {
     current: usize,
     headroom_since: Option<Instant>,
     last_switch: Option<Instant>,
+    /// How long the headroom must last before a step up.
+    up_after: Duration,
+    /// The last step up, while it may still turn out to have failed.
+    stepped_up_at: Option<Instant>,
 }
 
 impl AdaptiveSwitch {
@@ -78,6 +88,8 @@ impl AdaptiveSwitch {
             current: start,
             headroom_since: None,
             last_switch: None,
+            up_after: UP_AFTER,
+            stepped_up_at: None,
         }
     }
 
@@ -103,18 +115,30 @@ impl AdaptiveSwitch {
         self.current = self.current.min(bitrates.len() - 1);
         let held = self.last_switch.is_some_and(|at| now.duration_since(at) < HOLD);
         let carries_current = estimate_bps >= bitrates[self.current];
+        if self
+            .stepped_up_at
+            .is_some_and(|at| now.duration_since(at) >= FAILED_UP_WINDOW)
+        {
+            // The step up held: the next one waits the usual time.
+            self.stepped_up_at = None;
+            self.up_after = UP_AFTER;
+        }
         if self.current > 0 && (loss > LOSS_DOWN || !carries_current) {
             self.headroom_since = None;
             if held {
                 return None;
+            }
+            if self.stepped_up_at.take().is_some() {
+                self.up_after = (self.up_after * 2).min(MAX_UP_AFTER);
             }
             return Some(self.switch(now, self.current - 1));
         }
         let up = self.current + 1;
         if up < bitrates.len() && loss < LOSS_UP && estimate_bps > bitrates[up] * UP_HEADROOM {
             let since = *self.headroom_since.get_or_insert(now);
-            if now.duration_since(since) >= UP_AFTER && !held {
+            if now.duration_since(since) >= self.up_after && !held {
                 self.headroom_since = None;
+                self.stepped_up_at = Some(now);
                 return Some(self.switch(now, up));
             }
         } else {
@@ -199,6 +223,30 @@ mod tests {
             lossy.decide(start + Duration::from_secs(20), 5_000_000.0, 0.05, &LADDER),
             None
         );
+    }
+
+    #[test]
+    fn a_step_up_undone_at_once_doubles_the_wait_for_the_next() {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let mut abr = AdaptiveSwitch::new(0);
+        // The estimate says medium fits; after 4 s of it, up.
+        assert_eq!(abr.decide(at(0), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(at(4), 1_500_000.0, 0.0, &LADDER), Some(1));
+        // Medium does not fit after all: loss, down at once.
+        assert_eq!(abr.decide(at(6), 1_500_000.0, 0.2, &LADDER), Some(0));
+        // The next try waits 8 s of headroom, not 4.
+        assert_eq!(abr.decide(at(8), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(at(12), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(at(16), 1_500_000.0, 0.0, &LADDER), Some(1));
+        // Failing again: 16 s.
+        assert_eq!(abr.decide(at(18), 1_500_000.0, 0.2, &LADDER), Some(0));
+        assert_eq!(abr.decide(at(20), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(at(35), 1_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(at(36), 1_500_000.0, 0.0, &LADDER), Some(1));
+        // This one holds past the window: the wait is back to 4 s for the step after it.
+        assert_eq!(abr.decide(at(47), 3_500_000.0, 0.0, &LADDER), None);
+        assert_eq!(abr.decide(at(51), 3_500_000.0, 0.0, &LADDER), Some(2));
     }
 
     #[test]
