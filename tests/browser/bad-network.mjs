@@ -57,6 +57,17 @@ async function play(whepUrl, seconds, { repair = "rtx", during } = {}) {
       lastChange = samples[i].at;
     }
   }
+  if (process.env.GAPS) {
+    // Where the picture stood still over 150 ms (sampled every 100 ms), for looking into a case.
+    const gaps = [];
+    for (let i = 1, since = null; i < samples.length; i++) {
+      if (samples[i].decoded !== samples[i - 1].decoded) {
+        if (since != null && samples[i].at - since > 150) gaps.push([since, samples[i].at - since]);
+        since = samples[i].at;
+      }
+    }
+    console.error(JSON.stringify({ gaps }));
+  }
   const lost = {};
   for (const key of Object.keys(countsAfter)) lost[key] = countsAfter[key] - (countsBefore[key] ?? 0);
   return { browser: last, server, link: lost, samples, longestStillMs: longestStill };
@@ -100,16 +111,6 @@ try {
         if (only && only !== `${condition}:${repair}`) continue;
         await relay.set(settings);
         const result = await play(`${base}/whep/${cid}?buffer_size=30`, Number(seconds), { repair });
-        if (process.env.GAPS) {
-          const gaps = [];
-          for (let i = 1, since = null; i < result.samples.length; i++) {
-            if (result.samples[i].decoded !== result.samples[i - 1].decoded) {
-              if (since != null && result.samples[i].at - since > 150) gaps.push([since, result.samples[i].at - since]);
-              since = result.samples[i].at;
-            }
-          }
-          console.error(JSON.stringify({ gaps }));
-        }
         if (result.server.frames_sent === 0) console.error(`${condition}, ${repair}: nothing played`, JSON.stringify(result.server));
         console.log(JSON.stringify({ part, condition, repair_offered: repair, ...summary(result) }));
       }

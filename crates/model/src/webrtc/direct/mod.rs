@@ -17,6 +17,7 @@
 mod congestion;
 mod opener;
 mod packetize;
+mod repair_budget;
 mod rtcp;
 mod socket_tap;
 mod srtp_export;
@@ -106,6 +107,9 @@ struct SentPacket {
     frame: Arc<Frame>,
     chunk: usize,
     picture_id: u16,
+    /// When it last went again on a NACK, and how many times it has (in the record).
+    resent_at: Option<Instant>,
+    resends: u8,
     /// Sent again over RTX (RFC 4588) with this sequence number of the repair stream.
     rtx_sequence: Option<u16>,
 }
@@ -172,6 +176,9 @@ pub(crate) struct DirectPath {
     reports_sent: Mutex<VecDeque<(u32, Instant)>>,
     rtt_ms: Mutex<Option<f64>>,
     retransmitted: AtomicU64,
+    repair_budget: Mutex<repair_budget::RepairBudget>,
+    /// Media octets of all tracks at the last report tick, for the media's rate.
+    octets_at_tick: Mutex<Option<(u64, Instant)>>,
     /// The report task and the socket's reader, which go with the path.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -217,6 +224,8 @@ impl DirectPath {
             reports_sent: Mutex::new(VecDeque::new()),
             rtt_ms: Mutex::new(None),
             retransmitted: AtomicU64::new(0),
+            repair_budget: Mutex::new(repair_budget::RepairBudget::new(Instant::now())),
+            octets_at_tick: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let claim = path.socket.claim_for_path()?;

@@ -76,6 +76,8 @@ impl DirectTrack {
                     frame: frame.clone(),
                     chunk,
                     picture_id,
+                    resent_at: None,
+                    resends: 0,
                     rtx_sequence: None,
                 })
                 .collect();

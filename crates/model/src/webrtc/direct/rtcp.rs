@@ -13,6 +13,7 @@ impl DirectPath {
             congestion.gcc.handle_timeout(now);
             self.estimate.publish(Carrier::Direct, &congestion.gcc);
         }
+        self.follow_media_rate(now);
         let ntp = ntp_now();
         for track in self.tracks() {
             let report = {
@@ -118,28 +119,50 @@ impl DirectPath {
             return;
         };
         let lost: Vec<u16> = nack.nacks.iter().flat_map(|pair| pair.packet_list()).collect();
+        // A receiver asks again before an answer could have come (it may not know the round
+        // trip; a queue may have lengthened it): a packet sent again within the round trip is not
+        // sent again yet, nor one sent again MAX_RESENDS times.
+        let now = Instant::now();
+        let round_trip = self
+            .rtt_ms
+            .lock()
+            .expect("not poisoned")
+            .map_or(MIN_RESEND_INTERVAL, |ms| Duration::from_secs_f64(ms / 1000.0))
+            .clamp(MIN_RESEND_INTERVAL, MAX_RESEND_INTERVAL);
         let packets: Vec<SentPacket> = {
             let mut state = track.state.lock().expect("not poisoned");
-            let found: Vec<SentPacket> = lost
+            let due: Vec<usize> = lost
                 .iter()
-                .filter_map(|sequence| state.history.iter().find(|sent| sent.sequence == *sequence))
-                .cloned()
+                .filter_map(|sequence| state.history.iter().position(|sent| sent.sequence == *sequence))
+                .filter(|at| {
+                    let sent = &state.history[*at];
+                    sent.resends < MAX_RESENDS && sent.resent_at.is_none_or(|at| now.duration_since(at) >= round_trip)
+                })
                 .collect();
-            if track.rtx.is_none() {
-                found
-            } else {
-                found
-                    .into_iter()
-                    .map(|sent| {
-                        let rtx_sequence = state.next_rtx_sequence;
-                        state.next_rtx_sequence = rtx_sequence.wrapping_add(1);
-                        SentPacket {
-                            rtx_sequence: Some(rtx_sequence),
-                            ..sent
-                        }
-                    })
-                    .collect()
+            if due.is_empty() {
+                return;
             }
+            if !self
+                .repair_budget
+                .lock()
+                .expect("not poisoned")
+                .take(now, due.len() * RTP_MTU)
+            {
+                tracing::debug!(packets = due.len(), "repair budget spent; not sent again");
+                return;
+            }
+            let mut packets = Vec::with_capacity(due.len());
+            for at in due {
+                state.history[at].resent_at = Some(now);
+                state.history[at].resends += 1;
+                let mut sent = state.history[at].clone();
+                if track.rtx.is_some() {
+                    sent.rtx_sequence = Some(state.next_rtx_sequence);
+                    state.next_rtx_sequence = state.next_rtx_sequence.wrapping_add(1);
+                }
+                packets.push(sent);
+            }
+            packets
         };
         self.send_again(track, packets);
     }
@@ -157,6 +180,35 @@ impl DirectPath {
                 tracing::debug!(%error, "packets not sent again");
             }
         });
+    }
+}
+
+/// A packet goes again at most this many times: a receiver that keeps asking for one it got
+/// would otherwise spend the repair budget on it, and three copies all lost is rare even at 15%
+/// loss.
+const MAX_RESENDS: u8 = 3;
+/// The least and most time between two answers to NACKs for one packet.
+const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(20);
+const MAX_RESEND_INTERVAL: Duration = Duration::from_millis(500);
+
+impl DirectPath {
+    /// Sets the repair budget from the media's rate since the last tick.
+    fn follow_media_rate(&self, now: Instant) {
+        let octets: u64 = self
+            .tracks()
+            .iter()
+            .map(|track| u64::from(track.state.lock().expect("not poisoned").octets))
+            .sum();
+        let mut last = self.octets_at_tick.lock().expect("not poisoned");
+        if let Some((before, at)) = *last {
+            let seconds = now.duration_since(at).as_secs_f64();
+            // Octet counts are 32-bit and wrap: a count that went down is skipped.
+            if seconds > 0.0 && octets >= before {
+                let rate = (octets - before) as f64 / seconds;
+                self.repair_budget.lock().expect("not poisoned").follow_media(rate);
+            }
+        }
+        *last = Some((octets, now));
     }
 }
 
