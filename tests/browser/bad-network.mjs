@@ -105,10 +105,10 @@ try {
       "random 15%": { ...NO_IMPAIRMENT, delay_ms: 25, jitter_ms: 2, loss: 0.15 },
       "bursty 5% (bursts of 5)": { ...NO_IMPAIRMENT, delay_ms: 25, jitter_ms: 2, burst_loss: 0.05, mean_burst: 5 },
     };
-    const only = process.env.CASES; // e.g. "random 5%:resend", for a single case
+    const only = process.env.CASES?.split(","); // e.g. "random 5%:resend,clean:none": these cases only
     for (const [condition, settings] of Object.entries(conditions)) {
       for (const repair of ["none", "resend", "rtx"]) {
-        if (only && only !== `${condition}:${repair}`) continue;
+        if (only && !only.includes(`${condition}:${repair}`)) continue;
         await relay.set(settings);
         const result = await play(`${base}/whep/${cid}?buffer_size=30`, Number(seconds), { repair });
         if (result.server.frames_sent === 0) console.error(`${condition}, ${repair}: nothing played`, JSON.stringify(result.server));

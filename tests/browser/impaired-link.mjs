@@ -99,7 +99,10 @@ export async function playThrough(page, relay, whepUrl, { repair = "rtx", header
       const started = performance.now();
       window.playback = { pc, video, started, firstFrame: null };
       video.requestVideoFrameCallback(() => (window.playback.firstFrame = performance.now() - started));
-      await pc.setLocalDescription(await pc.createOffer());
+      // With no repair, Chromium must not NACK: that is its own (local) description's say.
+      const created = await pc.createOffer();
+      if (repair === "none") created.sdp = created.sdp.replace(/a=rtcp-fb:\d+ nack\r\n/g, "");
+      await pc.setLocalDescription(created);
       const offer = editOffer(pc.localDescription.sdp, repair);
       const response = await fetch(whepUrl, {
         method: "POST",

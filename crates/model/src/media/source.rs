@@ -13,8 +13,13 @@ use tokio::runtime::Handle;
 
 use crate::content::{ByteRange, ContentService};
 
-/// Bytes fetched per range read.
+/// Bytes fetched per range read that goes on from the last one (the demuxer reading on as it
+/// plays)…
 const WINDOW: u64 = 256 * 1024;
+/// …and per read elsewhere (an index or metadata at the end of the file, the way back from it):
+/// such reads are short, and a whole window there was mostly never played (about a fifth of what
+/// a viewer who left after 10 s cost the store).
+const SEEK_WINDOW: u64 = 64 * 1024;
 /// How long to wait before each new attempt at a range read that failed for a passing reason: a
 /// stall of the playback, rather than the end of a playback all its viewers share.
 const RETRY_DELAYS: [Duration; 3] = [
@@ -94,7 +99,13 @@ impl StoreSource {
                     // A seek elsewhere: what was read ahead is not wanted.
                     read.abort();
                 }
-                let range = ByteRange::new(at, Some(WINDOW.min(self.size - at)));
+                let (start, data) = &self.window;
+                let window = if at == start + data.len() as u64 {
+                    WINDOW
+                } else {
+                    SEEK_WINDOW
+                };
+                let range = ByteRange::new(at, Some(window.min(self.size - at)));
                 let data = read_range(&self.content, &self.cid, range, &self.runtime, &mut self.reads)?;
                 self.read_ahead |= began.elapsed() >= SLOW_READ;
                 data
@@ -214,12 +225,20 @@ mod tests {
             source.seek(SeekFrom::Start(2_999_990)).unwrap();
             let mut tail = Vec::new();
             source.read_to_end(&mut tail).unwrap();
-            (head, tail, source.reads)
+            let reads = source.reads;
+            // Back to the middle: a short window there, then whole ones again as it reads on.
+            source.seek(SeekFrom::Start(1_000_000)).unwrap();
+            let mut middle = vec![0u8; (SEEK_WINDOW + 10) as usize];
+            source.read_exact(&mut middle).unwrap();
+            let windows = (source.reads - reads, source.window.1.len() as u64);
+            (head, tail, reads, middle, windows)
         });
-        let (head, tail, reads) = handle.join().unwrap();
+        let (head, tail, reads, middle, windows) = handle.join().unwrap();
         assert_eq!(&head[..], &data[..10]);
         assert_eq!(tail, &data[2_999_990..]);
         assert_eq!(reads, 2, "two windows, not the whole file");
+        assert_eq!(&middle[..], &data[1_000_000..1_000_000 + middle.len()]);
+        assert_eq!(windows, (2, WINDOW), "a short window after the seek, then a whole one");
         let all = std::thread::spawn(move || StoreSource::load_all(&node, &record.cid, runtime.handle()).unwrap())
             .join()
             .unwrap();

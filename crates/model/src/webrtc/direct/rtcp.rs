@@ -142,25 +142,40 @@ impl DirectPath {
             if due.is_empty() {
                 return;
             }
+            // Where the receiver reports heavy loss, each repair goes twice: a repair lost too costs
+            // the receiver another round of asking, which its picture waits for (a freeze).
+            let copies = if state
+                .reception
+                .is_some_and(|reception| reception.fraction_lost >= TWO_COPIES_AT_LOSS)
+            {
+                2
+            } else {
+                1
+            };
             if !self
                 .repair_budget
                 .lock()
                 .expect("not poisoned")
-                .take(now, due.len() * RTP_MTU)
+                .take(now, due.len() * copies * RTP_MTU)
             {
                 tracing::debug!(packets = due.len(), "repair budget spent; not sent again");
                 return;
             }
-            let mut packets = Vec::with_capacity(due.len());
-            for at in due {
-                state.history[at].resent_at = Some(now);
-                state.history[at].resends += 1;
-                let mut sent = state.history[at].clone();
-                if track.rtx.is_some() {
-                    sent.rtx_sequence = Some(state.next_rtx_sequence);
-                    state.next_rtx_sequence = state.next_rtx_sequence.wrapping_add(1);
+            let mut packets = Vec::with_capacity(due.len() * copies);
+            for at in &due {
+                state.history[*at].resent_at = Some(now);
+                state.history[*at].resends += 1;
+            }
+            // The second copies after all the first ones, not each beside its twin.
+            for _ in 0..copies {
+                for at in &due {
+                    let mut sent = state.history[*at].clone();
+                    if track.rtx.is_some() {
+                        sent.rtx_sequence = Some(state.next_rtx_sequence);
+                        state.next_rtx_sequence = state.next_rtx_sequence.wrapping_add(1);
+                    }
+                    packets.push(sent);
                 }
-                packets.push(sent);
             }
             packets
         };
@@ -187,6 +202,8 @@ impl DirectPath {
 /// would otherwise spend the repair budget on it, and three copies all lost is rare even at 15%
 /// loss.
 const MAX_RESENDS: u8 = 3;
+/// From this share of packets lost (the receiver's last report), each repair goes twice.
+const TWO_COPIES_AT_LOSS: f64 = 0.03;
 /// The least and most time between two answers to NACKs for one packet.
 const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(20);
 const MAX_RESEND_INTERVAL: Duration = Duration::from_millis(500);
