@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use crate::content::{ByteRange, ContentService};
 
 /// Bytes fetched per range read that goes on from the last one (the demuxer reading on as it
-/// plays)…
+/// plays), the default chunk size…
 const WINDOW: u64 = 256 * 1024;
 /// …and per read elsewhere (an index or metadata at the end of the file, the way back from it):
 /// such reads are short, and a whole window there was mostly never played (about a fifth of what
@@ -105,6 +105,9 @@ impl StoreSource {
                 } else {
                     SEEK_WINDOW
                 };
+                // Windows end on a multiple of WINDOW, where the default chunker cuts blocks: a
+                // window across a block boundary would read two whole blocks from the store.
+                let window = window.min(WINDOW - at % WINDOW);
                 let range = ByteRange::new(at, Some(window.min(self.size - at)));
                 let data = read_range(&self.content, &self.cid, range, &self.runtime, &mut self.reads)?;
                 self.read_ahead |= began.elapsed() >= SLOW_READ;
@@ -115,7 +118,7 @@ impl StoreSource {
         self.window = (at, data);
         if self.read_ahead && next < self.size {
             let (content, cid) = (self.content.clone(), self.cid);
-            let range = ByteRange::new(next, Some(WINDOW.min(self.size - next)));
+            let range = ByteRange::new(next, Some((WINDOW - next % WINDOW).min(self.size - next)));
             let read = self.runtime.spawn(async move {
                 let mut attempts = 0;
                 let data = read_with_retries(&content, &cid, range, &mut attempts).await;
