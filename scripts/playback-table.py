@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the results of scripts/bench-playback.sh (its JSON lines) as Markdown tables: each case,
-then each claim of the buffer seed beside its goal and our figure.
+then each claim beside its goal and our figure.
 Usage: playback-table.py <results.jsonl>"""
 import json
 import sys
@@ -120,5 +120,5 @@ if "ttff" in by_part:
                        "the player page in Chromium, medians of 9"])
 
 if claims:
-    print("The buffer seed's claims, and ours:\n")
-    table(["claim", "seed", "goal", "ours", "measured by"], claims)
+    print("The claims, and ours:\n")
+    table(["claim", "claimed", "goal", "ours", "measured by"], claims)
