@@ -47,17 +47,6 @@ pub struct ActiveFault {
 }
 
 impl Faults {
-    /// Adds `latency` to every content read until `lasting` has passed (replacing any before).
-    pub fn inject_store_latency(&self, latency: Duration, lasting: Duration) {
-        self.inject_store_fault(
-            StoreFault {
-                latency,
-                ..StoreFault::default()
-            },
-            lasting,
-        );
-    }
-
     /// Slows every content read as `fault` says until `lasting` has passed (replacing any
     /// before); its stalls count from now.
     pub fn inject_store_fault(&self, fault: StoreFault, lasting: Duration) {
@@ -132,18 +121,25 @@ fn stall_left(in_force: &InForce, now: Instant) -> Duration {
 mod tests {
     use super::*;
 
+    fn latency(latency: Duration) -> StoreFault {
+        StoreFault {
+            latency,
+            ..StoreFault::default()
+        }
+    }
+
     #[tokio::test]
     async fn latency_applies_while_in_force_then_lapses() {
         let faults = Faults::default();
         assert!(faults.active().is_none());
-        faults.inject_store_latency(Duration::from_millis(30), Duration::from_millis(200));
+        faults.inject_store_fault(latency(Duration::from_millis(30)), Duration::from_millis(200));
         let started = Instant::now();
         faults.delay_store_read().await;
         assert!(started.elapsed() >= Duration::from_millis(30));
         assert_eq!(faults.active().unwrap().store_latency, Duration::from_millis(30));
         faults.clear();
         assert!(faults.active().is_none());
-        faults.inject_store_latency(Duration::from_millis(30), Duration::ZERO);
+        faults.inject_store_fault(latency(Duration::from_millis(30)), Duration::ZERO);
         assert!(faults.active().is_none(), "a fault whose time is up is gone");
     }
 

@@ -19,7 +19,7 @@ pub use directory::{SharedStream, StreamDirectory};
 pub use hub::WebRtcHub;
 pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source, ice_ufrag};
 pub use quality::{AdaptiveSwitch, Quality};
-pub use receiver::{Playback, ReceivedFrame, Receiver};
+pub use receiver::{ReceivedFrame, Receiver, VideoSeen};
 #[cfg(any(test, feature = "mock"))]
 pub use service::MockWebRtcService;
 pub use service::{

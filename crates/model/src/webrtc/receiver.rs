@@ -4,6 +4,7 @@
 //! server's offer (WebSocket signaling).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,25 +50,14 @@ type Frames = Arc<Mutex<Vec<ReceivedFrame>>>;
 type VideoTracks = Arc<Mutex<Vec<(Arc<dyn TrackRemote>, u32)>>>;
 
 /// What the assembly of every track counted.
-#[derive(Clone, Default)]
-struct Counts(Arc<CountsInner>);
-
 #[derive(Default)]
-struct CountsInner {
+struct AssemblyCounts {
     /// Packets that arrived after a later one of their stream: reordered, or sent again on a NACK.
     late: AtomicU64,
     frames_given_up: AtomicU64,
-    /// Packets that came after their frame was handed out or given up.
-    too_late: AtomicU64,
 }
 
-impl Counts {
-    fn add(&self, late: u64, frames_given_up: u64, too_late: u64) {
-        self.0.late.fetch_add(late, Ordering::Relaxed);
-        self.0.frames_given_up.fetch_add(frames_given_up, Ordering::Relaxed);
-        self.0.too_late.fetch_add(too_late, Ordering::Relaxed);
-    }
-}
+type Counts = Arc<AssemblyCounts>;
 
 struct Handler {
     candidates: mpsc::Sender<IceCandidate>,
@@ -106,9 +96,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Whether a reassembled frame is one a decoder can start from.
-fn is_keyframe(mime_type: &str, data: &[u8]) -> bool {
-    match mime_type.to_ascii_lowercase().as_str() {
+/// Whether a reassembled frame is one a decoder can start from (`kind`: the lower-case mime type).
+fn is_keyframe(kind: &str, data: &[u8]) -> bool {
+    match kind {
         // VP8 frame tag: bit 0 is 0 on key frames.
         "video/vp8" => data.first().is_some_and(|b| b & 1 == 0),
         // An IDR slice or parameter sets in the access unit (Annex-B out of the depacketizer).
@@ -124,7 +114,7 @@ fn is_keyframe(mime_type: &str, data: &[u8]) -> bool {
 /// span, and its freezes as WebRTC's statistics define them (an interval between two frames of
 /// at least 3 times the average of the 30 before, and at least 150 ms over it).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Playback {
+pub struct VideoSeen {
     pub frames_received: usize,
     pub frames_decodable: usize,
     /// From the first decodable frame to the last.
@@ -133,7 +123,7 @@ pub struct Playback {
     pub total_freeze: Duration,
 }
 
-impl Playback {
+impl VideoSeen {
     pub fn of(frames: &[ReceivedFrame]) -> Self {
         let video: Vec<&ReceivedFrame> = frames.iter().filter(|f| f.mime_type.starts_with("video")).collect();
         let shown: Vec<Instant> = video.iter().filter(|f| f.decodable).map(|f| f.arrived).collect();
@@ -166,51 +156,60 @@ impl Playback {
 /// given up (a browser's jitter buffer waits about as long at this round trip).
 const REPAIR_WAIT: Duration = Duration::from_millis(500);
 
+/// One received stream (an SSRC) of a track: its codec, as looked up once, and its assembly.
+struct Stream {
+    mime_type: String,
+    /// The mime type in lower case, for matching.
+    kind: String,
+    audio: bool,
+    assembly: FrameAssembly,
+    /// A decoder cannot use what follows a frame given up, until the next keyframe.
+    broken_chain: bool,
+}
+
 async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, counts: Counts, video: VideoTracks) {
-    let mut assemblies: HashMap<u32, FrameAssembly> = HashMap::new();
+    let mut streams: HashMap<u32, Stream> = HashMap::new();
     let mut vp8 = Vp8Packet::default();
     let mut h264 = H264Packet::default();
-    let mut mime_types: HashMap<u32, String> = HashMap::new();
-    // A decoder cannot use what follows a frame given up, until the next keyframe.
-    let mut broken_chain: HashMap<u32, bool> = HashMap::new();
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = event else {
             continue;
         };
         let ssrc = packet.header.ssrc;
-        let mime_type = match mime_types.get(&ssrc) {
-            Some(mime_type) => mime_type.clone(),
-            None => {
+        let stream = match streams.entry(ssrc) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => {
                 let mime_type = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
-                mime_types.insert(ssrc, mime_type.clone());
-                if mime_type.to_ascii_lowercase().starts_with("video") {
+                let kind = mime_type.to_ascii_lowercase();
+                if kind.starts_with("video") {
                     video.lock().expect("not poisoned").push((track.clone(), ssrc));
                 }
-                mime_type
+                new.insert(Stream {
+                    audio: kind.starts_with("audio"),
+                    mime_type,
+                    kind,
+                    assembly: FrameAssembly::new(REPAIR_WAIT),
+                    broken_chain: false,
+                })
             }
         };
-        let audio = mime_type.to_ascii_lowercase().starts_with("audio");
-        let assembly = assemblies
-            .entry(ssrc)
-            .or_insert_with(|| FrameAssembly::new(REPAIR_WAIT));
-        let (late_before, given_up_before, too_late_before) =
-            (assembly.late, assembly.frames_given_up, assembly.too_late);
-        let assembled = assembly.push(
+        let (late_before, given_up_before) = (stream.assembly.late, stream.assembly.frames_given_up);
+        let assembled = stream.assembly.push(
             packet.header.sequence_number,
             Packet {
                 timestamp: packet.header.timestamp,
-                marker: packet.header.marker || audio,
+                marker: packet.header.marker || stream.audio,
                 payload_type: packet.header.payload_type,
                 payload: packet.payload.clone(),
             },
             Instant::now(),
         );
-        counts.add(
-            assembly.late - late_before,
-            assembly.frames_given_up - given_up_before,
-            assembly.too_late - too_late_before,
-        );
-        if assembly.frames_given_up > given_up_before && !audio {
+        let given_up = stream.assembly.frames_given_up - given_up_before;
+        counts
+            .late
+            .fetch_add(stream.assembly.late - late_before, Ordering::Relaxed);
+        counts.frames_given_up.fetch_add(given_up, Ordering::Relaxed);
+        if given_up > 0 && !stream.audio {
             // As a decoder that cannot go on does: ask for a keyframe.
             let request = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
                 sender_ssrc: 0,
@@ -221,7 +220,7 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, counts: Counts,
         for frame in assembled {
             let mut data = Vec::new();
             for packet in &frame.packets {
-                let payload = match mime_type.to_ascii_lowercase().as_str() {
+                let payload = match stream.kind.as_str() {
                     "video/vp8" => vp8.depacketize(&packet.payload).map(|b| b.to_vec()),
                     "video/h264" => h264.depacketize(&packet.payload).map(|b| b.to_vec()),
                     _ => Ok(packet.payload.to_vec()),
@@ -230,13 +229,12 @@ async fn reassemble(track: Arc<dyn TrackRemote>, frames: Frames, counts: Counts,
                     data.extend_from_slice(&payload);
                 }
             }
-            let keyframe = is_keyframe(&mime_type, &data);
-            let broken = broken_chain.entry(ssrc).or_default();
-            *broken = !audio && !keyframe && (*broken || frame.after_gap);
+            let keyframe = is_keyframe(&stream.kind, &data);
+            stream.broken_chain = !stream.audio && !keyframe && (stream.broken_chain || frame.after_gap);
             frames.lock().expect("not poisoned").push(ReceivedFrame {
                 keyframe,
-                decodable: !*broken,
-                mime_type: mime_type.clone(),
+                decodable: !stream.broken_chain,
+                mime_type: stream.mime_type.clone(),
                 rtp_timestamp: frame.packets[0].timestamp,
                 payload_type: frame.packets[0].payload_type,
                 bytes: data.len(),
@@ -431,17 +429,17 @@ impl Receiver {
     /// Packets that arrived after a later one of their stream (sent again on a NACK, or
     /// reordered), put back in their place.
     pub fn late_packets(&self) -> u64 {
-        self.counts.0.late.load(Ordering::Relaxed)
+        self.counts.late.load(Ordering::Relaxed)
     }
 
     /// Frames given up: a gap in them not repaired within the wait.
     pub fn frames_given_up(&self) -> u64 {
-        self.counts.0.frames_given_up.load(Ordering::Relaxed)
+        self.counts.frames_given_up.load(Ordering::Relaxed)
     }
 
-    /// What a viewer of the video received would have seen: see [`Playback`].
-    pub fn video_playback(&self) -> Playback {
-        Playback::of(&self.frames.lock().expect("not poisoned"))
+    /// What a viewer of the video received would have seen: see [`VideoSeen`].
+    pub fn video_playback(&self) -> VideoSeen {
+        VideoSeen::of(&self.frames.lock().expect("not poisoned"))
     }
 
     pub async fn close(&self) {

@@ -1,9 +1,9 @@
 //! How much a connection may send again in answer to NACKs, on top of its media (keyframes sent
-//! again on request have their own limit, one each half second). Under congestion a receiver asks for much of what was lost, and answering all of it
-//! feeds the congestion: on a link capped below the media, answers to NACKs took more of the link
-//! than the media and most of both was dropped. Repairs get a share of the media's own rate, with a
-//! floor for slow streams; a NACK's batch goes whole while the budget is positive, and the debt it
-//! may leave is at most a second of budget.
+//! again on request have their own limit, one each half second). Under congestion a receiver asks
+//! for much of what was lost, and answering all of it feeds the congestion: on a link capped below
+//! the media, answers to NACKs took more of the link than the media and most of both was dropped.
+//! Repairs get a share of the media's own rate, with a floor for slow streams; a NACK's batch goes
+//! whole while the budget is positive, and the debt it may leave is at most a second of budget.
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,16 @@
 
 use super::*;
 
+/// A packet goes again at most this many times: a receiver that keeps asking for one it got
+/// would otherwise spend the repair budget on it, and three copies all lost is rare even at 15%
+/// loss.
+const MAX_RESENDS: u8 = 3;
+/// From this share of packets lost (the receiver's last report), each repair goes twice.
+const TWO_COPIES_AT_LOSS: f64 = 0.03;
+/// The least and most time between two answers to NACKs for one packet.
+const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(20);
+const MAX_RESEND_INTERVAL: Duration = Duration::from_millis(500);
+
 impl DirectPath {
     /// Sender reports, and the estimator's own timers.
     pub(super) async fn on_tick(&self) {
@@ -196,19 +206,7 @@ impl DirectPath {
             }
         });
     }
-}
 
-/// A packet goes again at most this many times: a receiver that keeps asking for one it got
-/// would otherwise spend the repair budget on it, and three copies all lost is rare even at 15%
-/// loss.
-const MAX_RESENDS: u8 = 3;
-/// From this share of packets lost (the receiver's last report), each repair goes twice.
-const TWO_COPIES_AT_LOSS: f64 = 0.03;
-/// The least and most time between two answers to NACKs for one packet.
-const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(20);
-const MAX_RESEND_INTERVAL: Duration = Duration::from_millis(500);
-
-impl DirectPath {
     /// Sets the repair budget from the media's rate since the last tick.
     fn follow_media_rate(&self, now: Instant) {
         let octets: u64 = self
