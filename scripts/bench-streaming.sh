@@ -62,7 +62,7 @@ reset_peak
 b_stalled=$("$load" ws-many "$ws/ws/stream/$medium" 16 --stall)
 rss_mib=$(peak_rss)
 reset_peak
-read -r c_delivered c_expected c_p50 c_p99 < <("$load" notify "$base" 1000 1000 10)
+read -r c_delivered c_expected c_p50 c_p99 c_rate < <("$load" notify "$base" 1000 1000 10)
 c_rss_mib=$(peak_rss)
 stop_server
 
@@ -102,8 +102,8 @@ d_tiny_off_cpu=$(median "${tiny_off_cpu[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 echo "(a) ${size_mib} MiB download:   WebSocket $a_ws MiB/s, HTTP $a_http MiB/s, ratio $(ratio "$a_ws" "$a_http") (goal >= 0.8)"
 echo "(b) 16 WebSocket downloads: $b_stalled MiB/s with a stalled client, $b_alone MiB/s without, ratio $(ratio "$b_stalled" "$b_alone") (goal >= 0.9); peak RSS meanwhile $rss_mib MiB (goal < 128)"
-echo "(c) notifications:         $c_delivered of $c_expected delivered, p50 $c_p50 ms, p99 $c_p99 ms (goal p99 < 20 ms, no loss); peak RSS meanwhile $c_rss_mib MiB"
+echo "(c) notifications:         $c_delivered of $c_expected delivered, p50 $c_p50 ms, p99 $c_p99 ms (goal p99 < 20 ms, no loss), published at $c_rate/s; peak RSS meanwhile $c_rss_mib MiB"
 echo "(d) gateway, 1 MiB, wrk:    $d_on req/s recording, $d_off req/s not (medians of 3), ratio $(ratio "$d_on" "$d_off") (goal >= 0.97)"
 echo "    server CPU per request:  1 MiB $d_on_cpu us recording, $d_off_cpu us not; 4 KiB $d_tiny_on_cpu us recording, $d_tiny_off_cpu us not"
-printf '{"ws_mib_s":%s,"http_mib_s":%s,"many_mib_s":%s,"many_stalled_mib_s":%s,"peak_rss_mib":%s,"notify_delivered":%s,"notify_expected":%s,"notify_p50_ms":%s,"notify_p99_ms":%s,"notify_peak_rss_mib":%s,"rps_recording":%s,"rps_not_recording":%s,"cpu_us_recording":%s,"cpu_us_not_recording":%s,"tiny_cpu_us_recording":%s,"tiny_cpu_us_not_recording":%s}\n' \
-  "$a_ws" "$a_http" "$b_alone" "$b_stalled" "$rss_mib" "$c_delivered" "$c_expected" "$c_p50" "$c_p99" "$c_rss_mib" "$d_on" "$d_off" "$d_on_cpu" "$d_off_cpu" "$d_tiny_on_cpu" "$d_tiny_off_cpu"
+printf '{"ws_mib_s":%s,"http_mib_s":%s,"many_mib_s":%s,"many_stalled_mib_s":%s,"peak_rss_mib":%s,"notify_delivered":%s,"notify_expected":%s,"notify_p50_ms":%s,"notify_p99_ms":%s,"notify_rate":%s,"notify_peak_rss_mib":%s,"rps_recording":%s,"rps_not_recording":%s,"cpu_us_recording":%s,"cpu_us_not_recording":%s,"tiny_cpu_us_recording":%s,"tiny_cpu_us_not_recording":%s}\n' \
+  "$a_ws" "$a_http" "$b_alone" "$b_stalled" "$rss_mib" "$c_delivered" "$c_expected" "$c_p50" "$c_p99" "$c_rate" "$c_rss_mib" "$d_on" "$d_off" "$d_on_cpu" "$d_off_cpu" "$d_tiny_on_cpu" "$d_tiny_off_cpu"

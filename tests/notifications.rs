@@ -387,3 +387,56 @@ async fn a_client_that_resumes_after_the_last_id_it_saw_misses_nothing_and_sees_
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_told_why_and_closed_with_1008() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let (mut socket, _) = connect(&server).await;
+    let confirmed = ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": ["custom_event"]}),
+    )
+    .await;
+    assert_eq!(confirmed["type"], "subscription_confirmed");
+    // More than the socket's buffers and the subscriber's queue of 1024 events can hold, while
+    // this client reads nothing.
+    let padding = "x".repeat(16 * 1024);
+    let client = reqwest::Client::new();
+    for i in 0..3000 {
+        let published = client
+            .post(format!("{}/api/v1/notifications", server.base))
+            .json(&json!({"notification_type": "custom_event", "data": {"i": i, "padding": padding}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 202);
+    }
+    let mut events = 0;
+    let told = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "notification" {
+                    events += 1;
+                    continue;
+                }
+                break message;
+            }
+            other => panic!("expected the slow_consumer error, got {other:?} after {events} events"),
+        }
+    };
+    assert_eq!(told["type"], "error", "{told}");
+    assert_eq!(told["error"], "slow_consumer", "{told}");
+    assert!(events < 3000, "every event arrived: nothing was dropped");
+    match socket.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::Policy);
+            assert_eq!(frame.reason, "slow_consumer");
+        }
+        other => panic!("expected a close with 1008, got {other:?}"),
+    }
+}

@@ -14,6 +14,7 @@
 //! live ones, none twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, Session};
 use futures::StreamExt;
 use model::clock::now_ms;
-use model::notifications::{Notification, NotificationType};
+use model::notifications::{Delivery, Notification, NotificationType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use validator::Validate;
@@ -39,6 +40,9 @@ const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client messages larger than this close the connection (1009).
 const MAX_MESSAGE: usize = 64 * 1024;
+/// Events taken from the subscriber's queue at once: those that queued while the connection was
+/// busy go out together, in one write where the socket allows, without a turn of the loop each.
+const EVENTS_PER_WAKE: usize = 64;
 /// Events read from the history at a time when a subscriber resumes.
 const RESUME_PAGE: u64 = 1000;
 
@@ -88,36 +92,35 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
         "type": "welcome", "connection_id": id, "available_notifications": type_names(), "server_time": connected_at,
     });
     let mut open = session.text(welcome.to_string()).await.is_ok();
-    let mut last_sent = tokio::time::Instant::now();
-    let mut last_heard = tokio::time::Instant::now();
+    // Two timers for the connection's life, moved on rather than made anew for every event.
+    let heartbeat = tokio::time::sleep(HEARTBEAT_AFTER);
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(heartbeat, idle);
     let mut close: Option<CloseReason> = None;
     // Events up to this id were sent from the history when the client resumed.
     let mut resumed_through = i64::MIN;
+    let mut events = Vec::with_capacity(EVENTS_PER_WAKE);
     while open {
-        let heartbeat = tokio::time::sleep_until(last_sent + HEARTBEAT_AFTER);
-        let idle = tokio::time::sleep_until(last_heard + idle_timeout);
         let reply = tokio::select! {
-            event = connection.events.recv() => match event {
+            received = connection.events.recv_many(&mut events, EVENTS_PER_WAKE) => {
                 // Dropped by the hub for not keeping up: close now rather than push the backlog
                 // into a socket that is not being read.
-                Some(_) | None if connection.lagged.load(Ordering::Relaxed) => {
+                if connection.lagged.load(Ordering::Relaxed) {
                     let reply = error_message("slow_consumer", "this subscriber could not keep up with the events and was disconnected");
                     let _ = tokio::time::timeout(SEND_TIMEOUT, session.text(reply.to_string())).await;
                     close = Some(CloseReason { code: CloseCode::Policy, description: Some("slow_consumer".to_owned()) });
                     break;
                 }
-                Some(event) if event.notification.id.is_some_and(|id| id <= resumed_through) => None,
-                Some(event) => {
-                    // The text serialized once by the hub, shared by every subscriber.
-                    let text = bytestring::ByteString::try_from(event.text.clone()).expect("serde_json writes UTF-8");
-                    open = matches!(tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await, Ok(Ok(())));
-                    last_sent = tokio::time::Instant::now();
-                    None
+                if received == 0 {
+                    break;
                 }
-                None => break,
+                let fresh = events.drain(..).filter(|event| event.notification.id.is_none_or(|id| id > resumed_through));
+                open = matches!(tokio::time::timeout(SEND_TIMEOUT, send_events(&mut session, fresh)).await, Ok(true));
+                heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
+                None
             },
             message = messages.next() => {
-                last_heard = tokio::time::Instant::now();
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 match message {
                     Some(Ok(Message::Text(text))) => {
                         let answer = handle_action(&state, id, connected_at, &text).await;
@@ -127,7 +130,7 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
                                 open = open && send(&mut session, message.to_string()).await;
                                 resumed_through = resumed_through.max(message["id"].as_i64().unwrap_or(i64::MIN));
                             }
-                            last_sent = tokio::time::Instant::now();
+                            heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
                             continue;
                         }
                         Some(answer.reply)
@@ -145,19 +148,31 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
                     Some(Ok(_)) => None,
                 }
             },
-            _ = heartbeat => Some(json!({"type": "heartbeat", "timestamp": now_ms()})),
-            _ = idle => {
+            _ = &mut heartbeat => Some(json!({"type": "heartbeat", "timestamp": now_ms()})),
+            _ = &mut idle => {
                 close = Some(CloseReason { code: CloseCode::Normal, description: Some("idle".into()) });
                 break;
             }
         };
         if let Some(reply) = reply {
             open = send(&mut session, reply.to_string()).await;
-            last_sent = tokio::time::Instant::now();
+            heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
         }
     }
     hub.disconnect(id);
     let _ = session.close(close).await;
+}
+
+/// Sends events in order, each the text the hub serialized once for every subscriber; false once
+/// the connection is closed.
+async fn send_events(session: &mut Session, events: impl Iterator<Item = Arc<Delivery>>) -> bool {
+    for event in events {
+        let text = bytestring::ByteString::try_from(event.text.clone()).expect("serde_json writes UTF-8");
+        if session.text(text).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Sends one message; false once the client stops reading.

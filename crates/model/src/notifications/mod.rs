@@ -12,7 +12,7 @@
 //! this instance's included, once written, in the one order all instances see.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -212,8 +212,9 @@ pub const DEFAULT_HISTORY_PER_TYPE: u64 = 1000;
 
 /// Who numbers the events of a hub.
 enum Numbering {
-    /// The hub, as they are published; holds the last id given.
-    Hub(AtomicI64),
+    /// The hub, as they are published; holds the last id given, and the queue to the task that
+    /// fans them out.
+    Hub(Mutex<i64>, mpsc::UnboundedSender<Notification>),
     /// The shared history, as they are written; the hub's subscribers receive them from there.
     /// Holds this instance's key among those sharing it.
     SharedHistory(String),
@@ -221,26 +222,52 @@ enum Numbering {
 
 /// Fans events out to subscribers and hands them to the history writer.
 pub struct NotificationHub {
-    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    fanout: Arc<Fanout>,
     next_id: AtomicU64,
     connections_total: AtomicU64,
-    sent: AtomicU64,
     published: AtomicU64,
-    dropped: AtomicU64,
     relayed: AtomicU64,
     numbering: Numbering,
     history: History,
 }
 
+/// The subscribers, and what was sent to them.
+struct Fanout {
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    /// How many subscribers there are, read without the lock.
+    listening: AtomicUsize,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Most events a local fan-out takes at once.
+const FAN_OUT_BATCH: usize = 1024;
+
 impl NotificationHub {
     /// Starts the history writer on the current runtime, keeping `keep_per_type` per type.
+    ///
+    /// Events published here reach subscribers through a task of their own, which takes every
+    /// event waiting each time it runs: when publishing outpaces delivery, events go out in
+    /// batches, each subscriber woken once per batch and its socket written once, instead of a
+    /// wake-up and a write per event (which is what fills a busy server's time).
     pub fn start(repository: Arc<dyn NotificationRepository>, keep_per_type: u64) -> Self {
-        Self::start_with(
+        let (queue, mut waiting) = mpsc::unbounded_channel::<Notification>();
+        let hub = Self::start_with(
             repository,
             keep_per_type,
             history::WRITE_EVERY,
-            Numbering::Hub(AtomicI64::new(0)),
-        )
+            Numbering::Hub(Mutex::new(0), queue),
+        );
+        let fanout = Arc::downgrade(&hub.fanout);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(FAN_OUT_BATCH);
+            // Ends with the hub, whose drop closes the queue.
+            while waiting.recv_many(&mut batch, FAN_OUT_BATCH).await > 0 {
+                let Some(fanout) = fanout.upgrade() else { return };
+                fanout.fan_out(std::mem::take(&mut batch));
+            }
+        });
+        hub
     }
 
     /// A hub whose history is shared by several instances, `instance` being this one's key among
@@ -262,12 +289,15 @@ impl NotificationHub {
         numbering: Numbering,
     ) -> Self {
         Self {
-            subscribers: Mutex::new(HashMap::new()),
+            fanout: Arc::new(Fanout {
+                subscribers: Mutex::new(HashMap::new()),
+                listening: AtomicUsize::new(0),
+                sent: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+            }),
             next_id: AtomicU64::new(1),
             connections_total: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
             published: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
             relayed: AtomicU64::new(0),
             numbering,
             history: History::start(repository, keep_per_type, write_every),
@@ -275,7 +305,7 @@ impl NotificationHub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+        self.fanout.lock()
     }
 
     /// A new subscriber with a queue of `capacity` events and no subscription yet.
@@ -284,7 +314,8 @@ impl NotificationHub {
         let (sender, events) = mpsc::channel(capacity.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         self.connections_total.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(
+        let mut subscribers = self.lock();
+        subscribers.insert(
             id,
             Subscriber {
                 subscription: Subscription::default(),
@@ -292,11 +323,14 @@ impl NotificationHub {
                 lagged: lagged.clone(),
             },
         );
+        self.fanout.listening.store(subscribers.len(), Ordering::Relaxed);
         Connection { id, events, lagged }
     }
 
     pub fn disconnect(&self, id: u64) {
-        self.lock().remove(&id);
+        let mut subscribers = self.lock();
+        subscribers.remove(&id);
+        self.fanout.listening.store(subscribers.len(), Ordering::Relaxed);
     }
 
     /// Adds types (and replaces filters, when given); returns the subscription now in force.
@@ -343,9 +377,9 @@ impl NotificationHub {
         HubMetrics {
             connections_total: self.connections_total.load(Ordering::Relaxed),
             active_connections: subscribers.len() as u64,
-            notifications_sent: self.sent.load(Ordering::Relaxed),
+            notifications_sent: self.fanout.sent.load(Ordering::Relaxed),
             notifications_published: self.published.load(Ordering::Relaxed),
-            slow_consumers_dropped: self.dropped.load(Ordering::Relaxed),
+            slow_consumers_dropped: self.fanout.dropped.load(Ordering::Relaxed),
             notifications_relayed: self.relayed.load(Ordering::Relaxed),
             subscriptions_by_type: by_type,
         }
@@ -380,7 +414,7 @@ impl NotificationHub {
                         }
                         let own = match &hub.numbering {
                             Numbering::SharedHistory(instance) => Some(instance.as_str()),
-                            Numbering::Hub(_) => None,
+                            Numbering::Hub(..) => None,
                         };
                         let mut delivered = Vec::with_capacity(batch.len());
                         for notification in batch {
@@ -393,7 +427,7 @@ impl NotificationHub {
                                 delivered.push(notification);
                             }
                         }
-                        hub.fan_out(&mut hub.lock(), delivered);
+                        hub.fanout.fan_out(delivered);
                     }
                     Err(error) => {
                         if !failing {
@@ -407,11 +441,18 @@ impl NotificationHub {
             }
         });
     }
+}
+
+impl Fanout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// Sends events to every subscriber that wants them; drops the ones that cannot keep up.
     /// Subscriber by subscriber, so that a batch wakes each subscriber's task once, not once per
     /// event (waking another thread is most of what a fan-out costs).
-    fn fan_out(&self, subscribers: &mut HashMap<u64, Subscriber>, notifications: Vec<Notification>) {
+    fn fan_out(&self, notifications: Vec<Notification>) {
+        let mut subscribers = self.lock();
         if subscribers.is_empty() || notifications.is_empty() {
             return;
         }
@@ -428,7 +469,6 @@ impl NotificationHub {
             })
             .collect();
         let mut lagging = Vec::new();
-        let mut sent = 0;
         for (id, subscriber) in subscribers.iter() {
             for delivery in &deliveries {
                 if !subscriber
@@ -437,15 +477,16 @@ impl NotificationHub {
                 {
                     continue;
                 }
+                // Counted first, so that a subscriber holding an event finds it counted.
+                self.sent.fetch_add(1, Ordering::Relaxed);
                 if subscriber.sender.try_send(delivery.clone()).is_err() {
+                    self.sent.fetch_sub(1, Ordering::Relaxed);
                     // Full, or closed: either way this subscriber is done.
                     lagging.push(*id);
                     break;
                 }
-                sent += 1;
             }
         }
-        self.sent.fetch_add(sent, Ordering::Relaxed);
         for id in lagging {
             if let Some(subscriber) = subscribers.remove(&id)
                 && !subscriber.sender.is_closed()
@@ -458,6 +499,7 @@ impl NotificationHub {
                 );
             }
         }
+        self.listening.store(subscribers.len(), Ordering::Relaxed);
     }
 }
 
@@ -472,30 +514,30 @@ impl Notifier for NotificationHub {
             instance: None,
         };
         self.published.fetch_add(1, Ordering::Relaxed);
-        let last_id = match &self.numbering {
-            Numbering::Hub(last_id) => last_id,
+        let (last_id, queue) = match &self.numbering {
+            Numbering::Hub(last_id, queue) => (last_id, queue),
             Numbering::SharedHistory(_) => {
                 // Subscribers, here too, receive it once written and numbered.
                 self.history.keep(notification);
                 return;
             }
         };
-        // Numbered under the subscribers' lock, so that ids follow the order of delivery.
-        let mut subscribers = self.lock();
-        let id = (last_id.load(Ordering::Relaxed) + 1).max(now_us());
-        last_id.store(id, Ordering::Relaxed);
+        // Numbered, kept and queued under one lock, so that ids, the history and every subscriber
+        // see concurrent events in one order. Not the subscribers' lock, which the fan-out task
+        // holds through a batch: publishing does not wait for deliveries.
+        let mut last_id = last_id.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (*last_id + 1).max(now_us());
+        *last_id = id;
         notification.id = Some(id);
         // With nobody listening (a busy gateway's usual case) the event only goes to the history,
         // without being copied or serialized for subscribers.
-        if subscribers.is_empty() {
-            drop(subscribers);
+        if self.fanout.listening.load(Ordering::Relaxed) == 0 {
             self.history.keep(notification);
             return;
         }
-        // Kept under the subscribers' lock, so that the history and every subscriber see
-        // concurrent events in one order.
         self.history.keep(notification.clone());
-        self.fan_out(&mut subscribers, vec![notification]);
+        // Fails only once the fan-out task is gone with the runtime: nobody is left to deliver to.
+        let _ = queue.send(notification);
     }
 }
 
