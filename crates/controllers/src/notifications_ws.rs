@@ -167,8 +167,7 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
 /// the connection is closed.
 async fn send_events(session: &mut Session, events: impl Iterator<Item = Arc<Delivery>>) -> bool {
     for event in events {
-        let text = bytestring::ByteString::try_from(event.text.clone()).expect("serde_json writes UTF-8");
-        if session.text(text).await.is_err() {
+        if session.text(event.text.clone()).await.is_err() {
             return false;
         }
     }

@@ -189,8 +189,8 @@ pub struct Delivery {
     pub notification: Notification,
     /// The event as subscribers see it.
     pub message: Value,
-    /// `message` as JSON text, serialized once for every subscriber.
-    pub text: bytes::Bytes,
+    /// `message` as JSON text, serialized once for every subscriber (each holds a reference).
+    pub text: bytestring::ByteString,
 }
 
 /// A subscriber's end: events arrive on `events`; when it closes, `lagged` says whether the hub
@@ -460,7 +460,7 @@ impl Fanout {
             .into_iter()
             .map(|notification| {
                 let message = notification.to_message();
-                let text = bytes::Bytes::from(message.to_string());
+                let text = bytestring::ByteString::from(message.to_string());
                 Arc::new(Delivery {
                     notification,
                     message,
@@ -629,7 +629,7 @@ mod tests {
         let first = added.events.recv().await.unwrap();
         assert_eq!(first.notification.kind, NotificationType::ContentAdded);
         assert_eq!(first.message["source"], "test");
-        assert_eq!(serde_json::from_slice::<Value>(&first.text).unwrap(), first.message);
+        assert_eq!(serde_json::from_str::<Value>(&first.text).unwrap(), first.message);
         assert!(added.events.try_recv().is_err(), "content_removed was not asked for");
         assert_eq!(filtered.events.recv().await.unwrap().notification.data["cid"], "QmA");
         assert!(filtered.events.try_recv().is_err(), "the dotted filter left QmB out");
