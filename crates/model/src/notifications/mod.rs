@@ -452,10 +452,10 @@ impl Fanout {
     /// Subscriber by subscriber, so that a batch wakes each subscriber's task once, not once per
     /// event (waking another thread is most of what a fan-out costs).
     fn fan_out(&self, notifications: Vec<Notification>) {
-        let mut subscribers = self.lock();
-        if subscribers.is_empty() || notifications.is_empty() {
+        if self.listening.load(Ordering::Relaxed) == 0 || notifications.is_empty() {
             return;
         }
+        // Serialized before the lock is taken: subscribers connecting meanwhile do not wait.
         let deliveries: Vec<Arc<Delivery>> = notifications
             .into_iter()
             .map(|notification| {
@@ -468,6 +468,7 @@ impl Fanout {
                 })
             })
             .collect();
+        let mut subscribers = self.lock();
         let mut lagging = Vec::new();
         for (id, subscriber) in subscribers.iter() {
             for delivery in &deliveries {
