@@ -296,9 +296,13 @@ async fn clients_publish_custom_and_system_events_only() {
 }
 
 async fn publish_custom(server: &Server, i: u64) {
-    let published = reqwest::Client::new()
+    publish_custom_data(&reqwest::Client::new(), server, json!({"i": i})).await;
+}
+
+async fn publish_custom_data(client: &reqwest::Client, server: &Server, data: Value) {
+    let published = client
         .post(format!("{}/api/v1/notifications", server.base))
-        .json(&json!({"notification_type": "custom_event", "data": {"i": i}}))
+        .json(&json!({"notification_type": "custom_event", "data": data}))
         .send()
         .await
         .unwrap();
@@ -404,13 +408,7 @@ async fn a_subscriber_that_stops_reading_is_told_why_and_closed_with_1008() {
     let padding = "x".repeat(16 * 1024);
     let client = reqwest::Client::new();
     for i in 0..3000 {
-        let published = client
-            .post(format!("{}/api/v1/notifications", server.base))
-            .json(&json!({"notification_type": "custom_event", "data": {"i": i, "padding": padding}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(published.status(), 202);
+        publish_custom_data(&client, &server, json!({"i": i, "padding": padding})).await;
     }
     let mut events = 0;
     let told = loop {

@@ -14,7 +14,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
@@ -108,10 +107,6 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
     let ws = format!("{}/ws/notifications", base.replacen("http://", "ws://", 1));
     let total = rate * seconds;
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(subscribers * total as usize)));
-    let delivered = Arc::new(AtomicU64::new(0));
-    // Every subscriber stops once it has all the events, or a few seconds after the last one is
-    // due: one deadline per subscriber, not a timer per message (the subscribers share the
-    // machine with the server, and their own costs would be measured as its latency).
     let mut tasks = Vec::new();
     let (go, ready) = tokio::sync::watch::channel(None::<Instant>);
     for _ in 0..subscribers {
@@ -121,7 +116,6 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
         socket.send(Message::Text(subscribe.into())).await.unwrap();
         let _confirmed = socket.next().await;
         let latencies = latencies.clone();
-        let delivered = delivered.clone();
         let mut ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let started = *ready
@@ -130,6 +124,10 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
                 .expect("the publisher starts")
                 .as_ref()
                 .expect("a start");
+            // Every subscriber stops once it has all the events, or a few seconds after the last
+            // one is due: one deadline per subscriber, not a timer per message (the subscribers
+            // share the machine with the server, and their own costs would be measured as its
+            // latency).
             let deadline = tokio::time::sleep_until((started + Duration::from_secs(seconds + 5)).into());
             tokio::pin!(deadline);
             let mut mine = Vec::with_capacity(total as usize);
@@ -147,7 +145,6 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
                     mine.push(micros_now().saturating_sub(sent));
                 }
             }
-            delivered.fetch_add(mine.len() as u64, Ordering::Relaxed);
             latencies.lock().unwrap().extend(mine);
         }));
     }
@@ -198,7 +195,7 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
     };
     println!(
         "{} {} {:.2} {:.2} {:.0}",
-        delivered.load(Ordering::Relaxed),
+        all.len(),
         accepted * subscribers as u64,
         pick(0.5),
         pick(0.99),
