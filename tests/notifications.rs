@@ -224,6 +224,56 @@ async fn history_survives_a_restart() {
     assert_eq!(bad.status(), 400);
 }
 
+/// The next message that is not a text, and the close code if it is a close.
+async fn next_control(socket: &mut Socket) -> Message {
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("the socket is open")
+            .unwrap();
+        if !matches!(message, Message::Text(_)) {
+            return message;
+        }
+    }
+}
+
+#[tokio::test]
+async fn pings_are_answered_binary_is_refused_and_a_message_over_64_kib_closes_with_1009() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let (mut socket, _) = connect(&server).await;
+    socket
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    match next_control(&mut socket).await {
+        Message::Pong(payload) => assert_eq!(&payload[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    socket.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    let refused = next_json(&mut socket).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["error"].as_str()),
+        (Some("error"), Some("unsupported"))
+    );
+    assert_eq!(
+        ask(&mut socket, json!({"action": "ping"})).await["type"],
+        "pong",
+        "still open"
+    );
+
+    let oversized = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    socket.send(Message::Text(oversized.into())).await.unwrap();
+    match next_control(&mut socket).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode::Size);
+            assert_eq!(frame.reason.as_str(), "message_too_large");
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_normally() {
     let repo = Repo::new();

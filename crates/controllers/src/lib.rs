@@ -22,6 +22,7 @@
 pub mod access;
 pub mod access_guard;
 pub mod auth_api;
+pub mod batched_ws;
 pub mod bidirectional;
 pub mod connections;
 pub mod content_api;

@@ -14,20 +14,20 @@
 //! live ones, none twice.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, Session};
+use actix_ws::Message;
 use futures::StreamExt;
 use model::clock::now_ms;
-use model::notifications::{Delivery, Notification, NotificationType};
+use model::notifications::{Events, Notification, NotificationType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use validator::Validate;
 
 use crate::AppState;
+use crate::batched_ws::{self, CloseCode, CloseReason, Incoming, Outgoing};
 use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::ws::error_message;
@@ -40,9 +40,9 @@ const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client messages larger than this close the connection (1009).
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Events taken from the subscriber's queue at once: those that queued while the connection was
-/// busy go out together, in one write where the socket allows, without a turn of the loop each.
-const EVENTS_PER_WAKE: usize = 64;
+/// Batches taken from the subscriber's queue at once: those that queued while the connection was
+/// busy go out together, in one write, without a turn of the loop each.
+const BATCHES_PER_WAKE: usize = 16;
 /// Events read from the history at a time when a subscriber resumes.
 const RESUME_PAGE: u64 = 1000;
 
@@ -77,12 +77,14 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, session, messages) = actix_ws::handle(&req, body)?;
-    actix_web::rt::spawn(serve(state, session, messages.max_frame_size(MAX_MESSAGE)));
+    // Fan-out writes many events at once: this connection batches its messages, where actix-ws
+    // would pass each on by itself.
+    let (response, session, messages) = batched_ws::handle(&req, body, MAX_MESSAGE)?;
+    actix_web::rt::spawn(serve(state, session, messages));
     Ok(response)
 }
 
-async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: actix_ws::MessageStream) {
+async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: Incoming) {
     let hub = state.hub.clone();
     let mut connection = hub.connect(SUBSCRIBER_QUEUE);
     let id = connection.id;
@@ -99,10 +101,10 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
     let mut close: Option<CloseReason> = None;
     // Events up to this id were sent from the history when the client resumed.
     let mut resumed_through = i64::MIN;
-    let mut events = Vec::with_capacity(EVENTS_PER_WAKE);
+    let mut batches = Vec::with_capacity(BATCHES_PER_WAKE);
     while open {
         let reply = tokio::select! {
-            received = connection.events.recv_many(&mut events, EVENTS_PER_WAKE) => {
+            received = connection.recv_batches(&mut batches, BATCHES_PER_WAKE) => {
                 // Dropped by the hub for not keeping up: close now rather than push the backlog
                 // into a socket that is not being read.
                 if connection.lagged.load(Ordering::Relaxed) {
@@ -114,8 +116,7 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
                 if received == 0 {
                     break;
                 }
-                let fresh = events.drain(..).filter(|event| event.notification.id.is_none_or(|id| id > resumed_through));
-                open = matches!(tokio::time::timeout(SEND_TIMEOUT, send_events(&mut session, fresh)).await, Ok(true));
+                open = send_events(&mut session, batches.drain(..), resumed_through).await;
                 heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
                 None
             },
@@ -163,19 +164,22 @@ async fn serve(state: web::Data<AppState>, mut session: Session, mut messages: a
     let _ = session.close(close).await;
 }
 
-/// Sends events in order, each the text the hub serialized once for every subscriber; false once
-/// the connection is closed.
-async fn send_events(session: &mut Session, events: impl Iterator<Item = Arc<Delivery>>) -> bool {
-    for event in events {
-        if session.text(event.text.clone()).await.is_err() {
-            return false;
+/// Sends the events past `resumed_through` in order, each the text the hub serialized once for
+/// every subscriber, all in one write; false once the connection is closed or the client stopped
+/// reading.
+async fn send_events(session: &mut Outgoing, batches: impl Iterator<Item = Events>, resumed_through: i64) -> bool {
+    for batch in batches {
+        for event in batch.iter() {
+            if event.notification.id.is_none_or(|id| id > resumed_through) {
+                session.push_text(&event.text);
+            }
         }
     }
-    true
+    matches!(tokio::time::timeout(SEND_TIMEOUT, session.flush()).await, Ok(Ok(())))
 }
 
 /// Sends one message; false once the client stops reading.
-async fn send(session: &mut Session, text: String) -> bool {
+async fn send(session: &mut Outgoing, text: String) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await, Ok(Ok(())))
 }
 

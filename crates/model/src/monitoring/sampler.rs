@@ -460,8 +460,7 @@ mod tests {
         assert_eq!(stored.len(), raised);
         assert!(stored.iter().any(|a| a.metric == "latency_p95_seconds"));
         let mut warnings = 0;
-        while let Ok(Some(delivered)) = tokio::time::timeout(Duration::from_millis(500), connection.events.recv()).await
-        {
+        while let Ok(Some(delivered)) = tokio::time::timeout(Duration::from_millis(500), connection.recv()).await {
             assert_eq!(delivered.notification.kind, NotificationType::SystemWarning);
             warnings += 1;
         }

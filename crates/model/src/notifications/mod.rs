@@ -193,17 +193,64 @@ pub struct Delivery {
     pub text: bytestring::ByteString,
 }
 
-/// A subscriber's end: events arrive on `events`; when it closes, `lagged` says whether the hub
-/// dropped the subscriber for not keeping up.
+/// Events that reach a subscriber together, in the order of their ids. A batch every subscriber
+/// wants whole is one allocation they all share.
+pub type Events = Arc<[Arc<Delivery>]>;
+
+/// A subscriber's end: events arrive in batches (see [`Connection::recv_batches`]); when the
+/// queue closes, `lagged` says whether the hub dropped the subscriber for not keeping up.
 pub struct Connection {
     pub id: u64,
-    pub events: mpsc::Receiver<Arc<Delivery>>,
+    batches: mpsc::UnboundedReceiver<Events>,
+    /// Events the hub queued and this end has not taken: the queue's bound counts events, not
+    /// batches.
+    queued: Arc<AtomicUsize>,
+    /// The rest of a batch taken by [`Connection::recv`], one event at a time.
+    pending: std::collections::VecDeque<Arc<Delivery>>,
     pub lagged: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// Waits for events, then takes every batch queued (at most `limit`); 0 once the queue is
+    /// closed and empty.
+    pub async fn recv_batches(&mut self, into: &mut Vec<Events>, limit: usize) -> usize {
+        if !self.pending.is_empty() {
+            into.push(self.pending.drain(..).collect());
+            return 1;
+        }
+        let taken = self.batches.recv_many(into, limit.max(1)).await;
+        let events: usize = into[into.len() - taken..].iter().map(|batch| batch.len()).sum();
+        self.queued.fetch_sub(events, Ordering::Relaxed);
+        taken
+    }
+
+    /// The next event; `None` once the queue is closed and empty.
+    pub async fn recv(&mut self) -> Option<Arc<Delivery>> {
+        if self.pending.is_empty() {
+            let batch = self.batches.recv().await?;
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            self.pending.extend(batch.iter().cloned());
+        }
+        self.pending.pop_front()
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Option<Arc<Delivery>> {
+        if self.pending.is_empty() {
+            let batch = self.batches.try_recv().ok()?;
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            self.pending.extend(batch.iter().cloned());
+        }
+        self.pending.pop_front()
+    }
 }
 
 struct Subscriber {
     subscription: Subscription,
-    sender: mpsc::Sender<Arc<Delivery>>,
+    sender: mpsc::UnboundedSender<Events>,
+    queued: Arc<AtomicUsize>,
+    /// Most events queued before the subscriber counts as not keeping up.
+    capacity: usize,
     lagged: Arc<AtomicBool>,
 }
 
@@ -311,7 +358,8 @@ impl NotificationHub {
     /// A new subscriber with a queue of `capacity` events and no subscription yet.
     pub fn connect(&self, capacity: usize) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, events) = mpsc::channel(capacity.max(1));
+        let (sender, batches) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let lagged = Arc::new(AtomicBool::new(false));
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         let mut subscribers = self.lock();
@@ -320,11 +368,19 @@ impl NotificationHub {
             Subscriber {
                 subscription: Subscription::default(),
                 sender,
+                queued: queued.clone(),
+                capacity: capacity.max(1),
                 lagged: lagged.clone(),
             },
         );
         self.fanout.listening.store(subscribers.len(), Ordering::Relaxed);
-        Connection { id, events, lagged }
+        Connection {
+            id,
+            batches,
+            queued,
+            pending: Default::default(),
+            lagged,
+        }
     }
 
     pub fn disconnect(&self, id: u64) {
@@ -449,14 +505,14 @@ impl Fanout {
     }
 
     /// Sends events to every subscriber that wants them; drops the ones that cannot keep up.
-    /// Subscriber by subscriber, so that a batch wakes each subscriber's task once, not once per
-    /// event (waking another thread is most of what a fan-out costs).
+    /// Each subscriber gets the batch as one queue entry: one wake-up and one write for all its
+    /// events (waking another thread, per event, is most of what a fan-out would cost).
     fn fan_out(&self, notifications: Vec<Notification>) {
         if self.listening.load(Ordering::Relaxed) == 0 || notifications.is_empty() {
             return;
         }
         // Serialized before the lock is taken: subscribers connecting meanwhile do not wait.
-        let deliveries: Vec<Arc<Delivery>> = notifications
+        let deliveries: Events = notifications
             .into_iter()
             .map(|notification| {
                 let message = notification.to_message();
@@ -471,20 +527,44 @@ impl Fanout {
         let mut subscribers = self.lock();
         let mut lagging = Vec::new();
         for (id, subscriber) in subscribers.iter() {
-            for delivery in &deliveries {
-                if !subscriber
+            let wanted = |delivery: &&Arc<Delivery>| {
+                subscriber
                     .subscription
                     .matches(&delivery.notification, &delivery.message)
-                {
+            };
+            let mut batch = match deliveries.iter().position(|delivery| !wanted(&delivery)) {
+                None => deliveries.clone(),
+                Some(first_unwanted) => deliveries[..first_unwanted]
+                    .iter()
+                    .chain(deliveries[first_unwanted + 1..].iter().filter(wanted))
+                    .cloned()
+                    .collect(),
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let room = subscriber
+                .capacity
+                .saturating_sub(subscriber.queued.load(Ordering::Relaxed));
+            let keeps_up = batch.len() <= room;
+            if !keeps_up {
+                // What fits still goes: the subscriber receives everything up to where it fell
+                // behind, then its queue closes.
+                lagging.push(*id);
+                if room == 0 {
                     continue;
                 }
-                // Counted first, so that a subscriber holding an event finds it counted.
-                self.sent.fetch_add(1, Ordering::Relaxed);
-                if subscriber.sender.try_send(delivery.clone()).is_err() {
-                    self.sent.fetch_sub(1, Ordering::Relaxed);
-                    // Full, or closed: either way this subscriber is done.
+                batch = batch[..room].iter().cloned().collect();
+            }
+            let events = batch.len();
+            // Counted first, so that a subscriber holding an event finds it counted.
+            subscriber.queued.fetch_add(events, Ordering::Relaxed);
+            self.sent.fetch_add(events as u64, Ordering::Relaxed);
+            if subscriber.sender.send(batch).is_err() {
+                self.sent.fetch_sub(events as u64, Ordering::Relaxed);
+                if keeps_up {
+                    // Closed: this subscriber is gone.
                     lagging.push(*id);
-                    break;
                 }
             }
         }
@@ -627,19 +707,19 @@ mod tests {
         );
         hub.publish(NotificationType::ContentRemoved, json!({"cid": "QmB"}), None);
 
-        let first = added.events.recv().await.unwrap();
+        let first = added.recv().await.unwrap();
         assert_eq!(first.notification.kind, NotificationType::ContentAdded);
         assert_eq!(first.message["source"], "test");
         assert_eq!(serde_json::from_str::<Value>(&first.text).unwrap(), first.message);
-        assert!(added.events.try_recv().is_err(), "content_removed was not asked for");
-        assert_eq!(filtered.events.recv().await.unwrap().notification.data["cid"], "QmA");
-        assert!(filtered.events.try_recv().is_err(), "the dotted filter left QmB out");
+        assert!(added.try_recv().is_none(), "content_removed was not asked for");
+        assert_eq!(filtered.recv().await.unwrap().notification.data["cid"], "QmA");
+        assert!(filtered.try_recv().is_none(), "the dotted filter left QmB out");
         assert_eq!(
-            plain.events.recv().await.unwrap().notification.kind,
+            plain.recv().await.unwrap().notification.kind,
             NotificationType::ContentAdded
         );
         assert_eq!(
-            plain.events.recv().await.unwrap().notification.kind,
+            plain.recv().await.unwrap().notification.kind,
             NotificationType::ContentRemoved,
             "a plain key absent from the data passes"
         );
@@ -657,17 +737,17 @@ mod tests {
         hub.subscribe(fast.id, &[NotificationType::AllEvents], None);
         for i in 0..10 {
             hub.publish(NotificationType::CustomEvent, json!({"i": i}), None);
-            fast.events.recv().await.unwrap();
+            fast.recv().await.unwrap();
         }
         assert!(slow.lagged.load(Ordering::Relaxed));
         let mut slow = slow;
         assert_eq!(
-            slow.events.recv().await.unwrap().notification.data["i"],
+            slow.recv().await.unwrap().notification.data["i"],
             0,
             "what was queued is still delivered"
         );
-        assert_eq!(slow.events.recv().await.unwrap().notification.data["i"], 1);
-        assert!(slow.events.recv().await.is_none(), "then the queue closes");
+        assert_eq!(slow.recv().await.unwrap().notification.data["i"], 1);
+        assert!(slow.recv().await.is_none(), "then the queue closes");
         assert_eq!(hub.metrics().slow_consumers_dropped, 1);
     }
 
@@ -736,8 +816,8 @@ mod tests {
             event(NotificationType::SystemMetrics),
             event(NotificationType::PinAdded),
         ]))));
-        let first = everything.events.recv().await.unwrap();
-        let second = everything.events.recv().await.unwrap();
+        let first = everything.recv().await.unwrap();
+        let second = everything.recv().await.unwrap();
         assert_eq!(
             (first.notification.kind, second.notification.kind),
             (NotificationType::ContentAdded, NotificationType::PinAdded)
@@ -759,7 +839,7 @@ mod tests {
         }
         let mut ids = Vec::new();
         for _ in 0..3 {
-            let delivery = subscriber.events.recv().await.unwrap();
+            let delivery = subscriber.recv().await.unwrap();
             assert_eq!(delivery.message["id"], json!(delivery.notification.id.unwrap()));
             ids.push(delivery.notification.id.unwrap());
         }
@@ -792,7 +872,7 @@ mod tests {
         hub.publish(NotificationType::ContentAdded, json!({"cid": "QmA"}), None);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
-            subscriber.events.try_recv().is_err(),
+            subscriber.try_recv().is_none(),
             "not delivered before the history numbers it"
         );
         let written = hub.history(None, None, 10).await.unwrap();
@@ -815,8 +895,8 @@ mod tests {
             own(written[1].clone()),
             other,
         ]))));
-        let first = subscriber.events.recv().await.unwrap();
-        let second = subscriber.events.recv().await.unwrap();
+        let first = subscriber.recv().await.unwrap();
+        let second = subscriber.recv().await.unwrap();
         assert_eq!(
             (first.notification.kind, second.notification.kind),
             (NotificationType::SystemMetrics, NotificationType::ContentAdded),
@@ -827,7 +907,7 @@ mod tests {
             (json!(1), json!("a#1"))
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(subscriber.events.try_recv().is_err(), "another's samples stay its own");
+        assert!(subscriber.try_recv().is_none(), "another's samples stay its own");
         assert_eq!(
             hub.metrics().notifications_relayed,
             0,

@@ -1,0 +1,213 @@
+//! A WebSocket whose sender writes many messages as one chunk.
+//!
+//! actix-ws's `Session` hands every message to the connection through a channel of its own: a
+//! reservation, a wake-up and an encoding for each. Fanning a thousand events a second out to a
+//! thousand subscribers makes that a million times a second, most of a busy server's time. Here
+//! the sender encodes the messages that are ready into one buffer and passes the buffer on whole,
+//! so a batch of events costs one channel message and one socket write. Incoming frames are
+//! decoded with actix-http's codec, as actix-ws does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_codec::{Decoder, Encoder};
+use actix_http::body::{BodyStream, MessageBody};
+use actix_http::ws::{Codec, Frame, Message, OpCode, Parser, ProtocolError};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+pub use actix_http::ws::{CloseCode, CloseReason};
+
+/// Chunks waiting for the connection to write them. Each is a batch of messages, so a few are
+/// plenty; a full queue means the client is not reading, and the sender waits.
+const CHUNKS_QUEUED: usize = 8;
+
+/// Control frames carry at most 125 bytes (RFC 6455 5.5); a close frame's code takes two.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// The connection is closed: nothing more can be sent.
+#[derive(Debug)]
+pub struct Closed;
+
+/// Accepts the upgrade: the response to return, the sending half and the incoming messages
+/// (a frame over `max_frame` bytes ends them with [`ProtocolError::Overflow`]).
+pub fn handle(
+    req: &HttpRequest,
+    body: web::Payload,
+    max_frame: usize,
+) -> actix_web::Result<(HttpResponse, Outgoing, Incoming)> {
+    let mut response = actix_http::ws::handshake(req.head())?;
+    let (chunks, queued) = mpsc::channel(CHUNKS_QUEUED);
+    let (closed, connection_closed) = oneshot::channel();
+    let written = Chunks {
+        queued,
+        closed: Some(closed),
+    };
+    Ok((
+        response.message_body(BodyStream::new(written).boxed())?.into(),
+        Outgoing {
+            chunks,
+            codec: Codec::new(),
+            buffer: BytesMut::new(),
+        },
+        Incoming {
+            payload: body,
+            connection_closed: Some(connection_closed),
+            buffer: BytesMut::new(),
+            codec: Codec::new().max_size(max_frame),
+            ended: false,
+        },
+    ))
+}
+
+/// The sending half: messages are encoded into a buffer with [`Outgoing::push_text`] and go out
+/// together on [`Outgoing::flush`].
+pub struct Outgoing {
+    chunks: mpsc::Sender<Bytes>,
+    codec: Codec,
+    buffer: BytesMut,
+}
+
+impl Outgoing {
+    /// Adds a text message to the next chunk.
+    pub fn push_text(&mut self, text: &str) {
+        // Framed straight from the text: a clone of a text that a thousand subscribers share
+        // would contend for its one reference count.
+        Parser::write_message(&mut self.buffer, text, OpCode::Text, true, false);
+    }
+
+    /// Hands what was pushed to the connection; waits while the client is not reading.
+    pub async fn flush(&mut self) -> Result<(), Closed> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buffer.split().freeze();
+        self.chunks.send(chunk).await.map_err(|_| Closed)
+    }
+
+    /// Sends one text message (with anything pushed before it).
+    pub async fn text(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
+        self.encode(Message::Text(text.into()));
+        self.flush().await
+    }
+
+    /// Answers a ping.
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Closed> {
+        let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+        self.encode(Message::Pong(Bytes::copy_from_slice(payload)));
+        self.flush().await
+    }
+
+    /// Sends a close frame and ends the connection once it is written.
+    pub async fn close(mut self, reason: Option<CloseReason>) -> Result<(), Closed> {
+        let reason = reason.map(|mut reason| {
+            if let Some(description) = reason.description.as_mut() {
+                let mut end = description.len().min(MAX_CONTROL_PAYLOAD - 2);
+                while !description.is_char_boundary(end) {
+                    end -= 1;
+                }
+                description.truncate(end);
+            }
+            reason
+        });
+        self.encode(Message::Close(reason));
+        self.flush().await
+    }
+
+    fn encode(&mut self, message: Message) {
+        // The server's codec never fails to encode: it masks nothing and has no size limit for
+        // what it sends.
+        let _ = self.codec.encode(message, &mut self.buffer);
+    }
+}
+
+/// The response body: the chunks the sender hands over, in order, until it is dropped.
+struct Chunks {
+    queued: mpsc::Receiver<Bytes>,
+    /// Tells the incoming side that the connection is gone when the body is dropped.
+    closed: Option<oneshot::Sender<()>>,
+}
+
+impl Stream for Chunks {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().queued.poll_recv(cx).map(|chunk| chunk.map(Ok))
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        if let Some(closed) = self.closed.take() {
+            let _ = closed.send(());
+        }
+    }
+}
+
+/// Messages from the client, as actix-ws gives them.
+pub struct Incoming {
+    payload: web::Payload,
+    connection_closed: Option<oneshot::Receiver<()>>,
+    buffer: BytesMut,
+    codec: Codec,
+    ended: bool,
+}
+
+impl Stream for Incoming {
+    type Item = Result<Message, ProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if !this.ended {
+            // The body is gone with the connection: whatever the payload still says, nothing
+            // more will come.
+            if let Some(closed) = this.connection_closed.as_mut()
+                && Pin::new(closed).poll(cx).is_ready()
+            {
+                this.ended = true;
+                this.connection_closed = None;
+            }
+            loop {
+                match Pin::new(&mut this.payload).poll_next(cx) {
+                    Poll::Ready(Some(Ok(bytes))) => this.buffer.extend_from_slice(&bytes),
+                    Poll::Ready(Some(Err(error))) => {
+                        this.ended = true;
+                        return Poll::Ready(Some(Err(ProtocolError::Io(std::io::Error::other(error)))));
+                    }
+                    Poll::Ready(None) => {
+                        this.ended = true;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        match this.codec.decode(&mut this.buffer) {
+            Err(error) => {
+                this.ended = true;
+                this.buffer.clear();
+                Poll::Ready(Some(Err(error)))
+            }
+            Ok(Some(frame)) => Poll::Ready(Some(message(frame))),
+            Ok(None) if this.ended => Poll::Ready(None),
+            Ok(None) => Poll::Pending,
+        }
+    }
+}
+
+fn message(frame: Frame) -> Result<Message, ProtocolError> {
+    Ok(match frame {
+        Frame::Text(bytes) => ByteString::try_from(bytes)
+            .map(Message::Text)
+            .map_err(|error| ProtocolError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?,
+        Frame::Binary(bytes) => Message::Binary(bytes),
+        Frame::Ping(bytes) => Message::Ping(bytes),
+        Frame::Pong(bytes) => Message::Pong(bytes),
+        Frame::Close(reason) => Message::Close(reason),
+        Frame::Continuation(item) => Message::Continuation(item),
+    })
+}
