@@ -195,6 +195,35 @@ fn serve_answers_health_on_its_port() {
 }
 
 /// A minimal HTTP/1.1 GET over a TCP stream (keeps this test free of an HTTP client).
+#[test]
+fn serve_runs_as_many_http_workers_as_asked() {
+    // Each worker is a thread of actix's system; the name is cut to 15 bytes by the kernel.
+    let count = |server: &Server| {
+        std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+            .unwrap()
+            .filter(|task| {
+                let comm = std::fs::read_to_string(task.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+                comm.trim_end() == "actix-rt|system"
+            })
+            .count()
+    };
+    // The workers start as the server runs, just after it says where it listens.
+    let workers = |server: &Server, expected: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while count(server) != expected && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        count(server)
+    };
+    let repo = Repo::new();
+    let three = Server::start_with(&repo, &["--http-workers", "3"]);
+    assert_eq!(workers(&three, 3), 3);
+    drop(three);
+    let one = Server::start_with(&repo, &["--http-workers", "1"]);
+    assert_eq!(workers(&one, 1), 1);
+    assert!(ureq_get(&format!("{}/health", one.base)).contains("ok"));
+}
+
 fn ureq_get(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();

@@ -94,8 +94,11 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
         "type": "welcome", "connection_id": id, "available_notifications": type_names(), "server_time": connected_at,
     });
     let mut open = session.text(welcome.to_string()).await.is_ok();
-    // Two timers for the connection's life, moved on rather than made anew for every event.
+    // Two timers for the connection's life. The heartbeat's is not moved on each send (a timer
+    // reset takes the runtime's timer lock, and a busy subscriber sends a hundred times a
+    // second): when it fires, it looks at when the connection last sent.
     let heartbeat = tokio::time::sleep(HEARTBEAT_AFTER);
+    let mut last_sent = tokio::time::Instant::now();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(heartbeat, idle);
     let mut close: Option<CloseReason> = None;
@@ -117,7 +120,7 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                     break;
                 }
                 open = send_events(&mut session, batches.drain(..), resumed_through).await;
-                heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
+                last_sent = tokio::time::Instant::now();
                 None
             },
             message = messages.next() => {
@@ -131,7 +134,7 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                                 open = open && send(&mut session, message.to_string()).await;
                                 resumed_through = resumed_through.max(message["id"].as_i64().unwrap_or(i64::MIN));
                             }
-                            heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
+                            last_sent = tokio::time::Instant::now();
                             continue;
                         }
                         Some(answer.reply)
@@ -149,7 +152,15 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                     Some(Ok(_)) => None,
                 }
             },
-            _ = &mut heartbeat => Some(json!({"type": "heartbeat", "timestamp": now_ms()})),
+            _ = &mut heartbeat => {
+                let due = last_sent + HEARTBEAT_AFTER;
+                if due > tokio::time::Instant::now() {
+                    heartbeat.as_mut().reset(due);
+                    None
+                } else {
+                    Some(json!({"type": "heartbeat", "timestamp": now_ms()}))
+                }
+            },
             _ = &mut idle => {
                 close = Some(CloseReason { code: CloseCode::Normal, description: Some("idle".into()) });
                 break;
@@ -157,7 +168,8 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
         };
         if let Some(reply) = reply {
             open = send(&mut session, reply.to_string()).await;
-            heartbeat.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_AFTER);
+            last_sent = tokio::time::Instant::now();
+            heartbeat.as_mut().reset(last_sent + HEARTBEAT_AFTER);
         }
     }
     hub.disconnect(id);

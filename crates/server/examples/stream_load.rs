@@ -13,7 +13,6 @@
 //!                                             latency (ms) and the rate events were published at
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -213,14 +212,12 @@ fn frame_at(bytes: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
 
 async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish_base: &str) {
     let total = rate * seconds;
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(subscribers * total as usize)));
     let mut tasks = Vec::new();
     let (go, ready) = tokio::sync::watch::channel(None::<Instant>);
     for _ in 0..subscribers {
         let mut socket = LeanSubscriber::connect(base).await.expect("connect");
         let subscribe = r#"{"action":"subscribe","notification_types":["custom_event"]}"#;
         socket.send_text(subscribe).await.expect("subscribe");
-        let latencies = latencies.clone();
         let mut ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let started = *ready
@@ -252,7 +249,9 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
                     }
                 });
             }
-            latencies.lock().unwrap().extend(mine);
+            // Handed back, and gathered once every subscriber is done: copying them into one
+            // list as each finished held the runtime's threads while others still measured.
+            mine
         }));
     }
     // The publisher keeps its schedule whatever the subscribers cost: it runs on a thread of its
@@ -289,10 +288,10 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
     let (accepted, published_in) = tokio::task::spawn_blocking(move || publisher.join().expect("the publisher"))
         .await
         .expect("the publisher");
+    let mut all = Vec::with_capacity(subscribers * total as usize);
     for task in tasks {
-        let _ = task.await;
+        all.extend(task.await.unwrap_or_default());
     }
-    let mut all = latencies.lock().unwrap().clone();
     all.sort_unstable();
     let pick = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))

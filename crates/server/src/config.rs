@@ -492,6 +492,8 @@ mod tests {
             ("colour = \"blue\"", "colour"),
             ("[webrtc]\ncolour = \"blue\"", "colour"),
             ("[http]\nmax_upload_bytes = \"lots\"", "http.max_upload_bytes"),
+            ("[http]\nworkers = 0", "workers (in [http])"),
+            ("[http]\nworkers = 65", "workers (in [http])"),
             // A flat key of an earlier release is named as it was written.
             ("webrtc_threads = 0", "threads (in [webrtc])"),
         ];

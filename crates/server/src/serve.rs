@@ -118,6 +118,7 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
             0 => actix_web::http::KeepAlive::Disabled,
             secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
         })
+        .workers(config.http.workers)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // Signals are ours (below): installed before the address is announced, so a signal sent as
         // soon as the server is up is never missed.

@@ -189,6 +189,10 @@ config_section! {
         /// Seconds an idle keep-alive connection stays open. 0: closed after each response.
         #[arg(long, env = "IPFS_STREAM_KEEP_ALIVE_SECS")]
         keep_alive_secs: u64 = 5,
+        /// Threads serving HTTP and WebSocket connections, 1 to 64, each its own share of them:
+        /// one per core by default.
+        #[arg(long = "http-workers", env = "IPFS_STREAM_HTTP_WORKERS")]
+        workers: usize = std::thread::available_parallelism().map_or(1, |cores| cores.get()),
         /// Seconds an upload body may send nothing before it fails with 408, storing nothing.
         #[arg(long, env = "IPFS_STREAM_BODY_IDLE_TIMEOUT_SECS")]
         body_idle_timeout_secs: u64 = controllers::Limits::default().body_idle_timeout.as_secs(),
@@ -214,6 +218,10 @@ impl Http {
         }
         at_least_one("max_upload_bytes", self.max_upload_bytes)?;
         at_least_one("header_timeout_ms", self.header_timeout_ms)?;
+        at_least_one("workers", self.workers as u64)?;
+        if self.workers > 64 {
+            return Err(invalid("workers", "at most 64"));
+        }
         at_least_one("body_idle_timeout_secs", self.body_idle_timeout_secs)?;
         at_least_one("upload_buffer_bytes", self.upload_buffer_bytes)?;
         at_least_one("upload_buffers_total_bytes", self.upload_buffers_total_bytes)?;
