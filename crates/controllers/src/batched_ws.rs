@@ -162,7 +162,19 @@ impl Stream for Incoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if !this.ended {
+        loop {
+            // A whole frame already read goes first: the payload is read only when one is
+            // needed, so what a client sends waits in the connection, not in this buffer.
+            match this.codec.decode(&mut this.buffer) {
+                Err(error) => {
+                    this.ended = true;
+                    this.buffer.clear();
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Ok(Some(frame)) => return Poll::Ready(Some(message(frame))),
+                Ok(None) if this.ended => return Poll::Ready(None),
+                Ok(None) => {}
+            }
             // The body is gone with the connection: whatever the payload still says, nothing
             // more will come.
             if let Some(closed) = this.connection_closed.as_mut()
@@ -170,31 +182,17 @@ impl Stream for Incoming {
             {
                 this.ended = true;
                 this.connection_closed = None;
+                continue;
             }
-            loop {
-                match Pin::new(&mut this.payload).poll_next(cx) {
-                    Poll::Ready(Some(Ok(bytes))) => this.buffer.extend_from_slice(&bytes),
-                    Poll::Ready(Some(Err(error))) => {
-                        this.ended = true;
-                        return Poll::Ready(Some(Err(ProtocolError::Io(std::io::Error::other(error)))));
-                    }
-                    Poll::Ready(None) => {
-                        this.ended = true;
-                        break;
-                    }
-                    Poll::Pending => break,
+            match Pin::new(&mut this.payload).poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => this.buffer.extend_from_slice(&bytes),
+                Poll::Ready(Some(Err(error))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(ProtocolError::Io(std::io::Error::other(error)))));
                 }
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => return Poll::Pending,
             }
-        }
-        match this.codec.decode(&mut this.buffer) {
-            Err(error) => {
-                this.ended = true;
-                this.buffer.clear();
-                Poll::Ready(Some(Err(error)))
-            }
-            Ok(Some(frame)) => Poll::Ready(Some(message(frame))),
-            Ok(None) if this.ended => Poll::Ready(None),
-            Ok(None) => Poll::Pending,
         }
     }
 }
@@ -210,4 +208,58 @@ fn message(frame: Frame) -> Result<Message, ProtocolError> {
         Frame::Close(reason) => Message::Close(reason),
         Frame::Continuation(item) => Message::Continuation(item),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::FromRequest;
+    use actix_web::test::TestRequest;
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// An upgrade request whose body is `sent`, as a client would frame it.
+    async fn upgrade(sent: Vec<Message>, max_frame: usize) -> (HttpResponse, Outgoing, Incoming) {
+        let mut client = Codec::new().client_mode();
+        let mut body = BytesMut::new();
+        for message in sent {
+            client.encode(message, &mut body).unwrap();
+        }
+        let (req, mut payload) = TestRequest::get()
+            .insert_header(("upgrade", "websocket"))
+            .insert_header(("connection", "upgrade"))
+            .insert_header(("sec-websocket-version", "13"))
+            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .set_payload(body.freeze())
+            .to_http_parts();
+        let payload = web::Payload::from_request(&req, &mut payload).await.unwrap();
+        handle(&req, payload, max_frame).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn messages_pushed_together_go_out_as_one_chunk_in_order() {
+        let (response, mut outgoing, _incoming) = upgrade(Vec::new(), 1024).await;
+        assert_eq!(response.status(), actix_web::http::StatusCode::SWITCHING_PROTOCOLS);
+        outgoing.push_text("a");
+        outgoing.push_text("bc");
+        outgoing.flush().await.unwrap();
+        outgoing.close(Some(CloseCode::Policy.into())).await.unwrap();
+        let written = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+        assert_eq!(&written[..], b"\x81\x01a\x81\x02bc\x88\x02\x03\xf0");
+    }
+
+    #[actix_web::test]
+    async fn client_frames_are_read_one_message_at_a_time_and_an_oversized_one_ends_them() {
+        let sent = vec![
+            Message::Text("first".into()),
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Text("x".repeat(100).into()),
+            Message::Text("never read".into()),
+        ];
+        let (_response, _outgoing, mut incoming) = upgrade(sent, 64).await;
+        assert!(matches!(incoming.next().await, Some(Ok(Message::Text(text))) if text == "first"));
+        assert!(matches!(incoming.next().await, Some(Ok(Message::Ping(bytes))) if &bytes[..] == b"p"));
+        assert!(matches!(incoming.next().await, Some(Err(ProtocolError::Overflow))));
+        assert!(incoming.next().await.is_none(), "nothing after the oversized frame");
+    }
 }
