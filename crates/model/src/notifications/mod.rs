@@ -728,6 +728,56 @@ mod tests {
         assert_eq!(metrics.subscriptions_by_type["all_events"], 2);
     }
 
+    fn numbered(id: i64, kind: NotificationType) -> Notification {
+        Notification {
+            kind,
+            data: json!({"n": id}),
+            timestamp_ms: 1,
+            source: None,
+            id: Some(id),
+            instance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_entry_shared_by_those_who_want_it_all_and_filtered_for_the_others() {
+        let hub = hub();
+        let mut all = hub.connect(16);
+        hub.subscribe(all.id, &[NotificationType::AllEvents], None);
+        let mut also_all = hub.connect(16);
+        hub.subscribe(also_all.id, &[NotificationType::AllEvents], None);
+        let mut some = hub.connect(16);
+        hub.subscribe(some.id, &[NotificationType::ContentAdded], None);
+        hub.fanout.fan_out(vec![
+            numbered(1, NotificationType::ContentAdded),
+            numbered(2, NotificationType::PinAdded),
+            numbered(3, NotificationType::ContentAdded),
+        ]);
+        let (mut first, mut second, mut filtered) = (Vec::new(), Vec::new(), Vec::new());
+        assert_eq!(all.recv_batches(&mut first, 8).await, 1, "one entry for the batch");
+        also_all.recv_batches(&mut second, 8).await;
+        assert!(Arc::ptr_eq(&first[0], &second[0]), "the same batch, not a copy");
+        some.recv_batches(&mut filtered, 8).await;
+        let ids = |batch: &Events| batch.iter().map(|d| d.notification.id.unwrap()).collect::<Vec<_>>();
+        assert_eq!(ids(&first[0]), [1, 2, 3]);
+        assert_eq!(ids(&filtered[0]), [1, 3], "in order, without what it did not ask for");
+        assert_eq!(hub.metrics().notifications_sent, 8);
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_room_left_delivers_what_fits_then_closes_the_queue() {
+        let hub = hub();
+        let mut slow = hub.connect(2);
+        hub.subscribe(slow.id, &[NotificationType::AllEvents], None);
+        hub.fanout
+            .fan_out((1..=3).map(|id| numbered(id, NotificationType::CustomEvent)).collect());
+        assert!(slow.lagged.load(Ordering::Relaxed));
+        assert_eq!(slow.recv().await.unwrap().notification.id, Some(1));
+        assert_eq!(slow.recv().await.unwrap().notification.id, Some(2));
+        assert!(slow.recv().await.is_none(), "the bound counts events, not batches");
+        assert_eq!(hub.metrics().slow_consumers_dropped, 1);
+    }
+
     #[tokio::test]
     async fn a_subscriber_that_cannot_keep_up_is_dropped_and_others_are_not() {
         let hub = hub();
