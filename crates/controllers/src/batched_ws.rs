@@ -24,7 +24,10 @@ pub use actix_http::ws::{CloseCode, CloseReason};
 
 /// Chunks waiting for the connection to write them. Each is a batch of messages, so a few are
 /// plenty; a full queue means the client is not reading, and the sender waits.
-const CHUNKS_QUEUED: usize = 8;
+const CHUNKS_QUEUED: usize = 4;
+
+/// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
+const MAX_HEADER: usize = 14;
 
 /// Control frames carry at most 125 bytes (RFC 6455 5.5); a close frame's code takes two.
 const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -59,6 +62,7 @@ pub fn handle(
             connection_closed: Some(connection_closed),
             buffer: BytesMut::new(),
             codec: Codec::new().max_size(max_frame),
+            max_frame,
             ended: false,
         },
     ))
@@ -154,6 +158,7 @@ pub struct Incoming {
     connection_closed: Option<oneshot::Receiver<()>>,
     buffer: BytesMut,
     codec: Codec,
+    max_frame: usize,
     ended: bool,
 }
 
@@ -164,7 +169,8 @@ impl Stream for Incoming {
         let this = self.get_mut();
         loop {
             // A whole frame already read goes first: the payload is read only when one is
-            // needed, so what a client sends waits in the connection, not in this buffer.
+            // needed, so what a client sends waits in the connection, not in this buffer (which
+            // holds at most one frame, under the limit).
             match this.codec.decode(&mut this.buffer) {
                 Err(error) => {
                     this.ended = true;
@@ -174,6 +180,13 @@ impl Stream for Incoming {
                 Ok(Some(frame)) => return Poll::Ready(Some(message(frame))),
                 Ok(None) if this.ended => return Poll::Ready(None),
                 Ok(None) => {}
+            }
+            // The codec names an oversized frame only once all of it is here: a frame that
+            // already holds more than the limit is one, and is not read further.
+            if this.buffer.len() > this.max_frame + MAX_HEADER {
+                this.ended = true;
+                this.buffer.clear();
+                return Poll::Ready(Some(Err(ProtocolError::Overflow)));
             }
             // The body is gone with the connection: whatever the payload still says, nothing
             // more will come.
@@ -225,12 +238,17 @@ mod tests {
         for message in sent {
             client.encode(message, &mut body).unwrap();
         }
+        upgrade_with(body.freeze(), max_frame).await
+    }
+
+    /// An upgrade request whose body is these bytes.
+    async fn upgrade_with(body: Bytes, max_frame: usize) -> (HttpResponse, Outgoing, Incoming) {
         let (req, mut payload) = TestRequest::get()
             .insert_header(("upgrade", "websocket"))
             .insert_header(("connection", "upgrade"))
             .insert_header(("sec-websocket-version", "13"))
             .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
-            .set_payload(body.freeze())
+            .set_payload(body)
             .to_http_parts();
         let payload = web::Payload::from_request(&req, &mut payload).await.unwrap();
         handle(&req, payload, max_frame).unwrap()
@@ -261,5 +279,18 @@ mod tests {
         assert!(matches!(incoming.next().await, Some(Ok(Message::Ping(bytes))) if &bytes[..] == b"p"));
         assert!(matches!(incoming.next().await, Some(Err(ProtocolError::Overflow))));
         assert!(incoming.next().await.is_none(), "nothing after the oversized frame");
+    }
+
+    #[actix_web::test]
+    async fn a_frame_announced_over_the_limit_ends_the_messages_before_it_is_all_read() {
+        // A text frame of 2^40 bytes, masked, of which 300 arrive: the codec alone would wait for
+        // the rest, holding all that comes.
+        let mut body = vec![0x81, 0x80 | 127];
+        body.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        body.extend_from_slice(&[1, 2, 3, 4]);
+        body.extend_from_slice(&[b'x'; 300]);
+        let (_response, _outgoing, mut incoming) = upgrade_with(Bytes::from(body), 64).await;
+        assert!(matches!(incoming.next().await, Some(Err(ProtocolError::Overflow))));
+        assert!(incoming.next().await.is_none());
     }
 }

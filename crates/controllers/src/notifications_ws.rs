@@ -40,6 +40,9 @@ const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client messages larger than this close the connection (1009).
 const MAX_MESSAGE: usize = 64 * 1024;
+/// Events framed into one chunk at most: the connection queues a few chunks (see `batched_ws`), so
+/// this bounds what a subscriber that stops reading holds beyond its queue in the hub.
+const EVENTS_PER_CHUNK: usize = 128;
 /// Batches taken from the subscriber's queue at once: those that queued while the connection was
 /// busy go out together, in one write, without a turn of the loop each.
 const BATCHES_PER_WAKE: usize = 16;
@@ -141,7 +144,8 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                     }
                     Some(Ok(Message::Binary(_))) => Some(error_message("unsupported", "binary messages are not part of this protocol")),
                     Some(Ok(Message::Ping(bytes))) => {
-                        let _ = session.pong(&bytes).await;
+                        // A client that pings and never reads is not waited for longer than any send.
+                        open = matches!(tokio::time::timeout(SEND_TIMEOUT, session.pong(&bytes)).await, Ok(Ok(())));
                         None
                     }
                     Some(Err(actix_ws::ProtocolError::Overflow)) => {
@@ -173,20 +177,33 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
         }
     }
     hub.disconnect(id);
-    let _ = session.close(close).await;
+    // Bounded too: a client that stopped reading may never make room for the close frame.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close)).await;
 }
 
 /// Sends the events past `resumed_through` in order, each the text the hub serialized once for
-/// every subscriber, all in one write; false once the connection is closed or the client stopped
-/// reading.
+/// every subscriber, in chunks of at most [`EVENTS_PER_CHUNK`]; false once the connection is closed
+/// or the client stopped reading.
 async fn send_events(session: &mut Outgoing, batches: impl Iterator<Item = Events>, resumed_through: i64) -> bool {
+    let mut pushed = 0;
     for batch in batches {
         for event in batch.iter() {
             if event.notification.id.is_none_or(|id| id > resumed_through) {
                 session.push_text(&event.text);
+                pushed += 1;
+                if pushed == EVENTS_PER_CHUNK {
+                    if !flush(session).await {
+                        return false;
+                    }
+                    pushed = 0;
+                }
             }
         }
     }
+    flush(session).await
+}
+
+async fn flush(session: &mut Outgoing) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, session.flush()).await, Ok(Ok(())))
 }
 

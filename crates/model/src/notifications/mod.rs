@@ -543,10 +543,11 @@ impl Fanout {
             if batch.is_empty() {
                 continue;
             }
-            let room = subscriber
-                .capacity
-                .saturating_sub(subscriber.queued.load(Ordering::Relaxed));
-            let keeps_up = batch.len() <= room;
+            let queued = subscriber.queued.load(Ordering::Relaxed);
+            let room = subscriber.capacity.saturating_sub(queued);
+            // A subscriber that has taken everything keeps up, whatever the batch's size (the
+            // events of other instances come in batches of thousands after a reconnection).
+            let keeps_up = batch.len() <= room || queued == 0;
             if !keeps_up {
                 // What fits still goes: the subscriber receives everything up to where it fell
                 // behind, then its queue closes.
@@ -769,13 +770,33 @@ mod tests {
         let hub = hub();
         let mut slow = hub.connect(2);
         hub.subscribe(slow.id, &[NotificationType::AllEvents], None);
+        hub.fanout.fan_out(vec![numbered(1, NotificationType::CustomEvent)]);
         hub.fanout
-            .fan_out((1..=3).map(|id| numbered(id, NotificationType::CustomEvent)).collect());
+            .fan_out((2..=4).map(|id| numbered(id, NotificationType::CustomEvent)).collect());
         assert!(slow.lagged.load(Ordering::Relaxed));
         assert_eq!(slow.recv().await.unwrap().notification.id, Some(1));
         assert_eq!(slow.recv().await.unwrap().notification.id, Some(2));
         assert!(slow.recv().await.is_none(), "the bound counts events, not batches");
         assert_eq!(hub.metrics().slow_consumers_dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_with_an_empty_queue_takes_a_batch_larger_than_its_bound() {
+        let hub = hub();
+        let mut caught_up = hub.connect(2);
+        hub.subscribe(caught_up.id, &[NotificationType::AllEvents], None);
+        hub.fanout
+            .fan_out((1..=5).map(|id| numbered(id, NotificationType::CustomEvent)).collect());
+        assert!(!caught_up.lagged.load(Ordering::Relaxed));
+        let mut batches = Vec::new();
+        caught_up.recv_batches(&mut batches, 8).await;
+        assert_eq!(batches[0].len(), 5);
+        hub.fanout.fan_out(vec![numbered(6, NotificationType::CustomEvent)]);
+        assert_eq!(
+            caught_up.recv().await.unwrap().notification.id,
+            Some(6),
+            "and stays subscribed"
+        );
     }
 
     #[tokio::test]
