@@ -17,14 +17,18 @@ async fn connect(server: &Server) -> (Socket, Value) {
     (socket, welcome)
 }
 
+/// The next message, within 20 s.
+async fn next_message(socket: &mut Socket) -> Message {
+    tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+        .await
+        .expect("a message within 20 s")
+        .expect("the socket is open")
+        .unwrap()
+}
+
 async fn next_json(socket: &mut Socket) -> Value {
     loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
-            .await
-            .expect("a message within 20 s")
-            .expect("the socket is open")
-            .unwrap();
-        match message {
+        match next_message(socket).await {
             Message::Text(text) => return serde_json::from_str(&text).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected JSON, got {other:?}"),
@@ -224,14 +228,10 @@ async fn history_survives_a_restart() {
     assert_eq!(bad.status(), 400);
 }
 
-/// The next message that is not a text, and the close code if it is a close.
+/// The next message that is not a text.
 async fn next_control(socket: &mut Socket) -> Message {
     loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
-            .await
-            .expect("a message within 20 s")
-            .expect("the socket is open")
-            .unwrap();
+        let message = next_message(socket).await;
         if !matches!(message, Message::Text(_)) {
             return message;
         }

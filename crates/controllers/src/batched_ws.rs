@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use actix_codec::{Decoder, Encoder};
+use actix_codec::Decoder;
 use actix_http::body::{BodyStream, MessageBody};
 use actix_http::ws::{Codec, Frame, Message, OpCode, Parser, ProtocolError};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -48,13 +48,12 @@ pub fn handle(
     let (closed, connection_closed) = oneshot::channel();
     let written = Chunks {
         queued,
-        closed: Some(closed),
+        _closed: closed,
     };
     Ok((
         response.message_body(BodyStream::new(written).boxed())?.into(),
         Outgoing {
             chunks,
-            codec: Codec::new(),
             buffer: BytesMut::new(),
         },
         Incoming {
@@ -68,11 +67,10 @@ pub fn handle(
     ))
 }
 
-/// The sending half: messages are encoded into a buffer with [`Outgoing::push_text`] and go out
+/// The sending half: messages are framed into a buffer with [`Outgoing::push_text`] and go out
 /// together on [`Outgoing::flush`].
 pub struct Outgoing {
     chunks: mpsc::Sender<Bytes>,
-    codec: Codec,
     buffer: BytesMut,
 }
 
@@ -94,15 +92,15 @@ impl Outgoing {
     }
 
     /// Sends one text message (with anything pushed before it).
-    pub async fn text(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
-        self.encode(Message::Text(text.into()));
+    pub async fn text(&mut self, text: &str) -> Result<(), Closed> {
+        self.push_text(text);
         self.flush().await
     }
 
     /// Answers a ping.
     pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Closed> {
         let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
-        self.encode(Message::Pong(Bytes::copy_from_slice(payload)));
+        Parser::write_message(&mut self.buffer, payload, OpCode::Pong, true, false);
         self.flush().await
     }
 
@@ -118,22 +116,16 @@ impl Outgoing {
             }
             reason
         });
-        self.encode(Message::Close(reason));
+        Parser::write_close(&mut self.buffer, reason, false);
         self.flush().await
-    }
-
-    fn encode(&mut self, message: Message) {
-        // The server's codec never fails to encode: it masks nothing and has no size limit for
-        // what it sends.
-        let _ = self.codec.encode(message, &mut self.buffer);
     }
 }
 
 /// The response body: the chunks the sender hands over, in order, until it is dropped.
 struct Chunks {
     queued: mpsc::Receiver<Bytes>,
-    /// Tells the incoming side that the connection is gone when the body is dropped.
-    closed: Option<oneshot::Sender<()>>,
+    /// Dropped with the body, which tells the incoming side that the connection is gone.
+    _closed: oneshot::Sender<()>,
 }
 
 impl Stream for Chunks {
@@ -141,14 +133,6 @@ impl Stream for Chunks {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().queued.poll_recv(cx).map(|chunk| chunk.map(Ok))
-    }
-}
-
-impl Drop for Chunks {
-    fn drop(&mut self) {
-        if let Some(closed) = self.closed.take() {
-            let _ = closed.send(());
-        }
     }
 }
 
@@ -225,6 +209,7 @@ fn message(frame: Frame) -> Result<Message, ProtocolError> {
 
 #[cfg(test)]
 mod tests {
+    use actix_codec::Encoder;
     use actix_web::FromRequest;
     use actix_web::test::TestRequest;
     use futures::StreamExt;

@@ -96,7 +96,7 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
     let welcome = json!({
         "type": "welcome", "connection_id": id, "available_notifications": type_names(), "server_time": connected_at,
     });
-    let mut open = session.text(welcome.to_string()).await.is_ok();
+    let mut open = session.text(&welcome.to_string()).await.is_ok();
     // Two timers for the connection's life. The heartbeat's is not moved on each send (a timer
     // reset takes the runtime's timer lock, and a busy subscriber sends a hundred times a
     // second): when it fires, it looks at when the connection last sent.
@@ -115,14 +115,15 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                 // into a socket that is not being read.
                 if connection.lagged.load(Ordering::Relaxed) {
                     let reply = error_message("slow_consumer", "this subscriber could not keep up with the events and was disconnected");
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, session.text(reply.to_string())).await;
+                    in_time(session.text(&reply.to_string())).await;
                     close = Some(CloseReason { code: CloseCode::Policy, description: Some("slow_consumer".to_owned()) });
                     break;
                 }
                 if received == 0 {
                     break;
                 }
-                open = send_events(&mut session, batches.drain(..), resumed_through).await;
+                open = send_events(&mut session, &batches, resumed_through).await;
+                batches.clear();
                 last_sent = tokio::time::Instant::now();
                 None
             },
@@ -145,7 +146,7 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                     Some(Ok(Message::Binary(_))) => Some(error_message("unsupported", "binary messages are not part of this protocol")),
                     Some(Ok(Message::Ping(bytes))) => {
                         // A client that pings and never reads is not waited for longer than any send.
-                        open = matches!(tokio::time::timeout(SEND_TIMEOUT, session.pong(&bytes)).await, Ok(Ok(())));
+                        open = in_time(session.pong(&bytes)).await;
                         None
                     }
                     Some(Err(actix_ws::ProtocolError::Overflow)) => {
@@ -178,38 +179,35 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
     }
     hub.disconnect(id);
     // Bounded too: a client that stopped reading may never make room for the close frame.
-    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close)).await;
+    in_time(session.close(close)).await;
 }
 
 /// Sends the events past `resumed_through` in order, each the text the hub serialized once for
 /// every subscriber, in chunks of at most [`EVENTS_PER_CHUNK`]; false once the connection is closed
 /// or the client stopped reading.
-async fn send_events(session: &mut Outgoing, batches: impl Iterator<Item = Events>, resumed_through: i64) -> bool {
-    let mut pushed = 0;
-    for batch in batches {
-        for event in batch.iter() {
-            if event.notification.id.is_none_or(|id| id > resumed_through) {
-                session.push_text(&event.text);
-                pushed += 1;
-                if pushed == EVENTS_PER_CHUNK {
-                    if !flush(session).await {
-                        return false;
-                    }
-                    pushed = 0;
-                }
-            }
+async fn send_events(session: &mut Outgoing, batches: &[Events], resumed_through: i64) -> bool {
+    let fresh = batches
+        .iter()
+        .flat_map(|batch| batch.iter())
+        .filter(|event| event.notification.id.is_none_or(|id| id > resumed_through));
+    for (pushed, event) in fresh.enumerate() {
+        session.push_text(&event.text);
+        if (pushed + 1) % EVENTS_PER_CHUNK == 0 && !in_time(session.flush()).await {
+            return false;
         }
     }
-    flush(session).await
-}
-
-async fn flush(session: &mut Outgoing) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, session.flush()).await, Ok(Ok(())))
+    in_time(session.flush()).await
 }
 
 /// Sends one message; false once the client stops reading.
 async fn send(session: &mut Outgoing, text: String) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await, Ok(Ok(())))
+    in_time(session.text(&text)).await
+}
+
+/// Whether a send went out within [`SEND_TIMEOUT`]: a client that does not read for that long is
+/// not waited for.
+async fn in_time(send: impl Future<Output = Result<(), batched_ws::Closed>>) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, send).await, Ok(Ok(())))
 }
 
 #[derive(Deserialize)]

@@ -228,8 +228,7 @@ impl Connection {
     pub async fn recv(&mut self) -> Option<Arc<Delivery>> {
         if self.pending.is_empty() {
             let batch = self.batches.recv().await?;
-            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            self.pending.extend(batch.iter().cloned());
+            self.take_one_by_one(batch);
         }
         self.pending.pop_front()
     }
@@ -238,10 +237,14 @@ impl Connection {
     pub fn try_recv(&mut self) -> Option<Arc<Delivery>> {
         if self.pending.is_empty() {
             let batch = self.batches.try_recv().ok()?;
-            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            self.pending.extend(batch.iter().cloned());
+            self.take_one_by_one(batch);
         }
         self.pending.pop_front()
+    }
+
+    fn take_one_by_one(&mut self, batch: Events) {
+        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        self.pending.extend(batch.iter().cloned());
     }
 }
 
