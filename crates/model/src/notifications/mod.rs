@@ -1,8 +1,9 @@
 //! Live notifications: typed events published by every operation, fanned out to subscribers with
 //! filters, and kept as history (the last N per type) through a repository.
 //!
-//! Each subscriber has a bounded queue. Publishing never waits: a subscriber whose queue is full is
-//! disconnected (marked as lagging, so its connection can say why) and the others are not slowed.
+//! Each subscriber has a queue bounded in events (one that has taken everything takes a batch of
+//! any size). Publishing never waits: a subscriber whose queue is full is disconnected (marked as
+//! lagging, so its connection can say why) and the others are not slowed.
 //!
 //! Every event has an id, and subscribers receive events in the order of their ids, so a client
 //! that lost its connection asks for what came after the last id it saw (history `after`) and
