@@ -1,33 +1,55 @@
-//! [`BlockStore`] on the filesystem: one file per block under `blocks/<shard>/<key>`, where the
-//! key is the block's multihash as a CIDv1 raw string and the shard is its next-to-last two
-//! characters (as Kubo's flatfs shards).
+//! [`BlockStore`] on the filesystem: blocks appended to pack files under `blocks/`, and an index
+//! ([`PackIndex`], SQLite in `blocks.db`) of where each one is.
 //!
-//! Writes go to a batch's own directory under `staging/`; commit renames each file into place
-//! (an atomic step per block), roots last. A block file is therefore either absent or whole under
-//! its final name, and a root never appears before the blocks under it.
+//! Packs, not a file per block: on ext4, creating thousands of fresh inodes costs more than writing
+//! their bytes (ARCHITECTURE.md has the figures). An import writes all its blocks to one pack, in
+//! order, as `cp` writes one file.
 //!
-//! Commit is also the durability point: the staged data is synced, then the other blocks' names,
-//! then the roots' (one `syncfs` of the store's filesystem each, not one `fsync` per block), so
-//! once commit returns the content survives a power loss, and at no moment can a crash leave a
-//! root on disk whose blocks are not.
+//! A batch writes its pack under `staging/`. Commit syncs the pack's data, renames it into
+//! `blocks/`, syncs that directory, and only then indexes its blocks, all in one durable
+//! transaction: a block becomes visible only once its bytes are on the device, and the blocks of a
+//! commit (its roots with them) become visible together. A crash leaves at worst a pack no row
+//! points to: staging is cleared at open, and [`BlockStore::reclaim_space`] removes such packs.
+//!
+//! A record in a pack is `[key length: u32 LE][data length: u32 LE][key][data]`, the key being the
+//! block's multihash, so a pack says what it holds without the index. Deletes remove index rows
+//! only; [`BlockStore::reclaim_space`], run after garbage collection, removes the packs nothing
+//! points into any more and rewrites the ones that are mostly dead.
 
 use std::collections::HashSet;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
-use model::content::store::storage_key;
+use model::content::block::RAW;
 use model::content::{Block, BlockBatch, BlockStore};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, io_error};
+use crate::pack_index::{Durability, Entry, PackIndex};
 
-/// Writes in flight per batch, so writing overlaps hashing without unbounded memory.
-const WRITES_IN_FLIGHT: usize = 4;
+/// Bytes of a record's header before its key: the key's length and the data's.
+pub(crate) const RECORD_HEADER_FIXED: u64 = 8;
+/// Blocks queued for a pack's writer, so writing overlaps hashing with bounded memory.
+const WRITES_IN_FLIGHT: usize = 8;
+/// Writeback of a pack being written starts every this many bytes, so the sync at commit finds
+/// most of an import already on the device.
+const WRITEBACK_STEP: u64 = 8 << 20;
+/// A pack of kept cache blocks is closed at this size and a new one started.
+const KEPT_PACK_LIMIT: u64 = 64 << 20;
+/// Packs modified more recently than this are left alone by [`BlockStore::reclaim_space`]:
+/// another process on the same data dir may be between renaming a pack and indexing it.
+const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(60);
+/// Blocks moved per pack when files of the earlier one-file-per-block layout are packed.
+const BLOCKS_PER_MOVED_PACK: usize = 1024;
 
-/// Blocks as files under a directory.
+/// Blocks in pack files under a directory.
 #[derive(Clone)]
 pub struct FsBlockStore {
     inner: Arc<Layout>,
@@ -36,11 +58,36 @@ pub struct FsBlockStore {
 struct Layout {
     blocks: PathBuf,
     staging: PathBuf,
+    index: PackIndex,
+    kept: Mutex<Option<KeptPack>>,
+    settle_time: Duration,
+}
+
+/// The pack kept cache blocks are appended to.
+struct KeptPack {
+    file: std::fs::File,
+    name: String,
+    length: u64,
+}
+
+/// Where a block is on disk (for tools and tests that look at the files themselves).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAt {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub length: u64,
 }
 
 impl FsBlockStore {
-    /// Opens the store under `root`, creating it, and clears batches a crash left behind.
+    /// Opens the store under `root`, creating it; clears batches a crash left behind and moves
+    /// blocks of the one-file-per-block layout into packs.
     pub async fn open(root: &Path) -> Result<Self, Error> {
+        Self::open_with_settle_time(root, DEFAULT_SETTLE_TIME).await
+    }
+
+    /// [`FsBlockStore::open`], with packs modified within `settle_time` left alone by
+    /// [`BlockStore::reclaim_space`].
+    pub async fn open_with_settle_time(root: &Path, settle_time: Duration) -> Result<Self, Error> {
         let blocks = root.join("blocks");
         let staging = root.join("staging");
         tokio::fs::create_dir_all(&blocks)
@@ -57,224 +104,497 @@ impl FsBlockStore {
         tokio::fs::create_dir_all(&staging)
             .await
             .map_err(|e| io_error(&staging, e))?;
-        Ok(Self {
-            inner: Arc::new(Layout { blocks, staging }),
-        })
+        let index = PackIndex::open(&root.join("blocks.db")).await?;
+        let store = Self {
+            inner: Arc::new(Layout {
+                blocks,
+                staging,
+                index,
+                kept: Mutex::new(None),
+                settle_time,
+            }),
+        };
+        store.pack_block_files().await?;
+        Ok(store)
     }
 
-    /// The final path of a block.
-    pub fn path_of(&self, cid: &Cid) -> PathBuf {
-        let key = storage_key(cid).to_string();
-        self.inner.blocks.join(shard(&key)).join(key)
+    /// Where a block is stored, if it is.
+    pub async fn location_of(&self, cid: &Cid) -> Result<Option<StoredAt>, Error> {
+        Ok(self.inner.index.locate(&key_of(cid)).await?.map(|at| StoredAt {
+            path: self.inner.blocks.join(&at.pack),
+            offset: at.offset,
+            length: at.length,
+        }))
+    }
+
+    /// The bytes at a block's location; `None` when its pack is gone (moved by compaction).
+    async fn read_located(&self, key: &[u8]) -> Result<Option<Option<Bytes>>, Error> {
+        let Some(at) = self.inner.index.locate(key).await? else {
+            return Ok(Some(None));
+        };
+        let path = self.inner.blocks.join(&at.pack);
+        let read = tokio::task::spawn_blocking(move || {
+            let read = read_record(&path, at.offset, at.length);
+            (path, read)
+        })
+        .await;
+        match read {
+            Ok((_, Ok(data))) => Ok(Some(Some(Bytes::from(data)))),
+            Ok((_, Err(e))) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok((path, Err(e))) => Err(io_error(&path, e)),
+            Err(e) => Err(io_error(&self.inner.blocks, std::io::Error::other(e))),
+        }
+    }
+
+    /// Moves the files of the earlier layout (`blocks/<shard>/<key>`) into packs, once: each
+    /// file is removed after the pack holding it is indexed, so a crash midway loses nothing.
+    async fn pack_block_files(&self) -> Result<(), Error> {
+        let blocks = self.inner.blocks.clone();
+        let files = tokio::task::spawn_blocking(move || block_files_of_earlier_layout(&blocks))
+            .await
+            .map_err(|e| io_error(&self.inner.blocks, std::io::Error::other(e)))??;
+        if files.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(blocks = files.len(), "moving block files into packs");
+        for group in files.chunks(BLOCKS_PER_MOVED_PACK) {
+            let mut pack = PackBuilder::new(self.inner.clone());
+            for (key, path) in group {
+                let data = tokio::fs::read(path).await.map_err(|e| io_error(path, e))?;
+                pack.append(key.hash().to_bytes(), Bytes::from(data)).await?;
+            }
+            pack.publish(Durability::Synced).await?;
+            for (_, path) in group {
+                tokio::fs::remove_file(path).await.map_err(|e| io_error(path, e))?;
+            }
+        }
+        let blocks = self.inner.blocks.clone();
+        tokio::task::spawn_blocking(move || {
+            for shard in std::fs::read_dir(&blocks)?.flatten() {
+                if shard.path().is_dir() {
+                    // Left in place when it still holds something that was not a block.
+                    let _ = std::fs::remove_dir(shard.path());
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| io_error(&self.inner.blocks, std::io::Error::other(e)))?
+        .map_err(|e| io_error(&self.inner.blocks, e))
+    }
+
+    /// Appends a kept block to the current kept-blocks pack (started when there is none or it is
+    /// full); returns the pack's name and the block's entry.
+    fn append_kept(&self, key: Vec<u8>, data: &[u8]) -> Result<(String, Entry), Error> {
+        let mut kept = self.inner.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.as_ref().is_none_or(|pack| pack.length >= KEPT_PACK_LIMIT) {
+            let name = new_pack_name();
+            let path = self.inner.blocks.join(&name);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| io_error(&path, e))?;
+            *kept = Some(KeptPack { file, name, length: 0 });
+        }
+        let pack = kept.as_mut().expect("a kept pack was just ensured");
+        let header = record_header(&key, data.len());
+        let written = pack
+            .file
+            .write_all_at(&header, pack.length)
+            .and_then(|()| pack.file.write_all_at(data, pack.length + header.len() as u64));
+        written.map_err(|e| io_error(&self.inner.blocks.join(&pack.name), e))?;
+        let entry = Entry {
+            key,
+            offset: pack.length + header.len() as u64,
+            length: data.len() as u64,
+        };
+        pack.length += (header.len() + data.len()) as u64;
+        Ok((pack.name.clone(), entry))
+    }
+
+    /// Rewrites the blocks a pack still holds into a new pack, then removes it.
+    async fn compact(&self, name: &str) -> Result<(), Error> {
+        let path = self.inner.blocks.join(name);
+        let mut pack = PackBuilder::new(self.inner.clone());
+        for (key, at) in self.inner.index.in_pack(name).await? {
+            let read_path = path.clone();
+            let data = tokio::task::spawn_blocking(move || read_record(&read_path, at.offset, at.length))
+                .await
+                .map_err(|e| io_error(&path, std::io::Error::other(e)))?
+                .map_err(|e| io_error(&path, e))?;
+            pack.append(key, Bytes::from(data)).await?;
+        }
+        // The blocks' only copy moves: it is on the device before the old one goes.
+        pack.publish(Durability::Synced).await?;
+        if self.inner.index.in_pack(name).await?.is_empty() {
+            tokio::fs::remove_file(&path).await.map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
     }
 }
 
-/// Writes a staged block and starts its writeback at once, so that the sync at commit finds most
-/// of an import already on the device instead of all of it.
-fn write_block(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+/// A block's key in the index: its multihash, the same under a CIDv0 and a CIDv1.
+fn key_of(cid: &Cid) -> Vec<u8> {
+    cid.hash().to_bytes()
+}
+
+fn new_pack_name() -> String {
+    format!("{}.pack", uuid::Uuid::new_v4())
+}
+
+fn record_header(key: &[u8], data_length: usize) -> Vec<u8> {
+    let mut header = Vec::with_capacity(RECORD_HEADER_FIXED as usize + key.len());
+    header.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(data_length as u32).to_le_bytes());
+    header.extend_from_slice(key);
+    header
+}
+
+/// Reads `length` bytes at `offset`; fewer if the pack ends first (a record torn by a power loss
+/// then fails verification, as a torn file did).
+fn read_record(path: &Path, offset: u64, length: u64) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut data = vec![0u8; length as usize];
+    let mut filled = 0;
+    while filled < data.len() {
+        match file.read_at(&mut data[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(filled);
+    Ok(data)
+}
+
+/// The block files of the one-file-per-block layout, with the key each is named by.
+fn block_files_of_earlier_layout(blocks: &Path) -> Result<Vec<(Cid, PathBuf)>, Error> {
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(blocks).map_err(|e| io_error(blocks, e))? {
+        let shard = shard.map_err(|e| io_error(blocks, e))?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&shard).map_err(|e| io_error(&shard, e))? {
+            let file = file.map_err(|e| io_error(&shard, e))?;
+            match file.file_name().to_str().map(Cid::try_from) {
+                Some(Ok(cid)) => files.push((cid, file.path())),
+                _ => tracing::warn!(path = %file.path().display(), "not a block file; left in place"),
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Starts writeback of a range without waiting for it.
+fn start_writeback(file: &std::fs::File, offset: u64, length: u64) {
     use std::os::fd::AsRawFd;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(data)?;
     // SAFETY: the descriptor is `file`'s, open for the call; SYNC_FILE_RANGE_WRITE only queues
     // writeback and does not wait for it.
-    unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-    Ok(())
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            length as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
 }
 
-/// Writes every dirty page and directory entry of the filesystem holding `dir` to its device:
-/// one call for a whole batch, where an `fsync` per block file would wait on the journal once per
-/// block.
-fn sync_filesystem(dir: &Path) -> Result<(), Error> {
-    use std::os::fd::AsRawFd;
-    let handle = std::fs::File::open(dir).map_err(|e| io_error(dir, e))?;
-    // SAFETY: `syncfs` only reads the descriptor, which `handle` keeps open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        return Err(io_error(dir, std::io::Error::last_os_error()));
+/// A pack being written under `staging/`: records are queued to a writer on a blocking thread,
+/// and their entries kept for the index. Dropped unpublished, its file is removed.
+struct PackBuilder {
+    layout: Arc<Layout>,
+    name: String,
+    entries: Vec<Entry>,
+    length: u64,
+    writer: Option<PackWriter>,
+}
+
+struct PackWriter {
+    records: mpsc::Sender<(Vec<u8>, Bytes)>,
+    task: JoinHandle<Result<std::fs::File, Error>>,
+}
+
+impl PackWriter {
+    fn start(path: PathBuf) -> Self {
+        let (records, mut queued) = mpsc::channel::<(Vec<u8>, Bytes)>(WRITES_IN_FLIGHT);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::create(&path).map_err(|e| io_error(&path, e))?;
+            let (mut written, mut flushed) = (0u64, 0u64);
+            while let Some((key, data)) = queued.blocking_recv() {
+                let header = record_header(&key, data.len());
+                file.write_all(&header)
+                    .and_then(|()| file.write_all(&data))
+                    .map_err(|e| io_error(&path, e))?;
+                written += (header.len() + data.len()) as u64;
+                if written - flushed >= WRITEBACK_STEP {
+                    start_writeback(&file, flushed, written - flushed);
+                    flushed = written;
+                }
+            }
+            Ok(file)
+        });
+        Self { records, task }
     }
-    Ok(())
+
+    /// Waits for every queued record to be written; the file, or the first error.
+    async fn finish(self) -> Result<std::fs::File, Error> {
+        drop(self.records);
+        self.task
+            .await
+            .map_err(|e| io_error(Path::new("pack writer"), std::io::Error::other(e)))?
+    }
 }
 
-fn shard(key: &str) -> &str {
-    let end = key.len() - 1;
-    &key[end - 2..end]
+impl PackBuilder {
+    fn new(layout: Arc<Layout>) -> Self {
+        Self {
+            layout,
+            name: new_pack_name(),
+            entries: Vec::new(),
+            length: 0,
+            writer: None,
+        }
+    }
+
+    fn staged_path(&self) -> PathBuf {
+        self.layout.staging.join(&self.name)
+    }
+
+    async fn append(&mut self, key: Vec<u8>, data: Bytes) -> Result<(), Error> {
+        let header = RECORD_HEADER_FIXED + key.len() as u64;
+        self.entries.push(Entry {
+            key: key.clone(),
+            offset: self.length + header,
+            length: data.len() as u64,
+        });
+        self.length += header + data.len() as u64;
+        if self.writer.is_none() {
+            self.writer = Some(PackWriter::start(self.staged_path()));
+        }
+        let writer = self.writer.as_ref().expect("the writer was just started");
+        if writer.records.send((key, data)).await.is_err() {
+            // The writer stopped early: its error says why.
+            let stopped = self.writer.take().expect("the writer is there").finish().await;
+            let _ = tokio::fs::remove_file(self.staged_path()).await;
+            return Err(stopped
+                .err()
+                .unwrap_or_else(|| io_error(&self.staged_path(), std::io::Error::other("the pack writer stopped"))));
+        }
+        Ok(())
+    }
+
+    /// Moves the pack into `blocks/` and indexes its blocks, all at once. With
+    /// [`Durability::Synced`], the pack's bytes and name are on the device before the index
+    /// names them, and the index before this returns.
+    async fn publish(mut self, durability: Durability) -> Result<(), Error> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(()); // nothing was appended
+        };
+        let staged = self.staged_path();
+        let target = self.layout.blocks.join(&self.name);
+        let file = match writer.finish().await {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&staged).await;
+                return Err(e);
+            }
+        };
+        let blocks = self.layout.blocks.clone();
+        let placed_at = target.clone();
+        tokio::task::spawn_blocking(move || {
+            let placed = (|| -> Result<(), Error> {
+                if durability == Durability::Synced {
+                    file.sync_data().map_err(|e| io_error(&staged, e))?;
+                }
+                std::fs::rename(&staged, &placed_at).map_err(|e| io_error(&staged, e))?;
+                if durability == Durability::Synced {
+                    let directory = std::fs::File::open(&blocks).map_err(|e| io_error(&blocks, e))?;
+                    directory.sync_all().map_err(|e| io_error(&blocks, e))?;
+                }
+                Ok(())
+            })();
+            if placed.is_err() {
+                let _ = std::fs::remove_file(&staged);
+                let _ = std::fs::remove_file(&placed_at);
+            }
+            placed
+        })
+        .await
+        .map_err(|e| io_error(&target, std::io::Error::other(e)))??;
+        if let Err(e) = self.layout.index.insert(&self.name, &self.entries, durability).await {
+            let _ = tokio::fs::remove_file(&target).await;
+            return Err(e);
+        }
+        Ok(())
+    }
 }
 
-fn not_found_is_none<T>(result: std::io::Result<T>, path: &Path) -> Result<Option<T>, Error> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(path, e)),
+impl Drop for PackBuilder {
+    fn drop(&mut self) {
+        let Some(writer) = self.writer.take() else {
+            return; // published, or never written
+        };
+        // Unpublished: the staged pack goes once its writer has stopped, off the async threads.
+        let staged = self.staged_path();
+        let PackWriter { records, task } = writer;
+        drop(records);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(async move {
+                let _ = task.await;
+                if let Err(e) = tokio::fs::remove_file(&staged).await
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %staged.display(), error = %e, "could not remove a staged pack");
+                }
+            })),
+            Err(_) => drop(std::fs::remove_file(&staged)),
+        }
     }
 }
 
 #[async_trait]
 impl BlockStore for FsBlockStore {
     async fn get(&self, cid: &Cid) -> model::Result<Option<Bytes>> {
-        let path = self.path_of(cid);
-        Ok(not_found_is_none(tokio::fs::read(&path).await, &path)?.map(Bytes::from))
+        let key = key_of(cid);
+        if let Some(found) = self.read_located(&key).await? {
+            return Ok(found);
+        }
+        // The pack went between the lookup and the read: compaction moved the block. Once more.
+        match self.read_located(&key).await? {
+            Some(found) => Ok(found),
+            None => Err(io_error(
+                &self.inner.blocks,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "the pack indexed for a block is missing"),
+            )
+            .into()),
+        }
     }
 
     async fn has(&self, cid: &Cid) -> model::Result<bool> {
-        let path = self.path_of(cid);
-        Ok(tokio::fs::try_exists(&path).await.map_err(|e| io_error(&path, e))?)
+        Ok(self.inner.index.contains(&key_of(cid)).await?)
     }
 
     async fn begin(&self) -> model::Result<Box<dyn BlockBatch>> {
-        let dir = self.inner.staging.join(uuid::Uuid::new_v4().to_string());
-        tokio::fs::create_dir(&dir).await.map_err(|e| io_error(&dir, e))?;
         Ok(Box::new(FsBatch {
-            store: self.clone(),
-            dir,
-            staged: Vec::new(),
+            pack: PackBuilder::new(self.inner.clone()),
             seen: HashSet::new(),
-            writes: JoinSet::new(),
         }))
     }
 
-    /// Written under a staging name and renamed into place, so the block is whole under its
-    /// name; not synced, since a lost or torn cache copy fails verification and is fetched again.
+    /// Appended to the pack of kept blocks and indexed without waiting for the disk: a lost or
+    /// torn cache copy fails verification and is fetched again.
     async fn keep(&self, block: &Block) -> model::Result<()> {
-        let key = storage_key(block.cid());
-        let staged = self.inner.staging.join(format!("kept-{}", uuid::Uuid::new_v4()));
-        let target = self.path_of(&key);
+        let store = self.clone();
         let data = block.data().clone();
-        tokio::task::spawn_blocking(move || -> Result<(), Error> {
-            let parent = target.parent().expect("a block path has a shard directory");
-            let placed = std::fs::write(&staged, &data)
-                .map_err(|e| io_error(&staged, e))
-                .and_then(|()| std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e)))
-                .and_then(|()| std::fs::rename(&staged, &target).map_err(|e| io_error(&staged, e)));
-            if placed.is_err() {
-                let _ = std::fs::remove_file(&staged);
-            }
-            placed
-        })
-        .await
-        .map_err(|e| model::Error::task("block write", e))??;
+        let key = key_of(block.cid());
+        let (pack, entry) = tokio::task::spawn_blocking(move || store.append_kept(key, &data))
+            .await
+            .map_err(|e| model::Error::task("block write", e))??;
+        self.inner.index.insert(&pack, &[entry], Durability::Lazy).await?;
         Ok(())
     }
 
     async fn delete(&self, cid: &Cid) -> model::Result<bool> {
-        let path = self.path_of(cid);
-        Ok(not_found_is_none(tokio::fs::remove_file(&path).await, &path)?.is_some())
+        Ok(self.inner.index.remove(&key_of(cid)).await?)
     }
 
     async fn list(&self) -> model::Result<Vec<Cid>> {
-        let root = self.inner.blocks.clone();
-        let listed = tokio::task::spawn_blocking(move || -> Result<Vec<Cid>, Error> {
-            let mut cids = Vec::new();
-            for shard in std::fs::read_dir(&root).map_err(|e| io_error(&root, e))? {
-                let shard = shard.map_err(|e| io_error(&root, e))?.path();
-                for file in std::fs::read_dir(&shard).map_err(|e| io_error(&shard, e))? {
-                    let file = file.map_err(|e| io_error(&shard, e))?;
-                    match file.file_name().to_str().map(Cid::try_from) {
-                        Some(Ok(cid)) => cids.push(cid),
-                        _ => tracing::warn!(path = %file.path().display(), "not a block file; ignored"),
-                    }
-                }
+        let mut cids = Vec::new();
+        for key in self.inner.index.keys().await? {
+            match cid::multihash::Multihash::<64>::from_bytes(&key) {
+                Ok(hash) => cids.push(Cid::new_v1(RAW, hash)),
+                Err(e) => tracing::warn!(error = %e, "an index key is not a multihash; ignored"),
             }
-            Ok(cids)
-        })
-        .await
-        .map_err(|e| model::Error::Store(format!("listing blocks: {e}")))??;
-        Ok(listed)
+        }
+        Ok(cids)
+    }
+
+    /// Removes packs no block is indexed in any more, and rewrites those whose indexed blocks
+    /// are under half their size. Packs modified within the settle time are left for later.
+    async fn reclaim_space(&self) -> model::Result<()> {
+        let usage = self.inner.index.usage_by_pack().await?;
+        let current_kept = self
+            .inner
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|pack| pack.name.clone());
+        let blocks = self.inner.blocks.clone();
+        let settle_time = self.inner.settle_time;
+        let settled = tokio::task::spawn_blocking(move || settled_packs(&blocks, settle_time))
+            .await
+            .map_err(|e| model::Error::task("listing packs", e))??;
+        let (mut removed, mut compacted, mut freed) = (0u64, 0u64, 0u64);
+        for (name, size) in settled {
+            if Some(&name) == current_kept.as_ref() {
+                continue;
+            }
+            let live = usage.get(&name).copied().unwrap_or_default();
+            if live.blocks == 0 {
+                let path = self.inner.blocks.join(&name);
+                tokio::fs::remove_file(&path).await.map_err(|e| io_error(&path, e))?;
+                removed += 1;
+                freed += size;
+            } else if live.bytes * 2 < size {
+                self.compact(&name).await?;
+                compacted += 1;
+                freed += size - live.bytes;
+            }
+        }
+        tracing::info!(removed, compacted, freed_bytes = freed, "pack space reclaimed");
+        Ok(())
     }
 }
 
-/// A batch staged in its own directory; dropped uncommitted, it is removed.
-struct FsBatch {
-    store: FsBlockStore,
-    dir: PathBuf,
-    /// Keys staged, in order, each once.
-    staged: Vec<Cid>,
-    seen: HashSet<Cid>,
-    writes: JoinSet<Result<(), Error>>,
-}
-
-impl FsBatch {
-    async fn settle_one(&mut self) -> model::Result<()> {
-        match self.writes.join_next().await {
-            Some(joined) => Ok(joined.map_err(|e| model::Error::task("block write", e))??),
-            None => Ok(()),
+/// The packs under `blocks` not modified within `settle_time`, with their sizes.
+fn settled_packs(blocks: &Path, settle_time: Duration) -> Result<Vec<(String, u64)>, Error> {
+    let mut packs = Vec::new();
+    for entry in std::fs::read_dir(blocks).map_err(|e| io_error(blocks, e))? {
+        let entry = entry.map_err(|e| io_error(blocks, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !name.ends_with(".pack") {
+            continue;
+        }
+        let metadata = entry.metadata().map_err(|e| io_error(&entry.path(), e))?;
+        let age = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .unwrap_or_default();
+        if metadata.is_file() && age >= settle_time {
+            packs.push((name, metadata.len()));
         }
     }
+    Ok(packs)
+}
+
+/// A batch: one pack, each block in it once.
+struct FsBatch {
+    pack: PackBuilder,
+    seen: HashSet<Vec<u8>>,
 }
 
 #[async_trait]
 impl BlockBatch for FsBatch {
     async fn put(&mut self, block: Block) -> model::Result<()> {
-        while self.writes.len() >= WRITES_IN_FLIGHT {
-            self.settle_one().await?;
-        }
-        let key = storage_key(block.cid());
-        if !self.seen.insert(key) {
+        let key = key_of(block.cid());
+        if !self.seen.insert(key.clone()) {
             return Ok(()); // the same bytes again (repeated chunks)
         }
-        let path = self.dir.join(key.to_string());
-        self.staged.push(key);
-        self.writes
-            .spawn_blocking(move || write_block(&path, block.data()).map_err(|e| io_error(&path, e)));
-        Ok(())
+        let (_, data) = block.into_parts();
+        Ok(self.pack.append(key, data).await?)
     }
 
-    async fn commit(mut self: Box<Self>, roots: &[Cid]) -> model::Result<()> {
-        while !self.writes.is_empty() {
-            self.settle_one().await?;
-        }
-        let mut root_keys: Vec<Cid> = Vec::with_capacity(roots.len());
-        for key in roots.iter().map(storage_key) {
-            if !root_keys.contains(&key) {
-                root_keys.push(key); // a root named twice is renamed once
-            }
-        }
-        let others: Vec<Cid> = self.staged.iter().filter(|k| !root_keys.contains(k)).copied().collect();
-        let roots: Vec<Cid> = root_keys.into_iter().filter(|k| self.seen.contains(k)).collect();
-        let store = self.store.clone();
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), Error> {
-            let mut made_shards = HashSet::new();
-            let mut place = |keys: &[Cid]| -> Result<(), Error> {
-                for key in keys {
-                    let target = store.path_of(key);
-                    let parent = target.parent().expect("a block path has a shard directory");
-                    if made_shards.insert(parent.to_path_buf()) {
-                        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-                    }
-                    let staged = dir.join(key.to_string());
-                    std::fs::rename(&staged, &target).map_err(|e| io_error(&staged, e))?;
-                }
-                Ok(())
-            };
-            // The bytes first, then the names that point at them, roots last.
-            sync_filesystem(&store.inner.blocks)?;
-            place(&others)?;
-            sync_filesystem(&store.inner.blocks)?;
-            place(&roots)?;
-            sync_filesystem(&store.inner.blocks)
-        })
-        .await
-        .map_err(|e| model::Error::task("block commit", e))??;
-        Ok(())
-    }
-}
-
-impl Drop for FsBatch {
-    fn drop(&mut self) {
-        self.writes.abort_all();
-        // Committed or not, the staging directory goes: after a commit it holds only duplicates.
-        // An aborted import may have left a thousand files: removed off the async threads.
-        let dir = std::mem::take(&mut self.dir);
-        let remove = move || {
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a staging directory");
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
-            Err(_) => remove(),
-        }
+    /// All staged blocks, roots with them, become visible in one index transaction, after their
+    /// bytes are on the device.
+    async fn commit(self: Box<Self>, _roots: &[Cid]) -> model::Result<()> {
+        Ok(self.pack.publish(Durability::Synced).await?)
     }
 }

@@ -22,6 +22,7 @@ pub mod gateway_upstream;
 pub mod kubo;
 pub mod metrics_history;
 pub mod notifications;
+pub mod pack_index;
 pub mod peer_events;
 pub mod stream_directory;
 pub mod stream_records;

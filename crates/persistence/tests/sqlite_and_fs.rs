@@ -1,7 +1,9 @@
 //! The filesystem block store under a content node, and what is particular to SQLite, against real
 //! files in a temp dir (the repositories' contract on both databases is in `repositories.rs`).
 
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -29,7 +31,10 @@ struct Node {
 
 async fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    // No settle time: these tests run one process, and check what reclaiming space leaves.
+    let store = FsBlockStore::open_with_settle_time(dir.path(), Duration::ZERO)
+        .await
+        .unwrap();
     let repo = SqlContentRepository::new(database::open(&dir.path().join("db.sqlite")).await.unwrap());
     Node {
         node: ContentNode::new(Arc::new(store.clone()), Arc::new(repo)),
@@ -124,7 +129,9 @@ async fn a_block_corrupted_on_disk_is_refused_and_named_by_verify() {
         .links[2]
         .target(&added.cid)
         .unwrap();
-    std::fs::write(n.store.path_of(&leaf), b"flipped bits").unwrap();
+    let at = n.store.location_of(&leaf).await.unwrap().unwrap();
+    let pack = std::fs::OpenOptions::new().write(true).open(&at.path).unwrap();
+    pack.write_all_at(b"flipped bits", at.offset).unwrap();
 
     let err = read_all(&n.node, &added.cid, ByteRange::new(2500, None))
         .await
@@ -156,6 +163,121 @@ async fn gc_frees_removed_content_on_disk() {
     assert_eq!(report.removed.len() as u64, added.blocks);
     assert!(n.store.list().await.unwrap().is_empty());
     assert!(matches!(n.node.stat(&added.cid).await, Err(Error::NotFound(_))));
+    assert_eq!(
+        packs(n._dir.path()).len(),
+        0,
+        "the pack nothing pointed into was removed"
+    );
+}
+
+/// The pack files under `blocks/`, with their sizes.
+fn packs(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut packs: Vec<_> = std::fs::read_dir(dir.join("blocks"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .map(|path| {
+            let size = std::fs::metadata(&path).unwrap().len();
+            (path, size)
+        })
+        .collect();
+    packs.sort();
+    packs
+}
+
+fn blocks_of(sizes: &[usize]) -> Vec<Block> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| Block::encode(cid::Version::V1, 0x55, Bytes::from(vec![i as u8 + 1; size])))
+        .collect()
+}
+
+async fn stored_in_one_batch(store: &FsBlockStore, blocks: &[Block]) {
+    let mut batch = store.begin().await.unwrap();
+    for block in blocks {
+        batch.put(block.clone()).await.unwrap();
+    }
+    batch.commit(&[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_is_one_pack_and_a_mostly_dead_pack_is_rewritten_with_what_it_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlockStore::open_with_settle_time(dir.path(), Duration::ZERO)
+        .await
+        .unwrap();
+    let blocks = blocks_of(&[100_000, 100_000, 100_000, 50_000]);
+    stored_in_one_batch(&store, &blocks).await;
+    let before = packs(dir.path());
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // Three quarters deleted: the rest moves to a pack of its own, and the old pack goes.
+    for block in &blocks[..3] {
+        assert!(store.delete(block.cid()).await.unwrap());
+    }
+    assert!(!store.delete(blocks[0].cid()).await.unwrap(), "already gone");
+    store.reclaim_space().await.unwrap();
+    let after = packs(dir.path());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0].0, before[0].0);
+    assert!(after[0].1 < 60_000, "{after:?}");
+    assert_eq!(
+        store.get(blocks[3].cid()).await.unwrap(),
+        Some(blocks[3].data().clone())
+    );
+    assert_eq!(store.get(blocks[0].cid()).await.unwrap(), None);
+
+    // A pack still mostly alive is left as it is.
+    store.reclaim_space().await.unwrap();
+    assert_eq!(packs(dir.path()), after);
+}
+
+#[tokio::test]
+async fn packs_written_within_the_settle_time_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    let blocks = blocks_of(&[10_000]);
+    stored_in_one_batch(&store, &blocks).await;
+    assert!(store.delete(blocks[0].cid()).await.unwrap());
+    // As if another process had just renamed a pack into place and not indexed it yet.
+    std::fs::write(dir.path().join("blocks/other.pack"), b"not indexed yet").unwrap();
+    store.reclaim_space().await.unwrap();
+    assert_eq!(packs(dir.path()).len(), 2);
+}
+
+#[tokio::test]
+async fn a_pack_nothing_indexes_is_removed_once_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a crash between renaming a pack into place and indexing it leaves.
+    std::fs::create_dir_all(dir.path().join("blocks")).unwrap();
+    std::fs::write(dir.path().join("blocks/crashed.pack"), b"never indexed").unwrap();
+    let store = FsBlockStore::open_with_settle_time(dir.path(), Duration::ZERO)
+        .await
+        .unwrap();
+    store.reclaim_space().await.unwrap();
+    assert!(packs(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn block_files_of_the_one_file_per_block_layout_are_moved_into_packs_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = blocks_of(&[1000, 2000]);
+    for block in &blocks {
+        let key = model::content::store::storage_key(block.cid()).to_string();
+        let shard = dir.path().join("blocks").join(&key[key.len() - 3..key.len() - 1]);
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::write(shard.join(&key), block.data()).unwrap();
+    }
+    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    for block in &blocks {
+        assert_eq!(store.get(block.cid()).await.unwrap(), Some(block.data().clone()));
+    }
+    let left = packs(dir.path());
+    assert_eq!(left.len(), 1, "the shard directories went, one pack came: {left:?}");
+    assert!(left[0].0.extension().is_some_and(|e| e == "pack"));
+    drop(store);
+    let reopened = FsBlockStore::open(dir.path()).await.unwrap();
+    assert_eq!(reopened.list().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -168,13 +290,18 @@ async fn leftover_staging_from_a_crash_is_cleared_on_open() {
 }
 
 #[tokio::test]
-async fn a_kept_block_is_whole_under_its_name_and_leaves_no_staging() {
+async fn kept_blocks_share_a_pack_and_leave_no_staging() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsBlockStore::open(dir.path()).await.unwrap();
     let block = Block::encode(cid::Version::V1, 0x55, Bytes::from(vec![9u8; 300_000]));
     store.keep(&block).await.unwrap();
     assert_eq!(store.get(block.cid()).await.unwrap(), Some(block.data().clone()));
-    store.keep(&block).await.unwrap(); // again: replaced in place
+    store.keep(&block).await.unwrap(); // again: the index points at the newer copy
     assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
     assert_eq!(store.list().await.unwrap().len(), 1);
+    for other in blocks_of(&[1000, 2000, 3000]) {
+        store.keep(&other).await.unwrap();
+        assert_eq!(store.get(other.cid()).await.unwrap(), Some(other.data().clone()));
+    }
+    assert_eq!(packs(dir.path()).len(), 1, "kept blocks share a pack");
 }

@@ -187,6 +187,7 @@ impl ContentNode {
             .counters()
             .evicted_blocks
             .fetch_add(evicted as u64, std::sync::atomic::Ordering::Relaxed);
+        self.blocks.store().reclaim_space().await?;
         let usage = budget.usage();
         tracing::info!(
             evicted,
@@ -512,6 +513,7 @@ impl ContentService for ContentNode {
         if let Some(budget) = self.blocks.budget() {
             budget.release(&report.removed).await?;
         }
+        self.blocks.store().reclaim_space().await?;
         tracing::info!(kept = report.kept, removed = report.removed.len(), "garbage collected");
         Ok(report)
     }

@@ -43,6 +43,12 @@ pub trait BlockStore: Send + Sync {
         batch.commit(&[]).await
     }
 
+    /// Gives back the space of deleted blocks where deleting them did not (a store that packs
+    /// blocks together); run after garbage collection and eviction. The default does nothing.
+    async fn reclaim_space(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Pins a root in the backend itself, where the backend has its own pins (Kubo). The default
     /// does nothing: pins of the embedded store live in the content repository.
     async fn pin(&self, _root: &Cid) -> Result<()> {
