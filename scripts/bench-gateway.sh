@@ -4,7 +4,7 @@
 #  req/s;  (c) 1000 random 64 KiB ranges of the 1 GiB object, p50/p99 latency;  (d) peak RSS of
 #  ipfs-stream over (a)-(c). Installs nginx, wrk and curl from Debian when missing.
 #
-# usage: scripts/bench-gateway.sh [size of the large object in MiB, default 1024]
+# usage: [IPFS_STREAM_BINARY=path] scripts/bench-gateway.sh [size of the large object in MiB, default 1024]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -15,8 +15,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-cargo build --release --locked -p ipfs-stream >&2
-binary=$PWD/target/release/ipfs-stream
+# IPFS_STREAM_BINARY runs another build (to compare two builds on the same machine).
+if [ -z "${IPFS_STREAM_BINARY:-}" ]; then
+  cargo build --release --locked -p ipfs-stream >&2
+fi
+binary=${IPFS_STREAM_BINARY:-$PWD/target/release/ipfs-stream}
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-gateway.XXXXXX")
 pids=()
 cleanup() {

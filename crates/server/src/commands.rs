@@ -12,8 +12,8 @@ use tokio_util::io::ReaderStream;
 use crate::error::Error;
 use crate::wiring::Services;
 
-/// Read size from files and stdin: a whole default chunk per read.
-const READ_SIZE: usize = 256 * 1024;
+/// Read size from files and stdin: four default chunks per read, cut into chunks without a copy.
+const READ_SIZE: usize = 1024 * 1024;
 /// Files at least this large get a progress bar when stderr is a terminal.
 const PROGRESS_THRESHOLD: u64 = 16 * 1024 * 1024;
 

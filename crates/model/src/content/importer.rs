@@ -25,6 +25,9 @@ pub const MAX_CHUNK_SIZE: usize = 1_048_576;
 pub const MAX_LINKS: usize = 174;
 /// Chunks hashed at once, on blocking threads, so hashing overlaps reading and writing.
 const HASHING_IN_FLIGHT: usize = 3;
+/// Pieces of input read ahead by a task of their own, so reading goes on while the import waits
+/// for a hash or a write.
+const PIECES_READ_AHEAD: usize = 4;
 
 /// How content is cut into blocks and addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,7 +255,7 @@ impl Chunker {
 /// Imports a byte stream into `batch`; the caller commits the batch. Fails with `TooLarge` once more
 /// than `limit` bytes arrive.
 pub async fn import(
-    mut input: ByteStream,
+    input: ByteStream,
     options: ImportOptions,
     batch: &mut dyn BlockBatch,
     limit: Option<u64>,
@@ -264,9 +267,10 @@ pub async fn import(
     let mut blocks = 0u64;
     let mut chunks = Vec::new();
 
+    let (mut input, _reading) = read_ahead(input);
     let mut input_done = false;
     while !input_done {
-        match input.next().await {
+        match input.recv().await {
             Some(piece) => {
                 let piece = piece?;
                 size += piece.len() as u64;
@@ -310,6 +314,30 @@ pub async fn import(
         dag_size: root.dag_size,
         blocks,
     })
+}
+
+/// Reads `input` on a task of its own, up to [`PIECES_READ_AHEAD`] pieces ahead; the task stops
+/// after an error, at the end, or when the returned guard is dropped.
+fn read_ahead(mut input: ByteStream) -> (tokio::sync::mpsc::Receiver<Result<Bytes>>, AbortOnDrop) {
+    let (pieces, received) = tokio::sync::mpsc::channel(PIECES_READ_AHEAD);
+    let reading = tokio::spawn(async move {
+        while let Some(piece) = input.next().await {
+            let failed = piece.is_err();
+            if pieces.send(piece).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    (received, AbortOnDrop(reading))
+}
+
+/// Aborts a task when dropped (an import that fails or is dropped stops reading its input).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn join(job: Option<tokio::task::JoinHandle<(Block, PendingLink)>>) -> Result<(Block, PendingLink)> {
