@@ -163,7 +163,7 @@ impl FsBlockStore {
                 let data = tokio::fs::read(path).await.map_err(|e| io_error(path, e))?;
                 pack.append(key.hash().to_bytes(), Bytes::from(data)).await?;
             }
-            pack.publish(Durability::Synced).await?;
+            pack.publish().await?;
             for (_, path) in group {
                 tokio::fs::remove_file(path).await.map_err(|e| io_error(path, e))?;
             }
@@ -226,7 +226,7 @@ impl FsBlockStore {
             pack.append(key, Bytes::from(data)).await?;
         }
         // The blocks' only copy moves: it is on the device before the old one goes.
-        pack.publish(Durability::Synced).await?;
+        pack.publish().await?;
         if self.inner.index.in_pack(name).await?.is_empty() {
             tokio::fs::remove_file(&path).await.map_err(|e| io_error(&path, e))?;
         }
@@ -387,10 +387,9 @@ impl PackBuilder {
         Ok(())
     }
 
-    /// Moves the pack into `blocks/` and indexes its blocks, all at once. With
-    /// [`Durability::Synced`], the pack's bytes and name are on the device before the index
-    /// names them, and the index before this returns.
-    async fn publish(mut self, durability: Durability) -> Result<(), Error> {
+    /// Moves the pack into `blocks/` and indexes its blocks, all at once: the pack's bytes and
+    /// name are on the device before the index names them, and the index before this returns.
+    async fn publish(mut self) -> Result<(), Error> {
         let Some(writer) = self.writer.take() else {
             return Ok(()); // nothing was appended
         };
@@ -407,15 +406,10 @@ impl PackBuilder {
         let placed_at = target.clone();
         tokio::task::spawn_blocking(move || {
             let placed = (|| -> Result<(), Error> {
-                if durability == Durability::Synced {
-                    file.sync_data().map_err(|e| io_error(&staged, e))?;
-                }
+                file.sync_data().map_err(|e| io_error(&staged, e))?;
                 std::fs::rename(&staged, &placed_at).map_err(|e| io_error(&staged, e))?;
-                if durability == Durability::Synced {
-                    let directory = std::fs::File::open(&blocks).map_err(|e| io_error(&blocks, e))?;
-                    directory.sync_all().map_err(|e| io_error(&blocks, e))?;
-                }
-                Ok(())
+                let directory = std::fs::File::open(&blocks).map_err(|e| io_error(&blocks, e))?;
+                directory.sync_all().map_err(|e| io_error(&blocks, e))
             })();
             if placed.is_err() {
                 let _ = std::fs::remove_file(&staged);
@@ -425,7 +419,12 @@ impl PackBuilder {
         })
         .await
         .map_err(|e| io_error(&target, std::io::Error::other(e)))??;
-        if let Err(e) = self.layout.index.insert(&self.name, &self.entries, durability).await {
+        if let Err(e) = self
+            .layout
+            .index
+            .insert(&self.name, &self.entries, Durability::Synced)
+            .await
+        {
             let _ = tokio::fs::remove_file(&target).await;
             return Err(e);
         }
@@ -595,6 +594,6 @@ impl BlockBatch for FsBatch {
     /// All staged blocks, roots with them, become visible in one index transaction, after their
     /// bytes are on the device.
     async fn commit(self: Box<Self>, _roots: &[Cid]) -> model::Result<()> {
-        Ok(self.pack.publish(Durability::Synced).await?)
+        Ok(self.pack.publish().await?)
     }
 }
