@@ -1,11 +1,13 @@
-//! A WebSocket whose sender writes many messages as one chunk.
+//! A WebSocket whose sender writes many messages as one chunk, and which reads a feed of chunks
+//! itself.
 //!
 //! actix-ws's `Session` hands every message to the connection through a channel of its own: a
 //! reservation, a wake-up and an encoding for each. Fanning a thousand events a second out to a
 //! thousand subscribers makes that a million times a second, most of a busy server's time. Here
 //! the sender encodes the messages that are ready into one buffer and passes the buffer on whole,
-//! so a batch of events costs one channel message and one socket write. Incoming frames are
-//! decoded with actix-http's codec, as actix-ws does.
+//! and chunks that come from elsewhere (the notification hub's batches, already framed) are read
+//! by the connection itself, as the socket takes them, through a [`Feed`]: no task wakes up to
+//! pass them on. Incoming frames are decoded with actix-http's codec, as actix-ws does.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,18 +38,60 @@ const MAX_CONTROL_PAYLOAD: usize = 125;
 #[derive(Debug)]
 pub struct Closed;
 
+/// Chunks the connection reads by itself whenever the socket can take more and the sender has
+/// nothing waiting.
+pub trait Feed: Unpin + 'static {
+    fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<Fed>;
+}
+
+/// What a feed gives.
+pub enum Fed {
+    /// Frames to write.
+    Chunk(Bytes),
+    /// The connection's last frames (a close frame among them): written, then the connection ends.
+    Last(Bytes),
+    /// The feed has nothing more; the sender's messages still go.
+    Ended,
+}
+
+/// Frames a text message into `buffer`.
+pub fn frame_text(buffer: &mut BytesMut, text: &str) {
+    Parser::write_message(buffer, text, OpCode::Text, true, false);
+}
+
+/// Frames a close into `buffer`; a description too long for a control frame is cut (on a
+/// character boundary).
+pub fn frame_close(buffer: &mut BytesMut, reason: Option<CloseReason>) {
+    let reason = reason.map(|mut reason| {
+        if let Some(description) = reason.description.as_mut() {
+            let mut end = description.len().min(MAX_CONTROL_PAYLOAD - 2);
+            while !description.is_char_boundary(end) {
+                end -= 1;
+            }
+            description.truncate(end);
+        }
+        reason
+    });
+    Parser::write_close(buffer, reason, false);
+}
+
 /// Accepts the upgrade: the response to return, the sending half and the incoming messages
-/// (a frame over `max_frame` bytes ends them with [`ProtocolError::Overflow`]).
+/// (a frame over `max_frame` bytes ends them with [`ProtocolError::Overflow`]). The connection
+/// also writes what `feed` gives, after whatever the sender has waiting.
 pub fn handle(
     req: &HttpRequest,
     body: web::Payload,
     max_frame: usize,
+    feed: impl Feed,
 ) -> actix_web::Result<(HttpResponse, Outgoing, Incoming)> {
     let mut response = actix_http::ws::handshake(req.head())?;
     let (chunks, queued) = mpsc::channel(CHUNKS_QUEUED);
     let (closed, connection_closed) = oneshot::channel();
     let written = Chunks {
         queued,
+        feed: Some(feed),
+        feed_held: false,
+        last_written: false,
         _closed: closed,
     };
     Ok((
@@ -67,19 +111,25 @@ pub fn handle(
     ))
 }
 
+/// What the sender hands the connection.
+enum Outbound {
+    Chunk(Bytes),
+    /// The feed waits (see [`Outgoing::hold_feed`]).
+    HoldFeed,
+    ReleaseFeed,
+}
+
 /// The sending half: messages are framed into a buffer with [`Outgoing::push_text`] and go out
 /// together on [`Outgoing::flush`].
 pub struct Outgoing {
-    chunks: mpsc::Sender<Bytes>,
+    chunks: mpsc::Sender<Outbound>,
     buffer: BytesMut,
 }
 
 impl Outgoing {
     /// Adds a text message to the next chunk.
     pub fn push_text(&mut self, text: &str) {
-        // Framed straight from the text: a clone of a text that a thousand subscribers share
-        // would contend for its one reference count.
-        Parser::write_message(&mut self.buffer, text, OpCode::Text, true, false);
+        frame_text(&mut self.buffer, text);
     }
 
     /// Hands what was pushed to the connection; waits while the client is not reading.
@@ -88,13 +138,31 @@ impl Outgoing {
             return Ok(());
         }
         let chunk = self.buffer.split().freeze();
-        self.chunks.send(chunk).await.map_err(|_| Closed)
+        self.send(Outbound::Chunk(chunk)).await
+    }
+
+    async fn send(&self, outbound: Outbound) -> Result<(), Closed> {
+        self.chunks.send(outbound).await.map_err(|_| Closed)
     }
 
     /// Sends one text message (with anything pushed before it).
     pub async fn text(&mut self, text: &str) -> Result<(), Closed> {
         self.push_text(text);
         self.flush().await
+    }
+
+    /// From here until [`Outgoing::release_feed`], the connection writes only what this sender
+    /// hands it: what the feed has waits. (Messages handed over before this call and the feed's
+    /// chunks keep the order the connection wrote them in.)
+    pub async fn hold_feed(&mut self) -> Result<(), Closed> {
+        self.flush().await?;
+        self.send(Outbound::HoldFeed).await
+    }
+
+    /// Lets the feed's chunks go again, after what was handed over before.
+    pub async fn release_feed(&mut self) -> Result<(), Closed> {
+        self.flush().await?;
+        self.send(Outbound::ReleaseFeed).await
     }
 
     /// Answers a ping.
@@ -106,33 +174,59 @@ impl Outgoing {
 
     /// Sends a close frame and ends the connection once it is written.
     pub async fn close(mut self, reason: Option<CloseReason>) -> Result<(), Closed> {
-        let reason = reason.map(|mut reason| {
-            if let Some(description) = reason.description.as_mut() {
-                let mut end = description.len().min(MAX_CONTROL_PAYLOAD - 2);
-                while !description.is_char_boundary(end) {
-                    end -= 1;
-                }
-                description.truncate(end);
-            }
-            reason
-        });
-        Parser::write_close(&mut self.buffer, reason, false);
+        frame_close(&mut self.buffer, reason);
         self.flush().await
     }
 }
 
-/// The response body: the chunks the sender hands over, in order, until it is dropped.
-struct Chunks {
-    queued: mpsc::Receiver<Bytes>,
+/// The response body: the chunks the sender hands over, in order, until it is dropped; between
+/// them, when the sender has nothing waiting, the feed's.
+struct Chunks<F> {
+    queued: mpsc::Receiver<Outbound>,
+    /// None once it has ended.
+    feed: Option<F>,
+    feed_held: bool,
+    /// The feed gave the connection's last frames.
+    last_written: bool,
     /// Dropped with the body, which tells the incoming side that the connection is gone.
     _closed: oneshot::Sender<()>,
 }
 
-impl Stream for Chunks {
+impl<F: Feed> Stream for Chunks<F> {
     type Item = Result<Bytes, actix_web::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().queued.poll_recv(cx).map(|chunk| chunk.map(Ok))
+        let this = self.get_mut();
+        if this.last_written {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.queued.poll_recv(cx) {
+                Poll::Ready(Some(Outbound::Chunk(chunk))) => return Poll::Ready(Some(Ok(chunk))),
+                Poll::Ready(Some(Outbound::HoldFeed)) => this.feed_held = true,
+                Poll::Ready(Some(Outbound::ReleaseFeed)) => this.feed_held = false,
+                // The sender is done (its close frame is written).
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        let Some(feed) = this.feed.as_mut().filter(|_| !this.feed_held) else {
+            return Poll::Pending;
+        };
+        match feed.poll_feed(cx) {
+            Poll::Ready(Fed::Chunk(chunk)) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(Fed::Last(chunk)) => {
+                this.last_written = true;
+                this.feed = None;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            // The sender's channel has the waker: its next message wakes the connection.
+            Poll::Ready(Fed::Ended) => {
+                this.feed = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -223,11 +317,35 @@ mod tests {
         for message in sent {
             client.encode(message, &mut body).unwrap();
         }
-        upgrade_with(body.freeze(), max_frame).await
+        upgrade_with(body.freeze(), max_frame, Scripted(mpsc::unbounded_channel().1)).await
+    }
+
+    /// A feed that gives what the test sends it, and ends when the test drops its sender.
+    struct Scripted(mpsc::UnboundedReceiver<Fed>);
+
+    impl Feed for Scripted {
+        fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<Fed> {
+            self.0.poll_recv(cx).map(|fed| fed.unwrap_or(Fed::Ended))
+        }
+    }
+
+    /// The next chunk the connection writes, or None while it has nothing to write.
+    fn written_now(body: &mut actix_web::body::BoxBody) -> Option<Option<Bytes>> {
+        let waker = futures::task::noop_waker();
+        match Pin::new(body).poll_next(&mut Context::from_waker(&waker)) {
+            Poll::Ready(chunk) => Some(chunk.map(|chunk| chunk.unwrap())),
+            Poll::Pending => None,
+        }
+    }
+
+    fn text_frame(text: &str) -> Bytes {
+        let mut buffer = BytesMut::new();
+        frame_text(&mut buffer, text);
+        buffer.freeze()
     }
 
     /// An upgrade request whose body is these bytes.
-    async fn upgrade_with(body: Bytes, max_frame: usize) -> (HttpResponse, Outgoing, Incoming) {
+    async fn upgrade_with(body: Bytes, max_frame: usize, feed: impl Feed) -> (HttpResponse, Outgoing, Incoming) {
         let (req, mut payload) = TestRequest::get()
             .insert_header(("upgrade", "websocket"))
             .insert_header(("connection", "upgrade"))
@@ -236,7 +354,56 @@ mod tests {
             .set_payload(body)
             .to_http_parts();
         let payload = web::Payload::from_request(&req, &mut payload).await.unwrap();
-        handle(&req, payload, max_frame).unwrap()
+        handle(&req, payload, max_frame, feed).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn the_feed_goes_out_when_the_sender_has_nothing_waiting_and_waits_while_held() {
+        let (feed, script) = mpsc::unbounded_channel();
+        let (response, mut outgoing, _incoming) = upgrade_with(Bytes::new(), 1024, Scripted(script)).await;
+        let mut body = response.into_body();
+        feed.send(Fed::Chunk(text_frame("fed 1"))).unwrap();
+        outgoing.text("a").await.unwrap();
+        assert_eq!(
+            written_now(&mut body),
+            Some(Some(text_frame("a"))),
+            "the sender's first"
+        );
+        assert_eq!(written_now(&mut body), Some(Some(text_frame("fed 1"))));
+        assert_eq!(written_now(&mut body), None);
+
+        outgoing.hold_feed().await.unwrap();
+        feed.send(Fed::Chunk(text_frame("fed 2"))).unwrap();
+        outgoing.text("b").await.unwrap();
+        assert_eq!(written_now(&mut body), Some(Some(text_frame("b"))));
+        assert_eq!(written_now(&mut body), None, "held");
+        outgoing.release_feed().await.unwrap();
+        assert_eq!(written_now(&mut body), Some(Some(text_frame("fed 2"))));
+
+        drop(feed);
+        assert_eq!(written_now(&mut body), None, "the feed ended");
+        outgoing.text("c").await.unwrap();
+        assert_eq!(
+            written_now(&mut body),
+            Some(Some(text_frame("c"))),
+            "the sender's messages still go"
+        );
+        outgoing.close(None).await.unwrap();
+        assert!(matches!(written_now(&mut body), Some(Some(_))), "the close frame");
+        assert_eq!(written_now(&mut body), Some(None), "then the connection ends");
+    }
+
+    #[actix_web::test]
+    async fn the_feed_s_last_chunk_ends_the_connection() {
+        let (feed, script) = mpsc::unbounded_channel();
+        let (response, _outgoing, _incoming) = upgrade_with(Bytes::new(), 1024, Scripted(script)).await;
+        let mut body = response.into_body();
+        let mut last = BytesMut::new();
+        frame_close(&mut last, Some(CloseCode::Policy.into()));
+        feed.send(Fed::Last(last.clone().freeze())).unwrap();
+        feed.send(Fed::Chunk(text_frame("never"))).unwrap();
+        assert_eq!(written_now(&mut body), Some(Some(last.freeze())));
+        assert_eq!(written_now(&mut body), Some(None), "nothing after the last chunk");
     }
 
     #[actix_web::test]
@@ -274,7 +441,8 @@ mod tests {
         body.extend_from_slice(&(1u64 << 40).to_be_bytes());
         body.extend_from_slice(&[1, 2, 3, 4]);
         body.extend_from_slice(&[b'x'; 300]);
-        let (_response, _outgoing, mut incoming) = upgrade_with(Bytes::from(body), 64).await;
+        let (_response, _outgoing, mut incoming) =
+            upgrade_with(Bytes::from(body), 64, Scripted(mpsc::unbounded_channel().1)).await;
         assert!(matches!(incoming.next().await, Some(Err(ProtocolError::Overflow))));
         assert!(incoming.next().await.is_none());
     }

@@ -13,21 +13,27 @@
 //! the last id it saw: the events it missed that the history still keeps come first, then the
 //! live ones, none twice.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::Message;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use model::clock::now_ms;
-use model::notifications::{Events, Notification, NotificationType};
+use model::notifications::{Connection, Delivery, Notification, NotificationType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use validator::Validate;
 
 use crate::AppState;
-use crate::batched_ws::{self, CloseCode, CloseReason, Incoming, Outgoing};
+use crate::batched_ws::{self, CloseCode, CloseReason, Fed, Feed, Incoming, Outgoing, frame_close, frame_text};
 use crate::error::ApiError;
 use crate::extract::Checked;
 use crate::ws::error_message;
@@ -40,12 +46,6 @@ const HEARTBEAT_AFTER: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client messages larger than this close the connection (1009).
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Events framed into one chunk at most: the connection queues a few chunks (see `batched_ws`), so
-/// this bounds what a subscriber that stops reading holds beyond its queue in the hub.
-const EVENTS_PER_CHUNK: usize = 128;
-/// Batches taken from the subscriber's queue at once: those that queued while the connection was
-/// busy go out together, in one write, without a turn of the loop each.
-const BATCHES_PER_WAKE: usize = 16;
 /// Events read from the history at a time when a subscriber resumes.
 const RESUME_PAGE: u64 = 1000;
 
@@ -80,17 +80,113 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    // Fan-out writes many events at once: this connection batches its messages, where actix-ws
-    // would pass each on by itself.
-    let (response, session, messages) = batched_ws::handle(&req, body, MAX_MESSAGE)?;
-    actix_web::rt::spawn(serve(state, session, messages));
+    let connection = state.hub.connect(SUBSCRIBER_QUEUE);
+    let id = connection.id;
+    let last_sent = Rc::new(Cell::new(Instant::now()));
+    let resumed_through = Rc::new(Cell::new(i64::MIN));
+    // The hub's events go from the subscriber's queue to the socket as the connection writes:
+    // no task of ours wakes up for them.
+    let feed = EventFeed {
+        connection,
+        resumed_through: resumed_through.clone(),
+        last_sent: last_sent.clone(),
+    };
+    let (response, session, messages) = match batched_ws::handle(&req, body, MAX_MESSAGE, feed) {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            state.hub.disconnect(id);
+            return Err(refused);
+        }
+    };
+    let connected = Connected {
+        id,
+        last_sent,
+        resumed_through,
+    };
+    actix_web::rt::spawn(serve(state, connected, session, messages));
     Ok(response)
 }
 
-async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: Incoming) {
-    let hub = state.hub.clone();
-    let mut connection = hub.connect(SUBSCRIBER_QUEUE);
-    let id = connection.id;
+/// One subscriber's events, as its connection takes them.
+struct EventFeed {
+    connection: Connection,
+    /// Events up to this id were sent from the history when the client resumed.
+    resumed_through: Rc<Cell<i64>>,
+    last_sent: Rc<Cell<Instant>>,
+}
+
+impl Feed for EventFeed {
+    fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<Fed> {
+        loop {
+            // Dropped by the hub for not keeping up: close now rather than push the backlog into
+            // a socket that is not being read.
+            if self.connection.lagged.load(Ordering::Relaxed) {
+                return Poll::Ready(Fed::Last(slow_consumer_goodbye()));
+            }
+            let Some(batch) = std::task::ready!(self.connection.poll_batch(cx)) else {
+                // The queue closes after the flag is set: look once more.
+                if self.connection.lagged.load(Ordering::Relaxed) {
+                    continue;
+                }
+                return Poll::Ready(Fed::Ended);
+            };
+            let through = self.resumed_through.get();
+            let fresh = |event: &&Arc<Delivery>| event.notification.id.is_none_or(|id| id > through);
+            // Ids rise through a batch: one whose first event is fresh is fresh whole, and goes in
+            // the frames every subscriber of the batch shares.
+            let chunk = if batch.first().is_none_or(|first| fresh(&first)) {
+                batch.wire_form(|events| frame_events(events))
+            } else {
+                frame_events(batch.iter().filter(fresh))
+            };
+            if !chunk.is_empty() {
+                self.last_sent.set(Instant::now());
+                return Poll::Ready(Fed::Chunk(chunk));
+            }
+        }
+    }
+}
+
+/// Events as WebSocket text frames, each the text the hub serialized once.
+fn frame_events<'a>(events: impl IntoIterator<Item = &'a Arc<Delivery>>) -> Bytes {
+    let mut chunk = BytesMut::new();
+    for event in events {
+        frame_text(&mut chunk, &event.text);
+    }
+    chunk.freeze()
+}
+
+/// The error and the close that end a subscriber the hub dropped.
+fn slow_consumer_goodbye() -> Bytes {
+    let mut goodbye = BytesMut::new();
+    let reply = error_message(
+        "slow_consumer",
+        "this subscriber could not keep up with the events and was disconnected",
+    );
+    frame_text(&mut goodbye, &reply.to_string());
+    frame_close(
+        &mut goodbye,
+        Some(CloseReason {
+            code: CloseCode::Policy,
+            description: Some("slow_consumer".to_owned()),
+        }),
+    );
+    goodbye.freeze()
+}
+
+/// What the connection's task shares with its feed.
+struct Connected {
+    id: u64,
+    last_sent: Rc<Cell<Instant>>,
+    resumed_through: Rc<Cell<i64>>,
+}
+
+async fn serve(state: web::Data<AppState>, connected: Connected, mut session: Outgoing, mut messages: Incoming) {
+    let Connected {
+        id,
+        last_sent,
+        resumed_through,
+    } = connected;
     let connected_at = now_ms();
     let idle_timeout = state.limits.notification_idle_timeout;
     let welcome = json!({
@@ -101,47 +197,28 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
     // reset takes the runtime's timer lock, and a busy subscriber sends a hundred times a
     // second): when it fires, it looks at when the connection last sent.
     let heartbeat = tokio::time::sleep(HEARTBEAT_AFTER);
-    let mut last_sent = tokio::time::Instant::now();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(heartbeat, idle);
     let mut close: Option<CloseReason> = None;
-    // Events up to this id were sent from the history when the client resumed.
-    let mut resumed_through = i64::MIN;
-    let mut batches = Vec::with_capacity(BATCHES_PER_WAKE);
     while open {
         let reply = tokio::select! {
-            received = connection.recv_batches(&mut batches, BATCHES_PER_WAKE) => {
-                // Dropped by the hub for not keeping up: close now rather than push the backlog
-                // into a socket that is not being read.
-                if connection.lagged.load(Ordering::Relaxed) {
-                    let reply = error_message("slow_consumer", "this subscriber could not keep up with the events and was disconnected");
-                    in_time(session.text(&reply.to_string())).await;
-                    close = Some(CloseReason { code: CloseCode::Policy, description: Some("slow_consumer".to_owned()) });
-                    break;
-                }
-                if received == 0 {
-                    break;
-                }
-                open = send_events(&mut session, &batches, resumed_through).await;
-                batches.clear();
-                last_sent = tokio::time::Instant::now();
-                None
-            },
             message = messages.next() => {
-                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                idle.as_mut().reset(Instant::now() + idle_timeout);
                 match message {
                     Some(Ok(Message::Text(text))) => {
+                        // The answer goes before any event its subscription lets through, and a
+                        // resuming client's missed events before the live ones.
+                        open = in_time(session.hold_feed()).await;
                         let answer = handle_action(&state, id, connected_at, &text).await;
-                        if !answer.resumed.is_empty() {
-                            open = send(&mut session, answer.reply.to_string()).await;
-                            for message in &answer.resumed {
-                                open = open && send(&mut session, message.to_string()).await;
-                                resumed_through = resumed_through.max(message["id"].as_i64().unwrap_or(i64::MIN));
-                            }
-                            last_sent = tokio::time::Instant::now();
-                            continue;
+                        session.push_text(&answer.reply.to_string());
+                        for message in &answer.resumed {
+                            session.push_text(&message.to_string());
+                            let resumed = message["id"].as_i64().unwrap_or(i64::MIN);
+                            resumed_through.set(resumed_through.get().max(resumed));
                         }
-                        Some(answer.reply)
+                        open = open && in_time(session.release_feed()).await;
+                        last_sent.set(Instant::now());
+                        None
                     }
                     Some(Ok(Message::Binary(_))) => Some(error_message("unsupported", "binary messages are not part of this protocol")),
                     Some(Ok(Message::Ping(bytes))) => {
@@ -158,8 +235,8 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
                 }
             },
             _ = &mut heartbeat => {
-                let due = last_sent + HEARTBEAT_AFTER;
-                if due > tokio::time::Instant::now() {
+                let due = last_sent.get() + HEARTBEAT_AFTER;
+                if due > Instant::now() {
                     heartbeat.as_mut().reset(due);
                     None
                 } else {
@@ -173,30 +250,13 @@ async fn serve(state: web::Data<AppState>, mut session: Outgoing, mut messages: 
         };
         if let Some(reply) = reply {
             open = send(&mut session, reply.to_string()).await;
-            last_sent = tokio::time::Instant::now();
-            heartbeat.as_mut().reset(last_sent + HEARTBEAT_AFTER);
+            last_sent.set(Instant::now());
+            heartbeat.as_mut().reset(last_sent.get() + HEARTBEAT_AFTER);
         }
     }
-    hub.disconnect(id);
+    state.hub.disconnect(id);
     // Bounded too: a client that stopped reading may never make room for the close frame.
     in_time(session.close(close)).await;
-}
-
-/// Sends the events past `resumed_through` in order, each the text the hub serialized once for
-/// every subscriber, in chunks of at most [`EVENTS_PER_CHUNK`]; false once the connection is closed
-/// or the client stopped reading.
-async fn send_events(session: &mut Outgoing, batches: &[Events], resumed_through: i64) -> bool {
-    let fresh = batches
-        .iter()
-        .flat_map(|batch| batch.iter())
-        .filter(|event| event.notification.id.is_none_or(|id| id > resumed_through));
-    for (pushed, event) in fresh.enumerate() {
-        session.push_text(&event.text);
-        if (pushed + 1) % EVENTS_PER_CHUNK == 0 && !in_time(session.flush()).await {
-            return false;
-        }
-    }
-    in_time(session.flush()).await
 }
 
 /// Sends one message; false once the client stops reading.

@@ -14,10 +14,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -195,10 +197,39 @@ pub struct Delivery {
 }
 
 /// Events that reach a subscriber together, in the order of their ids. A batch every subscriber
-/// wants whole is one allocation they all share.
-pub type Events = Arc<[Arc<Delivery>]>;
+/// wants whole is one allocation they all share, and so is its wire form.
+pub struct EventBatch {
+    deliveries: Box<[Arc<Delivery>]>,
+    wire: OnceLock<Bytes>,
+}
 
-/// A subscriber's end: events arrive in batches (see [`Connection::recv_batches`]); when the
+impl EventBatch {
+    fn new(deliveries: impl IntoIterator<Item = Arc<Delivery>>) -> Events {
+        Arc::new(Self {
+            deliveries: deliveries.into_iter().collect(),
+            wire: OnceLock::new(),
+        })
+    }
+
+    /// The batch encoded for sending: made by the first connection that sends it, then shared by
+    /// every other one (a thousand subscribers of one batch encode it once). Connections reading
+    /// one hub all encode alike; the first encoding is the one kept.
+    pub fn wire_form(&self, encode: impl FnOnce(&[Arc<Delivery>]) -> Bytes) -> Bytes {
+        self.wire.get_or_init(|| encode(&self.deliveries)).clone()
+    }
+}
+
+impl std::ops::Deref for EventBatch {
+    type Target = [Arc<Delivery>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.deliveries
+    }
+}
+
+pub type Events = Arc<EventBatch>;
+
+/// A subscriber's end: events arrive in batches (see [`Connection::poll_batch`]); when the
 /// queue closes, `lagged` says whether the hub dropped the subscriber for not keeping up.
 pub struct Connection {
     pub id: u64,
@@ -212,17 +243,22 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Waits for events, then takes every batch queued (at most `limit`); 0 once the queue is
-    /// closed and empty.
-    pub async fn recv_batches(&mut self, into: &mut Vec<Events>, limit: usize) -> usize {
+    /// The next batch of events, or a wake-up once there is one; `None` once the queue is closed
+    /// and empty.
+    pub fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Events>> {
         if !self.pending.is_empty() {
-            into.push(self.pending.drain(..).collect());
-            return 1;
+            return Poll::Ready(Some(EventBatch::new(self.pending.drain(..))));
         }
-        let taken = self.batches.recv_many(into, limit.max(1)).await;
-        let events: usize = into[into.len() - taken..].iter().map(|batch| batch.len()).sum();
-        self.queued.fetch_sub(events, Ordering::Relaxed);
-        taken
+        self.batches.poll_recv(cx).map(|batch| {
+            let batch = batch?;
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            Some(batch)
+        })
+    }
+
+    /// The next batch of events; `None` once the queue is closed and empty.
+    pub async fn recv_batch(&mut self) -> Option<Events> {
+        std::future::poll_fn(|cx| self.poll_batch(cx)).await
     }
 
     /// The next event; `None` once the queue is closed and empty.
@@ -516,18 +552,15 @@ impl Fanout {
             return;
         }
         // Serialized before the lock is taken: subscribers connecting meanwhile do not wait.
-        let deliveries: Events = notifications
-            .into_iter()
-            .map(|notification| {
-                let message = notification.to_message();
-                let text = bytestring::ByteString::from(message.to_string());
-                Arc::new(Delivery {
-                    notification,
-                    message,
-                    text,
-                })
+        let deliveries = EventBatch::new(notifications.into_iter().map(|notification| {
+            let message = notification.to_message();
+            let text = bytestring::ByteString::from(message.to_string());
+            Arc::new(Delivery {
+                notification,
+                message,
+                text,
             })
-            .collect();
+        }));
         let mut subscribers = self.lock();
         let mut lagging = Vec::new();
         for (id, subscriber) in subscribers.iter() {
@@ -538,11 +571,12 @@ impl Fanout {
             };
             let mut batch = match deliveries.iter().position(|delivery| !wanted(&delivery)) {
                 None => deliveries.clone(),
-                Some(first_unwanted) => deliveries[..first_unwanted]
-                    .iter()
-                    .chain(deliveries[first_unwanted + 1..].iter().filter(wanted))
-                    .cloned()
-                    .collect(),
+                Some(first_unwanted) => EventBatch::new(
+                    deliveries[..first_unwanted]
+                        .iter()
+                        .chain(deliveries[first_unwanted + 1..].iter().filter(wanted))
+                        .cloned(),
+                ),
             };
             if batch.is_empty() {
                 continue;
@@ -559,7 +593,7 @@ impl Fanout {
                 if room == 0 {
                     continue;
                 }
-                batch = batch[..room].iter().cloned().collect();
+                batch = EventBatch::new(batch[..room].iter().cloned());
             }
             let events = batch.len();
             // Counted first, so that a subscriber holding an event finds it counted.
@@ -758,15 +792,47 @@ mod tests {
             numbered(2, NotificationType::PinAdded),
             numbered(3, NotificationType::ContentAdded),
         ]);
-        let (mut first, mut second, mut filtered) = (Vec::new(), Vec::new(), Vec::new());
-        assert_eq!(all.recv_batches(&mut first, 8).await, 1, "one entry for the batch");
-        also_all.recv_batches(&mut second, 8).await;
-        assert!(Arc::ptr_eq(&first[0], &second[0]), "the same batch, not a copy");
-        some.recv_batches(&mut filtered, 8).await;
+        let first = all.recv_batch().await.unwrap();
+        assert!(all.try_recv().is_none(), "one entry for the batch");
+        let second = also_all.recv_batch().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "the same batch, not a copy");
+        let filtered = some.recv_batch().await.unwrap();
         let ids = |batch: &Events| batch.iter().map(|d| d.notification.id.unwrap()).collect::<Vec<_>>();
-        assert_eq!(ids(&first[0]), [1, 2, 3]);
-        assert_eq!(ids(&filtered[0]), [1, 3], "in order, without what it did not ask for");
+        assert_eq!(ids(&first), [1, 2, 3]);
+        assert_eq!(ids(&filtered), [1, 3], "in order, without what it did not ask for");
         assert_eq!(hub.metrics().notifications_sent, 8);
+    }
+
+    #[tokio::test]
+    async fn a_shared_batch_is_encoded_once_for_every_subscriber() {
+        let hub = hub();
+        let (mut one, mut other) = (hub.connect(16), hub.connect(16));
+        hub.subscribe(one.id, &[NotificationType::AllEvents], None);
+        hub.subscribe(other.id, &[NotificationType::AllEvents], None);
+        hub.fanout.fan_out(vec![
+            numbered(1, NotificationType::ContentAdded),
+            numbered(2, NotificationType::PinAdded),
+        ]);
+        let encodings = AtomicUsize::new(0);
+        let encode = |deliveries: &[Arc<Delivery>]| {
+            encodings.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(
+                deliveries
+                    .iter()
+                    .map(|d| d.text.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        };
+        let first = one.recv_batch().await.unwrap().wire_form(encode);
+        let second = other.recv_batch().await.unwrap().wire_form(encode);
+        assert_eq!(encodings.load(Ordering::Relaxed), 1);
+        assert_eq!(first.as_ptr(), second.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(
+            first.iter().filter(|byte| **byte == b'\n').count(),
+            1,
+            "both events, once each"
+        );
     }
 
     #[tokio::test]
@@ -792,9 +858,7 @@ mod tests {
         hub.fanout
             .fan_out((1..=5).map(|id| numbered(id, NotificationType::CustomEvent)).collect());
         assert!(!caught_up.lagged.load(Ordering::Relaxed));
-        let mut batches = Vec::new();
-        caught_up.recv_batches(&mut batches, 8).await;
-        assert_eq!(batches[0].len(), 5);
+        assert_eq!(caught_up.recv_batch().await.unwrap().len(), 5);
         hub.fanout.fan_out(vec![numbered(6, NotificationType::CustomEvent)]);
         assert_eq!(
             caught_up.recv().await.unwrap().notification.id,
