@@ -45,7 +45,9 @@ try {
   const counts = await relay.counts();
   const server_stats = await (await fetch(`${server.base}/api/v1/webrtc/connections/${pcId}/stats`)).json();
   console.log(JSON.stringify({ browser: stats, relay: counts, transport: server_stats.transport }));
-  assert.ok(counts.lost_random > 5, "the link lost packets");
+  // About 14 of the ~290 packets on average, but as few as 4 in some runs: the fates are drawn as
+  // packets arrive, and the order of the two directions' packets varies from run to run.
+  assert.ok(counts.lost_random > 0, "the link lost packets");
   assert.ok(stats.nackCount > 0, "Chromium asked for lost packets");
   assert.ok(stats.retransmittedPacketsReceived > 0, "repairs reached Chromium over RTX");
   assert.equal(server_stats.transport.repair, "rtx");
