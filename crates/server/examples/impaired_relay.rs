@@ -6,7 +6,8 @@
 //!   `set <key=value> ...`    changes the impairment of every link; prints `ok`;
 //!   `counts`                 prints what every link did, as one JSON line.
 //! Keys: loss, burst_loss, mean_burst, delay_ms, jitter_ms, rate_kbps (0: no cap), queue_ms,
-//! reorder, reorder_ms, upstream_loss, seed. It ends when its standard input closes.
+//! reorder, reorder_ms, upstream_loss, spare_handshake (1: loss takes only RTP and RTCP), seed.
+//! It ends when its standard input closes.
 //! Usage: impaired_relay [key=value ...]
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ fn apply(impairment: &mut Impairment, setting: &str) -> Result<(), String> {
         "reorder" => impairment.reorder = number,
         "reorder_ms" => impairment.reorder_by = milliseconds,
         "upstream_loss" => impairment.upstream_loss = number,
+        "spare_handshake" => impairment.spare_handshake = number != 0.0,
         "seed" => impairment.seed = number as u64,
         _ => return Err(format!("{key}: unknown setting")),
     }

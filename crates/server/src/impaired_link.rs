@@ -59,6 +59,9 @@ pub struct Impairment {
     pub reorder_by: Duration,
     /// The chance that an upstream packet is lost.
     pub upstream_loss: f64,
+    /// Loss (random, bursty, upstream) takes only RTP and RTCP packets, never ICE or DTLS: for
+    /// measuring the repair of media without a handshake that has to be retried first.
+    pub spare_handshake: bool,
     pub seed: u64,
 }
 
@@ -74,6 +77,7 @@ impl Default for Impairment {
             reorder: 0.0,
             reorder_by: Duration::from_millis(10),
             upstream_loss: 0.0,
+            spare_handshake: false,
             seed: 1,
         }
     }
@@ -229,8 +233,20 @@ fn jittered(rng: &mut StdRng, delay: Duration, jitter: Duration) -> Duration {
     Duration::from_secs_f64((delay.as_secs_f64() + rng.random_range(-spread..=spread)).max(0.0))
 }
 
-fn downstream_fate(rng: &mut StdRng, lane: &mut Lane, impairment: &Impairment, size: usize, now: Instant) -> Fate {
-    if let Some(burst) = impairment.burst {
+/// Whether a packet is RTP or RTCP: their first byte is 128 to 191 (RFC 7983), where STUN's is 0
+/// to 3 and DTLS's 20 to 63.
+fn is_media(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|first| (128..=191).contains(first))
+}
+
+/// Whether loss may take this packet.
+fn losable(impairment: &Impairment, packet: &[u8]) -> bool {
+    !impairment.spare_handshake || is_media(packet)
+}
+
+fn downstream_fate(rng: &mut StdRng, lane: &mut Lane, impairment: &Impairment, packet: &[u8], now: Instant) -> Fate {
+    let size = packet.len();
+    if let Some(burst) = impairment.burst.filter(|_| losable(impairment, packet)) {
         let (good_to_bad, bad_to_good) = burst.transitions();
         lane.in_burst = if lane.in_burst {
             !rng.random_bool(bad_to_good)
@@ -241,7 +257,7 @@ fn downstream_fate(rng: &mut StdRng, lane: &mut Lane, impairment: &Impairment, s
             return Fate::Lost(|c| c.lost_burst += 1);
         }
     }
-    if impairment.loss > 0.0 && rng.random_bool(impairment.loss.clamp(0.0, 1.0)) {
+    if impairment.loss > 0.0 && losable(impairment, packet) && rng.random_bool(impairment.loss.clamp(0.0, 1.0)) {
         return Fate::Lost(|c| c.lost_random += 1);
     }
     let mut leaves = now;
@@ -262,8 +278,11 @@ fn downstream_fate(rng: &mut StdRng, lane: &mut Lane, impairment: &Impairment, s
     Fate::Due(due)
 }
 
-fn upstream_fate(rng: &mut StdRng, lane: &mut Lane, impairment: &Impairment, now: Instant) -> Fate {
-    if impairment.upstream_loss > 0.0 && rng.random_bool(impairment.upstream_loss.clamp(0.0, 1.0)) {
+fn upstream_fate(rng: &mut StdRng, lane: &mut Lane, impairment: &Impairment, packet: &[u8], now: Instant) -> Fate {
+    if impairment.upstream_loss > 0.0
+        && losable(impairment, packet)
+        && rng.random_bool(impairment.upstream_loss.clamp(0.0, 1.0))
+    {
         return Fate::Lost(|c| c.lost_upstream += 1);
     }
     let due = (now + jittered(rng, impairment.delay, impairment.jitter)).max(lane.last_due.unwrap_or(now));
@@ -315,10 +334,10 @@ async fn carry(
             let fate = if downstream {
                 counts.downstream_packets += 1;
                 counts.downstream_bytes += bytes.len() as u64;
-                downstream_fate(&mut rng, &mut down, &impairment, bytes.len(), now)
+                downstream_fate(&mut rng, &mut down, &impairment, &bytes, now)
             } else {
                 counts.upstream_packets += 1;
-                upstream_fate(&mut rng, &mut up, &impairment, now)
+                upstream_fate(&mut rng, &mut up, &impairment, &bytes, now)
             };
             match fate {
                 Fate::Lost(count) => count(&mut counts),
@@ -433,7 +452,7 @@ mod tests {
         let (mut lost, mut bursts, mut previous_lost) = (0, 0, false);
         for _ in 0..packets {
             let is_lost = matches!(
-                downstream_fate(&mut rng, &mut lane, impairment, 1200, now),
+                downstream_fate(&mut rng, &mut lane, impairment, &[0x80; 1200], now),
                 Fate::Lost(_)
             );
             lost += usize::from(is_lost);
@@ -481,7 +500,7 @@ mod tests {
         // 1000-byte packets take 10 ms each at 800 kbit/s: ten fit in the 100 ms queue, then one
         // more leaves as the queue is exactly full, and the rest are dropped.
         let fates: Vec<Fate> = (0..20)
-            .map(|_| downstream_fate(&mut rng, &mut lane, &impairment, 1000, now))
+            .map(|_| downstream_fate(&mut rng, &mut lane, &impairment, &[0x80; 1000], now))
             .collect();
         let dues: Vec<Duration> = fates
             .iter()
@@ -493,6 +512,47 @@ mod tests {
         assert_eq!(dues.len(), 11);
         assert_eq!(dues[0], Duration::from_millis(10));
         assert_eq!(dues[10], Duration::from_millis(110));
+    }
+
+    #[test]
+    fn a_link_that_spares_the_handshake_loses_only_media() {
+        let impairment = Impairment {
+            loss: 1.0,
+            upstream_loss: 1.0,
+            spare_handshake: true,
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut lane, now) = (Lane::default(), Instant::now());
+        let (stun, dtls, rtp, rtcp) = ([0x00, 0x01], [22, 0xfe], [0x80, 96], [0x81, 201]);
+        for handshake in [&stun[..], &dtls[..]] {
+            assert!(matches!(
+                downstream_fate(&mut rng, &mut lane, &impairment, handshake, now),
+                Fate::Due(_)
+            ));
+            assert!(matches!(
+                upstream_fate(&mut rng, &mut lane, &impairment, handshake, now),
+                Fate::Due(_)
+            ));
+        }
+        for media in [&rtp[..], &rtcp[..]] {
+            assert!(matches!(
+                downstream_fate(&mut rng, &mut lane, &impairment, media, now),
+                Fate::Lost(_)
+            ));
+            assert!(matches!(
+                upstream_fate(&mut rng, &mut lane, &impairment, media, now),
+                Fate::Lost(_)
+            ));
+        }
+        let everything = Impairment {
+            spare_handshake: false,
+            ..impairment
+        };
+        assert!(matches!(
+            downstream_fate(&mut rng, &mut lane, &everything, &dtls, now),
+            Fate::Lost(_)
+        ));
     }
 
     #[tokio::test]
