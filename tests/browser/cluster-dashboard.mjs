@@ -47,6 +47,12 @@ try {
   for (const choice of ["all", "b"]) {
     await page.selectOption("#instance", choice);
     await page.waitForFunction((c) => window.__dashboard.loaded === c && window.__dashboard.points > 0, choice, { timeout: 15000 });
+    // The page may have drawn the answer before this side has read its body (the listener above
+    // awaits it): wait for that too.
+    const seen = Date.now() + 5000;
+    while (!answered.some((a) => a.instance === choice && a.points > 0) && Date.now() < seen) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     assert.ok(answered.some((a) => a.instance === choice && a.points > 0), `the history of ${choice} was asked and answered: ${JSON.stringify(answered)}`);
   }
   assert.deepEqual(errors, []);
