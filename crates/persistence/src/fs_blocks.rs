@@ -9,7 +9,8 @@
 //! `blocks/`, syncs that directory, and only then indexes its blocks, all in one durable
 //! transaction: a block becomes visible only once its bytes are on the device, and the blocks of a
 //! commit (its roots with them) become visible together. A crash leaves at worst a pack no row
-//! points to: staging is cleared at open, and [`BlockStore::reclaim_space`] removes such packs.
+//! points to: staging is cleared at open when no other process has the store open (a shared lock
+//! on `staging.lock` says which do), and [`BlockStore::reclaim_space`] removes such packs.
 //!
 //! A record in a pack is `[key length: u32 LE][data length: u32 LE][key][data]`, the key being the
 //! block's multihash, so a pack says what it holds without the index. Deletes remove index rows
@@ -61,6 +62,31 @@ struct Layout {
     index: PackIndex,
     kept: Mutex<Option<KeptPack>>,
     settle_time: Duration,
+    /// A shared lock on `staging.lock`, held while the store is open: another process opening
+    /// the same data directory (`add` beside `serve`) sees it, and leaves `staging/` alone.
+    _in_use: std::fs::File,
+}
+
+/// Empties `staging/` (what a crashed process left there) if no other process has the store open,
+/// then takes the shared lock that says this one has. A process that finds the lock held leaves
+/// `staging/` as it is: the packs there may be another's batches, still being written.
+fn clear_abandoned_staging(lock_path: &Path, staging: &Path) -> std::io::Result<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)?;
+    if lock.try_lock().is_ok() {
+        if staging.exists() {
+            std::fs::remove_dir_all(staging)?;
+        }
+        lock.unlock()?;
+    }
+    std::fs::create_dir_all(staging)?;
+    // Another process opening in between takes the exclusive lock and clears staging/ too, before
+    // this one has written anything there.
+    lock.lock_shared()?;
+    Ok(lock)
 }
 
 /// The pack kept cache blocks are appended to.
@@ -93,17 +119,13 @@ impl FsBlockStore {
         tokio::fs::create_dir_all(&blocks)
             .await
             .map_err(|e| io_error(&blocks, e))?;
-        if tokio::fs::try_exists(&staging)
+        let lock_path = root.join("staging.lock");
+        let lock_at = lock_path.clone();
+        let staging_at = staging.clone();
+        let in_use = tokio::task::spawn_blocking(move || clear_abandoned_staging(&lock_at, &staging_at))
             .await
-            .map_err(|e| io_error(&staging, e))?
-        {
-            tokio::fs::remove_dir_all(&staging)
-                .await
-                .map_err(|e| io_error(&staging, e))?;
-        }
-        tokio::fs::create_dir_all(&staging)
-            .await
-            .map_err(|e| io_error(&staging, e))?;
+            .map_err(|e| io_error(&lock_path, std::io::Error::other(e)))?
+            .map_err(|e| io_error(&lock_path, e))?;
         let index = PackIndex::open(&root.join("blocks.db")).await?;
         let store = Self {
             inner: Arc::new(Layout {
@@ -112,6 +134,7 @@ impl FsBlockStore {
                 index,
                 kept: Mutex::new(None),
                 settle_time,
+                _in_use: in_use,
             }),
         };
         store.pack_block_files().await?;

@@ -305,3 +305,22 @@ async fn kept_blocks_share_a_pack_and_leave_no_staging() {
     }
     assert_eq!(packs(dir.path()).len(), 1, "kept blocks share a pack");
 }
+
+#[tokio::test]
+async fn opening_a_store_another_process_has_open_leaves_its_batches_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = FsBlockStore::open(dir.path()).await.unwrap();
+    let block = Block::encode(cid::Version::V1, 0x55, Bytes::from_static(b"being written"));
+    let mut batch = serving.begin().await.unwrap();
+    batch.put(block.clone()).await.unwrap();
+    // A command run beside the server (`ipfs-stream add`, `token create`) opens the same store.
+    let beside = FsBlockStore::open(dir.path()).await.unwrap();
+    drop(beside);
+    batch.commit(&[*block.cid()]).await.unwrap();
+    assert_eq!(serving.get(block.cid()).await.unwrap().as_ref(), Some(block.data()));
+    // What a store left in staging is cleared once no other has it open.
+    std::fs::write(dir.path().join("staging").join("left-by-a-crash.pack"), b"x").unwrap();
+    drop(serving);
+    let _reopened = FsBlockStore::open(dir.path()).await.unwrap();
+    assert!(std::fs::read_dir(dir.path().join("staging")).unwrap().next().is_none());
+}
