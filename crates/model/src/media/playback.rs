@@ -486,7 +486,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_are_paced_by_timestamp_and_fanned_out() {
-        let playback = Playback::start(
+        let playback = Playback::prepare(
             ivf(),
             BufferSettings {
                 buffer_size: 10,
@@ -494,7 +494,10 @@ mod tests {
                 adaptive: true,
             },
         );
+        // Both viewers are in before the first frame goes (a frame sent before a viewer
+        // subscribes is not its own: it would start at the next keyframe).
         let (mut a, mut b) = (playback.subscribe(0), playback.subscribe(0));
+        playback.play();
         let started = Instant::now();
         let mut received = Vec::new();
         while let Some(frame) = a.next().await {
