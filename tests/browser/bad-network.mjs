@@ -76,10 +76,14 @@ async function play(whepUrl, seconds, { repair = "rtx", during } = {}) {
 function summary(result) {
   const { browser: b, server } = result;
   const playedS = b.playedMs / 1000;
+  // Frames sent again on a keyframe request are decoded as frames of their own: they are not
+  // frames of the file, so they come off Chromium's count.
+  const decoded = Math.max(0, b.framesDecoded - server.transport.frames_replayed);
   return {
     frames_sent: server.frames_sent,
-    frames_decoded: b.framesDecoded,
-    decoded_share: server.frames_sent ? b.framesDecoded / server.frames_sent : 0,
+    frames_decoded: decoded,
+    frames_replayed: server.transport.frames_replayed,
+    decoded_share: server.frames_sent ? decoded / server.frames_sent : 0,
     freezes: b.freezeCount,
     freeze_s: Number(b.totalFreezesDuration.toFixed(3)),
     freeze_share: playedS > 0 ? b.totalFreezesDuration / playedS : 0,

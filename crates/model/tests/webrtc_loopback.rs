@@ -682,43 +682,81 @@ async fn lost_packets_are_sent_again_and_reports_flow_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_keyframe_request_gets_the_latest_keyframe_again_at_once() {
+async fn a_keyframe_request_gets_the_frames_from_the_latest_keyframe_again_as_new_frames() {
     let f = fixture(WebRtcLimits::default()).await;
     let cid = add(&f.content, "vp8.ivf").await;
     let offer = f.hub.offer(PlayRequest::cid(cid)).await.unwrap();
     let viewer = Viewer::join(&f.hub, offer, Receiver::new([127, 0, 0, 1].into()).await.unwrap()).await;
     let receiver = viewer.receiver.clone();
     assert!(wait_for(|| receiver.frame_count() >= 5, Duration::from_secs(10)).await);
-    let keyframes = |r: &Receiver| r.frames().into_iter().filter(|f| f.keyframe).collect::<Vec<_>>();
-    let before = keyframes(&receiver);
-    let latest = before.last().expect("the viewer started on a keyframe").clone();
+    let video = |r: &Receiver| {
+        r.frames()
+            .into_iter()
+            .filter(|f| f.mime_type.starts_with("video/"))
+            .collect::<Vec<_>>()
+    };
+    let before = video(&receiver);
+    let latest = before
+        .iter()
+        .rposition(|f| f.keyframe)
+        .expect("the viewer started on a keyframe");
+    let newest = before.last().unwrap().rtp_timestamp;
     let asked = std::time::Instant::now();
 
-    // A PLI: the latest keyframe comes again, as itself (its own RTP timestamp), well before the
-    // next one would.
+    // A PLI: the latest keyframe comes again as a new frame (a timestamp past every frame sent,
+    // which a receiver that decoded past the keyframe does not drop), well before the next
+    // keyframe would, and the frames after it follow it, the same frames in the same order.
     assert!(receiver.request_keyframe().await.unwrap());
+    let replayed = |r: &Receiver| {
+        let frames = video(r);
+        let Some(start) = frames.iter().position(|f| {
+            f.arrived > asked
+                && f.keyframe
+                && f.bytes == before[latest].bytes
+                && (f.rtp_timestamp.wrapping_sub(newest) as i32) > 0
+        }) else {
+            return Vec::new();
+        };
+        let first = frames[start].rtp_timestamp;
+        frames[start..]
+            .iter()
+            .filter(|f| f.rtp_timestamp.wrapping_sub(first) < 1000)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert!(
-        wait_for(|| keyframes(&receiver).len() > before.len(), Duration::from_secs(1)).await,
-        "no keyframe within a second of the request"
+        wait_for(
+            || replayed(&receiver).len() >= before.len() - latest,
+            Duration::from_secs(1)
+        )
+        .await,
+        "not sent again within a second of the request: {:?}",
+        replayed(&receiver)
     );
-    let again = keyframes(&receiver)[before.len()].clone();
-    assert!(again.arrived > asked);
-    assert_eq!(
-        again.rtp_timestamp, latest.rtp_timestamp,
-        "{again:?} against {latest:?}"
+    // The whole burst is in: it may hold frames sent after `before` was taken.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let replay = replayed(&receiver);
+    assert!(replay[0].keyframe, "{replay:?}");
+    let original: Vec<usize> = before[latest..].iter().map(|f| f.bytes).collect();
+    let again: Vec<usize> = replay.iter().map(|f| f.bytes).collect();
+    assert_eq!(again[..original.len()], original[..], "{replay:?}");
+    assert!(
+        replay.windows(2).all(|w| w[1].rtp_timestamp == w[0].rtp_timestamp + 1),
+        "{replay:?}"
     );
-    assert_eq!(again.bytes, latest.bytes);
+    assert!(replay.iter().all(|f| f.decodable), "{replay:?}");
     let stats = f.hub.stats(&viewer.pc_id).await.unwrap();
     assert!(stats.transport.packets_retransmitted > 0, "{stats:?}");
+    assert_eq!(stats.transport.frames_replayed, replay.len() as u64, "{stats:?}");
 
     // A second request at once is not answered (at most one every half second).
-    let count = keyframes(&receiver).len();
     assert!(receiver.request_keyframe().await.unwrap());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after: Vec<_> = keyframes(&receiver).into_iter().skip(count).collect();
-    assert!(
-        after.iter().all(|k| k.rtp_timestamp != latest.rtp_timestamp),
-        "sent again twice in 200 ms: {after:?}"
+    let stats = f.hub.stats(&viewer.pc_id).await.unwrap();
+    assert_eq!(
+        stats.transport.frames_replayed,
+        replay.len() as u64,
+        "sent again twice in 200 ms"
     );
     viewer.leave().await;
 }

@@ -177,8 +177,12 @@ pub struct PeerStats {
     pub bytes_sent: u64,
     /// RTP packets the transport sent (retransmissions not included).
     pub packets_sent: u64,
-    /// Packets sent again on a NACK.
+    /// Packets sent again on a NACK or a keyframe request.
     pub packets_retransmitted: u64,
+    /// Frames sent again in answer to keyframe requests (PLI, FIR): the latest keyframe and the
+    /// frames after it, which a receiver decodes as new frames (so they count in its own
+    /// decoded frames); not in `frames_sent`.
+    pub frames_replayed: u64,
     /// How video packets asked for again are sent: `rtx` (a repair stream of their own, RFC 4588,
     /// where the remote negotiated it) or `resend` (as they first went); empty before the first
     /// frame.
@@ -726,6 +730,7 @@ impl Peer {
             stats.media_path = "direct".into();
             stats.packets_sent = direct.packets_sent;
             stats.packets_retransmitted = direct.retransmitted;
+            stats.frames_replayed = direct.frames_replayed;
             stats.remote_jitter_ms = direct.remote_jitter_ms;
             stats.rtcp_fraction_lost = direct.rtcp_fraction_lost;
             stats.rtcp_rtt_ms = direct.rtt_ms;

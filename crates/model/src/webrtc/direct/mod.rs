@@ -62,8 +62,12 @@ const RTP_HEADER: usize = 12;
 const MAX_GSO_BYTES: usize = 65_000;
 /// Packets of a track kept for answering NACKs; they hold the frames, not copies.
 const NACK_HISTORY: usize = 512;
-/// A track sends its latest keyframe again on a keyframe request at most this often.
+/// A track answers a keyframe request at most this often.
 const KEYFRAME_RESEND_INTERVAL: Duration = Duration::from_millis(500);
+/// The most a keyframe request is answered with: the frames from the latest keyframe on while
+/// they stay within both bounds (a GOP of a few seconds does), the keyframe alone past them.
+const MAX_REPLAY_FRAMES: usize = 300;
+const MAX_REPLAY_BYTES: usize = 2 << 20;
 /// How often sender reports go out, and the estimator's timers run.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Exported contexts nobody claimed are dropped after this long.
@@ -94,6 +98,7 @@ struct Reception {
 pub(crate) struct DirectStats {
     pub packets_sent: u64,
     pub retransmitted: u64,
+    pub frames_replayed: u64,
     pub rtt_ms: Option<f64>,
     pub remote_jitter_ms: Option<f64>,
     pub rtcp_fraction_lost: Option<f64>,
@@ -134,8 +139,41 @@ struct TrackState {
     last: Option<(u32, Instant)>,
     history: VecDeque<SentPacket>,
     reception: Option<Reception>,
-    /// When the latest keyframe last went again on a keyframe request.
+    /// When a keyframe request was last answered.
     keyframe_resent: Option<Instant>,
+    /// The video frames sent since the latest keyframe, it first.
+    since_keyframe: SinceKeyframe,
+    /// Frames sent again in answer to keyframe requests.
+    frames_replayed: u64,
+}
+
+/// The frames from a track's latest keyframe on, which a receiver whose picture broke needs again
+/// (see [`DirectTrack::replay_from_keyframe`]); past [`MAX_REPLAY_FRAMES`] or
+/// [`MAX_REPLAY_BYTES`] only the keyframe is kept.
+#[derive(Default)]
+struct SinceKeyframe {
+    frames: Vec<Arc<Frame>>,
+    bytes: usize,
+    whole: bool,
+}
+
+impl SinceKeyframe {
+    fn follow(&mut self, frame: &Arc<Frame>) {
+        if frame.keyframe {
+            self.frames.clear();
+            self.bytes = 0;
+            self.whole = true;
+        } else if !self.whole {
+            return;
+        }
+        if self.frames.len() >= MAX_REPLAY_FRAMES || self.bytes + frame.data.len() > MAX_REPLAY_BYTES {
+            self.frames.truncate(1);
+            self.whole = false;
+            return;
+        }
+        self.bytes += frame.data.len();
+        self.frames.push(frame.clone());
+    }
 }
 
 impl TrackState {
@@ -265,6 +303,8 @@ impl DirectPath {
                 history: VecDeque::with_capacity(NACK_HISTORY),
                 reception: None,
                 keyframe_resent: None,
+                since_keyframe: SinceKeyframe::default(),
+                frames_replayed: 0,
             }),
         });
         self.tracks.lock().expect("not poisoned").push(track.clone());
@@ -284,6 +324,7 @@ impl DirectPath {
         for track in self.tracks() {
             let state = track.state.lock().expect("not poisoned");
             stats.packets_sent += u64::from(state.packets);
+            stats.frames_replayed += state.frames_replayed;
             if let Some(reception) = state.reception {
                 stats.remote_jitter_ms = Some(stats.remote_jitter_ms.unwrap_or(0.0).max(reception.jitter_ms));
                 stats.rtcp_fraction_lost = Some(stats.rtcp_fraction_lost.unwrap_or(0.0).max(reception.fraction_lost));
@@ -433,6 +474,47 @@ mod tests {
         assert_eq!(out[0], cut[0][0]);
         assert_eq!(&out[1..3], &[0x81, 0x02]);
         assert_eq!(&out[3..], &cut[0][3..]);
+    }
+
+    #[test]
+    fn what_a_keyframe_request_is_answered_with_starts_at_the_latest_keyframe_within_its_bounds() {
+        let frame = |keyframe: bool, size: usize| {
+            Arc::new(Frame {
+                track: 0,
+                timestamp: Duration::ZERO,
+                duration: Duration::from_millis(33),
+                keyframe,
+                data: Bytes::from(vec![0u8; size]),
+                packets: Default::default(),
+            })
+        };
+        let mut since = SinceKeyframe::default();
+        since.follow(&frame(false, 10));
+        assert!(since.frames.is_empty(), "nothing before the first keyframe");
+        since.follow(&frame(true, 100));
+        since.follow(&frame(false, 10));
+        since.follow(&frame(false, 10));
+        assert_eq!(
+            since.frames.iter().map(|f| f.data.len()).collect::<Vec<_>>(),
+            [100, 10, 10]
+        );
+        assert!(since.whole);
+
+        // Past the bytes bound only the keyframe stays, until the next one.
+        since.follow(&frame(false, MAX_REPLAY_BYTES));
+        assert_eq!(since.frames.len(), 1);
+        assert!(since.frames[0].keyframe && !since.whole);
+        since.follow(&frame(false, 10));
+        assert_eq!(since.frames.len(), 1);
+        since.follow(&frame(true, 50));
+        assert!(since.whole);
+        for _ in 1..MAX_REPLAY_FRAMES {
+            since.follow(&frame(false, 1));
+        }
+        assert_eq!(since.frames.len(), MAX_REPLAY_FRAMES);
+        since.follow(&frame(false, 1));
+        assert_eq!(since.frames.len(), 1, "past the frames bound");
+        assert_eq!(since.frames[0].data.len(), 50);
     }
 
     #[test]

@@ -69,6 +69,9 @@ impl DirectTrack {
             let octets: usize = payloads.iter().map(Bytes::len).sum();
             state.octets = state.octets.wrapping_add(octets as u32);
             state.last = Some((timestamp, now));
+            if self.codec.is_video() {
+                state.since_keyframe.follow(frame);
+            }
             let packets: Vec<SentPacket> = (0..payloads.len())
                 .map(|chunk| SentPacket {
                     sequence: first_sequence.wrapping_add(chunk as u16),
@@ -91,10 +94,20 @@ impl DirectTrack {
         path.send_packets(self, &packets, now).await
     }
 
-    /// The packets of the latest keyframe in the record, numbered anew (and recorded, so that a
-    /// NACK can bring them back too); none when it is not all in the record, or when it went again
-    /// less than [`KEYFRAME_RESEND_INTERVAL`] ago.
-    pub(super) fn again_latest_keyframe(&self, now: Instant) -> Vec<SentPacket> {
+    /// The answer to a keyframe request: the frames from the latest keyframe on, sent again as
+    /// new frames (new sequence numbers, picture ids and timestamps) and recorded, so that a NACK
+    /// can bring them back too; none when the request came less than
+    /// [`KEYFRAME_RESEND_INTERVAL`] after the last one answered.
+    ///
+    /// Stored media has no encoder to ask for a new keyframe. A receiver that already decoded
+    /// the latest one drops it if it comes again as itself (its frame id is behind the last
+    /// decoded), so it would wait, frozen, for the next keyframe seconds later; as a new frame it
+    /// is decoded at once, and the frames after it, sent again behind it, bring the picture back
+    /// to where the stream is, whole. Their timestamps follow the last frame sent one tick apart,
+    /// before the next frame's, so the receiver shows them at once and the stream's clock (and
+    /// its sync with audio) stays as it was. Past the replay's bounds the keyframe goes alone: the
+    /// picture moves again at once, from a reference the frames after it were not made from.
+    pub(super) fn replay_from_keyframe(&self, now: Instant) -> Vec<SentPacket> {
         let mut state = self.state.lock().expect("not poisoned");
         if state
             .keyframe_resent
@@ -102,35 +115,36 @@ impl DirectTrack {
         {
             return Vec::new();
         }
-        let Some(latest) = state.history.iter().rev().find(|sent| sent.frame.keyframe) else {
+        let Some((last_timestamp, _)) = state.last else {
             return Vec::new();
         };
-        let frame = latest.frame.clone();
-        let timestamp = latest.timestamp;
-        let chunks: Vec<SentPacket> = state
-            .history
-            .iter()
-            .filter(|sent| Arc::ptr_eq(&sent.frame, &frame) && sent.timestamp == timestamp)
-            .cloned()
-            .collect();
-        let whole = chunks.first().is_some_and(|first| first.chunk == 0)
-            && chunks.len() == frame.packets.get_or_cut(|| cut(self.codec, &frame.data)).len();
-        if !whole {
-            return Vec::new();
+        let frames = state.since_keyframe.frames.clone();
+        let mut packets = Vec::new();
+        for (index, frame) in frames.iter().enumerate() {
+            let payloads = frame.packets.get_or_cut(|| cut(self.codec, &frame.data)).len();
+            let timestamp = last_timestamp.wrapping_add(index as u32 + 1);
+            let picture_id = state.next_picture_id;
+            state.next_picture_id = (picture_id + 1) & 0x7fff;
+            let first_sequence = state.next_sequence;
+            state.next_sequence = first_sequence.wrapping_add(payloads as u16);
+            packets.extend((0..payloads).map(|chunk| SentPacket {
+                sequence: first_sequence.wrapping_add(chunk as u16),
+                timestamp,
+                frame: frame.clone(),
+                chunk,
+                picture_id,
+                resent_at: None,
+                resends: 0,
+                rtx_sequence: None,
+            }));
         }
-        let first_sequence = state.next_sequence;
-        state.next_sequence = first_sequence.wrapping_add(chunks.len() as u16);
-        let again: Vec<SentPacket> = chunks
-            .into_iter()
-            .enumerate()
-            .map(|(index, sent)| SentPacket {
-                sequence: first_sequence.wrapping_add(index as u16),
-                ..sent
-            })
-            .collect();
-        state.record(&again);
+        if packets.is_empty() {
+            return packets;
+        }
+        state.record(&packets);
         state.keyframe_resent = Some(now);
-        again
+        state.frames_replayed += frames.len() as u64;
+        packets
     }
 
     /// The header and plain packet (header and payload) of a sent packet, with its transport-wide

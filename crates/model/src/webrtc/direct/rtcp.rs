@@ -1,6 +1,6 @@
 //! RTCP on the direct path: sender reports each second, and what comes back: receiver reports
 //! (loss, jitter, round trip), transport-wide feedback, NACKs answered from the record of what
-//! was sent, keyframe requests answered with the latest keyframe again.
+//! was sent, keyframe requests answered with the frames from the latest keyframe on, again.
 
 use super::*;
 
@@ -111,16 +111,16 @@ impl DirectPath {
         }
     }
 
-    /// A receiver that asks for a keyframe (PLI, FIR) gets the track's latest one again, as
-    /// packets of new sequence numbers with the frame's own timestamp and picture id: stored media
-    /// has no encoder to ask for a new one, and the frames sent after it reference it. This is
-    /// what starts a browser that dropped the opening keyframe (it came in before the browser had
-    /// set up its receiving stream) at once, instead of at the next keyframe seconds later.
+    /// A receiver that asks for a keyframe (PLI, FIR) gets the track's frames again from the
+    /// latest keyframe on ([`DirectTrack::replay_from_keyframe`]). This starts a browser that
+    /// dropped the opening keyframe (it came in before the browser had set up its receiving
+    /// stream), and one whose picture broke on a frame that could not be repaired, at once
+    /// instead of at the next keyframe seconds later.
     pub(super) fn on_keyframe_request(self: &Arc<Self>, ssrc: u32) {
         let Some(track) = self.track_of(ssrc) else {
             return;
         };
-        let packets = track.again_latest_keyframe(Instant::now());
+        let packets = track.replay_from_keyframe(Instant::now());
         self.send_again(track, packets);
     }
 
