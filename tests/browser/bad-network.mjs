@@ -142,7 +142,10 @@ try {
         }
         if (timeline.length === 0 || elapsed - timeline.at(-1).at >= 250) {
           const stats = await json(`${base}/api/v1/webrtc/connections/${pcId}/stats`);
-          timeline.push({ at: elapsed, rendition: stats.rendition, estimate: Math.round(stats.transport.bandwidth_estimate_bps) });
+          timeline.push({
+            at: elapsed, rendition: stats.rendition, estimate: Math.round(stats.transport.bandwidth_estimate_bps),
+            probed: stats.transport.bandwidth_probed_bps == null ? null : Math.round(stats.transport.bandwidth_probed_bps),
+          });
         }
       },
     });

@@ -448,6 +448,59 @@ async fn a_requested_rendition_switch_happens_at_a_keyframe_without_a_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_probes_the_path_before_it_steps_up_and_steps_up_on_what_the_probe_showed() {
+    let f = fixture(WebRtcLimits::default()).await;
+    let clip = add(&f.content, "vp8-8s.webm").await;
+    // Two rungs of the same media: the step up needs 30% over it, so a probe at 25% above that.
+    let stream = f
+        .hub
+        .create_stream(StreamSpec {
+            cid: clip,
+            renditions: vec![(Quality::Low, clip), (Quality::High, clip)],
+            ..spec(clip)
+        })
+        .await
+        .unwrap();
+    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
+    let request = PlayRequest {
+        target: Target::Stream(stream.stream_id.clone()),
+        quality: None,
+        buffer: None,
+        progressive: None,
+    };
+    let answer = f.hub.accept(request, &offer).await.unwrap();
+    receiver.accept_answer(&answer.sdp).await.unwrap();
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+
+    // The loopback carries the probe: what it measured counts, and auto steps up on it.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let transport = f.hub.stats(&answer.pc_id).await.unwrap().transport;
+        if transport.probe_packets >= 10 && transport.bandwidth_probed_bps.is_some_and(|bps| bps > 0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not probed: {transport:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stepped_up = || {
+        f.notifications.lock().unwrap().iter().any(|(kind, data)| {
+            *kind == NotificationType::WebrtcQualityChanged && data["to"] == "high" && data["reason"] == "auto"
+        })
+    };
+    assert!(
+        wait_for(stepped_up, Duration::from_secs(7)).await,
+        "{:?}",
+        f.notifications.lock().unwrap()
+    );
+    let stats = f.hub.stats(&answer.pc_id).await.unwrap();
+    assert_eq!(stats.connection.rendition, Quality::High);
+    assert_eq!(stats.transport.media_path, "direct");
+    f.hub.close(&answer.pc_id).await.unwrap();
+    receiver.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_added_track_plays_and_goes_with_its_connection() {
     let f = fixture(WebRtcLimits::default()).await;
     let video = add(&f.content, "vp8.ivf").await;

@@ -189,6 +189,11 @@ pub struct PeerStats {
     pub repair: String,
     /// The congestion controller's target, in bits per second.
     pub bandwidth_estimate_bps: f64,
+    /// The rate the latest bandwidth probe reached the remote at, beside the media, in bits per
+    /// second, while it counts (12 s); probes go where `auto` may step up (direct path only).
+    pub bandwidth_probed_bps: Option<f64>,
+    /// Packets sent to probe the bandwidth (copies of recent video packets).
+    pub probe_packets: u64,
     /// Share of packets the remote reported lost (TWCC feedback).
     pub packet_loss: f64,
     /// Round trip time, from the congestion controller's feedback or else RTCP.
@@ -686,6 +691,20 @@ impl Peer {
         f64::from_bits(self.estimate.load(Ordering::Relaxed))
     }
 
+    /// What the latest bandwidth probe showed the path carries beside the media, while that
+    /// counts; `Some(0.0)` before any probe where the media path probes (the direct path), `None`
+    /// where it cannot (the stack's).
+    pub fn probed_bandwidth(&self) -> Option<f64> {
+        self.direct.opened().map(|direct| direct.probed_bps().unwrap_or(0.0))
+    }
+
+    /// Probes the path at `rate_bps`, where the media path probes (at most one probe each 5 s).
+    pub fn probe(&self, rate_bps: f64) {
+        if let Some(direct) = self.direct.opened() {
+            direct.probe(rate_bps);
+        }
+    }
+
     /// Loss the congestion controller saw in TWCC feedback (0–1).
     pub fn packet_loss(&self) -> f64 {
         self.estimator_stats
@@ -731,6 +750,8 @@ impl Peer {
             stats.packets_sent = direct.packets_sent;
             stats.packets_retransmitted = direct.retransmitted;
             stats.frames_replayed = direct.frames_replayed;
+            stats.bandwidth_probed_bps = direct.probed_bps;
+            stats.probe_packets = direct.probe_packets;
             stats.remote_jitter_ms = direct.remote_jitter_ms;
             stats.rtcp_fraction_lost = direct.rtcp_fraction_lost;
             stats.rtcp_rtt_ms = direct.rtt_ms;

@@ -5,6 +5,11 @@
 //! carries the current rendition or loss is high, up only after the estimate has carried the next
 //! one with headroom for a while (hysteresis; twice as long after each step up that had to be
 //! undone), and never twice within the hold time.
+//!
+//! The estimate grows while the stream sends less than it allows, so on its own it says little
+//! about a rate never sent. Where the path can probe (send a short burst at a chosen rate and
+//! measure what arrives), a step up also needs a probe to have shown the headroom:
+//! [`AdaptiveSwitch::probe_for`] says when and at what rate to probe.
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +74,9 @@ const FAILED_UP_WINDOW: Duration = Duration::from_secs(10);
 const MAX_UP_AFTER: Duration = Duration::from_secs(64);
 /// No switch within this time of the last one.
 const HOLD: Duration = Duration::from_secs(2);
+/// A probe goes this much above the rate a step up needs, so that a path that carries it shows
+/// the headroom with room to spare.
+const PROBE_MARGIN: f64 = 1.25;
 
 /// The `auto` decision of one viewer.
 #[derive(Clone, Debug)]
@@ -107,8 +115,35 @@ impl AdaptiveSwitch {
     }
 
     /// The rendition to play given the estimate, the loss and each rendition's bitrate (low to
-    /// high); `Some` when that is a switch.
+    /// high), on a path that cannot probe; `Some` when that is a switch.
     pub fn decide(&mut self, now: Instant, estimate_bps: f64, loss: f64, bitrates: &[f64]) -> Option<usize> {
+        self.decide_probed(now, estimate_bps, None, loss, bitrates)
+    }
+
+    /// The rate to probe the path at, when the estimate allows the next rendition up but no probe
+    /// has shown that the path carries it (`probed_bps`: what the latest probe measured, `None`
+    /// where the path cannot probe); not while loss is too high to step up.
+    pub fn probe_for(&self, estimate_bps: f64, probed_bps: Option<f64>, loss: f64, bitrates: &[f64]) -> Option<f64> {
+        let probed = probed_bps?;
+        let up = self.current + 1;
+        if up >= bitrates.len() || loss >= LOSS_UP {
+            return None;
+        }
+        let needed = bitrates[up] * UP_HEADROOM;
+        (estimate_bps > needed && probed <= needed).then_some(needed * PROBE_MARGIN)
+    }
+
+    /// [`AdaptiveSwitch::decide`] where the path probes: a step up also needs `probed_bps`, what
+    /// the latest probe measured, to carry the next rendition with headroom. Steps down follow the
+    /// estimate alone.
+    pub fn decide_probed(
+        &mut self,
+        now: Instant,
+        estimate_bps: f64,
+        probed_bps: Option<f64>,
+        loss: f64,
+        bitrates: &[f64],
+    ) -> Option<usize> {
         if bitrates.len() < 2 || !estimate_bps.is_finite() {
             return None;
         }
@@ -134,7 +169,8 @@ impl AdaptiveSwitch {
             return Some(self.switch(now, self.current - 1));
         }
         let up = self.current + 1;
-        if up < bitrates.len() && loss < LOSS_UP && estimate_bps > bitrates[up] * UP_HEADROOM {
+        let shown = estimate_bps.min(probed_bps.unwrap_or(f64::INFINITY));
+        if up < bitrates.len() && loss < LOSS_UP && shown > bitrates[up] * UP_HEADROOM {
             let since = *self.headroom_since.get_or_insert(now);
             if now.duration_since(since) >= self.up_after && !held {
                 self.headroom_since = None;
@@ -265,6 +301,36 @@ mod tests {
             abr.decide(start + Duration::from_secs(3), 1_200_000.0, 0.0, &LADDER),
             Some(1)
         );
+    }
+
+    #[test]
+    fn where_the_path_probes_a_step_up_waits_for_a_probe_that_carries_it() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let mut abr = AdaptiveSwitch::new(0);
+        // The estimate says 5 Mbps (it grew while low sent 500 kbps); nothing probed yet: probe
+        // above what medium needs (1 Mbps with 30% headroom), and stay.
+        assert_eq!(
+            abr.probe_for(5e6, Some(0.0), 0.0, &LADDER),
+            Some(1_300_000.0 * PROBE_MARGIN)
+        );
+        assert_eq!(abr.decide_probed(at(0), 5e6, Some(0.0), 0.0, &LADDER), None);
+        assert_eq!(abr.decide_probed(at(10), 5e6, Some(0.0), 0.0, &LADDER), None);
+        // The probe met a 600 kbit/s link: still no step up, and probing goes on.
+        assert_eq!(abr.decide_probed(at(20), 5e6, Some(600_000.0), 0.0, &LADDER), None);
+        assert!(abr.probe_for(5e6, Some(600_000.0), 0.0, &LADDER).is_some());
+        // A probe that carried 1.6 Mbps: up once that has lasted the usual time.
+        assert_eq!(abr.probe_for(5e6, Some(1.6e6), 0.0, &LADDER), None);
+        assert_eq!(abr.decide_probed(at(30), 5e6, Some(1.6e6), 0.0, &LADDER), None);
+        assert_eq!(abr.decide_probed(at(34), 5e6, Some(1.6e6), 0.0, &LADDER), Some(1));
+        // Not probed while lossy, nor past the top, nor where the estimate itself is short.
+        assert_eq!(abr.probe_for(5e6, Some(0.0), LOSS_UP, &LADDER), None);
+        assert_eq!(abr.probe_for(2e6, Some(0.0), 0.0, &LADDER), None);
+        assert_eq!(AdaptiveSwitch::new(2).probe_for(50e6, Some(0.0), 0.0, &LADDER), None);
+        // A path that cannot probe is never asked to, and steps on the estimate alone.
+        assert_eq!(abr.probe_for(50e6, None, 0.0, &LADDER), None);
+        // Steps down follow the estimate, whatever was probed.
+        assert_eq!(abr.decide_probed(at(40), 800_000.0, Some(9e6), 0.0, &LADDER), Some(0));
     }
 
     #[test]

@@ -71,9 +71,13 @@ pub(super) struct Congestion {
 impl DirectPath {
     pub(super) fn on_transport_cc(&self, feedback: &TransportLayerCc, now: Instant) {
         let mut congestion = self.congestion.lock().expect("not poisoned");
+        let mut probing = self.probing.lock().expect("not poisoned");
         for acknowledgement in convert_twcc(feedback) {
+            let arrival = acknowledgement.arrival.filter(|_| acknowledgement.arrived);
+            probing.acknowledge(acknowledgement.sequence_number, arrival, now);
             congestion.history.acknowledge(acknowledgement);
         }
+        drop(probing);
         let reports = congestion.history.take_reports();
         if !reports.is_empty() {
             congestion.gcc.on_reports(now, &reports);

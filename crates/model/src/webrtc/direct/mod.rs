@@ -12,11 +12,13 @@
 //! DTLS alone):
 //! transport-wide sequence numbers and GCC over TWCC feedback (the bandwidth estimate), NACKs
 //! answered from a record of what was sent, sender reports (so a receiver can put audio and video
-//! on one clock) and what receiver reports say of loss, jitter and round trip.
+//! on one clock) and what receiver reports say of loss, jitter and round trip. Bandwidth probes
+//! (`probe.rs`) show whether the path carries a higher rendition before `auto` steps up to it.
 
 mod congestion;
 mod opener;
 mod packetize;
+mod probe;
 mod repair_budget;
 mod rtcp;
 mod socket_tap;
@@ -99,6 +101,8 @@ pub(crate) struct DirectStats {
     pub packets_sent: u64,
     pub retransmitted: u64,
     pub frames_replayed: u64,
+    pub probe_packets: u64,
+    pub probed_bps: Option<f64>,
     pub rtt_ms: Option<f64>,
     pub remote_jitter_ms: Option<f64>,
     pub rtcp_fraction_lost: Option<f64>,
@@ -215,6 +219,7 @@ pub(crate) struct DirectPath {
     rtt_ms: Mutex<Option<f64>>,
     retransmitted: AtomicU64,
     repair_budget: Mutex<repair_budget::RepairBudget>,
+    probing: Mutex<probe::Probing>,
     /// Media octets of all tracks at the last report tick, for the media's rate.
     octets_at_tick: Mutex<Option<(u64, Instant)>>,
     /// The report task and the socket's reader, which go with the path.
@@ -263,6 +268,7 @@ impl DirectPath {
             rtt_ms: Mutex::new(None),
             retransmitted: AtomicU64::new(0),
             repair_budget: Mutex::new(repair_budget::RepairBudget::new(Instant::now())),
+            probing: Mutex::new(probe::Probing::default()),
             octets_at_tick: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
@@ -316,9 +322,12 @@ impl DirectPath {
     }
 
     pub fn stats(&self) -> DirectStats {
+        let probe_packets = self.probing.lock().expect("not poisoned").sent;
         let mut stats = DirectStats {
             retransmitted: self.retransmitted.load(Ordering::Relaxed),
             rtt_ms: *self.rtt_ms.lock().expect("not poisoned"),
+            probe_packets,
+            probed_bps: self.probed_bps(),
             ..Default::default()
         };
         for track in self.tracks() {
@@ -343,25 +352,37 @@ impl DirectPath {
     /// Protects and sends packets of `track`, stamped with transport-wide sequence numbers when
     /// those were negotiated, at `departure`.
     async fn send_packets(&self, track: &DirectTrack, packets: &[SentPacket], departure: Instant) -> io::Result<()> {
-        let mut datagrams = Vec::with_capacity(packets.len());
-        {
-            let mut srtp = self.srtp.lock().expect("not poisoned");
-            let mut congestion = self.transport_cc.map(|_| self.congestion.lock().expect("not poisoned"));
-            for sent in packets {
-                let transport_sequence = congestion.as_ref().map(|congestion| congestion.history.next_sequence());
-                let (header, plain) = track.build(sent, self.transport_cc.zip(transport_sequence));
-                let protected = srtp
-                    .encrypt_rtp_with_header(&plain, &header)
-                    .map_err(io::Error::other)?;
-                if let Some(congestion) = congestion.as_mut() {
-                    congestion
-                        .history
-                        .record(header.ssrc, header.sequence_number, protected.len(), departure);
-                }
-                datagrams.push(protected);
-            }
-        }
+        let (datagrams, _) = self.protect(track, packets, departure)?;
         self.send_datagrams(&datagrams).await
+    }
+
+    /// The packets of `track` protected, and the transport-wide sequence number each was stamped
+    /// with (recorded as leaving at `departure`), when those were negotiated.
+    fn protect(
+        &self,
+        track: &DirectTrack,
+        packets: &[SentPacket],
+        departure: Instant,
+    ) -> io::Result<(Vec<BytesMut>, Vec<Option<u16>>)> {
+        let mut datagrams = Vec::with_capacity(packets.len());
+        let mut sequences = Vec::with_capacity(packets.len());
+        let mut srtp = self.srtp.lock().expect("not poisoned");
+        let mut congestion = self.transport_cc.map(|_| self.congestion.lock().expect("not poisoned"));
+        for sent in packets {
+            let transport_sequence = congestion.as_ref().map(|congestion| congestion.history.next_sequence());
+            let (header, plain) = track.build(sent, self.transport_cc.zip(transport_sequence));
+            let protected = srtp
+                .encrypt_rtp_with_header(&plain, &header)
+                .map_err(io::Error::other)?;
+            if let Some(congestion) = congestion.as_mut() {
+                congestion
+                    .history
+                    .record(header.ssrc, header.sequence_number, protected.len(), departure);
+            }
+            datagrams.push(protected);
+            sequences.push(transport_sequence);
+        }
+        Ok((datagrams, sequences))
     }
 
     /// Sends datagrams in order, runs of equal size (the last of a run may be shorter) in one

@@ -69,7 +69,11 @@ impl WebRtcHub {
                 let loss = connection.peer.packet_loss().max(rtcp_loss);
                 // The viewer may have chosen a fixed preset since the last decision.
                 abr.follow(Instant::now(), *connection.selected.borrow());
-                if let Some(to) = abr.decide(Instant::now(), estimate, loss, &bitrates) {
+                let probed = connection.peer.probed_bandwidth();
+                if let Some(rate) = abr.probe_for(estimate, probed, loss, &bitrates) {
+                    connection.peer.probe(rate);
+                }
+                if let Some(to) = abr.decide_probed(Instant::now(), estimate, probed, loss, &bitrates) {
                     self.switch(&connection, to, "auto", estimate, loss);
                 }
             }
