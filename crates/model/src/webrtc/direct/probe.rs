@@ -127,7 +127,8 @@ impl DirectPath {
         };
         let packets: Vec<SentPacket> = {
             let mut state = track.state.lock().expect("not poisoned");
-            if state.history.len() < PROBE_PACKETS {
+            if state.history.len() < PROBE_PACKETS || !self.probing.lock().expect("not poisoned").start(Instant::now())
+            {
                 return;
             }
             let from = state.history.len() - PROBE_PACKETS;
@@ -140,9 +141,6 @@ impl DirectPath {
             }
             packets
         };
-        if !self.probing.lock().expect("not poisoned").start(Instant::now()) {
-            return;
-        }
         let path = self.clone();
         tokio::spawn(async move {
             let started = Instant::now();
