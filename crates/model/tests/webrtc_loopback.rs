@@ -129,6 +129,27 @@ fn spec(cid: Cid) -> StreamSpec {
     }
 }
 
+/// A request to play a created stream as it is set.
+fn stream_request(stream_id: &str) -> PlayRequest {
+    PlayRequest {
+        target: Target::Stream(stream_id.to_owned()),
+        quality: None,
+        buffer: None,
+        progressive: None,
+    }
+}
+
+/// A webrtc-rs receiver whose offer to play `request` was answered, connected; and the id of its
+/// connection.
+async fn receive(hub: &Arc<WebRtcHub>, request: PlayRequest) -> (Receiver, String) {
+    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
+    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
+    let answer = hub.accept(request, &offer).await.unwrap();
+    receiver.accept_answer(&answer.sdp).await.unwrap();
+    assert!(receiver.connected(Duration::from_secs(10)).await);
+    (receiver, answer.pc_id)
+}
+
 /// A webrtc-rs viewer that answered the server's offer, connected, with candidates relayed both ways.
 struct Viewer {
     pc_id: String,
@@ -334,12 +355,7 @@ async fn streams_check_their_media_and_limits_are_enforced() {
         f.hub.create_stream(spec(vp8)).await,
         Err(model::Error::LimitReached(_))
     ));
-    let request = PlayRequest {
-        target: Target::Stream(stream.stream_id.clone()),
-        quality: None,
-        buffer: None,
-        progressive: None,
-    };
+    let request = stream_request(&stream.stream_id);
     let first = f.hub.offer(request.clone()).await.unwrap();
     assert!(matches!(f.hub.offer(request).await, Err(model::Error::LimitReached(_))));
     let change = f.hub.set_quality(&first.pc_id, Quality::High).await.unwrap();
@@ -407,19 +423,9 @@ async fn a_requested_rendition_switch_happens_at_a_keyframe_without_a_gap() {
         .unwrap();
     assert!(stream.adaptable);
     assert_eq!(stream.renditions.len(), 2);
-    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
-    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
-    let request = PlayRequest {
-        target: Target::Stream(stream.stream_id.clone()),
-        quality: None,
-        buffer: None,
-        progressive: None,
-    };
-    let answer = f.hub.accept(request, &offer).await.unwrap();
-    receiver.accept_answer(&answer.sdp).await.unwrap();
-    assert!(receiver.connected(Duration::from_secs(10)).await);
+    let (receiver, pc_id) = receive(&f.hub, stream_request(&stream.stream_id)).await;
     assert!(wait_for(|| receiver.frame_count() >= 3, Duration::from_secs(10)).await);
-    let change = f.hub.set_quality(&answer.pc_id, Quality::High).await.unwrap();
+    let change = f.hub.set_quality(&pc_id, Quality::High).await.unwrap();
     assert_eq!(change.rendition, Quality::High);
     assert!(change.adaptable);
     assert!(wait_for(|| receiver.frame_count() >= 30, Duration::from_secs(10)).await);
@@ -434,7 +440,7 @@ async fn a_requested_rendition_switch_happens_at_a_keyframe_without_a_gap() {
         assert!((5999..=6001).contains(&step), "{frames:?}");
     }
     assert!(frames[15].keyframe);
-    let info = f.hub.stats(&answer.pc_id).await.unwrap();
+    let info = f.hub.stats(&pc_id).await.unwrap();
     assert_eq!(info.connection.rendition, Quality::High);
     assert!(
         f.events
@@ -443,7 +449,7 @@ async fn a_requested_rendition_switch_happens_at_a_keyframe_without_a_gap() {
             .contains(&NotificationType::WebrtcQualityChanged)
     );
     assert!(f.hub.stream(&stream.stream_id).unwrap().benchmark.is_some());
-    f.hub.close(&answer.pc_id).await.unwrap();
+    f.hub.close(&pc_id).await.unwrap();
     receiver.close().await;
 }
 
@@ -461,22 +467,12 @@ async fn auto_probes_the_path_before_it_steps_up_and_steps_up_on_what_the_probe_
         })
         .await
         .unwrap();
-    let (receiver, _) = Receiver::new([127, 0, 0, 1].into()).await.unwrap();
-    let offer = receiver.offer(Duration::from_secs(2)).await.unwrap();
-    let request = PlayRequest {
-        target: Target::Stream(stream.stream_id.clone()),
-        quality: None,
-        buffer: None,
-        progressive: None,
-    };
-    let answer = f.hub.accept(request, &offer).await.unwrap();
-    receiver.accept_answer(&answer.sdp).await.unwrap();
-    assert!(receiver.connected(Duration::from_secs(10)).await);
+    let (receiver, pc_id) = receive(&f.hub, stream_request(&stream.stream_id)).await;
 
     // The loopback carries the probe: what it measured counts, and auto steps up on it.
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
-        let transport = f.hub.stats(&answer.pc_id).await.unwrap().transport;
+        let transport = f.hub.stats(&pc_id).await.unwrap().transport;
         if transport.probe_packets >= 10 && transport.bandwidth_probed_bps.is_some_and(|bps| bps > 0.0) {
             break;
         }
@@ -493,10 +489,10 @@ async fn auto_probes_the_path_before_it_steps_up_and_steps_up_on_what_the_probe_
         "{:?}",
         f.notifications.lock().unwrap()
     );
-    let stats = f.hub.stats(&answer.pc_id).await.unwrap();
+    let stats = f.hub.stats(&pc_id).await.unwrap();
     assert_eq!(stats.connection.rendition, Quality::High);
     assert_eq!(stats.transport.media_path, "direct");
-    f.hub.close(&answer.pc_id).await.unwrap();
+    f.hub.close(&pc_id).await.unwrap();
     receiver.close().await;
 }
 

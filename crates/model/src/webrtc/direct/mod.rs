@@ -181,6 +181,25 @@ impl SinceKeyframe {
 }
 
 impl TrackState {
+    /// Gives a frame of `chunks` payloads at `timestamp` the track's next picture id and
+    /// sequence numbers, and adds its packets to `out`.
+    fn number_frame(&mut self, frame: &Arc<Frame>, chunks: usize, timestamp: u32, out: &mut Vec<SentPacket>) {
+        let picture_id = self.next_picture_id;
+        self.next_picture_id = (picture_id + 1) & 0x7fff;
+        let first_sequence = self.next_sequence;
+        self.next_sequence = first_sequence.wrapping_add(chunks as u16);
+        out.extend((0..chunks).map(|chunk| SentPacket {
+            sequence: first_sequence.wrapping_add(chunk as u16),
+            timestamp,
+            frame: frame.clone(),
+            chunk,
+            picture_id,
+            resent_at: None,
+            resends: 0,
+            rtx_sequence: None,
+        }));
+    }
+
     /// Keeps `packets` for NACKs, the oldest going past [`NACK_HISTORY`].
     fn record(&mut self, packets: &[SentPacket]) {
         let overflow = (self.history.len() + packets.len()).saturating_sub(NACK_HISTORY);

@@ -61,10 +61,6 @@ impl DirectTrack {
             let timestamp = state
                 .timestamp_offset
                 .wrapping_add((frame.timestamp.as_secs_f64() * f64::from(self.clock_rate)).round() as u64 as u32);
-            let picture_id = state.next_picture_id;
-            state.next_picture_id = (picture_id + 1) & 0x7fff;
-            let first_sequence = state.next_sequence;
-            state.next_sequence = first_sequence.wrapping_add(payloads.len() as u16);
             state.packets = state.packets.wrapping_add(payloads.len() as u32);
             let octets: usize = payloads.iter().map(Bytes::len).sum();
             state.octets = state.octets.wrapping_add(octets as u32);
@@ -72,18 +68,8 @@ impl DirectTrack {
             if self.codec.is_video() {
                 state.since_keyframe.follow(frame);
             }
-            let packets: Vec<SentPacket> = (0..payloads.len())
-                .map(|chunk| SentPacket {
-                    sequence: first_sequence.wrapping_add(chunk as u16),
-                    timestamp,
-                    frame: frame.clone(),
-                    chunk,
-                    picture_id,
-                    resent_at: None,
-                    resends: 0,
-                    rtx_sequence: None,
-                })
-                .collect();
+            let mut packets = Vec::with_capacity(payloads.len());
+            state.number_frame(frame, payloads.len(), timestamp, &mut packets);
             state.record(&packets);
             packets
         };
@@ -123,20 +109,7 @@ impl DirectTrack {
         for (index, frame) in frames.iter().enumerate() {
             let payloads = frame.packets.get_or_cut(|| cut(self.codec, &frame.data)).len();
             let timestamp = last_timestamp.wrapping_add(index as u32 + 1);
-            let picture_id = state.next_picture_id;
-            state.next_picture_id = (picture_id + 1) & 0x7fff;
-            let first_sequence = state.next_sequence;
-            state.next_sequence = first_sequence.wrapping_add(payloads as u16);
-            packets.extend((0..payloads).map(|chunk| SentPacket {
-                sequence: first_sequence.wrapping_add(chunk as u16),
-                timestamp,
-                frame: frame.clone(),
-                chunk,
-                picture_id,
-                resent_at: None,
-                resends: 0,
-                rtx_sequence: None,
-            }));
+            state.number_frame(frame, payloads, timestamp, &mut packets);
         }
         if packets.is_empty() {
             return packets;
