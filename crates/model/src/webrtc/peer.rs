@@ -692,10 +692,13 @@ impl Peer {
     }
 
     /// What the latest bandwidth probe showed the path carries beside the media, while that
-    /// counts; `Some(0.0)` before any probe where the media path probes (the direct path), `None`
-    /// where it cannot (the stack's).
+    /// counts; `Some(0.0)` before any probe where the media path probes (the direct path with
+    /// transport-wide feedback), `None` where it cannot (the stack's, or no such feedback).
     pub fn probed_bandwidth(&self) -> Option<f64> {
-        self.direct.opened().map(|direct| direct.probed_bps().unwrap_or(0.0))
+        self.direct
+            .opened()
+            .filter(|direct| direct.can_probe())
+            .map(|direct| direct.probed_bps().unwrap_or(0.0))
     }
 
     /// Probes the path at `rate_bps`, where the media path probes (at most one probe each 5 s).

@@ -119,7 +119,7 @@ impl DirectPath {
     /// Probes the path at `rate_bps` unless a probe went within [`PROBE_INTERVAL`]: copies of the
     /// video's latest packets, paced at that rate, from a task of their own.
     pub fn probe(self: &Arc<Self>, rate_bps: f64) {
-        if !rate_bps.is_finite() || rate_bps <= 0.0 || self.transport_cc.is_none() {
+        if !rate_bps.is_finite() || rate_bps <= 0.0 || !self.can_probe() {
             return;
         }
         let Some(track) = self.tracks().into_iter().find(|track| track.codec.is_video()) else {
@@ -158,6 +158,11 @@ impl DirectPath {
                 }
             }
         });
+    }
+
+    /// Whether this path can probe: probes are measured from transport-wide feedback.
+    pub fn can_probe(&self) -> bool {
+        self.transport_cc.is_some()
     }
 
     /// The rate the latest probe showed the path carries beside the media, while it counts.
