@@ -66,7 +66,7 @@ async function play(whepUrl, seconds, { repair = "rtx", during } = {}) {
         since = samples[i].at;
       }
     }
-    console.error(JSON.stringify({ gaps }));
+    console.error(JSON.stringify({ started_at: new Date(started).toISOString(), gaps }));
   }
   const lost = {};
   for (const key of Object.keys(countsAfter)) lost[key] = countsAfter[key] - (countsBefore[key] ?? 0);

@@ -140,7 +140,9 @@ async function playWhep(form) {
     // Applying the offer locally, and the video element's own setup, run while the server answers.
     show();
     await peer.applied;
+    mark("offer_applied");
     const response = await answered;
+    mark("answer_response");
     if (response.status !== 201) {
       const body = await response.json().catch(() => ({}));
       throw new Error(body.message || `WHEP answered ${response.status}`);

@@ -202,8 +202,9 @@ pub struct PeerStats {
     pub rtcp_rtt_ms: Option<f64>,
     /// Interarrival jitter the remote reported in RTCP receiver reports, in milliseconds.
     pub remote_jitter_ms: Option<f64>,
-    /// Share of packets lost the remote reported in its last RTCP receiver report (the worst of
-    /// its streams).
+    /// Share of packets lost by the remote's RTCP receiver reports (the worst of its streams): on
+    /// the direct path over the last window of at least 100 packets, on the stack's path in the
+    /// last report.
     pub rtcp_fraction_lost: Option<f64>,
 }
 

@@ -16,6 +16,7 @@
 //! (`probe.rs`) show whether the path carries a higher rendition before `auto` steps up to it.
 
 mod congestion;
+mod loss_window;
 mod opener;
 mod packetize;
 mod probe;
@@ -91,6 +92,7 @@ pub(crate) use srtp_export::{export_srtp_contexts, sdp_fingerprints};
 /// What receiver reports said of one track.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reception {
+    /// Over the last whole window of packets (none yet: 0).
     fraction_lost: f64,
     jitter_ms: f64,
 }
@@ -143,6 +145,7 @@ struct TrackState {
     last: Option<(u32, Instant)>,
     history: VecDeque<SentPacket>,
     reception: Option<Reception>,
+    loss_window: loss_window::LossWindow,
     /// When a keyframe request was last answered.
     keyframe_resent: Option<Instant>,
     /// The video frames sent since the latest keyframe, it first.
@@ -288,7 +291,8 @@ impl DirectPath {
             retransmitted: AtomicU64::new(0),
             repair_budget: Mutex::new(repair_budget::RepairBudget::new(Instant::now())),
             probing: Mutex::new(probe::Probing::default()),
-            octets_at_tick: Mutex::new(None),
+            // From the start, so the first tick gives the media's rate (the repair budget's).
+            octets_at_tick: Mutex::new(Some((0, Instant::now()))),
             tasks: Mutex::new(Vec::new()),
         });
         let claim = path.socket.claim_for_path()?;
@@ -327,6 +331,7 @@ impl DirectPath {
                 last: None,
                 history: VecDeque::with_capacity(NACK_HISTORY),
                 reception: None,
+                loss_window: Default::default(),
                 keyframe_resent: None,
                 since_keyframe: SinceKeyframe::default(),
                 frames_replayed: 0,

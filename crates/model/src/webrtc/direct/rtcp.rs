@@ -4,12 +4,10 @@
 
 use super::*;
 
-/// A packet goes again at most this many times: a receiver that keeps asking for one it got
-/// would otherwise spend the repair budget on it, and three copies all lost is rare even at 15%
-/// loss.
+/// A NACK for a packet is answered at most this many times (each time with the budget's copies):
+/// a receiver that keeps asking for one it got would otherwise spend the repair budget on it, and
+/// three answers all lost is rare even at 15% loss.
 const MAX_RESENDS: u8 = 3;
-/// From this share of packets lost (the receiver's last report), each repair goes twice.
-const TWO_COPIES_AT_LOSS: f64 = 0.03;
 /// The least and most time between two answers to NACKs for one packet.
 const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(20);
 const MAX_RESEND_INTERVAL: Duration = Duration::from_millis(500);
@@ -89,10 +87,22 @@ impl DirectPath {
             let Some(track) = self.track_of(block.ssrc) else {
                 continue;
             };
-            track.state.lock().expect("not poisoned").reception = Some(Reception {
-                fraction_lost: f64::from(block.fraction_lost) / 256.0,
-                jitter_ms: f64::from(block.jitter) * 1000.0 / f64::from(track.clock_rate),
-            });
+            let fraction_lost = {
+                let mut state = track.state.lock().expect("not poisoned");
+                let fraction_lost = state.loss_window.report(block.last_sequence_number, block.total_lost);
+                state.reception = Some(Reception {
+                    fraction_lost: fraction_lost.unwrap_or(0.0),
+                    jitter_ms: f64::from(block.jitter) * 1000.0 / f64::from(track.clock_rate),
+                });
+                fraction_lost
+            };
+            if let Some(fraction_lost) = fraction_lost {
+                // The loss of the path, whichever of its tracks reported it last.
+                self.repair_budget
+                    .lock()
+                    .expect("not poisoned")
+                    .follow_loss(fraction_lost);
+            }
             if block.last_sender_report == 0 {
                 continue;
             }
@@ -152,22 +162,13 @@ impl DirectPath {
             if due.is_empty() {
                 return;
             }
-            // Where the receiver reports heavy loss, each repair goes twice: a repair lost too costs
-            // the receiver another round of asking, which its picture waits for (a freeze).
-            let copies = if state
-                .reception
-                .is_some_and(|reception| reception.fraction_lost >= TWO_COPIES_AT_LOSS)
-            {
-                2
-            } else {
-                1
+            let (copies, allowed) = {
+                let mut budget = self.repair_budget.lock().expect("not poisoned");
+                let copies = budget.copies();
+                (copies, budget.take(now, due.len() * copies * RTP_MTU))
             };
-            if !self
-                .repair_budget
-                .lock()
-                .expect("not poisoned")
-                .take(now, due.len() * copies * RTP_MTU)
-            {
+            tracing::debug!(asked = ?lost, due = due.len(), copies, allowed, "nack");
+            if !allowed {
                 tracing::debug!(packets = due.len(), "repair budget spent; not sent again");
                 return;
             }
@@ -176,7 +177,7 @@ impl DirectPath {
                 state.history[*at].resent_at = Some(now);
                 state.history[*at].resends += 1;
             }
-            // The second copies after all the first ones, not each beside its twin.
+            // Each round of copies after the whole previous one, not each copy beside its twin.
             for _ in 0..copies {
                 for at in &due {
                     let mut sent = state.history[*at].clone();
