@@ -27,8 +27,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bench-playback.XXXXXX")
 results=$work/results.jsonl
 server_pid=
 cleanup() {
+  local status=$?
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
+  # A failed run shows the end of the server's log (RUST_LOG sets how much it says).
+  if [ "$status" -ne 0 ] && [ -f "$work/serve.log" ]; then
+    echo "--- the server's log, last 40 lines:" >&2
+    tail -n 40 "$work/serve.log" >&2
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -45,7 +45,13 @@ async function play(whepUrl, seconds, { repair = "rtx", during } = {}) {
     // The file played out: nothing decoded for 3 s after frames came.
     if (stats.framesDecoded > 0 && Date.now() - stillSince > 3000) break;
   }
-  const server = await json(`${base}/api/v1/webrtc/connections/${pcId}/stats`);
+  const response = await fetch(`${base}/api/v1/webrtc/connections/${pcId}/stats`);
+  if (!response.ok) {
+    // The server ended the connection before the playback did: say how far the browser got.
+    throw new Error(`connection ${pcId} ended early (stats: ${response.status} ${await response.text()}); ` +
+      `the browser: ${JSON.stringify({ connection: last.connection, framesDecoded: last.framesDecoded, packetsReceived: last.packetsReceived })}`);
+  }
+  const server = await response.json();
   const countsAfter = await relay.counts();
   await page.close();
   // The longest stretch without a new decoded frame, after the first.
