@@ -49,7 +49,7 @@ async function play(whepUrl, seconds, { repair = "rtx", during } = {}) {
   if (!response.ok) {
     // The server ended the connection before the playback did: say how far the browser got.
     throw new Error(`connection ${pcId} ended early (stats: ${response.status} ${await response.text()}); ` +
-      `the browser: ${JSON.stringify({ connection: last.connection, framesDecoded: last.framesDecoded, packetsReceived: last.packetsReceived })}`);
+      `the browser: ${JSON.stringify({ connection: last.connection, framesDecoded: last.framesDecoded, packetsReceived: last.packetsReceived, events: await page.evaluate(() => window.playback.events) })}`);
   }
   const server = await response.json();
   const countsAfter = await relay.counts();

@@ -97,7 +97,12 @@ export async function playThrough(page, relay, whepUrl, { repair = "rtx", header
         video.srcObject = stream;
       };
       const started = performance.now();
-      window.playback = { pc, video, started, firstFrame: null };
+      // The connection's states as they change (ms since the start), for telling why one failed.
+      const events = [];
+      const note = (what) => events.push(`${Math.round(performance.now() - started)} ms ${what}`);
+      pc.addEventListener("iceconnectionstatechange", () => note(`ice ${pc.iceConnectionState}`));
+      pc.addEventListener("connectionstatechange", () => note(`connection ${pc.connectionState}`));
+      window.playback = { pc, video, started, firstFrame: null, events };
       video.requestVideoFrameCallback(() => (window.playback.firstFrame = performance.now() - started));
       // With no repair, Chromium must not NACK: that is its own (local) description's say.
       const created = await pc.createOffer();
@@ -116,6 +121,11 @@ export async function playThrough(page, relay, whepUrl, { repair = "rtx", header
       let routed = routeAnswer(answer, port);
       if (repair === "none") routed = routed.split("\r\n").filter((l) => !/^a=rtcp-fb:\d+ nack$/.test(l)).join("\r\n");
       await pc.setRemoteDescription({ type: "answer", sdp: routed });
+      const dtls = pc.getReceivers()[0].transport;
+      if (dtls) {
+        dtls.addEventListener("statechange", () => note(`dtls ${dtls.state}`));
+        dtls.addEventListener("error", (event) => note(`dtls error ${event.error?.errorDetail} ${event.error?.message}`));
+      }
       return { answer, pcId: response.headers.get("location").split("/").pop() };
     },
     {
