@@ -34,6 +34,11 @@ impl LossWindow {
         }
         self.fraction_lost
     }
+
+    /// The share lost over the last whole window, if one has passed.
+    pub fn fraction_lost(&self) -> Option<f64> {
+        self.fraction_lost
+    }
 }
 
 fn sign_extend_24(value: u32) -> i32 {

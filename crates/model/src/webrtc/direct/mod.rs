@@ -92,8 +92,7 @@ pub(crate) use srtp_export::{export_srtp_contexts, sdp_fingerprints};
 /// What receiver reports said of one track.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reception {
-    /// Over the last whole window of packets (none yet: 0).
-    fraction_lost: f64,
+    loss: loss_window::LossWindow,
     jitter_ms: f64,
 }
 
@@ -145,7 +144,6 @@ struct TrackState {
     last: Option<(u32, Instant)>,
     history: VecDeque<SentPacket>,
     reception: Option<Reception>,
-    loss_window: loss_window::LossWindow,
     /// When a keyframe request was last answered.
     keyframe_resent: Option<Instant>,
     /// The video frames sent since the latest keyframe, it first.
@@ -331,7 +329,6 @@ impl DirectPath {
                 last: None,
                 history: VecDeque::with_capacity(NACK_HISTORY),
                 reception: None,
-                loss_window: Default::default(),
                 keyframe_resent: None,
                 since_keyframe: SinceKeyframe::default(),
                 frames_replayed: 0,
@@ -360,7 +357,12 @@ impl DirectPath {
             stats.frames_replayed += state.frames_replayed;
             if let Some(reception) = state.reception {
                 stats.remote_jitter_ms = Some(stats.remote_jitter_ms.unwrap_or(0.0).max(reception.jitter_ms));
-                stats.rtcp_fraction_lost = Some(stats.rtcp_fraction_lost.unwrap_or(0.0).max(reception.fraction_lost));
+                stats.rtcp_fraction_lost = Some(
+                    stats
+                        .rtcp_fraction_lost
+                        .unwrap_or(0.0)
+                        .max(reception.loss.fraction_lost().unwrap_or(0.0)),
+                );
             }
         }
         stats

@@ -89,12 +89,9 @@ impl DirectPath {
             };
             let fraction_lost = {
                 let mut state = track.state.lock().expect("not poisoned");
-                let fraction_lost = state.loss_window.report(block.last_sequence_number, block.total_lost);
-                state.reception = Some(Reception {
-                    fraction_lost: fraction_lost.unwrap_or(0.0),
-                    jitter_ms: f64::from(block.jitter) * 1000.0 / f64::from(track.clock_rate),
-                });
-                fraction_lost
+                let reception = state.reception.get_or_insert_default();
+                reception.jitter_ms = f64::from(block.jitter) * 1000.0 / f64::from(track.clock_rate);
+                reception.loss.report(block.last_sequence_number, block.total_lost)
             };
             if let Some(fraction_lost) = fraction_lost {
                 // The loss of the path, whichever of its tracks reported it last.
@@ -167,9 +164,8 @@ impl DirectPath {
                 let copies = budget.copies();
                 (copies, budget.take(now, due.len() * copies * RTP_MTU))
             };
-            tracing::debug!(asked = ?lost, due = due.len(), copies, allowed, "nack");
+            tracing::debug!(asked = ?lost, due = due.len(), copies, allowed, "NACK");
             if !allowed {
-                tracing::debug!(packets = due.len(), "repair budget spent; not sent again");
                 return;
             }
             let mut packets = Vec::with_capacity(due.len() * copies);
