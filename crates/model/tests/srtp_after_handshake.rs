@@ -15,63 +15,17 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_VP8, MediaEngine};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use support::sansio::{connected, negotiate, peer, video_track};
 
 const SENDER: &str = "127.0.0.1:41000";
 const RECEIVER: &str = "127.0.0.1:51000";
 const SSRC: u32 = 0x5eed;
-
-fn vp8() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn peer(address: &str, answering_role: RTCDtlsRole) -> RTCPeerConnection {
-    let mut media = MediaEngine::default();
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: vp8(),
-                payload_type: 96,
-            },
-            RtpCodecKind::Video,
-        )
-        .unwrap();
-    let mut connection = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(
-            SettingEngineBuilder::new()
-                .with_answering_dtls_role(answering_role)
-                .build(),
-        )
-        .with_media_engine(media)
-        .build(Instant::now())
-        .unwrap();
-    let candidate = support::host_candidate(address);
-    connection
-        .add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
-        .unwrap();
-    connection
-}
 
 /// Hands every datagram `from` has to send to `to`, all read before `to` polls anything.
 fn deliver(from: &mut RTCPeerConnection, to: &mut RTCPeerConnection, to_address: &str) -> usize {
@@ -96,43 +50,13 @@ fn deliver(from: &mut RTCPeerConnection, to: &mut RTCPeerConnection, to_address:
     delivered
 }
 
-fn connected(connection: &mut RTCPeerConnection) -> bool {
-    let mut connected = false;
-    while let Some(event) = connection.poll_event() {
-        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = event {
-            connected = true;
-        }
-    }
-    connected
-}
-
 #[test]
 fn media_sent_right_behind_the_last_handshake_flight_is_received() {
     // The sender offers and takes the DTLS server's part, as the server does for a WHEP viewer.
-    let mut sender = peer(SENDER, RTCDtlsRole::Server);
-    let mut receiver = peer(RECEIVER, RTCDtlsRole::Client);
-    let track = sender
-        .add_track(MediaStreamTrack::new(
-            "stream".into(),
-            "video".into(),
-            "video".into(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(SSRC),
-                    ..Default::default()
-                },
-                codec: vp8(),
-                ..Default::default()
-            }],
-        ))
-        .unwrap();
-    let offer = sender.create_offer(None).unwrap();
-    sender.set_local_description(Instant::now(), offer.clone()).unwrap();
-    receiver.set_remote_description(Instant::now(), offer).unwrap();
-    let answer = receiver.create_answer(None).unwrap();
-    receiver.set_local_description(Instant::now(), answer.clone()).unwrap();
-    sender.set_remote_description(Instant::now(), answer).unwrap();
+    let mut sender = peer(SENDER, RTCDtlsRole::Server, Instant::now());
+    let mut receiver = peer(RECEIVER, RTCDtlsRole::Client, Instant::now());
+    let track = sender.add_track(video_track(SSRC)).unwrap();
+    negotiate(&mut sender, &mut receiver, Instant::now());
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut sent = false;

@@ -74,3 +74,5 @@ pub fn host_candidate(address: &str) -> rtc::ice::candidate::Candidate {
     .new_candidate_host()
     .unwrap()
 }
+
+pub mod sansio;
