@@ -7,6 +7,7 @@ mod direct;
 pub mod directory;
 mod frame_assembly;
 pub mod hub;
+pub mod ice;
 pub mod peer;
 pub mod quality;
 pub mod receiver;
@@ -17,7 +18,8 @@ mod transport_history;
 
 pub use directory::{SharedStream, StreamDirectory};
 pub use hub::WebRtcHub;
-pub use peer::{IceCandidate, IceServer, Peer, PeerConfig, PeerEvent, PeerStats, Source, ice_ufrag};
+pub use ice::{IceCandidate, IceServer, ice_ufrag};
+pub use peer::{Peer, PeerConfig, PeerEvent, PeerStats, Source};
 pub use quality::{AdaptiveSwitch, Quality};
 pub use receiver::{ReceivedFrame, Receiver, VideoSeen};
 #[cfg(any(test, feature = "mock"))]

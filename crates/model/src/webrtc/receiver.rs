@@ -25,7 +25,7 @@ use webrtc::peer_connection::{
 };
 
 use super::frame_assembly::{FrameAssembly, Packet};
-use super::peer::IceCandidate;
+use super::ice::IceCandidate;
 use crate::error::{Error, Result};
 
 /// One reassembled frame.

@@ -9,7 +9,8 @@ use cid::Cid;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::peer::{IceCandidate, IceServer, PeerConfig, PeerEvent, PeerStats};
+use super::ice::{IceCandidate, IceServer};
+use super::peer::{PeerConfig, PeerEvent, PeerStats};
 use super::quality::Quality;
 use crate::error::Result;
 use crate::media::TrackInfo;

@@ -75,4 +75,7 @@ pub fn host_candidate(address: &str) -> rtc::ice::candidate::Candidate {
     .unwrap()
 }
 
+// The WebRTC hub fixture records notifications through the model's mocks.
+#[cfg(feature = "mock")]
+pub mod loopback;
 pub mod sansio;

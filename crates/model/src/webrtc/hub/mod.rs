@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use cid::Cid;
 use tokio::runtime::Handle;
 
-use super::peer::{IceCandidate, IceServer};
+use super::ice::{IceCandidate, IceServer};
 use super::quality::{Quality, rendition_for};
 use super::service::{
     Answer, ConnectionInfo, ConnectionStats, Offer, PlayRequest, QualityChange, StreamInfo, StreamSpec, TrackSummary,

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::media::playback::Playback;
 use crate::media::source::StoreSource;
 use crate::media::{Demuxer, MediaError, TrackInfo};
-use crate::webrtc::peer::IceServer;
+use crate::webrtc::ice::IceServer;
 use crate::webrtc::quality::Quality;
 use crate::webrtc::service::{
     BenchmarkSample, PlayRequest, RenditionInfo, StreamInfo, StreamSpec, Target, TrackSummary,
