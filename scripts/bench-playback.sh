@@ -9,7 +9,8 @@
 #  (c) bandwidth: `auto` over renditions of 300 / 800 / 1500 kbit/s with the link capped at
 #      600 kbit/s, then the cap lifted;
 #  (d) on-demand loading: bytes read from the store for a viewer who leaves after 10 s of a 10-minute
-#      file, progressive against whole-file;
+#      file, progressive against whole-file, and bytes fetched from upstream for the same viewer on an
+#      edge that has the file only through its gateway;
 #  (e) time to first frame of a 1 GiB file, progressive against whole-file (tests/browser/first-frame.mjs).
 # Prints each case as a JSON line, then one table with the goals beside the figures.
 # Usage: scripts/bench-playback.sh [parts, default "loss stalls cap ondemand ttff"] [seconds per loss case, default 30]
@@ -29,6 +30,7 @@ server_pid=
 cleanup() {
   local status=$?
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$edge_pid" ] && kill "$edge_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   # A failed run shows the end of the server's log (RUST_LOG sets how much it says).
   if [ "$status" -ne 0 ] && [ -f "$work/serve.log" ]; then
@@ -56,7 +58,26 @@ start_server() {
 }
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 add() { "$binary" add -q "$1"; }
-bytes_read() { curl -s "$base/metrics" | awk '/^ipfs_stream_store_read_bytes_total/ {print $2}'; }
+# counter <server> <name>: a counter of the server's, summed over its labels.
+counter() { curl -s "$1/metrics" | awk -v name="ipfs_stream_$2" '$1 == name || index($1, name "{") == 1 {sum += $2} END {printf "%d", sum}'; }
+# start_edge <gateway>: a second server with an empty store of its own, fetching from <gateway>.
+edge_pid=
+start_edge() {
+  "$binary" --data-dir "$work/edge" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 \
+    --session-rate-limit-per-minute 0 --gateway "$1" >"$work/edge.out" 2>"$work/edge.log" &
+  edge_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$work/edge.out" 2>/dev/null && break; sleep 0.05; done
+  edge=$(sed -n 's/^listening on //p' "$work/edge.out" | head -1)
+}
+stop_edge() { kill "$edge_pid"; wait "$edge_pid" 2>/dev/null || true; edge_pid=; rm -rf "$work/edge"; }
+# ondemand_row <bad-network.mjs line> <where the bytes came from: store|upstream> <bytes>
+ondemand_row() {
+  echo "$1" | python3 -c "
+import json, sys
+d = json.loads(sys.stdin.read())
+d.update(file_bytes=$size, read_from='$2', bytes_read=$3)
+print(json.dumps(d))" | tee -a "$results"
+}
 bad_network() { (cd tests/browser && node bad-network.mjs "$1" "$base" "$relay" "${@:2}") | tee -a "$results"; }
 
 for part in $parts; do
@@ -95,14 +116,16 @@ for part in $parts; do
       for progressive in true false; do
         # A fresh server for each: nothing of the file in its block cache.
         start_server
-        before=$(bytes_read)
+        before=$(counter "$base" store_read_bytes_total)
         line=$(cd tests/browser && node bad-network.mjs ondemand "$base" "$relay" "$cid" 10 "$progressive")
-        after=$(bytes_read)
-        echo "$line" | python3 -c "
-import json, sys
-d = json.loads(sys.stdin.read())
-d.update(file_bytes=$size, store_bytes_read=$after - $before)
-print(json.dumps(d))" | tee -a "$results"
+        after=$(counter "$base" store_read_bytes_total)
+        ondemand_row "$line" store "$((after - before))"
+        # The same viewer on an edge that has the file only through its gateway (this server),
+        # with an empty store of its own: what it fetches from upstream.
+        start_edge "$base"
+        line=$(cd tests/browser && node bad-network.mjs ondemand "$edge" "$relay" "$cid" 10 "$progressive")
+        ondemand_row "$line" upstream "$(counter "$edge" upstream_bytes_total)"
+        stop_edge
         stop_server
       done
       ;;

@@ -337,3 +337,70 @@ async fn a_car_range_brings_the_next_window_too_for_a_reader_that_goes_on() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(counters.remote_blocks.load(Ordering::SeqCst), 18, "its one leaf");
 }
+
+#[tokio::test]
+async fn a_read_of_the_first_bytes_while_they_come_with_the_root_waits_for_them() {
+    let data = kubo_bytes("first window", 1024 * KIB);
+    let (origin, cids) = origin_with(std::slice::from_ref(&data)).await;
+    let upstream = Arc::new(NodeUpstream {
+        blocks_only: false,
+        ..NodeUpstream::new(&origin)
+    });
+    let (edge, _) = edge_over(upstream.clone(), big_budget().await);
+    // A player's first window, asked as soon as the root is here: its leaves are still on their
+    // way in the root's CAR.
+    let window = collect(edge.read(&cids[0], ByteRange::new(0, Some(256 * 1024))).await.unwrap())
+        .await
+        .unwrap();
+    assert!(window == data[..256 * KIB]);
+    assert_eq!(
+        upstream.car_requests.load(Ordering::SeqCst),
+        1,
+        "the first bytes asked once, with the root"
+    );
+    assert_eq!(edge.store_counters().remote_bytes.load(Ordering::SeqCst), {
+        // The root (16 links) and leaves 0 to 7.
+        let root = edge.block(&cids[0]).await.unwrap().data().len() as u64;
+        root + 512 * KIB as u64
+    });
+}
+
+#[tokio::test]
+async fn a_range_of_a_file_two_levels_deep_comes_as_one_car() {
+    // 192 leaves of 64 KiB: more than one node's 174 links, so the root links two inner nodes and
+    // they link the leaves.
+    let data = kubo_bytes("two levels", 192 * 64 * KIB);
+    let (origin, cids) = origin_with(std::slice::from_ref(&data)).await;
+    let upstream = Arc::new(NodeUpstream {
+        blocks_only: false,
+        ..NodeUpstream::new(&origin)
+    });
+    let (edge, _) = edge_over(upstream.clone(), big_budget().await);
+    // The root comes with the first inner node and the first 512 KiB, kept in the background.
+    edge.stat(&cids[0]).await.unwrap();
+    let counters = edge.store_counters();
+    for _ in 0..200 {
+        if counters.remote_blocks.load(Ordering::SeqCst) >= 1 + 1 + 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(upstream.car_requests.load(Ordering::SeqCst), 1);
+
+    // Leaves 80 to 83, under the inner node that is here: not here themselves.
+    let at = 80 * 64 * KIB;
+    let range = collect(
+        edge.read(&cids[0], ByteRange::new(at as u64, Some(256 * 1024)))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(range == data[at..at + 256 * KIB]);
+    assert_eq!(
+        upstream.car_requests.load(Ordering::SeqCst),
+        2,
+        "one CAR for the range, not one per leaf"
+    );
+    assert_eq!(upstream.block_requests.load(Ordering::SeqCst), 0);
+}

@@ -8,16 +8,20 @@
 //! With upstreams configured ([`Remote`]), a block the store lacks (or holds corrupted) is fetched
 //! from them, verified there, and written to the store as cache, unpinned.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cid::Cid;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use super::block::{Block, DAG_PB, check_supported, verify};
 use super::cache_budget::CacheBudget;
+use super::lock;
 use super::node::Node;
 use super::reader::CarWalk;
 use super::remote::Remote;
@@ -72,6 +76,9 @@ pub struct Blocks {
     counters: Arc<StoreCounters>,
     remote: Option<Arc<Remote>>,
     budget: Option<Arc<CacheBudget>>,
+    /// The first bytes of remote files still coming in with their roots, by root: a read of
+    /// those bytes waits for them rather than asking the upstream for them again.
+    first_bytes: Arc<Mutex<HashMap<Cid, Shared<BoxFuture<'static, ()>>>>>,
 }
 
 impl Blocks {
@@ -84,6 +91,7 @@ impl Blocks {
             counters: Arc::default(),
             remote: None,
             budget: None,
+            first_bytes: Arc::default(),
         }
     }
 
@@ -184,9 +192,28 @@ impl Blocks {
                 0,
                 FIRST_BYTES.min(size),
             );
-            tokio::spawn(walk.drain());
+            let key = storage_key(cid);
+            let arriving = walk.drain().shared();
+            lock(&self.first_bytes).insert(key, arriving.clone());
+            let first_bytes = self.first_bytes.clone();
+            tokio::spawn(async move {
+                arriving.await;
+                lock(&first_bytes).remove(&key);
+            });
         }
         Some(root)
+    }
+
+    /// Waits for the first bytes of the remote file `root` if they are still coming in with it
+    /// ([`FIRST_BYTES`] from its start); returns at once otherwise.
+    pub(crate) async fn first_bytes_arrived(&self, root: &Cid, start: u64) {
+        if start >= FIRST_BYTES {
+            return;
+        }
+        let arriving = lock(&self.first_bytes).get(&storage_key(root)).cloned();
+        if let Some(arriving) = arriving {
+            arriving.await;
+        }
     }
 
     /// A block fetched from an upstream and verified: counted, cached in memory, and kept in the

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use cid::Cid;
 use tokio::sync::Notify;
 
+use super::lock;
 use super::store::storage_key;
 use crate::clock::now_ms;
 use crate::error::Result;
@@ -223,10 +224,6 @@ impl CacheBudget {
     pub async fn forget(&self, keys: &[Cid]) -> Result<()> {
         self.index.forget(keys).await
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -29,3 +29,9 @@ pub use repository::{ContentRecord, ContentRepository, MemoryContentRepository, 
 pub use service::{AddRequest, ContentNode, ContentService, GcReport, NodeStat, VerifyReport};
 pub use store::{BlockBatch, BlockStore, ByteStream, MemoryBlockStore};
 pub use stored_only::{stored_only, stored_only_stream};
+
+/// A mutex's guard, poisoned or not: what the content core guards stays consistent between
+/// statements, so a panic elsewhere leaves nothing half-done to refuse.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -7,7 +7,7 @@ use cid::Cid;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 
-use super::block::Block;
+use super::block::{Block, RAW};
 use super::blocks::Blocks;
 use super::car_feed::CarFeed;
 use super::node::{FileChild, Node};
@@ -74,18 +74,12 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
     }
     let stream = async_stream::try_stream! {
         let remote = blocks.remote().cloned().expect("checked above");
-        let (data, children, size) = match Node::parse(&root)? {
-            Node::File { data, children, size } => (data, children, size),
+        let size = match Node::parse(&root)? {
+            Node::File { size, .. } => size,
             other => Err(Error::WrongKind { cid: *root.cid(), expected: "file", actual: other.kind().as_str() })?,
         };
-        // The first and the last child the range needs tell whether it is here: a range read
-        // earlier leaves the blocks around it, and a whole read leaves them all.
-        let wanted = children_overlapping(&children, data.len() as u64, start, end);
-        let ends = [wanted.first(), wanted.last()];
-        let mut missing = false;
-        for (child, _) in ends.into_iter().flatten() {
-            missing |= !blocks.at_hand(&child.cid).await?;
-        }
+        blocks.first_bytes_arrived(root.cid(), start).await;
+        let missing = !ends_at_hand(&blocks, &root, start, end).await?;
         // A reader in windows of a block or more (a player, a download) is likely to go on; a
         // small range is more often one of a kind (a seek, a probe): it brings nothing ahead.
         let ahead = if end - start >= READ_AHEAD_FROM { end - start } else { 0 };
@@ -133,6 +127,36 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
         }
     };
     stream.map_err(|e: Error| e).boxed()
+}
+
+/// Whether the blocks holding the first and the last byte of `start..end` are here, and the nodes
+/// on the way to them: a range read earlier leaves the blocks around it, and a whole read leaves
+/// them all. (The root's own children are not enough: in a file of more than one level they are
+/// the inner nodes, which the first read of the file brings.)
+async fn ends_at_hand(blocks: &Blocks, root: &Block, start: u64, end: u64) -> Result<bool> {
+    for offset in [start, end - 1] {
+        let mut node = root.clone();
+        let mut base = 0;
+        loop {
+            let (data, children) = file_parts(&node)?;
+            let Some((child, child_base)) =
+                children_overlapping(&children, base + data.len() as u64, offset, offset + 1)
+                    .into_iter()
+                    .next()
+            else {
+                break;
+            };
+            if !blocks.at_hand(&child.cid).await? {
+                return Ok(false);
+            }
+            if child.cid.codec() == RAW {
+                break;
+            }
+            node = blocks.get(&child.cid).await?;
+            base = child_base;
+        }
+    }
+    Ok(true)
 }
 
 /// The walk of a file's DAG over `start..end`, depth first, with its blocks taken from a CAR in

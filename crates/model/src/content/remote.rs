@@ -20,6 +20,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::block::{Block, verify};
 use super::car_feed::CarFeed;
+use super::lock;
 use super::store::ByteStream;
 use crate::error::{Error, Result};
 
@@ -230,6 +231,7 @@ impl Remote {
             in_flight
                 .entry(*cid)
                 .or_insert_with(|| {
+                    tracing::debug!(%cid, "fetching a block");
                     let remote = self.clone();
                     let cid = *cid;
                     async move {
@@ -260,6 +262,7 @@ impl Remote {
                 && health.no_cars_until.is_none_or(|until| until <= now)
         });
         for gateway in candidates {
+            tracing::debug!(%cid, first, last, upstream = gateway.upstream.name(), "asking for a CAR");
             gateway.counters.requests.fetch_add(1, Ordering::Relaxed);
             gateway.counters.car_requests.fetch_add(1, Ordering::Relaxed);
             match gateway.upstream.car(cid, first, last).await {
@@ -544,10 +547,6 @@ impl Gateway {
         Health::push(&mut health.outcomes, false);
         health.quarantined_until = Some(Instant::now() + quarantine);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
