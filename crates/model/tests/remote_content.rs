@@ -404,3 +404,43 @@ async fn a_range_of_a_file_two_levels_deep_comes_as_one_car() {
     );
     assert_eq!(upstream.block_requests.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_range_asked_without_read_ahead_brings_only_itself() {
+    let data = kubo_bytes("paced", 2048 * KIB);
+    let (origin, cids) = origin_with(std::slice::from_ref(&data)).await;
+    let upstream = Arc::new(NodeUpstream {
+        blocks_only: false,
+        ..NodeUpstream::new(&origin)
+    });
+    let (edge, _) = edge_over(upstream.clone(), big_budget().await);
+    let counters = edge.store_counters();
+    // The root and the first 512 KiB (leaves 0 to 7).
+    edge.stat(&cids[0]).await.unwrap();
+    for _ in 0..200 {
+        if counters.remote_blocks.load(Ordering::SeqCst) >= 9 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // A media source's window: leaves 8 to 11 and nothing after them.
+    let window = 256 * KIB;
+    let read = collect(
+        edge.read(
+            &cids[0],
+            ByteRange::new(2 * window as u64, Some(window as u64)).without_read_ahead(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(read == data[2 * window..3 * window]);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(upstream.car_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        counters.remote_blocks.load(Ordering::SeqCst),
+        9 + 4,
+        "the window's four leaves"
+    );
+}

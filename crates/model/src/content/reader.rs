@@ -27,6 +27,8 @@ const READ_AHEAD_FROM: u64 = 256 * 1024;
 pub struct ByteRange {
     start: u64,
     end: Option<u64>,
+    /// The reader reads ahead itself when it needs to: an upstream is asked for this range alone.
+    without_read_ahead: bool,
 }
 
 impl ByteRange {
@@ -40,7 +42,23 @@ impl ByteRange {
         Self {
             start: offset,
             end: length.map(|len| offset.saturating_add(len)),
+            without_read_ahead: false,
         }
+    }
+
+    /// The range alone, for a reader that reads its next window ahead itself once reads are slow
+    /// (a media source): what an upstream sends ahead of a viewer who then leaves is fetched for
+    /// nothing.
+    pub fn without_read_ahead(self) -> Self {
+        Self {
+            without_read_ahead: true,
+            ..self
+        }
+    }
+
+    /// Whether a range read from an upstream may bring the bytes after it too.
+    pub fn reads_ahead(&self) -> bool {
+        !self.without_read_ahead
     }
 
     pub fn start(&self) -> u64 {
@@ -66,9 +84,10 @@ type Fetched = BoxStream<'static, Result<(Block, u64)>>;
 /// Streams content bytes `start..end` of the file at `root` (a block already fetched and parsed).
 /// When the blocks it needs are missing here and upstreams are configured, the range comes as one
 /// CAR from an upstream that serves CARs, else block by block. For a range of 256 KiB or more the
-/// CAR also asks for as many bytes again after it, kept in the background once the range is sent:
-/// a reader that goes on where it stopped (a player, a download in windows) finds them here.
-pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> ByteStream {
+/// CAR also asks for as many bytes again after it (unless `read_ahead` is off), kept in the
+/// background once the range is sent: a reader that goes on where it stopped (a download in
+/// windows) finds them here.
+pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64, read_ahead: bool) -> ByteStream {
     if blocks.remote().is_none() || start >= end {
         return read_by_blocks(blocks, root, start, end);
     }
@@ -82,7 +101,7 @@ pub fn read_file_range(blocks: Blocks, root: Block, start: u64, end: u64) -> Byt
         let missing = !ends_at_hand(&blocks, &root, start, end).await?;
         // A reader in windows of a block or more (a player, a download) is likely to go on; a
         // small range is more often one of a kind (a seek, a probe): it brings nothing ahead.
-        let ahead = if end - start >= READ_AHEAD_FROM { end - start } else { 0 };
+        let ahead = if read_ahead && end - start >= READ_AHEAD_FROM { end - start } else { 0 };
         let ahead_end = end.saturating_add(ahead).min(size);
         let mut feed = None;
         if missing

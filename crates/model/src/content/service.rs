@@ -387,7 +387,13 @@ impl ContentService for ContentNode {
     async fn read(&self, cid: &Cid, range: ByteRange) -> Result<ByteStream> {
         let (root, size) = self.file_root(cid).await?;
         let (start, end) = range.clamp(cid, size)?;
-        Ok(read_file_range(self.blocks.clone(), root, start, end))
+        Ok(read_file_range(
+            self.blocks.clone(),
+            root,
+            start,
+            end,
+            range.reads_ahead(),
+        ))
     }
 
     async fn list_directory(&self, cid: &Cid) -> Result<Vec<DirEntry>> {

@@ -33,7 +33,8 @@ const RETRY_BUDGET: Duration = Duration::from_millis(1500);
 /// A range read that took this long shows a slow store (a remote one, one under load): from then
 /// on the next window is read ahead, while the current one plays, so that a stall of the store
 /// costs the playback nothing until it outlasts the window's media. On a fast store nothing is
-/// read ahead, and a viewer who leaves early has cost only what the demuxer touched.
+/// read ahead, and a viewer who leaves early has cost only what the demuxer touched; for the same
+/// reason its range reads ask an upstream for the window alone.
 const SLOW_READ: Duration = Duration::from_millis(50);
 
 /// A range read in the background: its bytes, and the attempts it took.
@@ -108,7 +109,7 @@ impl StoreSource {
                 // Windows end on a multiple of WINDOW, where the default chunker cuts blocks: a
                 // window across a block boundary would read two whole blocks from the store.
                 let window = window.min(WINDOW - at % WINDOW);
-                let range = ByteRange::new(at, Some(window.min(self.size - at)));
+                let range = ByteRange::new(at, Some(window.min(self.size - at))).without_read_ahead();
                 let data = read_range(&self.content, &self.cid, range, &self.runtime, &mut self.reads)?;
                 self.read_ahead |= began.elapsed() >= SLOW_READ;
                 data
@@ -118,7 +119,7 @@ impl StoreSource {
         self.window = (at, data);
         if self.read_ahead && next < self.size {
             let (content, cid) = (self.content.clone(), self.cid);
-            let range = ByteRange::new(next, Some((WINDOW - next % WINDOW).min(self.size - next)));
+            let range = ByteRange::new(next, Some((WINDOW - next % WINDOW).min(self.size - next))).without_read_ahead();
             let read = self.runtime.spawn(async move {
                 let mut attempts = 0;
                 let data = read_with_retries(&content, &cid, range, &mut attempts).await;
@@ -307,6 +308,8 @@ mod tests {
         let mut store = crate::content::service::MockContentService::new();
         let failures = std::sync::Mutex::new(std::collections::VecDeque::from(failures));
         store.expect_read().returning(move |_, range| {
+            // The source reads its next window ahead itself once reads are slow.
+            assert!(!range.reads_ahead(), "a window is asked for alone");
             if let Some(Some(error)) = failures.lock().unwrap().pop_front() {
                 return Err(error);
             }
