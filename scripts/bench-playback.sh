@@ -49,12 +49,16 @@ encode() { # $1 seconds, $2 kbit/s, $3 output
     -g 60 -keyint_min 60 -deadline realtime -cpu-used 8 "$3"
 }
 
+# listening_on <stdout file>: the base URL a server just started prints there, once it has.
+listening_on() {
+  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.05; done
+  sed -n 's/^listening on //p' "$1" | head -1
+}
 start_server() {
   "$binary" serve --listen 127.0.0.1:0 --auth off --allow-fault-injection --anon-rate-limit-per-second 0 \
     --session-rate-limit-per-minute 0 >"$work/serve.out" 2>"$work/serve.log" &
   server_pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
-  base=$(sed -n 's/^listening on //p' "$work/serve.out" | head -1)
+  base=$(listening_on "$work/serve.out")
 }
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 add() { "$binary" add -q "$1"; }
@@ -66,16 +70,15 @@ start_edge() {
   "$binary" --data-dir "$work/edge" serve --listen 127.0.0.1:0 --auth off --anon-rate-limit-per-second 0 \
     --session-rate-limit-per-minute 0 --gateway "$1" >"$work/edge.out" 2>"$work/edge.log" &
   edge_pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$work/edge.out" 2>/dev/null && break; sleep 0.05; done
-  edge=$(sed -n 's/^listening on //p' "$work/edge.out" | head -1)
+  edge=$(listening_on "$work/edge.out")
 }
 stop_edge() { kill "$edge_pid"; wait "$edge_pid" 2>/dev/null || true; edge_pid=; rm -rf "$work/edge"; }
-# ondemand_row <bad-network.mjs line> <where the bytes came from: store|upstream> <bytes>
+# ondemand_row <bad-network.mjs line> <where the bytes came from: store|upstream> <bytes> <file bytes>
 ondemand_row() {
   echo "$1" | python3 -c "
 import json, sys
 d = json.loads(sys.stdin.read())
-d.update(file_bytes=$size, read_from='$2', bytes_read=$3)
+d.update(file_bytes=$4, read_from='$2', bytes_read=$3)
 print(json.dumps(d))" | tee -a "$results"
 }
 bad_network() { (cd tests/browser && node bad-network.mjs "$1" "$base" "$relay" "${@:2}") | tee -a "$results"; }
@@ -119,12 +122,12 @@ for part in $parts; do
         before=$(counter "$base" store_read_bytes_total)
         line=$(cd tests/browser && node bad-network.mjs ondemand "$base" "$relay" "$cid" 10 "$progressive")
         after=$(counter "$base" store_read_bytes_total)
-        ondemand_row "$line" store "$((after - before))"
+        ondemand_row "$line" store "$((after - before))" "$size"
         # The same viewer on an edge that has the file only through its gateway (this server),
         # with an empty store of its own: what it fetches from upstream.
         start_edge "$base"
         line=$(cd tests/browser && node bad-network.mjs ondemand "$edge" "$relay" "$cid" 10 "$progressive")
-        ondemand_row "$line" upstream "$(counter "$edge" upstream_bytes_total)"
+        ondemand_row "$line" upstream "$(counter "$edge" upstream_bytes_total)" "$size"
         stop_edge
         stop_server
       done

@@ -16,12 +16,10 @@ mod support;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use support::sansio::{connected, negotiate, peer, video_track};
+use support::sansio::{connected, negotiate, peer, receive, video_track};
 
 const SERVER: &str = "127.0.0.1:42000";
 const VIEWER: &str = "127.0.0.1:52000";
@@ -51,17 +49,13 @@ impl Direction {
     fn arrive(&mut self, now: Instant, to: &mut RTCPeerConnection, to_address: &str, from_address: &str) {
         while self.in_flight.front().is_some_and(|(at, _)| *at <= now) {
             let (_, datagram) = self.in_flight.pop_front().unwrap();
-            to.handle_read(TaggedBytesMut {
+            receive(
+                to,
                 now,
-                transport: TransportContext {
-                    local_addr: to_address.parse().unwrap(),
-                    peer_addr: from_address.parse().unwrap(),
-                    ecn: None,
-                    transport_protocol: TransportProtocol::UDP,
-                },
-                message: BytesMut::from(&datagram[..]),
-            })
-            .unwrap();
+                to_address.parse().unwrap(),
+                from_address.parse().unwrap(),
+                &datagram,
+            );
         }
     }
 }

@@ -12,7 +12,8 @@ use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 use model::content::{
     BlockStore, ByteRange, ByteStream, CacheBudget, CarScope, ContentNode, ContentService, EntityBytes, ImportOptions,
-    MemoryBlockStore, MemoryCachedBlocks, MemoryContentRepository, Remote, RemoteOptions, Upstream, UpstreamError,
+    MemoryBlockStore, MemoryCachedBlocks, MemoryContentRepository, Remote, RemoteOptions, StoreCounters, Upstream,
+    UpstreamError,
 };
 use support::{add_request, collect, kubo_bytes, node, pieces};
 
@@ -184,6 +185,16 @@ async fn a_pinned_remote_dag_is_kept_whole_and_never_evicted() {
     assert!(read == pinned_data);
 }
 
+/// Waits for `blocks` fetched blocks to be counted (those of a CAR read in the background).
+async fn fetched(counters: &StoreCounters, blocks: u64) {
+    for _ in 0..200 {
+        if counters.remote_blocks.load(Ordering::SeqCst) >= blocks {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn big_budget() -> Arc<CacheBudget> {
     Arc::new(
         CacheBudget::open(Arc::new(MemoryCachedBlocks::default()), 1 << 30)
@@ -273,20 +284,9 @@ async fn a_car_range_brings_the_next_window_too_for_a_reader_that_goes_on() {
     });
     let (edge, _) = edge_over(upstream.clone(), big_budget().await);
     let counters = edge.store_counters();
-    let settle = |blocks: u64| {
-        let counters = counters.clone();
-        async move {
-            for _ in 0..200 {
-                if counters.remote_blocks.load(Ordering::SeqCst) >= blocks {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        }
-    };
     // The root comes with the first 512 KiB (leaves 0 to 7 of 64 KiB), kept in the background.
     edge.stat(&cids[0]).await.unwrap();
-    settle(9).await;
+    fetched(&counters, 9).await;
     assert_eq!(upstream.car_requests.load(Ordering::SeqCst), 1);
     let head = collect(edge.read(&cids[0], ByteRange::new(0, Some(512 * 1024))).await.unwrap())
         .await
@@ -308,7 +308,7 @@ async fn a_car_range_brings_the_next_window_too_for_a_reader_that_goes_on() {
     .await
     .unwrap();
     assert!(first == data[512 * KIB..768 * KIB]);
-    settle(17).await;
+    fetched(&counters, 17).await;
     let second = collect(
         edge.read(&cids[0], ByteRange::new(3 * window, Some(window)))
             .await
@@ -379,12 +379,7 @@ async fn a_range_of_a_file_two_levels_deep_comes_as_one_car() {
     // The root comes with the first inner node and the first 512 KiB, kept in the background.
     edge.stat(&cids[0]).await.unwrap();
     let counters = edge.store_counters();
-    for _ in 0..200 {
-        if counters.remote_blocks.load(Ordering::SeqCst) >= 1 + 1 + 8 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    fetched(&counters, 1 + 1 + 8).await;
     assert_eq!(upstream.car_requests.load(Ordering::SeqCst), 1);
 
     // Leaves 80 to 83, under the inner node that is here: not here themselves.
@@ -417,12 +412,7 @@ async fn a_range_asked_without_read_ahead_brings_only_itself() {
     let counters = edge.store_counters();
     // The root and the first 512 KiB (leaves 0 to 7).
     edge.stat(&cids[0]).await.unwrap();
-    for _ in 0..200 {
-        if counters.remote_blocks.load(Ordering::SeqCst) >= 9 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    fetched(&counters, 9).await;
     // A media source's window: leaves 8 to 11 and nothing after them.
     let window = 256 * KIB;
     let read = collect(

@@ -14,14 +14,13 @@ mod support;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use support::sansio::{connected, negotiate, peer, video_track};
+use support::sansio::{connected, negotiate, peer, receive, video_track};
 
 const SENDER: &str = "127.0.0.1:41000";
 const RECEIVER: &str = "127.0.0.1:51000";
@@ -35,17 +34,13 @@ fn deliver(from: &mut RTCPeerConnection, to: &mut RTCPeerConnection, to_address:
     }
     let delivered = burst.len();
     for datagram in burst {
-        to.handle_read(TaggedBytesMut {
-            now: Instant::now(),
-            transport: TransportContext {
-                local_addr: to_address.parse().unwrap(),
-                peer_addr: datagram.transport.local_addr,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(&datagram.message[..]),
-        })
-        .unwrap();
+        receive(
+            to,
+            Instant::now(),
+            to_address.parse().unwrap(),
+            datagram.transport.local_addr,
+            &datagram.message,
+        );
     }
     delivered
 }

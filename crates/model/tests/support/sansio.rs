@@ -1,7 +1,10 @@
 //! Sans-IO peer connections for tests that need exact bursts, losses or timings: each test moves
 //! the datagrams between two peers itself.
 
+use std::net::SocketAddr;
 use std::time::Instant;
+
+use bytes::BytesMut;
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -15,6 +18,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 pub fn vp8() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -93,4 +97,20 @@ pub fn connected(connection: &mut RTCPeerConnection) -> bool {
         }
     }
     connected
+}
+
+/// Hands `connection` (at `local`) a UDP datagram from `peer` at `now`.
+pub fn receive(connection: &mut RTCPeerConnection, now: Instant, local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
+    connection
+        .handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: peer,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        })
+        .unwrap();
 }
