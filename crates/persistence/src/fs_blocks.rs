@@ -22,7 +22,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,8 +32,9 @@ use model::content::{Block, BlockBatch, BlockStore};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::block_locations::{self, BlockLocations};
 use crate::error::{Error, io_error};
-use crate::pack_index::{Durability, Entry, PackIndex};
+use crate::pack_index::{Durability, Entry, Location, PackIndex};
 
 /// Bytes of a record's header before its key: the key's length and the data's.
 pub(crate) const RECORD_HEADER_FIXED: u64 = 8;
@@ -60,6 +61,8 @@ struct Layout {
     blocks: PathBuf,
     staging: PathBuf,
     index: PackIndex,
+    /// Where recently read blocks are (see [`crate::block_locations`]).
+    locations: Mutex<BlockLocations>,
     kept: Mutex<Option<KeptPack>>,
     settle_time: Duration,
     /// A shared lock on `staging.lock`, held while the store is open: another process opening
@@ -132,6 +135,10 @@ impl FsBlockStore {
                 blocks,
                 staging,
                 index,
+                locations: Mutex::new(BlockLocations::new(
+                    block_locations::TRUSTED_FOR,
+                    block_locations::CAPACITY,
+                )),
                 kept: Mutex::new(None),
                 settle_time,
                 _in_use: in_use,
@@ -150,9 +157,25 @@ impl FsBlockStore {
         }))
     }
 
+    fn locations(&self) -> std::sync::MutexGuard<'_, BlockLocations> {
+        self.inner.locations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where a block's data is: from the locations looked up lately, or from the index with the
+    /// blocks after it in its pack.
+    async fn locate(&self, key: &[u8]) -> Result<Option<Location>, Error> {
+        if let Some(at) = self.locations().get(key, Instant::now()) {
+            return Ok(Some(at));
+        }
+        let run = self.inner.index.locate_run(key, block_locations::RUN_LENGTH).await?;
+        let at = run.iter().find(|(next, _)| next == key).map(|(_, at)| at.clone());
+        self.locations().insert_run(run, Instant::now());
+        Ok(at)
+    }
+
     /// The bytes at a block's location; `None` when its pack is gone (moved by compaction).
     async fn read_located(&self, key: &[u8]) -> Result<Option<Option<Bytes>>, Error> {
-        let Some(at) = self.inner.index.locate(key).await? else {
+        let Some(at) = self.locate(key).await? else {
             return Ok(Some(None));
         };
         let path = self.inner.blocks.join(&at.pack);
@@ -163,7 +186,10 @@ impl FsBlockStore {
         .await;
         match read {
             Ok((_, Ok(data))) => Ok(Some(Some(Bytes::from(data)))),
-            Ok((_, Err(e))) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok((_, Err(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.locations().forget(key);
+                Ok(None)
+            }
             Ok((path, Err(e))) => Err(io_error(&path, e)),
             Err(e) => Err(io_error(&self.inner.blocks, std::io::Error::other(e))),
         }
@@ -521,7 +547,10 @@ impl BlockStore for FsBlockStore {
     }
 
     async fn delete(&self, cid: &Cid) -> model::Result<bool> {
-        Ok(self.inner.index.remove(&key_of(cid)).await?)
+        let key = key_of(cid);
+        let removed = self.inner.index.remove(&key).await?;
+        self.locations().forget(&key);
+        Ok(removed)
     }
 
     async fn list(&self) -> model::Result<Vec<Cid>> {
@@ -567,6 +596,9 @@ impl BlockStore for FsBlockStore {
                 compacted += 1;
                 freed += size - live.bytes;
             }
+        }
+        if removed + compacted > 0 {
+            self.locations().clear();
         }
         tracing::info!(removed, compacted, freed_bytes = freed, "pack space reclaimed");
         Ok(())
@@ -618,5 +650,30 @@ impl BlockBatch for FsBatch {
     /// bytes are on the device.
     async fn commit(self: Box<Self>, _roots: &[Cid]) -> model::Result<()> {
         Ok(self.pack.publish().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reading_a_batch_in_order_asks_the_index_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlockStore::open(dir.path()).await.unwrap();
+        let blocks: Vec<Block> = (0..100u32)
+            .map(|i| Block::encode(cid::Version::V1, RAW, Bytes::from(i.to_le_bytes().repeat(64))))
+            .collect();
+        let mut batch = store.begin().await.unwrap();
+        for block in &blocks {
+            batch.put(block.clone()).await.unwrap();
+        }
+        batch.commit(&[]).await.unwrap();
+
+        for block in &blocks {
+            assert_eq!(store.get(block.cid()).await.unwrap().as_ref(), Some(block.data()));
+        }
+        let runs = 100u64.div_ceil(u64::from(block_locations::RUN_LENGTH));
+        assert_eq!(store.locations().runs_looked_up(), runs);
     }
 }

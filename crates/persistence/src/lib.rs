@@ -13,6 +13,7 @@
 
 pub mod access_tickets;
 pub mod access_tokens;
+mod block_locations;
 pub mod cached_blocks;
 pub mod content_repository;
 pub mod database;

@@ -86,6 +86,32 @@ impl PackIndex {
         }))
     }
 
+    /// A block's location and the locations of the blocks after it in its pack, in pack order,
+    /// `count` in all at most; empty when the block is not indexed.
+    pub async fn locate_run(&self, key: &[u8], count: u32) -> Result<Vec<(Vec<u8>, Location)>, Error> {
+        let rows = sqlx::query(
+            "SELECT next.key, next.pack, next.data_offset, next.data_length \
+             FROM blocks AS wanted JOIN blocks AS next \
+               ON next.pack = wanted.pack AND next.data_offset >= wanted.data_offset \
+             WHERE wanted.key = ? ORDER BY next.data_offset LIMIT ?",
+        )
+        .bind(key)
+        .bind(count)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let location = Location {
+                    pack: row.get(1),
+                    offset: row.get::<i64, _>(2) as u64,
+                    length: row.get::<i64, _>(3) as u64,
+                };
+                (row.get(0), location)
+            })
+            .collect())
+    }
+
     pub async fn contains(&self, key: &[u8]) -> Result<bool, Error> {
         Ok(sqlx::query("SELECT 1 FROM blocks WHERE key = ?")
             .bind(key)

@@ -324,3 +324,66 @@ async fn opening_a_store_another_process_has_open_leaves_its_batches_alone() {
     let _reopened = FsBlockStore::open(dir.path()).await.unwrap();
     assert!(std::fs::read_dir(dir.path().join("staging")).unwrap().next().is_none());
 }
+
+#[tokio::test]
+async fn a_block_read_then_deleted_here_is_gone_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    let blocks = blocks_of(&[1000, 2000, 3000]);
+    stored_in_one_batch(&store, &blocks).await;
+    for block in &blocks {
+        assert_eq!(store.get(block.cid()).await.unwrap(), Some(block.data().clone()));
+    }
+    assert!(store.delete(blocks[1].cid()).await.unwrap());
+    assert_eq!(store.get(blocks[1].cid()).await.unwrap(), None);
+    assert_eq!(
+        store.get(blocks[2].cid()).await.unwrap(),
+        Some(blocks[2].data().clone())
+    );
+}
+
+#[tokio::test]
+async fn a_block_read_before_another_process_compacted_its_pack_is_read_from_its_new_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = FsBlockStore::open(dir.path()).await.unwrap();
+    let blocks = blocks_of(&[100_000, 100_000, 100_000, 50_000]);
+    stored_in_one_batch(&serving, &blocks).await;
+    for block in &blocks {
+        assert_eq!(serving.get(block.cid()).await.unwrap(), Some(block.data().clone()));
+    }
+    // `ipfs-stream repo gc` beside the server: the last block moves to a pack of its own.
+    let beside = FsBlockStore::open_with_settle_time(dir.path(), Duration::ZERO)
+        .await
+        .unwrap();
+    let before = packs(dir.path());
+    for block in &blocks[..3] {
+        assert!(beside.delete(block.cid()).await.unwrap());
+    }
+    beside.reclaim_space().await.unwrap();
+    assert_ne!(packs(dir.path()), before, "the pack was rewritten");
+    assert_eq!(
+        serving.get(blocks[3].cid()).await.unwrap(),
+        Some(blocks[3].data().clone())
+    );
+}
+
+#[tokio::test]
+async fn a_block_another_process_deleted_stops_being_read_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = FsBlockStore::open(dir.path()).await.unwrap();
+    let blocks = blocks_of(&[1000, 2000]);
+    stored_in_one_batch(&serving, &blocks).await;
+    assert_eq!(
+        serving.get(blocks[0].cid()).await.unwrap(),
+        Some(blocks[0].data().clone())
+    );
+    let beside = FsBlockStore::open(dir.path()).await.unwrap();
+    assert!(beside.delete(blocks[0].cid()).await.unwrap());
+    // Its pack stays (the other block lives in it), so only the index says it is gone.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(serving.get(blocks[0].cid()).await.unwrap(), None);
+    assert_eq!(
+        serving.get(blocks[1].cid()).await.unwrap(),
+        Some(blocks[1].data().clone())
+    );
+}
