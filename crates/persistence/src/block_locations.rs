@@ -20,8 +20,10 @@ use crate::pack_index::Location;
 pub(crate) const RUN_LENGTH: u32 = 32;
 /// How long a looked-up location is used before the index is asked again.
 pub(crate) const TRUSTED_FOR: Duration = Duration::from_secs(2);
-/// Locations kept at most (a few MiB of memory; 16 GiB of content at the default chunk size).
-pub(crate) const CAPACITY: usize = 65_536;
+/// Locations kept at most, about 300 bytes each (5 MiB). Runs older than [`TRUSTED_FOR`] go at the
+/// next lookup, so the map holds what was read in the last two seconds, up to this many blocks
+/// (4 GiB at the default chunk size).
+pub(crate) const CAPACITY: usize = 16_384;
 
 pub(crate) struct BlockLocations {
     trusted_for: Duration,
