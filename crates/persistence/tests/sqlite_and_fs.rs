@@ -387,3 +387,24 @@ async fn a_block_another_process_deleted_stops_being_read_within_two_seconds() {
         Some(blocks[1].data().clone())
     );
 }
+
+#[tokio::test]
+async fn a_record_torn_at_the_end_of_its_pack_reads_short_and_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    let blocks = blocks_of(&[1000, 5000]);
+    stored_in_one_batch(&store, &blocks).await;
+    // A power loss after the index was written but before the last record's bytes were.
+    let at = store.location_of(blocks[1].cid()).await.unwrap().unwrap();
+    let pack = std::fs::OpenOptions::new().write(true).open(&at.path).unwrap();
+    pack.set_len(at.offset + 100).unwrap();
+
+    let torn = store.get(blocks[1].cid()).await.unwrap().unwrap();
+    assert_eq!(torn.len(), 100);
+    assert_eq!(torn[..], blocks[1].data()[..100]);
+    assert!(Block::verified(*blocks[1].cid(), torn).is_err());
+    assert_eq!(
+        store.get(blocks[0].cid()).await.unwrap(),
+        Some(blocks[0].data().clone())
+    );
+}
