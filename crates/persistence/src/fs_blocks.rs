@@ -18,7 +18,7 @@
 //! points into any more and rewrites the ones that are mostly dead.
 
 use std::collections::HashSet;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -161,21 +161,25 @@ impl FsBlockStore {
         self.inner.locations.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where a block's data is: from the locations looked up lately, or from the index with the
-    /// blocks after it in its pack.
-    async fn locate(&self, key: &[u8]) -> Result<Option<Location>, Error> {
-        if let Some(at) = self.locations().get(key, Instant::now()) {
-            return Ok(Some(at));
-        }
+    /// Where a block's data is: from the locations looked up lately (unless `ask_index`), or from
+    /// the index with the blocks after it in its pack.
+    async fn locate(&self, key: &[u8], ask_index: bool) -> Result<Option<Location>, Error> {
+        let generation = {
+            let locations = self.locations();
+            if !ask_index && let Some(at) = locations.get(key, Instant::now()) {
+                return Ok(Some(at));
+            }
+            locations.generation()
+        };
         let run = self.inner.index.locate_run(key, block_locations::RUN_LENGTH).await?;
         let at = run.iter().find(|(next, _)| next == key).map(|(_, at)| at.clone());
-        self.locations().insert_run(run, Instant::now());
+        self.locations().insert_run(run, Instant::now(), generation);
         Ok(at)
     }
 
     /// The bytes at a block's location; `None` when its pack is gone (moved by compaction).
-    async fn read_located(&self, key: &[u8]) -> Result<Option<Option<Bytes>>, Error> {
-        let Some(at) = self.locate(key).await? else {
+    async fn read_located(&self, key: &[u8], ask_index: bool) -> Result<Option<Option<Bytes>>, Error> {
+        let Some(at) = self.locate(key, ask_index).await? else {
             return Ok(Some(None));
         };
         let path = self.inner.blocks.join(&at.pack);
@@ -304,10 +308,29 @@ fn record_header(key: &[u8], data_length: usize) -> Vec<u8> {
 /// then fails verification, as a torn file did). The read fills a buffer that was never zeroed:
 /// zeroing each one for the read to overwrite took 7% of the server's CPU in a 1 GiB GET.
 fn read_record(path: &Path, offset: u64, length: u64) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut data = Vec::with_capacity(length as usize);
-    file.take(length).read_to_end(&mut data)?;
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    let length = usize::try_from(length).map_err(std::io::Error::other)?;
+    let mut data: Vec<u8> = Vec::with_capacity(length);
+    while data.len() < length {
+        let filled = data.len();
+        let spare = &mut data.spare_capacity_mut()[..length - filled];
+        let at = libc::off_t::try_from(offset + filled as u64).map_err(std::io::Error::other)?;
+        // SAFETY: pread writes at most `spare.len()` bytes into the vector's spare capacity, which
+        // the vector owns and nothing else reads meanwhile.
+        let read = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match read {
+            0 => break,
+            // SAFETY: pread initialized the `read` bytes after the vector's length.
+            read if read > 0 => unsafe { data.set_len(filled + read as usize) },
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
     Ok(data)
 }
 
@@ -501,11 +524,12 @@ impl Drop for PackBuilder {
 impl BlockStore for FsBlockStore {
     async fn get(&self, cid: &Cid) -> model::Result<Option<Bytes>> {
         let key = key_of(cid);
-        if let Some(found) = self.read_located(&key).await? {
+        if let Some(found) = self.read_located(&key, false).await? {
             return Ok(found);
         }
-        // The pack went between the lookup and the read: compaction moved the block. Once more.
-        match self.read_located(&key).await? {
+        // The pack went between the lookup and the read: compaction moved the block. Once more,
+        // from the index itself (another read may have put the old location back meanwhile).
+        match self.read_located(&key, true).await? {
             Some(found) => Ok(found),
             None => Err(io_error(
                 &self.inner.blocks,
@@ -536,6 +560,8 @@ impl BlockStore for FsBlockStore {
             .await
             .map_err(|e| model::Error::task("block write", e))??;
         self.inner.index.insert(&pack, &[entry], Durability::Lazy).await?;
+        // Kept again because the copy read was torn or lost: that copy is not read again.
+        self.locations().forget(&key_of(block.cid()));
         Ok(())
     }
 

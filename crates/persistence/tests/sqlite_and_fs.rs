@@ -408,3 +408,18 @@ async fn a_record_torn_at_the_end_of_its_pack_reads_short_and_fails_verification
         Some(blocks[0].data().clone())
     );
 }
+
+#[tokio::test]
+async fn a_block_kept_again_after_its_copy_tore_is_read_from_the_new_copy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlockStore::open(dir.path()).await.unwrap();
+    let block = Block::encode(cid::Version::V1, 0x55, Bytes::from(vec![7u8; 4000]));
+    store.keep(&block).await.unwrap();
+    assert_eq!(store.get(block.cid()).await.unwrap(), Some(block.data().clone()));
+    // The cache copy tears (a power loss), a read refuses it, and the block is fetched and kept again.
+    let at = store.location_of(block.cid()).await.unwrap().unwrap();
+    let pack = std::fs::OpenOptions::new().write(true).open(&at.path).unwrap();
+    pack.set_len(at.offset + 10).unwrap();
+    store.keep(&block).await.unwrap();
+    assert_eq!(store.get(block.cid()).await.unwrap(), Some(block.data().clone()));
+}
