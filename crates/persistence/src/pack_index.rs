@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::error::Error;
@@ -79,11 +81,7 @@ impl PackIndex {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|row| Location {
-            pack: row.get(0),
-            offset: row.get::<i64, _>(1) as u64,
-            length: row.get::<i64, _>(2) as u64,
-        }))
+        Ok(row.map(|row| location_at(&row, 0)))
     }
 
     /// A block's location and the locations of the blocks after it in its pack, in pack order,
@@ -99,17 +97,7 @@ impl PackIndex {
         .bind(count)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let location = Location {
-                    pack: row.get(1),
-                    offset: row.get::<i64, _>(2) as u64,
-                    length: row.get::<i64, _>(3) as u64,
-                };
-                (row.get(0), location)
-            })
-            .collect())
+        Ok(keyed_locations(rows))
     }
 
     pub async fn contains(&self, key: &[u8]) -> Result<bool, Error> {
@@ -192,20 +180,25 @@ impl PackIndex {
 
     /// The blocks of one pack, in the order they were written.
     pub async fn in_pack(&self, pack: &str) -> Result<Vec<(Vec<u8>, Location)>, Error> {
-        let rows = sqlx::query("SELECT key, data_offset, data_length FROM blocks WHERE pack = ? ORDER BY data_offset")
-            .bind(pack)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let location = Location {
-                    pack: pack.to_owned(),
-                    offset: row.get::<i64, _>(1) as u64,
-                    length: row.get::<i64, _>(2) as u64,
-                };
-                (row.get(0), location)
-            })
-            .collect())
+        let rows =
+            sqlx::query("SELECT key, pack, data_offset, data_length FROM blocks WHERE pack = ? ORDER BY data_offset")
+                .bind(pack)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(keyed_locations(rows))
     }
+}
+
+/// The location in a row's columns `first..first + 3` (pack, data offset, data length).
+fn location_at(row: &SqliteRow, first: usize) -> Location {
+    Location {
+        pack: row.get(first),
+        offset: row.get::<i64, _>(first + 1) as u64,
+        length: row.get::<i64, _>(first + 2) as u64,
+    }
+}
+
+/// Rows of (key, pack, data offset, data length) as keys and their locations.
+fn keyed_locations(rows: Vec<SqliteRow>) -> Vec<(Vec<u8>, Location)> {
+    rows.into_iter().map(|row| (row.get(0), location_at(&row, 1))).collect()
 }
