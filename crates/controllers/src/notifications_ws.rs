@@ -13,6 +13,7 @@
 //! the last id it saw: the events it missed that the history still keeps come first, then the
 //! live ones, none twice.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -468,7 +469,8 @@ pub async fn publish(
     if !body.data.is_object() {
         return Err(ApiError::bad_parameter("data", "data must be a JSON object"));
     }
-    model::notifications::Notifier::publish(state.hub.as_ref(), kind, body.data, body.source.or(Some("api".into())));
+    let source = body.source.map_or(Cow::Borrowed("api"), Cow::Owned);
+    model::notifications::Notifier::publish(state.hub.as_ref(), kind, body.data.into(), Some(source));
     Ok(HttpResponse::Accepted().finish())
 }
 
@@ -535,9 +537,9 @@ pub async fn history(query: Checked<HistoryQuery>, state: web::Data<AppState>) -
             r#type: "notification".into(),
             id: n.id,
             notification_type: n.kind.as_str().into(),
-            data: n.data,
+            data: n.data.into_json(),
             timestamp: n.timestamp_ms,
-            source: n.source,
+            source: n.source.map(Cow::into_owned),
             instance: n.instance,
         })
         .collect();

@@ -244,7 +244,8 @@ async fn matrix(public: bool) {
     assert!(
         published
             .iter()
-            .any(|n| n.data["caller"] == "revoked" && n.data["outcome"] == "revoked")
+            .map(|n| n.data.to_json())
+            .any(|data| data["caller"] == "revoked" && data["outcome"] == "revoked")
     );
 
     let content: Arc<dyn ContentService> = Arc::new(ContentNode::new(

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
+pub use crate::batch::RecordBatch;
+use crate::batch::RecordQueue;
 use crate::error::Result;
 
 /// How a stream reached its client.
@@ -103,7 +104,8 @@ pub struct HistoryQuery {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait StreamRecordRepository: Send + Sync {
-    async fn save_batch(&self, records: &[StreamRecord]) -> Result<()>;
+    /// Writes the records of a batch, in order.
+    async fn save_batch(&self, records: &RecordBatch) -> Result<()>;
 
     /// Records matching `query`, newest first.
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<StreamRecord>>;
@@ -221,11 +223,11 @@ pub trait StreamMetrics: Send + Sync {
 }
 
 /// Records waiting to be written, at most.
-const QUEUE: usize = 8192;
+const QUEUE: usize = 16_384;
 
 /// [`StreamMetrics`] writing to a repository in batches from a background task.
 pub struct BatchedStreamMetrics {
-    sender: mpsc::Sender<StreamRecord>,
+    queue: RecordQueue,
     repository: Arc<dyn StreamRecordRepository>,
     dropped: AtomicU64,
 }
@@ -234,10 +236,9 @@ impl BatchedStreamMetrics {
     /// Starts the writer task on the current runtime; it ends when the last handle is dropped,
     /// after writing what was queued. Every [`PRUNE_EVERY`] it cuts the log back to `retention`.
     pub fn start(repository: Arc<dyn StreamRecordRepository>, retention: Retention) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
         let writer = repository.clone();
         let mut last_prune: Option<std::time::Instant> = None;
-        crate::batch::spawn_writer(receiver, move |batch: Vec<StreamRecord>| {
+        let queue = RecordQueue::start(QUEUE, move |batch: RecordBatch| {
             let writer = writer.clone();
             let prune = last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
             if prune {
@@ -253,10 +254,11 @@ impl BatchedStreamMetrics {
                         tracing::warn!(error = %e, "stream metrics not pruned");
                     }
                 }
+                batch
             }
         });
         Self {
-            sender,
+            queue,
             repository,
             dropped: AtomicU64::new(0),
         }
@@ -266,7 +268,7 @@ impl BatchedStreamMetrics {
 #[async_trait]
 impl StreamMetrics for BatchedStreamMetrics {
     fn record(&self, record: StreamRecord) {
-        if self.sender.try_send(record).is_err() {
+        if !self.queue.push(&record) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -2,19 +2,20 @@
 
 mod support;
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use model::content::{ContentNode, ContentService, ImportOptions, MemoryBlockStore, MemoryContentRepository};
-use model::notifications::{NotificationType, Notifier};
+use model::notifications::{EventData, NotificationType, Notifier};
 use support::{add_request, file_stream, pieces};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(NotificationType, serde_json::Value)>>);
 
 impl Notifier for Recorder {
-    fn publish(&self, kind: NotificationType, data: serde_json::Value, source: Option<String>) {
+    fn publish(&self, kind: NotificationType, data: EventData, source: Option<Cow<'static, str>>) {
         assert_eq!(source.as_deref(), Some("content"));
-        self.0.lock().unwrap().push((kind, data));
+        self.0.lock().unwrap().push((kind, data.into_json()));
     }
 }
 

@@ -435,7 +435,7 @@ async fn a_viewer_that_vanishes_without_a_word_is_closed_after_the_ice_timeouts(
             let seen = f.notifications.clone();
             notifier
                 .expect_publish()
-                .returning(move |kind, data, _| seen.lock().unwrap().push((kind, data)));
+                .returning(move |kind, data, _| seen.lock().unwrap().push((kind, data.into_json())));
             notifier
         }),
         Arc::new({

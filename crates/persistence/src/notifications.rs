@@ -1,7 +1,9 @@
 //! [`NotificationRepository`] over SQL (the `notifications` table).
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
-use model::notifications::{Notification, NotificationRepository, NotificationType};
+use model::notifications::{EventData, Notification, NotificationRepository, NotificationType};
 use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
 use crate::database::{Engine, engine_of, value_rows};
@@ -55,9 +57,11 @@ pub(crate) fn notification(row: &AnyRow) -> Result<Notification, Error> {
     Ok(Notification {
         kind: NotificationType::parse(&kind)
             .ok_or_else(|| Error::InvalidRecord(format!("notification type {kind:?}")))?,
-        data: serde_json::from_str(&data).map_err(|e| Error::InvalidRecord(format!("notification data: {e}")))?,
+        data: EventData::Json(
+            serde_json::from_str(&data).map_err(|e| Error::InvalidRecord(format!("notification data: {e}")))?,
+        ),
         timestamp_ms: row.try_get("timestamp_ms")?,
-        source: row.try_get("source")?,
+        source: row.try_get::<Option<String>, _>("source")?.map(Cow::Owned),
         id: Some(row.try_get("id")?),
         instance: row.try_get("instance")?,
     })
@@ -93,7 +97,7 @@ impl NotificationRepository for SqlNotifications {
                 }
                 insert = insert
                     .bind(n.kind.as_str())
-                    .bind(n.data.to_string())
+                    .bind(n.data.to_json_text())
                     .bind(n.timestamp_ms)
                     .bind(n.source.as_deref())
                     .bind(self.instance.as_deref());

@@ -11,7 +11,9 @@ use model::access::{NewToken, Refusal, Scope, Scopes, TokenRepository, TokenServ
 use model::content::{Block, CachedBlocks, ContentRecord, ContentRepository, Page};
 use model::monitoring::{Anomaly, Instances, MemoryMetricsHistory, Metric, MetricsHistory, Sample, SeriesQuery};
 use model::notifications::{Notification, NotificationRepository, NotificationType};
-use model::stream_records::{Direction, HistoryQuery, Outcome, StreamRecord, StreamRecordRepository, StreamType};
+use model::stream_records::{
+    Direction, HistoryQuery, Outcome, RecordBatch, StreamRecord, StreamRecordRepository, StreamType,
+};
 use persistence::database::{Database, Engine};
 use persistence::{
     SqlCachedBlocks, SqlContentRepository, SqlMetricsHistory, SqlNotifications, SqlStreamRecords, SqlTokens,
@@ -189,7 +191,7 @@ fn stream_record(stream_type: StreamType, started_at_ms: i64) -> StreamRecord {
 
 async fn stream_records_round_trip_and_filter(place: Place) {
     let repo = SqlStreamRecords::new(place.open().await);
-    let records: Vec<_> = (0..10)
+    let mut records: Vec<_> = (0..10)
         .map(|i| {
             let kind = if i % 2 == 0 {
                 StreamType::Websocket
@@ -199,7 +201,13 @@ async fn stream_records_round_trip_and_filter(place: Place) {
             stream_record(kind, 1000 + i)
         })
         .collect();
-    repo.save_batch(&records).await.unwrap();
+    // Text that must survive the batch's encoding on its way in, and numbers at their bounds.
+    let newest = records.last_mut().unwrap();
+    newest.path = "/ipfs/Qm\"quoted\"/back\\slash/ünïcode ✓/tab\there".into();
+    newest.correlation_id = "line\nbreak'; DROP TABLE stream_records; --".into();
+    newest.bytes = i64::MAX as u64;
+    newest.duration = Duration::ZERO;
+    repo.save_batch(&RecordBatch::of(&records)).await.unwrap();
     let all = repo
         .history(&HistoryQuery {
             limit: 100,
@@ -227,7 +235,7 @@ async fn stream_records_round_trip_and_filter(place: Place) {
 async fn stream_record_pruning_keeps_the_newest_and_the_recent(place: Place) {
     let repo = SqlStreamRecords::new(place.open().await);
     let records: Vec<_> = (0..100).map(|i| stream_record(StreamType::Http, 1000 + i)).collect();
-    repo.save_batch(&records).await.unwrap();
+    repo.save_batch(&RecordBatch::of(&records)).await.unwrap();
     let started = |repo: &SqlStreamRecords| {
         let repo = repo.clone();
         async move {
@@ -246,7 +254,9 @@ async fn stream_record_pruning_keeps_the_newest_and_the_recent(place: Place) {
     assert_eq!(started(&repo).await, (1070..1100).rev().collect::<Vec<_>>());
     assert_eq!(repo.prune(1090, 30).await.unwrap(), 20);
     assert_eq!(started(&repo).await, (1090..1100).rev().collect::<Vec<_>>());
-    repo.save_batch(&[stream_record(StreamType::Sse, 2000)]).await.unwrap();
+    repo.save_batch(&RecordBatch::of(&[stream_record(StreamType::Sse, 2000)]))
+        .await
+        .unwrap();
     assert_eq!(
         repo.prune(0, 5).await.unwrap(),
         6,
@@ -258,7 +268,7 @@ async fn stream_record_pruning_keeps_the_newest_and_the_recent(place: Place) {
 async fn stream_record_batches_larger_than_one_insert_are_written_whole(place: Place) {
     let repo = SqlStreamRecords::new(place.open().await);
     let records: Vec<_> = (0..1234).map(|i| stream_record(StreamType::Http, i)).collect();
-    repo.save_batch(&records).await.unwrap();
+    repo.save_batch(&RecordBatch::of(&records)).await.unwrap();
     let all = repo
         .history(&HistoryQuery {
             limit: 5000,
@@ -280,7 +290,7 @@ async fn notification_history_survives_reopening_and_keeps_the_newest_per_type(p
                 } else {
                     NotificationType::ContentAdded
                 },
-                data: json!({"i": i, "name": "ünïcode ✓"}),
+                data: json!({"i": i, "name": "ünïcode ✓"}).into(),
                 timestamp_ms: 1000 + i,
                 source: Some("test".into()),
                 id: None,
@@ -292,25 +302,25 @@ async fn notification_history_survives_reopening_and_keeps_the_newest_per_type(p
     }
     let repo = SqlNotifications::new(place.open().await);
     let all = repo.history(None, None, 10).await.unwrap();
-    let order: Vec<_> = all.iter().map(|n| n.data["i"].as_i64().unwrap()).collect();
+    let order: Vec<_> = all.iter().map(|n| n.data.to_json()["i"].as_i64().unwrap()).collect();
     assert_eq!(
         order,
         vec![2, 3, 4],
         "oldest first; two content_added kept, one pin_added"
     );
     assert_eq!(all[0].source.as_deref(), Some("test"));
-    assert_eq!(all[0].data["name"], "ünïcode ✓");
+    assert_eq!(all[0].data.to_json()["name"], "ünïcode ✓");
     let added = repo
         .history(Some(NotificationType::ContentAdded), None, 1)
         .await
         .unwrap();
-    assert_eq!(added[0].data["i"], 3);
+    assert_eq!(added[0].data.to_json()["i"], 3);
 }
 
 fn numbered(id: Option<i64>, kind: NotificationType) -> Notification {
     Notification {
         kind,
-        data: json!({}),
+        data: json!({}).into(),
         timestamp_ms: 1,
         source: None,
         id,

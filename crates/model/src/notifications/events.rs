@@ -2,7 +2,10 @@
 //! carries. Emitters build an [`Event`]; it becomes the notification's JSON once, in [`emit`].
 //! (Events clients publish through the API stay free-form JSON: `custom_event`, `system_*`.)
 
+use std::borrow::Cow;
+
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{NotificationType, Notifier};
 
@@ -238,7 +241,64 @@ impl Event {
 
 /// Publishes a typed event through any notifier.
 pub fn emit(notifier: &dyn Notifier, event: Event) {
-    notifier.publish(event.kind(), event.data(), Some(event.source().to_owned()));
+    let (kind, source) = (event.kind(), event.source());
+    notifier.publish(kind, EventData::Typed(event), Some(Cow::Borrowed(source)));
+}
+
+/// A notification's `data`: the typed event where the server emitted it, JSON where a client
+/// published it or the history was read back.
+///
+/// An event stays typed until something reads it (a subscriber, the history's writer): a busy
+/// gateway announces tens of thousands of downloads a second, and most are only held in the
+/// history's buffer until newer ones push them out. A JSON tree costs a dozen allocations per
+/// event, each freed later on some other thread, which is where glibc's allocator spends its time
+/// (the arena locks): the event itself holds two strings.
+#[derive(Clone, Debug)]
+pub enum EventData {
+    Typed(Event),
+    Json(Value),
+}
+
+impl EventData {
+    /// The JSON object subscribers and the history see.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Typed(event) => event.data(),
+            Self::Json(value) => value.clone(),
+        }
+    }
+
+    pub fn into_json(self) -> Value {
+        match self {
+            Self::Typed(event) => event.data(),
+            Self::Json(value) => value,
+        }
+    }
+
+    /// The JSON text, written straight from the typed event (no tree in between).
+    pub fn to_json_text(&self) -> String {
+        match self {
+            Self::Typed(event) => serde_json::to_string(event).expect("an event serializes"),
+            Self::Json(value) => value.to_string(),
+        }
+    }
+}
+
+/// Equal when their JSON is: a typed event equals the JSON it becomes.
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Typed(a), Self::Typed(b)) => a == b,
+            (Self::Json(a), Self::Json(b)) => a == b,
+            _ => self.to_json() == other.to_json(),
+        }
+    }
+}
+
+impl From<Value> for EventData {
+    fn from(value: Value) -> Self {
+        Self::Json(value)
+    }
 }
 
 #[cfg(test)]
@@ -310,5 +370,27 @@ mod tests {
         }
         assert!(!CloseReason::Closed.is_failure() && CloseReason::OfferRefused.is_failure());
         assert!(CloseReason::Failed.aborted() && !CloseReason::OfferFailed.aborted());
+    }
+
+    #[test]
+    fn a_typed_event_reads_as_the_json_it_becomes() {
+        let event = Event::StreamEnded {
+            kind: NotificationType::ContentRetrieved,
+            source: "http",
+            path: "/ipfs/QmA".into(),
+            bytes: 5,
+            stream_type: "http",
+            direction: "outbound",
+            outcome: "ok",
+            correlation_id: "req-1".into(),
+        };
+        let json = json!({"path": "/ipfs/QmA", "bytes": 5, "stream_type": "http", "direction": "outbound",
+                          "outcome": "ok", "correlation_id": "req-1"});
+        let typed = EventData::Typed(event);
+        assert_eq!(typed.to_json(), json);
+        assert_eq!(serde_json::from_str::<Value>(&typed.to_json_text()).unwrap(), json);
+        assert_eq!(typed, EventData::Json(json.clone()));
+        assert_ne!(typed, EventData::Json(json!({"path": "/ipfs/QmB"})));
+        assert_eq!(typed.into_json(), json);
     }
 }

@@ -159,7 +159,7 @@ mod tests {
     fn event(kind: NotificationType, i: u64) -> Notification {
         Notification {
             kind,
-            data: json!({ "i": i }),
+            data: json!({ "i": i }).into(),
             timestamp_ms: i as i64,
             source: None,
             id: Some(i as i64),
@@ -174,7 +174,10 @@ mod tests {
             .expect_save_batch()
             .times(1)
             .withf(|batch| {
-                let seen: Vec<_> = batch.iter().map(|n| (n.kind, n.data["i"].as_u64().unwrap())).collect();
+                let seen: Vec<_> = batch
+                    .iter()
+                    .map(|n| (n.kind, n.data.to_json()["i"].as_u64().unwrap()))
+                    .collect();
                 // The pin was published between retrievals 9998 and 9999.
                 seen == [
                     (NotificationType::ContentRetrieved, 9_997),

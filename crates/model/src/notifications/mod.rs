@@ -12,6 +12,7 @@
 //! Where instances share a database, the database numbers them: events reach every subscriber,
 //! this instance's included, once written, in the one order all instances see.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,7 +29,7 @@ use crate::error::Result;
 
 pub mod events;
 mod history;
-pub use events::{CloseReason, Event, PlayTarget, StreamEndReason, WebrtcErrorSubject, emit};
+pub use events::{CloseReason, Event, EventData, PlayTarget, StreamEndReason, WebrtcErrorSubject, emit};
 use history::History;
 
 macro_rules! notification_types {
@@ -79,11 +80,11 @@ notification_types! {
 pub struct Notification {
     pub kind: NotificationType,
     /// A JSON object describing the event.
-    pub data: Value,
+    pub data: EventData,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     /// What emitted it (`gateway`, `content`, `websocket`, ...).
-    pub source: Option<String>,
+    pub source: Option<Cow<'static, str>>,
     /// Its place among the events: subscribers receive events in the order of their ids. None
     /// until numbered (where instances share a database, until written).
     pub id: Option<i64>,
@@ -97,11 +98,11 @@ impl Notification {
         let mut message = serde_json::json!({
             "type": "notification",
             "notification_type": self.kind.as_str(),
-            "data": self.data,
+            "data": self.data.to_json(),
             "timestamp": self.timestamp_ms,
         });
         if let Some(source) = &self.source {
-            message["source"] = Value::String(source.clone());
+            message["source"] = Value::String(source.to_string());
         }
         if let Some(id) = self.id {
             message["id"] = id.into();
@@ -116,7 +117,7 @@ impl Notification {
 /// Publishing events; the port operations emit through.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 pub trait Notifier: Send + Sync {
-    fn publish(&self, kind: NotificationType, data: Value, source: Option<String>);
+    fn publish(&self, kind: NotificationType, data: EventData, source: Option<Cow<'static, str>>);
 }
 
 /// Where history is kept (SQLite in the persistence crate).
@@ -168,7 +169,7 @@ impl Subscription {
                 if key.contains('.') {
                     key.split('.').try_fold(message, |node, part| node.get(part)) == Some(expected)
                 } else {
-                    notification.data.get(key).is_none_or(|actual| actual == expected)
+                    message["data"].get(key).is_none_or(|actual| actual == expected)
                 }
             })
     }
@@ -624,7 +625,7 @@ impl Fanout {
 }
 
 impl Notifier for NotificationHub {
-    fn publish(&self, kind: NotificationType, data: Value, source: Option<String>) {
+    fn publish(&self, kind: NotificationType, data: EventData, source: Option<Cow<'static, str>>) {
         let mut notification = Notification {
             kind,
             data,

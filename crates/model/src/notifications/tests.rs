@@ -23,17 +23,17 @@ async fn subscribers_get_the_types_they_asked_for_and_pass_their_filters() {
 
     hub.publish(
         NotificationType::ContentAdded,
-        json!({"cid": "QmA", "size": 5}),
+        json!({"cid": "QmA", "size": 5}).into(),
         Some("test".into()),
     );
-    hub.publish(NotificationType::ContentRemoved, json!({"cid": "QmB"}), None);
+    hub.publish(NotificationType::ContentRemoved, json!({"cid": "QmB"}).into(), None);
 
     let first = added.recv().await.unwrap();
     assert_eq!(first.notification.kind, NotificationType::ContentAdded);
     assert_eq!(first.message["source"], "test");
     assert_eq!(serde_json::from_str::<Value>(&first.text).unwrap(), first.message);
     assert!(added.try_recv().is_none(), "content_removed was not asked for");
-    assert_eq!(filtered.recv().await.unwrap().notification.data["cid"], "QmA");
+    assert_eq!(filtered.recv().await.unwrap().notification.data.to_json()["cid"], "QmA");
     assert!(filtered.try_recv().is_none(), "the dotted filter left QmB out");
     assert_eq!(
         plain.recv().await.unwrap().notification.kind,
@@ -52,7 +52,7 @@ async fn subscribers_get_the_types_they_asked_for_and_pass_their_filters() {
 fn numbered(id: i64, kind: NotificationType) -> Notification {
     Notification {
         kind,
-        data: json!({"n": id}),
+        data: json!({"n": id}).into(),
         timestamp_ms: 1,
         source: None,
         id: Some(id),
@@ -157,17 +157,17 @@ async fn a_subscriber_that_cannot_keep_up_is_dropped_and_others_are_not() {
     let mut fast = hub.connect(100);
     hub.subscribe(fast.id, &[NotificationType::AllEvents], None);
     for i in 0..10 {
-        hub.publish(NotificationType::CustomEvent, json!({"i": i}), None);
+        hub.publish(NotificationType::CustomEvent, json!({"i": i}).into(), None);
         fast.recv().await.unwrap();
     }
     assert!(slow.lagged.load(Ordering::Relaxed));
     let mut slow = slow;
     assert_eq!(
-        slow.recv().await.unwrap().notification.data["i"],
+        slow.recv().await.unwrap().notification.data.to_json()["i"],
         0,
         "what was queued is still delivered"
     );
-    assert_eq!(slow.recv().await.unwrap().notification.data["i"], 1);
+    assert_eq!(slow.recv().await.unwrap().notification.data.to_json()["i"], 1);
     assert!(slow.recv().await.is_none(), "then the queue closes");
     assert_eq!(hub.metrics().slow_consumers_dropped, 1);
 }
@@ -176,9 +176,9 @@ async fn a_subscriber_that_cannot_keep_up_is_dropped_and_others_are_not() {
 async fn history_keeps_the_last_n_per_type() {
     let hub = hub();
     for i in 0..5 {
-        hub.publish(NotificationType::SystemInfo, json!({"i": i}), None);
+        hub.publish(NotificationType::SystemInfo, json!({"i": i}).into(), None);
     }
-    hub.publish(NotificationType::PinAdded, json!({}), None);
+    hub.publish(NotificationType::PinAdded, json!({}).into(), None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let history = hub.history(None, None, 100).await.unwrap();
@@ -186,7 +186,7 @@ async fn history_keeps_the_last_n_per_type() {
             let infos: Vec<_> = history
                 .iter()
                 .filter(|n| n.kind == NotificationType::SystemInfo)
-                .map(|n| n.data["i"].clone())
+                .map(|n| n.data.to_json()["i"].clone())
                 .collect();
             assert_eq!(infos, vec![json!(2), json!(3), json!(4)]);
             break;
@@ -226,7 +226,7 @@ async fn other_instances_events_reach_subscribers_but_not_their_samples() {
     hub.subscribe(everything.id, &[NotificationType::AllEvents], None);
     let event = |kind| Notification {
         kind,
-        data: json!({"cid": "QmA"}),
+        data: json!({"cid": "QmA"}).into(),
         timestamp_ms: 1,
         source: Some("content".into()),
         id: Some(1),
@@ -256,7 +256,7 @@ async fn ids_follow_the_order_of_delivery_and_a_client_resumes_after_the_last_it
     let mut subscriber = hub.connect(16);
     hub.subscribe(subscriber.id, &[NotificationType::AllEvents], None);
     for i in 0..3 {
-        hub.publish(NotificationType::ContentAdded, json!({"i": i}), None);
+        hub.publish(NotificationType::ContentAdded, json!({"i": i}).into(), None);
     }
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -289,8 +289,8 @@ async fn on_a_shared_history_subscribers_receive_events_once_written_and_numbere
     let hub = Arc::new(NotificationHub::start_shared(repository.clone(), 10, "a#1"));
     let mut subscriber = hub.connect(16);
     hub.subscribe(subscriber.id, &[NotificationType::AllEvents], None);
-    hub.publish(NotificationType::SystemMetrics, json!({"cpu": 1}), None);
-    hub.publish(NotificationType::ContentAdded, json!({"cid": "QmA"}), None);
+    hub.publish(NotificationType::SystemMetrics, json!({"cpu": 1}).into(), None);
+    hub.publish(NotificationType::ContentAdded, json!({"cid": "QmA"}).into(), None);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         subscriber.try_recv().is_none(),
@@ -305,7 +305,7 @@ async fn on_a_shared_history_subscribers_receive_events_once_written_and_numbere
     };
     let other = Notification {
         kind: NotificationType::SystemMetrics,
-        data: json!({"cpu": 2}),
+        data: json!({"cpu": 2}).into(),
         timestamp_ms: 1,
         source: None,
         id: Some(3),

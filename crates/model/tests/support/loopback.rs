@@ -42,7 +42,7 @@ pub async fn fixture_with(config: WebRtcConfig) -> Fixture {
     let detailed = notifications.clone();
     notifier.expect_publish().returning(move |kind, data, _| {
         seen.lock().unwrap().push(kind);
-        detailed.lock().unwrap().push((kind, data));
+        detailed.lock().unwrap().push((kind, data.into_json()));
     });
     let mut metrics = MockStreamMetrics::new();
     metrics
