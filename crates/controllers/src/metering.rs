@@ -157,12 +157,12 @@ impl Tally {
             let event = Event::StreamEnded {
                 kind,
                 source: record.stream_type.as_str(),
-                path: record.path.clone(),
+                path: record.path,
                 bytes: record.bytes,
                 stream_type: record.stream_type.as_str(),
                 direction: record.direction.as_str(),
                 outcome: outcome.as_str(),
-                correlation_id: record.correlation_id.clone(),
+                correlation_id: record.correlation_id,
             };
             emit(notifier, event);
         });

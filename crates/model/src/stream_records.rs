@@ -211,7 +211,7 @@ pub fn summarize(records: &[StreamRecord]) -> Vec<StreamSummary> {
 #[async_trait]
 pub trait StreamMetrics: Send + Sync {
     /// Queues a record for the next batch; never waits (a full queue drops the record and counts it).
-    fn record(&self, record: StreamRecord);
+    fn record(&self, record: &StreamRecord);
 
     /// Summaries over the most recent records (up to `window` of them).
     async fn summary(&self, window: u64) -> Result<Vec<StreamSummary>>;
@@ -267,8 +267,8 @@ impl BatchedStreamMetrics {
 
 #[async_trait]
 impl StreamMetrics for BatchedStreamMetrics {
-    fn record(&self, record: StreamRecord) {
-        if !self.queue.push(&record) {
+    fn record(&self, record: &StreamRecord) {
+        if !self.queue.push(record) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -372,7 +372,7 @@ mod tests {
             .returning(|_, _| Ok(0));
         let metrics = BatchedStreamMetrics::start(Arc::new(repository), retention);
         for _ in 0..1000 {
-            metrics.record(record(StreamType::Sse, 1, 1, Outcome::Ok));
+            metrics.record(&record(StreamType::Sse, 1, 1, Outcome::Ok));
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while written.load(Ordering::SeqCst) < 1000 {

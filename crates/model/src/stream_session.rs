@@ -101,9 +101,10 @@ impl StreamSession {
         self.ended
     }
 
-    /// Ends the stream with `outcome` (once; later calls do nothing). `announce` sees the record
-    /// before it goes to the recorder; it is called only when the stream is recorded.
-    pub fn end(&mut self, outcome: Outcome, announce: impl FnOnce(&StreamRecord)) {
+    /// Ends the stream with `outcome` (once; later calls do nothing). Once recorded, the record
+    /// goes to `announce` (which may keep its strings); it is called only when the stream is
+    /// recorded.
+    pub fn end(&mut self, outcome: Outcome, announce: impl FnOnce(StreamRecord)) {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
@@ -126,8 +127,8 @@ impl StreamSession {
             outcome,
             started_at_ms: self.started_at_ms,
         };
-        announce(&record);
-        recorder.record(record);
+        recorder.record(&record);
+        announce(record);
     }
 }
 
@@ -156,7 +157,7 @@ mod tests {
         let sink = recorded.clone();
         recorder
             .expect_record()
-            .returning(move |record| sink.lock().unwrap().push(record));
+            .returning(move |record| sink.lock().unwrap().push(record.clone()));
         let live = Arc::new(LiveStats::default());
         let mut session = StreamSession::open(opening(), Some(&live), Some(Arc::new(recorder)));
         assert_eq!(live.active_content().len(), 1);

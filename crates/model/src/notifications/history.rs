@@ -3,7 +3,7 @@
 //! in the order they were published. A burst of thousands of events a second then costs at most
 //! `keep` rows per type per write, and publishing never waits on storage.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,17 +41,30 @@ struct Shared {
 }
 
 /// Events not yet written: the newest `keep` of each type, each with its publishing order.
-#[derive(Default)]
 struct Pending {
     next: u64,
-    by_type: HashMap<NotificationType, VecDeque<(u64, Notification)>>,
+    /// One queue per type, at the type's place in [`NotificationType::ALL`].
+    by_type: Vec<VecDeque<(u64, Notification)>>,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self {
+            next: 0,
+            by_type: NotificationType::ALL.iter().map(|_| VecDeque::new()).collect(),
+        }
+    }
 }
 
 impl Pending {
+    fn queue(&mut self, kind: NotificationType) -> &mut VecDeque<(u64, Notification)> {
+        &mut self.by_type[kind as usize]
+    }
+
     fn push(&mut self, notification: Notification, keep: u64) {
         let order = self.next;
         self.next += 1;
-        let queue = self.by_type.entry(notification.kind).or_default();
+        let queue = self.queue(notification.kind);
         queue.push_back((order, notification));
         while queue.len() as u64 > keep {
             queue.pop_front();
@@ -60,7 +73,7 @@ impl Pending {
 
     /// Everything waiting, oldest first.
     fn take(&mut self) -> Vec<(u64, Notification)> {
-        let mut all: Vec<_> = self.by_type.values_mut().flat_map(|queue| queue.drain(..)).collect();
+        let mut all: Vec<_> = self.by_type.iter_mut().flat_map(|queue| queue.drain(..)).collect();
         all.sort_unstable_by_key(|(order, _)| *order);
         all
     }
@@ -69,7 +82,7 @@ impl Pending {
     /// go past `keep` of a type.
     fn put_back(&mut self, batch: Vec<(u64, Notification)>, keep: u64) {
         for (order, notification) in batch.into_iter().rev() {
-            let queue = self.by_type.entry(notification.kind).or_default();
+            let queue = self.queue(notification.kind);
             if (queue.len() as u64) < keep {
                 queue.push_front((order, notification));
             }
@@ -198,6 +211,17 @@ mod tests {
         tokio::time::sleep(WRITE_EVERY * 2).await;
         drop(history);
         tokio::time::sleep(WRITE_EVERY).await;
+    }
+
+    #[test]
+    fn every_type_has_its_own_queue() {
+        let mut pending = Pending::default();
+        for (i, kind) in NotificationType::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "a type's place in ALL is its queue");
+            pending.push(event(*kind, i as u64), 1);
+        }
+        let taken: Vec<_> = pending.take().into_iter().map(|(_, n)| n.kind).collect();
+        assert_eq!(taken, NotificationType::ALL);
     }
 
     #[tokio::test(start_paused = true)]
