@@ -17,7 +17,7 @@ struct NoRecords;
 
 #[async_trait::async_trait]
 impl StreamMetrics for NoRecords {
-    fn record(&self, _: StreamRecord) {}
+    fn record(&self, _: &StreamRecord) {}
     async fn summary(&self, _: u64) -> model::Result<Vec<StreamSummary>> {
         Ok(Vec::new())
     }
