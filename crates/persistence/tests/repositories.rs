@@ -69,6 +69,7 @@ on_both_engines!(
     stream_record_batches_larger_than_one_insert_are_written_whole,
     notification_history_survives_reopening_and_keeps_the_newest_per_type,
     notification_ids_given_are_kept_and_a_reader_resumes_after_one,
+    numbered_notifications_keep_their_data_and_source_whatever_they_hold,
     metrics_history_buckets_in_sql_as_in_memory_and_prunes,
     metrics_of_instances_sharing_a_database_stay_apart,
     the_stream_directory_lists_every_instance_and_ends_the_silent_ones_once,
@@ -357,6 +358,41 @@ async fn notification_ids_given_are_kept_and_a_reader_resumes_after_one(place: P
         [given[2]]
     );
     assert!(repo.history(None, Some(given[2]), 10).await.unwrap().is_empty());
+}
+
+async fn numbered_notifications_keep_their_data_and_source_whatever_they_hold(place: Place) {
+    let repo = SqlNotifications::new(place.open().await);
+    let odd = "quote \" backslash \\ tab \t newline \n'); DROP TABLE notifications; -- ünïcode ✓ \\u0000";
+    let batch = vec![
+        Notification {
+            kind: NotificationType::ContentRetrieved,
+            data: json!({"path": odd, "bytes": u64::MAX, "ratio": 0.1, "nested": {"list": [1, "two", null, true]}})
+                .into(),
+            timestamp_ms: i64::MAX,
+            source: Some(odd.to_owned().into()),
+            id: Some(1_700_000_000_000_010),
+            instance: None,
+        },
+        Notification {
+            kind: NotificationType::SystemError,
+            data: json!("a string, not an object").into(),
+            timestamp_ms: -1,
+            source: None,
+            id: Some(1_700_000_000_000_011),
+            instance: None,
+        },
+    ];
+    repo.save_batch(&batch).await.unwrap();
+    let read = repo.history(None, None, 10).await.unwrap();
+    assert_eq!(read.len(), 2);
+    for (written, read) in batch.iter().zip(&read) {
+        assert_eq!(read.id, written.id);
+        assert_eq!(read.kind, written.kind);
+        assert_eq!(read.data.to_json(), written.data.to_json());
+        assert_eq!(read.timestamp_ms, written.timestamp_ms);
+        assert_eq!(read.source, written.source);
+        assert_eq!(read.instance, None);
+    }
 }
 
 async fn metrics_history_buckets_in_sql_as_in_memory_and_prunes(place: Place) {
