@@ -15,6 +15,11 @@ use crate::error::Result;
 /// How long a published event may wait before it is written (a read of the history writes what
 /// waits first, so readers never miss it).
 pub const WRITE_EVERY: Duration = Duration::from_millis(500);
+/// The longest wait between writes while events come faster than the history keeps them (more
+/// than `keep` of a type between two writes): each such write waits twice as long as the last.
+/// Every row it writes, the next write replaces and the pruning deletes; a busy gateway's
+/// `content_retrieved` events were a thousand rows written and deleted every 500 ms.
+pub const SLOWEST_WRITE: Duration = Duration::from_secs(4);
 /// The same wait where subscribers receive events from the history (a shared database), and so
 /// wait for the write: short, yet long enough that a busy server writes, reads back and fans out
 /// a batch rather than each event on its own (with 1000 subscribers at 1000 events a second, a
@@ -43,6 +48,8 @@ struct Shared {
 /// Events not yet written: the newest `keep` of each type, each with its publishing order.
 struct Pending {
     next: u64,
+    /// Whether an event was let go unwritten, for newer ones of its type, since the last take.
+    overflowed: bool,
     /// One queue per type, at the type's place in [`NotificationType::ALL`].
     by_type: Vec<VecDeque<(u64, Notification)>>,
 }
@@ -51,6 +58,7 @@ impl Default for Pending {
     fn default() -> Self {
         Self {
             next: 0,
+            overflowed: false,
             by_type: NotificationType::ALL.iter().map(|_| VecDeque::new()).collect(),
         }
     }
@@ -66,13 +74,14 @@ impl Pending {
         self.next += 1;
         let queue = self.queue(notification.kind);
         queue.push_back((order, notification));
-        while queue.len() as u64 > keep {
-            queue.pop_front();
-        }
+        let over = queue.len().saturating_sub(usize::try_from(keep).unwrap_or(usize::MAX));
+        queue.drain(..over);
+        self.overflowed |= over > 0;
     }
 
     /// Everything waiting, oldest first.
     fn take(&mut self) -> Vec<(u64, Notification)> {
+        self.overflowed = false;
         let mut all: Vec<_> = self.by_type.iter_mut().flat_map(|queue| queue.drain(..)).collect();
         all.sort_unstable_by_key(|(order, _)| *order);
         all
@@ -90,10 +99,20 @@ impl Pending {
     }
 }
 
+/// How often the history is written.
+#[derive(Clone, Copy, Debug)]
+pub struct WritePace {
+    /// The wait from an event's publishing to its write.
+    pub every: Duration,
+    /// The longest wait while events overflow the history (see [`SLOWEST_WRITE`]); `every` where
+    /// subscribers receive events from the history and so wait for the write.
+    pub slowest: Duration,
+}
+
 impl History {
     /// Starts the writer on the current runtime. It ends when the history is dropped, after
     /// writing what was waiting.
-    pub fn start(repository: Arc<dyn NotificationRepository>, keep: u64, write_every: Duration) -> Self {
+    pub fn start(repository: Arc<dyn NotificationRepository>, keep: u64, pace: WritePace) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             repository,
@@ -103,11 +122,17 @@ impl History {
         let (wake, mut woken) = mpsc::channel(1);
         let writer = shared.clone();
         tokio::spawn(async move {
+            let mut wait = pace.every;
             while woken.recv().await.is_some() {
-                tokio::time::sleep(write_every).await;
+                tokio::time::sleep(wait).await;
+                let overflowed = writer.lock().overflowed;
                 while !writer.write().await {
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
+                wait = match overflowed {
+                    true => (wait * 2).min(pace.slowest.max(pace.every)),
+                    false => pace.every,
+                };
             }
             writer.write().await;
         });
@@ -169,6 +194,11 @@ mod tests {
     use super::*;
     use crate::notifications::{MemoryNotificationRepository, MockNotificationRepository};
 
+    const PACE: WritePace = WritePace {
+        every: WRITE_EVERY,
+        slowest: SLOWEST_WRITE,
+    };
+
     fn event(kind: NotificationType, i: u64) -> Notification {
         Notification {
             kind,
@@ -201,7 +231,7 @@ mod tests {
             })
             .returning(|_| Ok(()));
         repository.expect_prune().times(1).returning(|_| Ok(()));
-        let history = History::start(Arc::new(repository), 3, WRITE_EVERY);
+        let history = History::start(Arc::new(repository), 3, PACE);
         for i in 0..10_000 {
             history.keep(event(NotificationType::ContentRetrieved, i));
             if i == 9_998 {
@@ -211,6 +241,44 @@ mod tests {
         tokio::time::sleep(WRITE_EVERY * 2).await;
         drop(history);
         tokio::time::sleep(WRITE_EVERY).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_events_overflow_it_is_written_less_often_and_at_pace_again_once_they_do_not() {
+        let started = tokio::time::Instant::now();
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let mut repository = MockNotificationRepository::new();
+        let log = writes.clone();
+        repository.expect_save_batch().returning(move |_| {
+            log.lock().unwrap().push(started.elapsed());
+            Ok(())
+        });
+        repository.expect_prune().returning(|_| Ok(()));
+        let history = History::start(Arc::new(repository), 2, PACE);
+        // Five events every 100 ms for 12 s: more than `keep` between any two writes.
+        for i in 0..600 {
+            history.keep(event(NotificationType::ContentRetrieved, i));
+            if i % 5 == 4 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let busy: Vec<Duration> = writes.lock().unwrap().windows(2).map(|w| w[1] - w[0]).collect();
+        let seconds = |s: &[u64]| s.iter().map(|s| Duration::from_millis(s * 1000)).collect::<Vec<_>>();
+        assert_eq!(
+            busy[..3],
+            seconds(&[1, 2, 4]),
+            "each overflowing write doubles the wait"
+        );
+        assert!(busy.iter().all(|gap| *gap <= SLOWEST_WRITE), "{busy:?}");
+        // Calm: the first event after the burst may wait out the slowest pace, and its write (with
+        // nothing let go) brings the pace back.
+        tokio::time::sleep(SLOWEST_WRITE * 2).await;
+        history.keep(event(NotificationType::ContentRetrieved, 1_000));
+        tokio::time::sleep(SLOWEST_WRITE * 2).await;
+        let published = started.elapsed();
+        history.keep(event(NotificationType::ContentRetrieved, 1_001));
+        tokio::time::sleep(SLOWEST_WRITE).await;
+        assert_eq!(*writes.lock().unwrap().last().unwrap() - published, WRITE_EVERY);
     }
 
     #[test]
@@ -241,7 +309,7 @@ mod tests {
             .in_sequence(&mut sequence)
             .returning(move |batch| futures::executor::block_on(into.save_batch(batch)));
         repository.expect_prune().returning(|_| Ok(()));
-        let history = History::start(Arc::new(repository), 10, WRITE_EVERY);
+        let history = History::start(Arc::new(repository), 10, PACE);
         history.keep(event(NotificationType::ContentAdded, 1));
         tokio::time::sleep(WRITE_EVERY + WRITE_EVERY / 2).await;
         history.keep(event(NotificationType::ContentAdded, 2));
@@ -252,7 +320,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_read_sees_what_was_just_published() {
-        let history = History::start(Arc::new(MemoryNotificationRepository::default()), 10, WRITE_EVERY);
+        let history = History::start(Arc::new(MemoryNotificationRepository::default()), 10, PACE);
         history.keep(event(NotificationType::ContentAdded, 1));
         history.keep(event(NotificationType::ContentAdded, 2));
         let read = history.read(None, None, 10).await.unwrap();
@@ -262,7 +330,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn what_waits_is_written_when_the_history_is_dropped() {
         let repository = Arc::new(MemoryNotificationRepository::default());
-        let history = History::start(repository.clone(), 10, WRITE_EVERY);
+        let history = History::start(repository.clone(), 10, PACE);
         history.keep(event(NotificationType::ContentAdded, 1));
         drop(history);
         tokio::time::sleep(WRITE_EVERY * 2).await;

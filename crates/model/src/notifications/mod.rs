@@ -30,7 +30,7 @@ use crate::error::Result;
 pub mod events;
 mod history;
 pub use events::{CloseReason, Event, EventData, PlayTarget, StreamEndReason, WebrtcErrorSubject, emit};
-use history::History;
+use history::{History, WritePace};
 
 macro_rules! notification_types {
     ($($variant:ident => $name:literal),* $(,)?) => {
@@ -343,7 +343,10 @@ impl NotificationHub {
         let hub = Self::start_with(
             repository,
             keep_per_type,
-            history::WRITE_EVERY,
+            WritePace {
+                every: history::WRITE_EVERY,
+                slowest: history::SLOWEST_WRITE,
+            },
             Numbering::Hub(Mutex::new(0), queue),
         );
         let fanout = Arc::downgrade(&hub.fanout);
@@ -365,7 +368,10 @@ impl NotificationHub {
         Self::start_with(
             repository,
             keep_per_type,
-            history::SHARED_WRITE_EVERY,
+            WritePace {
+                every: history::SHARED_WRITE_EVERY,
+                slowest: history::SHARED_WRITE_EVERY,
+            },
             Numbering::SharedHistory(instance.to_owned()),
         )
     }
@@ -373,7 +379,7 @@ impl NotificationHub {
     fn start_with(
         repository: Arc<dyn NotificationRepository>,
         keep_per_type: u64,
-        write_every: Duration,
+        pace: WritePace,
         numbering: Numbering,
     ) -> Self {
         Self {
@@ -388,7 +394,7 @@ impl NotificationHub {
             published: AtomicU64::new(0),
             relayed: AtomicU64::new(0),
             numbering,
-            history: History::start(repository, keep_per_type, write_every),
+            history: History::start(repository, keep_per_type, pace),
         }
     }
 
