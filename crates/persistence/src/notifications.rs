@@ -1,12 +1,13 @@
 //! [`NotificationRepository`] over SQL (the `notifications` table).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use model::notifications::{EventData, Notification, NotificationRepository, NotificationType};
 use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
-use crate::database::{Engine, engine_of, value_rows};
+use crate::database::{Engine, JsonColumn, engine_of, insert_json_rows, value_rows};
 use crate::error::Error;
 
 /// Rows per INSERT statement.
@@ -17,14 +18,27 @@ const ROWS_PER_INSERT: usize = 500;
 pub struct SqlNotifications {
     pool: AnyPool,
     engine: Engine,
+    /// The INSERT of events the hub numbered, as [`numbered_rows`] encodes them.
+    insert_numbered: Arc<str>,
     /// Set where instances share the database: rows are marked and announced.
     instance: Option<String>,
 }
 
 impl SqlNotifications {
     pub fn new(pool: AnyPool) -> Self {
+        use JsonColumn::{Integer, Text};
+        let engine = engine_of(&pool);
+        let columns = [
+            Integer("id"),
+            Text("kind"),
+            Text("data"),
+            Integer("timestamp_ms"),
+            Text("source"),
+            Text("instance"),
+        ];
         Self {
-            engine: engine_of(&pool),
+            insert_numbered: insert_json_rows(engine, "notifications", &columns).into(),
+            engine,
             pool,
             instance: None,
         }
@@ -108,21 +122,8 @@ impl NotificationRepository for SqlNotifications {
             .flat_map(|run| run.chunks(ROWS_PER_INSERT))
         {
             if slice[0].id.is_some() {
-                // Numbered rows go as one JSON parameter the database unpacks: six values a row
-                // bound through the `Any` driver, and the ids read back, cost more than the rows.
-                let sql = match self.engine {
-                    Engine::Sqlite => {
-                        "INSERT INTO notifications (id, kind, data, timestamp_ms, source, instance) \
-                         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 \
-                         FROM jsonb_each($1)"
-                    }
-                    Engine::Postgres => {
-                        "INSERT INTO notifications (id, kind, data, timestamp_ms, source, instance) \
-                         SELECT (r->>0)::bigint, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5 \
-                         FROM json_array_elements($1::json) AS batch(r)"
-                    }
-                };
-                sqlx::query(sql)
+                // Numbered rows go as one JSON parameter, and their ids are not read back.
+                sqlx::query(AssertSqlSafe(self.insert_numbered.clone()))
                     .bind(numbered_rows(slice, self.instance.as_deref()))
                     .execute(&mut *tx)
                     .await

@@ -1,27 +1,42 @@
 //! [`StreamRecordRepository`] over SQL (the `stream_records` table).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use model::stream_records::{
     Direction, HistoryQuery, Outcome, RecordBatch, StreamRecord, StreamRecordRepository, StreamType,
 };
-use sqlx::{AnyPool, Row, any::AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 
-use crate::database::{Engine, engine_of};
+use crate::database::{JsonColumn, engine_of, insert_json_rows};
 use crate::error::Error;
 
 /// Stream records in the database.
 #[derive(Clone)]
 pub struct SqlStreamRecords {
     pool: AnyPool,
-    engine: Engine,
+    /// The INSERT of a [`RecordBatch`]'s rows, in the batch's column order.
+    insert: Arc<str>,
 }
 
 impl SqlStreamRecords {
     pub fn new(pool: AnyPool) -> Self {
+        use JsonColumn::{Integer, Text};
+        let columns = [
+            Text("stream_type"),
+            Text("direction"),
+            Text("path"),
+            Integer("bytes"),
+            Integer("chunks"),
+            Integer("chunk_size"),
+            Integer("duration_us"),
+            Text("correlation_id"),
+            Text("outcome"),
+            Integer("started_at_ms"),
+        ];
         Self {
-            engine: engine_of(&pool),
+            insert: insert_json_rows(engine_of(&pool), "stream_records", &columns).into(),
             pool,
         }
     }
@@ -53,25 +68,7 @@ impl StreamRecordRepository for SqlStreamRecords {
         if records.is_empty() {
             return Ok(());
         }
-        // The batch is one JSON parameter that the database unpacks: ten values a row bound
-        // through the `Any` driver cost more CPU than writing the row.
-        let sql = match self.engine {
-            Engine::Sqlite => {
-                "INSERT INTO stream_records (stream_type, direction, path, bytes, chunks, chunk_size, duration_us, \
-                 correlation_id, outcome, started_at_ms) \
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
-                        value->>8, value->>9 \
-                 FROM jsonb_each($1)"
-            }
-            Engine::Postgres => {
-                "INSERT INTO stream_records (stream_type, direction, path, bytes, chunks, chunk_size, duration_us, \
-                 correlation_id, outcome, started_at_ms) \
-                 SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, (r->>5)::bigint, (r->>6)::bigint, \
-                        r->>7, r->>8, (r->>9)::bigint \
-                 FROM json_array_elements($1::json) WITH ORDINALITY AS batch(r, n) ORDER BY n"
-            }
-        };
-        sqlx::query(sql)
+        sqlx::query(AssertSqlSafe(self.insert.clone()))
             .bind(records.as_json())
             .execute(&self.pool)
             .await
