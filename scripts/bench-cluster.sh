@@ -86,7 +86,7 @@ for engine in sqlite postgres; do
   after=$([ "$engine" = sqlite ] && records_on_sqlite "$dir" || records_on_pg "$url")
   elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')
   written=$(awk -v a="$before" -v b="$after" -v t="$elapsed" 'BEGIN {printf "%.0f", (b - a) / t}')
-  read -r delivered expected p50 p99 rate < <("$load" notify "${!base}" 1000 1000 10)
+  read -r delivered expected p50 p99 rate _reads < <("$load" notify "${!base}" 1000 1000 10)
   declare "rps_$engine=$requests" "records_$engine=$written" "fan_$engine=$delivered of $expected delivered, p50 $p50 ms, p99 $p99 ms (published at $rate/s)"
   stop_server "$engine"
 done
@@ -98,7 +98,7 @@ url=$(new_database two_instances)
 cid=$(IPFS_STREAM_DATA_DIR="$work/a" "$binary" --database-url "$url" add -q "$work/tiny.bin")
 start_server a "$work/a" --database-url "$url"
 start_server b "$work/b" --database-url "$url" --peer "$base_a"
-read -r delivered expected p50 p99 rate < <("$load" notify "$base_b" 100 500 10 "$base_a")
+read -r delivered expected p50 p99 rate _reads < <("$load" notify "$base_b" 100 500 10 "$base_a")
 echo "(c) across instances, 100 subscribers on B x 500 events/s published on A: $delivered of $expected delivered, p50 $p50 ms, p99 $p99 ms (published at $rate/s)"
 
 curl -sf -o /dev/null "$base_b/ipfs/$cid" # B keeps the block from A

@@ -10,7 +10,9 @@
 //!                                             per second for SECONDS (published on PUBLISH_BASE,
 //!                                             another instance, if given), each event posted when
 //!                                             it is due; prints delivered, expected, p50 and p99
-//!                                             latency (ms) and the rate events were published at
+//!                                             latency (ms), the rate events were published at and
+//!                                             the subscribers' reads once it started (each takes
+//!                                             what one write of the server's, or more, brought)
 //! ```
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -233,6 +235,7 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
             let deadline = tokio::time::sleep_until((started + Duration::from_secs(seconds + 5)).into());
             tokio::pin!(deadline);
             let mut mine = Vec::with_capacity(total as usize);
+            let mut reads = 0u64;
             while (mine.len() as u64) < total {
                 let read = tokio::select! {
                     read = socket.read() => read,
@@ -243,6 +246,7 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
                 }
                 // Every message of one read arrived at the same moment.
                 let now = micros_now();
+                reads += 1;
                 socket.take_texts(|text| {
                     if let Some(sent) = sent_us(text) {
                         mine.push(now.saturating_sub(sent));
@@ -251,7 +255,7 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
             }
             // Handed back, and gathered once every subscriber is done: copying them into one
             // list as each finished held the runtime's threads while others still measured.
-            mine
+            (mine, reads)
         }));
     }
     // The publisher keeps its schedule whatever the subscribers cost: it runs on a thread of its
@@ -289,8 +293,11 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
         .await
         .expect("the publisher");
     let mut all = Vec::with_capacity(subscribers * total as usize);
+    let mut reads = 0;
     for task in tasks {
-        all.extend(task.await.unwrap_or_default());
+        let (mine, its_reads) = task.await.unwrap_or_default();
+        all.extend(mine);
+        reads += its_reads;
     }
     all.sort_unstable();
     let pick = |p: f64| {
@@ -300,7 +307,7 @@ async fn notify(base: &str, subscribers: usize, rate: u64, seconds: u64, publish
             / 1000.0
     };
     println!(
-        "{} {} {:.2} {:.2} {:.0}",
+        "{} {} {:.2} {:.2} {:.0} {reads}",
         all.len(),
         accepted * subscribers as u64,
         pick(0.5),
