@@ -89,7 +89,8 @@ server_cpu() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 # that wait while a connection is written go out together in its next write: a turn through 1000
 # subscribers takes about 1000 times that cost over two cores, and the latency follows it (the cost
 # is mostly the kernel's loopback TCP, and differs from one host to another). Fields: the server's
-# and the subscribers' CPU microseconds per event delivered, and events per read.
+# and the subscribers' CPU microseconds per event delivered, events per read, and the turn through
+# 1000 subscribers this predicts, in ms (1000 x microseconds, over two cores).
 delivery_cost() {
   local cpu_before measured
   cpu_before=$(server_cpu)
@@ -99,7 +100,10 @@ delivery_cost() {
     function seconds(t) { split(t, p, "m"); return p[1] * 60 + p[2] }
     NR == 1 {delivered = ($1 > 0 ? $1 : 1); reads = ($6 > 0 ? $6 : 1)}
     NR == 3 {load = seconds($1) + seconds($2)}
-    END {printf "%.1f %.1f %.1f\n", cpu / hz / delivered * 1e6, load / delivered * 1e6, delivered / reads}' <<<"$measured"
+    END {
+      server = cpu / hz / delivered * 1e6; subscribers = load / delivered * 1e6
+      printf "%.1f %.1f %.1f %.1f\n", server, subscribers, delivered / reads, (server + subscribers) / 2
+    }' <<<"$measured"
 }
 # Three runs; the one of median p99 is kept (fields: delivered expected p50 p99 rate, and the
 # events each read took).
@@ -108,7 +112,7 @@ notify_median() {
     "$load" notify "$base" 1000 1000 10 | awk '{printf "%s %s %s %s %s %.1f\n", $1, $2, $3, $4, $5, $1 / ($6 > 0 ? $6 : 1)}'
   done | sort -n -k4 | sed -n 2p
 }
-read -r unhurried_server_us unhurried_load_us unhurried_per_read < <(delivery_cost)
+read -r unhurried_server_us unhurried_load_us unhurried_per_read unhurried_turn_ms < <(delivery_cost)
 read -r c_delivered c_expected c_p50 c_p99 c_rate c_per_read < <(notify_median)
 c_rss_mib=$(peak_rss)
 stop_server
@@ -150,7 +154,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; 
 echo "(a) ${size_mib} MiB download:   WebSocket $a_ws MiB/s, HTTP $a_http MiB/s, ratio $(ratio "$a_ws" "$a_http") (goal >= 0.8)"
 echo "(b) 16 WebSocket downloads: $b_stalled MiB/s with a stalled client, $b_alone MiB/s without, ratio $(ratio "$b_stalled" "$b_alone") (goal >= 0.9); peak RSS meanwhile $rss_mib MiB (goal < 128)"
 echo "(c) notifications:         $c_delivered of $c_expected delivered, p50 $c_p50 ms, p99 $c_p99 ms (goal p99 < 20 ms, no loss), published at $c_rate/s; peak RSS meanwhile $c_rss_mib MiB"
-echo "                             $c_per_read events a read; unhurried, a write and its read cost server $unhurried_server_us us, subscribers $unhurried_load_us us ($unhurried_per_read events a read): a turn through 1000 is $(awk -v a="$unhurried_server_us" -v b="$unhurried_load_us" 'BEGIN {printf "%.1f", 1000 * (a + b) / 2 / 1000}') ms of both cores"
+echo "                             $c_per_read events a read; unhurried, a write and its read cost server $unhurried_server_us us, subscribers $unhurried_load_us us ($unhurried_per_read events a read): a turn through 1000 is $unhurried_turn_ms ms of both cores"
 echo "    one HTTP worker:         $c1_delivered of $c1_expected delivered, p50 $c1_p50 ms, p99 $c1_p99 ms, published at $c1_rate/s"
 echo "                             $c1_per_read events a read"
 echo "(d) gateway, 1 MiB, wrk:    $d_on req/s recording, $d_off req/s not (medians of 3), ratio $(ratio "$d_on" "$d_off") (goal >= 0.97)"
