@@ -400,6 +400,7 @@ async fn a_client_that_resumes_after_the_last_id_it_saw_misses_nothing_and_sees_
     let confirmed = ask(&mut socket, resume).await;
     assert_eq!(confirmed["type"], "subscription_confirmed");
     assert_eq!(confirmed["resumed"], 3, "{confirmed}");
+    assert_eq!(confirmed["missed_types"], json!([]), "the history kept all it missed");
     publish_custom(&server, 6).await;
     let mut received = Vec::new();
     for _ in 3..=6 {
@@ -440,6 +441,67 @@ async fn a_client_that_resumes_after_the_last_id_it_saw_misses_nothing_and_sees_
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn a_client_away_for_longer_than_the_history_keeps_is_told_which_types_it_missed() {
+    let repo = Repo::new();
+    let server = Server::start_with(&repo, &["--notification-history", "3"]);
+    let (mut socket, _) = connect(&server).await;
+    ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": ["custom_event"]}),
+    )
+    .await;
+    publish_custom(&server, 1).await;
+    let (_, seen) = next_custom(&mut socket).await;
+    drop(socket);
+    // Six while the client is away, and the history keeps three of a type.
+    for i in 2..=7 {
+        publish_custom(&server, i).await;
+    }
+
+    let (mut socket, _) = connect(&server).await;
+    let confirmed = ask(
+        &mut socket,
+        json!({"action": "subscribe", "notification_types": ["custom_event", "pin_added"], "after_id": seen}),
+    )
+    .await;
+    assert_eq!(
+        (&confirmed["resumed"], &confirmed["missed_types"]),
+        (&json!(3), &json!(["custom_event"])),
+        "{confirmed}"
+    );
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(next_custom(&mut socket).await.0);
+    }
+    assert_eq!(received, [5, 6, 7], "what the history still keeps");
+
+    let history = ask(&mut socket, json!({"action": "get_history", "after_id": seen})).await;
+    assert_eq!(
+        (&history["count"], &history["missed_types"]),
+        (&json!(3), &json!(["custom_event"]))
+    );
+    let one_type = json!({"action": "get_history", "after_id": seen, "notification_type": "pin_added"});
+    assert_eq!(ask(&mut socket, one_type).await["missed_types"], json!([]));
+    let latest = ask(&mut socket, json!({"action": "get_history"})).await;
+    assert!(
+        latest.get("missed_types").is_none(),
+        "only a read after an id can miss: {latest}"
+    );
+
+    // Types not subscribed to are not named, and nothing was missed after the oldest kept.
+    let (mut other, _) = connect(&server).await;
+    let pins = json!({"action": "subscribe", "notification_types": ["pin_added"], "after_id": seen});
+    assert_eq!(ask(&mut other, pins).await["missed_types"], json!([]));
+    let kept_from = history["events"][0]["id"].as_i64().unwrap();
+    let (mut late, _) = connect(&server).await;
+    let resume = json!({"action": "subscribe", "notification_types": ["all_events"], "after_id": kept_from - 1});
+    assert_eq!(ask(&mut late, resume).await["missed_types"], json!([]));
+    let (mut later, _) = connect(&server).await;
+    let resume = json!({"action": "subscribe", "notification_types": ["all_events"], "after_id": seen});
+    assert_eq!(ask(&mut later, resume).await["missed_types"], json!(["custom_event"]));
 }
 
 #[tokio::test]

@@ -11,7 +11,8 @@
 //!
 //! Events arrive in the order of their ids. A client that reconnects subscribes with `after_id`,
 //! the last id it saw: the events it missed that the history still keeps come first, then the
-//! live ones, none twice.
+//! live ones, none twice. The confirmation's `missed_types` names the subscribed types of which
+//! some events after that id are no longer kept, so the client knows to catch up another way.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -355,9 +356,24 @@ async fn subscribe(state: &AppState, id: u64, message: ActionMessage) -> Answer 
             break;
         }
     }
+    let missed = match hub.dropped_after(after_id).await {
+        Ok(dropped) => names_of(dropped, |kind| subscription.wants(kind)),
+        Err(e) => return error_message("store_error", format!("cannot resume: {e}")).into(),
+    };
     reply["resumed_after"] = after_id.into();
     reply["resumed"] = resumed.len().into();
+    reply["missed_types"] = missed;
     Answer { reply, resumed }
+}
+
+/// The names of the types `wanted` keeps, as a JSON array.
+fn names_of(kinds: Vec<NotificationType>, wanted: impl Fn(NotificationType) -> bool) -> Value {
+    kinds
+        .into_iter()
+        .filter(|kind| wanted(*kind))
+        .map(|kind| kind.as_str())
+        .collect::<Vec<_>>()
+        .into()
 }
 
 async fn reply(state: &AppState, id: u64, connected_at: i64, message: ActionMessage) -> Value {
@@ -390,13 +406,21 @@ async fn reply(state: &AppState, id: u64, connected_at: i64, message: ActionMess
                     None => return error_message("invalid_type", format!("{name:?} is not a notification type")),
                 },
             };
-            match hub.history(kind, message.after_id, limit).await {
-                Ok(events) => {
-                    let events: Vec<Value> = events.iter().map(Notification::to_message).collect();
-                    json!({"type": "history", "count": events.len(), "events": events})
+            let events = match hub.history(kind, message.after_id, limit).await {
+                Ok(events) => events,
+                Err(e) => return error_message("store_error", e.to_string()),
+            };
+            let events: Vec<Value> = events.iter().map(Notification::to_message).collect();
+            let mut reply = json!({"type": "history", "count": events.len(), "events": events});
+            if let Some(after_id) = message.after_id {
+                match hub.dropped_after(after_id).await {
+                    Ok(dropped) => {
+                        reply["missed_types"] = names_of(dropped, |dropped| kind.is_none_or(|k| k == dropped))
+                    }
+                    Err(e) => return error_message("store_error", e.to_string()),
                 }
-                Err(e) => error_message("store_error", e.to_string()),
             }
+            reply
         }
         Some("ping") => json!({"type": "pong", "timestamp": now_ms()}),
         Some("get_metrics") => {

@@ -193,18 +193,81 @@ impl NotificationRepository for SqlNotifications {
     }
 
     async fn prune(&self, keep: u64) -> model::Result<()> {
-        sqlx::query(
-            "DELETE FROM notifications WHERE id IN (
-                SELECT id FROM (
-                    SELECT id, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY id DESC) AS newer
-                    FROM notifications
-                ) AS ranked WHERE newer > $1
-             )",
-        )
-        .bind(keep as i64)
-        .execute(&self.pool)
-        .await
-        .map_err(Error::from)?;
+        // Which ids go is decided once, in the transaction that remembers the newest of them.
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let sql = format!(
+            "INSERT INTO notifications_dropped (kind, through_id)
+             SELECT kind, MAX(id) FROM (
+                 SELECT id, kind, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY id DESC) AS newer
+                 FROM notifications
+             ) AS ranked WHERE newer > $1 GROUP BY kind
+             {}",
+            self.keep_newest_dropped()
+        );
+        let noted = sqlx::query(AssertSqlSafe(sql))
+            .bind(keep as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        if noted.rows_affected() > 0 {
+            sqlx::query(
+                "DELETE FROM notifications WHERE id IN (
+                    SELECT id FROM (
+                        SELECT id, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY id DESC) AS newer
+                        FROM notifications
+                    ) AS ranked WHERE newer > $1
+                 )",
+            )
+            .bind(keep as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
+        tx.commit().await.map_err(Error::from)?;
         Ok(())
+    }
+
+    async fn record_dropped(&self, newest: &[(NotificationType, i64)]) -> model::Result<()> {
+        if newest.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO notifications_dropped (kind, through_id) VALUES {} {}",
+            value_rows(self.engine, newest.len(), 2),
+            self.keep_newest_dropped()
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for (kind, id) in newest {
+            insert = insert.bind(kind.as_str()).bind(*id);
+        }
+        insert.execute(&self.pool).await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn dropped_after(&self, after: i64) -> model::Result<Vec<NotificationType>> {
+        let kinds: Vec<String> =
+            sqlx::query_scalar("SELECT kind FROM notifications_dropped WHERE through_id > $1 ORDER BY kind")
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::from)?;
+        // A type this build does not know (written by a newer one) cannot be subscribed to here.
+        let mut kinds: Vec<_> = kinds.iter().filter_map(|kind| NotificationType::parse(kind)).collect();
+        kinds.sort_unstable();
+        Ok(kinds)
+    }
+}
+
+impl SqlNotifications {
+    /// The upsert tail that keeps the newest id dropped of each type.
+    fn keep_newest_dropped(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => {
+                "ON CONFLICT (kind) DO UPDATE SET through_id = MAX(notifications_dropped.through_id, excluded.through_id)"
+            }
+            Engine::Postgres => {
+                "ON CONFLICT (kind) DO UPDATE SET through_id = GREATEST(notifications_dropped.through_id, excluded.through_id)"
+            }
+        }
     }
 }

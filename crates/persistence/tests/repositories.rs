@@ -69,6 +69,7 @@ on_both_engines!(
     stream_record_batches_larger_than_one_insert_are_written_whole,
     notification_history_survives_reopening_and_keeps_the_newest_per_type,
     notification_ids_given_are_kept_and_a_reader_resumes_after_one,
+    notifications_pruned_or_let_go_are_remembered_by_type_past_a_reopen,
     numbered_notifications_keep_their_data_and_source_whatever_they_hold,
     metrics_history_buckets_in_sql_as_in_memory_and_prunes,
     metrics_of_instances_sharing_a_database_stay_apart,
@@ -358,6 +359,34 @@ async fn notification_ids_given_are_kept_and_a_reader_resumes_after_one(place: P
         [given[2]]
     );
     assert!(repo.history(None, Some(given[2]), 10).await.unwrap().is_empty());
+}
+
+async fn notifications_pruned_or_let_go_are_remembered_by_type_past_a_reopen(place: Place) {
+    use NotificationType::{ContentAdded, PinAdded};
+    {
+        let repo = SqlNotifications::new(place.open().await);
+        assert!(repo.dropped_after(0).await.unwrap().is_empty(), "nothing dropped yet");
+        let mut batch: Vec<_> = (10..16).map(|id| numbered(Some(id), ContentAdded)).collect();
+        batch.push(numbered(Some(16), PinAdded));
+        repo.save_batch(&batch).await.unwrap();
+        repo.prune(2).await.unwrap();
+        let kept = repo.history(None, None, 10).await.unwrap();
+        assert_eq!(kept.iter().filter_map(|n| n.id).collect::<Vec<_>>(), [14, 15, 16]);
+        assert_eq!(repo.dropped_after(12).await.unwrap(), [ContentAdded]);
+        assert!(
+            repo.dropped_after(13).await.unwrap().is_empty(),
+            "13 was the newest deleted"
+        );
+        // Let go before they were written: the newest id of each type counts, never an older one.
+        repo.record_dropped(&[(PinAdded, 20), (ContentAdded, 11)])
+            .await
+            .unwrap();
+        repo.prune(2).await.unwrap();
+    }
+    let repo = SqlNotifications::new(place.open().await);
+    assert_eq!(repo.dropped_after(0).await.unwrap(), [ContentAdded, PinAdded]);
+    assert_eq!(repo.dropped_after(13).await.unwrap(), [PinAdded]);
+    assert!(repo.dropped_after(20).await.unwrap().is_empty());
 }
 
 async fn numbered_notifications_keep_their_data_and_source_whatever_they_hold(place: Place) {

@@ -1,13 +1,16 @@
 //! Writing the notification history. Events wait in memory, at most the newest `keep` of each type
 //! (older ones would be pruned as soon as they were written), and go to the repository together,
 //! in the order they were published. A burst of thousands of events a second then costs at most
-//! `keep` rows per type per write, and publishing never waits on storage.
+//! `keep` rows per type per write, and publishing never waits on storage. The newest id of each
+//! type let go unwritten goes to the repository with them, as pruning's does, so that a client
+//! resuming from an older id learns that it missed events of that type.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::{Notification, NotificationRepository, NotificationType};
 use crate::error::Result;
@@ -45,6 +48,9 @@ struct Shared {
     writing: tokio::sync::Mutex<Option<Instant>>,
 }
 
+/// The newest id let go of each type that had one let go.
+type NewestDropped = Vec<(NotificationType, i64)>;
+
 /// Events not yet written: the newest `keep` of each type, each with its publishing order.
 struct Pending {
     next: u64,
@@ -52,6 +58,9 @@ struct Pending {
     overflowed: bool,
     /// One queue per type, at the type's place in [`NotificationType::ALL`].
     by_type: Vec<VecDeque<(u64, Notification)>>,
+    /// The newest id let go unwritten of each type (at its place in `ALL`) since the last take.
+    /// Events the repository numbers have no id yet, and nobody has seen them.
+    dropped: Vec<Option<i64>>,
 }
 
 impl Default for Pending {
@@ -60,6 +69,7 @@ impl Default for Pending {
             next: 0,
             overflowed: false,
             by_type: NotificationType::ALL.iter().map(|_| VecDeque::new()).collect(),
+            dropped: vec![None; NotificationType::ALL.len()],
         }
     }
 }
@@ -72,28 +82,45 @@ impl Pending {
     fn push(&mut self, notification: Notification, keep: u64) {
         let order = self.next;
         self.next += 1;
-        let queue = self.queue(notification.kind);
+        let kind = notification.kind;
+        let queue = self.queue(kind);
         queue.push_back((order, notification));
         let over = queue.len().saturating_sub(usize::try_from(keep).unwrap_or(usize::MAX));
-        queue.drain(..over);
+        let let_go = queue.drain(..over).filter_map(|(_, n)| n.id).max();
+        self.note_dropped(kind, let_go);
         self.overflowed |= over > 0;
     }
 
-    /// Everything waiting, oldest first.
-    fn take(&mut self) -> Vec<(u64, Notification)> {
+    fn note_dropped(&mut self, kind: NotificationType, id: Option<i64>) {
+        let newest = &mut self.dropped[kind as usize];
+        *newest = (*newest).max(id);
+    }
+
+    /// Everything waiting, oldest first, and the newest id let go of each type.
+    fn take(&mut self) -> (Vec<(u64, Notification)>, NewestDropped) {
         self.overflowed = false;
         let mut all: Vec<_> = self.by_type.iter_mut().flat_map(|queue| queue.drain(..)).collect();
         all.sort_unstable_by_key(|(order, _)| *order);
-        all
+        let dropped = NotificationType::ALL
+            .iter()
+            .zip(&mut self.dropped)
+            .filter_map(|(kind, newest)| Some((*kind, newest.take()?)))
+            .collect();
+        (all, dropped)
     }
 
     /// Puts back a batch that could not be written, before what was published since; the oldest
-    /// go past `keep` of a type.
-    fn put_back(&mut self, batch: Vec<(u64, Notification)>, keep: u64) {
+    /// go past `keep` of a type, and are let go.
+    fn put_back(&mut self, batch: Vec<(u64, Notification)>, dropped: NewestDropped, keep: u64) {
+        for (kind, id) in dropped {
+            self.note_dropped(kind, Some(id));
+        }
         for (order, notification) in batch.into_iter().rev() {
             let queue = self.queue(notification.kind);
             if (queue.len() as u64) < keep {
                 queue.push_front((order, notification));
+            } else {
+                self.note_dropped(notification.kind, notification.id);
             }
         }
     }
@@ -156,6 +183,12 @@ impl History {
         self.shared.write().await;
         self.shared.repository.history(kind, after, limit).await
     }
+
+    /// The types of which events published after the event `after` are no longer kept.
+    pub async fn dropped_after(&self, after: i64) -> Result<Vec<NotificationType>> {
+        self.shared.write().await;
+        self.shared.repository.dropped_after(after).await
+    }
 }
 
 impl Shared {
@@ -166,15 +199,24 @@ impl Shared {
     /// Writes what waits; false if the repository refused it (it waits again, to be retried).
     async fn write(&self) -> bool {
         let mut last_prune = self.writing.lock().await;
-        let batch = self.lock().take();
-        if batch.is_empty() {
+        let (batch, dropped) = self.lock().take();
+        if batch.is_empty() && dropped.is_empty() {
             return true;
         }
         let (orders, events): (Vec<u64>, Vec<Notification>) = batch.into_iter().unzip();
-        if let Err(e) = self.repository.save_batch(&events).await {
+        // What was let go is told first: a reader who finds the newer events finds it too.
+        let written = match dropped.is_empty() {
+            true => Ok(()),
+            false => self.repository.record_dropped(&dropped).await,
+        };
+        let written = match (written, events.is_empty()) {
+            (Ok(()), false) => self.repository.save_batch(&events).await,
+            (other, _) => other,
+        };
+        if let Err(e) = written {
             tracing::warn!(error = %e, events = events.len(), "notification history not written; retrying");
             self.lock()
-                .put_back(orders.into_iter().zip(events).collect(), self.keep);
+                .put_back(orders.into_iter().zip(events).collect(), dropped, self.keep);
             return false;
         }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
@@ -230,6 +272,11 @@ mod tests {
                 ]
             })
             .returning(|_| Ok(()));
+        repository
+            .expect_record_dropped()
+            .times(1)
+            .withf(|newest| newest == [(NotificationType::ContentRetrieved, 9_996)])
+            .returning(|_| Ok(()));
         repository.expect_prune().times(1).returning(|_| Ok(()));
         let history = History::start(Arc::new(repository), 3, PACE);
         for i in 0..10_000 {
@@ -245,7 +292,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn while_events_overflow_it_is_written_less_often_and_at_pace_again_once_they_do_not() {
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let writes = Arc::new(Mutex::new(Vec::new()));
         let mut repository = MockNotificationRepository::new();
         let log = writes.clone();
@@ -253,6 +300,7 @@ mod tests {
             log.lock().unwrap().push(started.elapsed());
             Ok(())
         });
+        repository.expect_record_dropped().returning(|_| Ok(()));
         repository.expect_prune().returning(|_| Ok(()));
         let history = History::start(Arc::new(repository), 2, PACE);
         // Five events every 100 ms for 12 s: more than `keep` between any two writes.
@@ -288,7 +336,7 @@ mod tests {
             assert_eq!(*kind as usize, i, "a type's place in ALL is its queue");
             pending.push(event(*kind, i as u64), 1);
         }
-        let taken: Vec<_> = pending.take().into_iter().map(|(_, n)| n.kind).collect();
+        let taken: Vec<_> = pending.take().0.into_iter().map(|(_, n)| n.kind).collect();
         assert_eq!(taken, NotificationType::ALL);
     }
 
@@ -316,6 +364,65 @@ mod tests {
         tokio::time::sleep(RETRY_AFTER * 2).await;
         let written = kept.history(None, None, 10).await.unwrap();
         assert_eq!(written.iter().map(|n| n.timestamp_ms).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_let_go_unwritten_or_pruned_are_told_by_type_after_an_id() {
+        let history = History::start(Arc::new(MemoryNotificationRepository::default()), 2, PACE);
+        for id in 1..=5 {
+            history.keep(event(NotificationType::ContentAdded, id));
+        }
+        history.keep(event(NotificationType::PinAdded, 6));
+        // 1 to 3 never reached the repository: nobody resuming can have them back.
+        assert_eq!(
+            history.dropped_after(0).await.unwrap(),
+            [NotificationType::ContentAdded]
+        );
+        assert_eq!(
+            history.dropped_after(2).await.unwrap(),
+            [NotificationType::ContentAdded]
+        );
+        assert!(history.dropped_after(3).await.unwrap().is_empty(), "4 and 5 are kept");
+        // Written, then pruned past the newest two.
+        history.keep(event(NotificationType::PinAdded, 7));
+        tokio::time::sleep(PRUNE_EVERY).await;
+        history.keep(event(NotificationType::PinAdded, 8));
+        let kept = history.read(Some(NotificationType::PinAdded), None, 10).await.unwrap();
+        assert_eq!(kept.iter().filter_map(|n| n.id).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(
+            history.dropped_after(5).await.unwrap(),
+            [NotificationType::PinAdded],
+            "6 was pruned"
+        );
+        assert!(history.dropped_after(6).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_was_let_go_is_told_again_when_its_write_was_refused() {
+        let mut repository = MockNotificationRepository::new();
+        let mut sequence = mockall::Sequence::new();
+        repository
+            .expect_record_dropped()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Err(crate::Error::Store("the database is away".into())));
+        repository
+            .expect_record_dropped()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .withf(|newest| newest == [(NotificationType::ContentAdded, 3)])
+            .returning(|_| Ok(()));
+        repository
+            .expect_save_batch()
+            .times(1)
+            .withf(|batch| batch.iter().filter_map(|n| n.id).eq([4, 5]))
+            .returning(|_| Ok(()));
+        repository.expect_prune().returning(|_| Ok(()));
+        let history = History::start(Arc::new(repository), 2, PACE);
+        for id in 1..=5 {
+            history.keep(event(NotificationType::ContentAdded, id));
+        }
+        tokio::time::sleep(WRITE_EVERY + RETRY_AFTER * 2).await;
     }
 
     #[tokio::test(start_paused = true)]

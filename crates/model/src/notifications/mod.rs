@@ -137,8 +137,17 @@ pub trait NotificationRepository: Send + Sync {
         limit: u64,
     ) -> Result<Vec<Notification>>;
 
-    /// Keeps only the newest `keep` notifications of each type.
+    /// Keeps only the newest `keep` notifications of each type, and remembers the newest id of
+    /// each type it deleted (see [`NotificationRepository::dropped_after`]).
     async fn prune(&self, keep: u64) -> Result<()>;
+
+    /// Remembers that events of these types were let go unwritten, up to these ids (the hub
+    /// holds at most `keep` of a type waiting to be written).
+    async fn record_dropped(&self, newest: &[(NotificationType, i64)]) -> Result<()>;
+
+    /// The types of which an event with an id above `after` was deleted or let go: a client
+    /// resuming after that id cannot have all of them back.
+    async fn dropped_after(&self, after: i64) -> Result<Vec<NotificationType>>;
 }
 
 /// The events of every instance sharing one database, this one's included, as they are written
@@ -162,9 +171,13 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether events of this type are subscribed to (filters aside).
+    pub fn wants(&self, kind: NotificationType) -> bool {
+        self.types.contains(&NotificationType::AllEvents) || self.types.contains(&kind)
+    }
+
     pub fn matches(&self, notification: &Notification, message: &Value) -> bool {
-        let wanted = self.types.contains(&NotificationType::AllEvents) || self.types.contains(&notification.kind);
-        wanted
+        self.wants(notification.kind)
             && self.filters.iter().all(|(key, expected)| {
                 if key.contains('.') {
                     key.split('.').try_fold(message, |node, part| node.get(part)) == Some(expected)
@@ -499,6 +512,14 @@ impl NotificationHub {
         self.history.read(kind, after, limit).await
     }
 
+    /// The types of which events published after the event `after` are no longer kept (deleted
+    /// past the newest `history` of their type, or let go before they were written): a client
+    /// resuming after that id has not had them all. Where instances share a database, events
+    /// let go before the database numbered them were delivered to nobody and are not counted.
+    pub async fn dropped_after(&self, after: i64) -> Result<Vec<NotificationType>> {
+        self.history.dropped_after(after).await
+    }
+
     /// Delivers the events written to the shared history (see [`NotificationHub::start_shared`])
     /// to this hub's subscribers, for as long as the hub lives. They are not kept again: they
     /// come from the history.
@@ -672,6 +693,16 @@ impl Notifier for NotificationHub {
 #[derive(Default)]
 pub struct MemoryNotificationRepository {
     kept: Mutex<Vec<Notification>>,
+    /// The newest id deleted or let go of each type.
+    dropped: Mutex<HashMap<NotificationType, i64>>,
+}
+
+impl MemoryNotificationRepository {
+    fn note_dropped(&self, kind: NotificationType, id: i64) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = dropped.entry(kind).or_insert(id);
+        *newest = (*newest).max(id);
+    }
 }
 
 #[async_trait]
@@ -714,10 +745,32 @@ impl NotificationRepository for MemoryNotificationRepository {
         newest_first.retain(|n| {
             let count = seen.entry(n.kind).or_insert(0);
             *count += 1;
-            *count <= keep
+            let kept = *count <= keep;
+            if let (false, Some(id)) = (kept, n.id) {
+                self.note_dropped(n.kind, id);
+            }
+            kept
         });
         *kept = newest_first.into_iter().rev().collect();
         Ok(())
+    }
+
+    async fn record_dropped(&self, newest: &[(NotificationType, i64)]) -> Result<()> {
+        for (kind, id) in newest {
+            self.note_dropped(*kind, *id);
+        }
+        Ok(())
+    }
+
+    async fn dropped_after(&self, after: i64) -> Result<Vec<NotificationType>> {
+        let dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kinds: Vec<_> = dropped
+            .iter()
+            .filter(|(_, id)| **id > after)
+            .map(|(kind, _)| *kind)
+            .collect();
+        kinds.sort_unstable_by_key(|kind| *kind as usize);
+        Ok(kinds)
     }
 }
 
