@@ -357,7 +357,7 @@ async fn subscribe(state: &AppState, id: u64, message: ActionMessage) -> Answer 
         }
     }
     let missed = match hub.dropped_after(after_id).await {
-        Ok(dropped) => names_of(dropped, |kind| subscription.wants(kind)),
+        Ok(dropped) => names_of(dropped, |kind| subscription.wants(kind)).into(),
         Err(e) => return error_message("store_error", format!("cannot resume: {e}")).into(),
     };
     reply["resumed_after"] = after_id.into();
@@ -366,14 +366,13 @@ async fn subscribe(state: &AppState, id: u64, message: ActionMessage) -> Answer 
     Answer { reply, resumed }
 }
 
-/// The names of the types `wanted` keeps, as a JSON array.
-fn names_of(kinds: Vec<NotificationType>, wanted: impl Fn(NotificationType) -> bool) -> Value {
+/// The names of the types `wanted` keeps.
+fn names_of(kinds: Vec<NotificationType>, wanted: impl Fn(NotificationType) -> bool) -> Vec<&'static str> {
     kinds
         .into_iter()
         .filter(|kind| wanted(*kind))
         .map(|kind| kind.as_str())
-        .collect::<Vec<_>>()
-        .into()
+        .collect()
 }
 
 async fn reply(state: &AppState, id: u64, connected_at: i64, message: ActionMessage) -> Value {
@@ -415,7 +414,7 @@ async fn reply(state: &AppState, id: u64, connected_at: i64, message: ActionMess
             if let Some(after_id) = message.after_id {
                 match hub.dropped_after(after_id).await {
                     Ok(dropped) => {
-                        reply["missed_types"] = names_of(dropped, |dropped| kind.is_none_or(|k| k == dropped))
+                        reply["missed_types"] = names_of(dropped, |dropped| kind.is_none_or(|k| k == dropped)).into()
                     }
                     Err(e) => return error_message("store_error", e.to_string()),
                 }
@@ -540,7 +539,9 @@ pub struct NotificationBody {
     tag = "notifications",
     params(HistoryQuery),
     responses(
-        (status = 200, description = "Events, oldest first", body = Vec<NotificationBody>),
+        (status = 200, description = "Events, oldest first", body = Vec<NotificationBody>, headers(
+            ("Missed-Types" = String, description = "With `after_id`: the types (the one asked for, or any) of which some events published after that id are no longer kept, comma-separated; empty when the pages from it are all that was published"),
+        )),
         (status = 400, description = "A bad parameter", body = crate::error::ErrorBody),
     ),
 )]
@@ -555,6 +556,12 @@ pub async fn history(query: Checked<HistoryQuery>, state: web::Data<AppState>) -
         .hub
         .history(kind, query.after_id, query.limit.unwrap_or(100))
         .await?;
+    let missed = match query.after_id {
+        Some(after_id) => Some(names_of(state.hub.dropped_after(after_id).await?, |dropped| {
+            kind.is_none_or(|k| k == dropped)
+        })),
+        None => None,
+    };
     let body: Vec<NotificationBody> = events
         .into_iter()
         .map(|n| NotificationBody {
@@ -567,5 +574,9 @@ pub async fn history(query: Checked<HistoryQuery>, state: web::Data<AppState>) -
             instance: n.instance,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(body))
+    let mut response = HttpResponse::Ok();
+    if let Some(missed) = missed {
+        response.insert_header(("Missed-Types", missed.join(",")));
+    }
+    Ok(response.json(body))
 }
