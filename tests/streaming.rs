@@ -293,6 +293,65 @@ async fn a_stalled_reader_does_not_hold_up_another() {
     drop(stalled);
 }
 
+/// The frames of a WebSocket response as they come off the wire (the client libraries join
+/// fragments): (FIN bit, opcode, payload length), until the close frame.
+async fn raw_frames(server: &Server, path: &str) -> Vec<(bool, u8, usize)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = server.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    tcp.read_to_end(&mut bytes).await.unwrap();
+    let head = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(bytes.starts_with(b"HTTP/1.1 101"));
+    let mut at = head;
+    let mut frames = Vec::new();
+    while at < bytes.len() {
+        let (fin, opcode) = (bytes[at] & 0x80 != 0, bytes[at] & 0x0f);
+        let (length, header) = match bytes[at + 1] & 0x7f {
+            126 => (
+                u16::from_be_bytes(bytes[at + 2..at + 4].try_into().unwrap()) as usize,
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(bytes[at + 2..at + 10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        frames.push((fin, opcode, length));
+        at += header + length;
+        if opcode == 8 {
+            break;
+        }
+    }
+    frames
+}
+
+#[tokio::test]
+async fn a_chunk_over_32_kib_goes_out_as_fragments_of_32_kib() {
+    let repo = Repo::new();
+    let data = bytes(300_000, 15);
+    let cid = add(&repo, &data, &[]);
+    let server = Server::start(&repo);
+    let frames = raw_frames(&server, &format!("/ws/stream/{cid}?chunk_size=262144")).await;
+    let (text, binary, continuation, close) = (1, 2, 0, 8);
+    let mut expected = vec![(true, text, frames[0].2)]; // the metadata
+    // 256 KiB in eight fragments, then the last 37 856 bytes in two.
+    expected.push((false, binary, 32_768));
+    expected.extend([(false, continuation, 32_768); 6]);
+    expected.push((true, continuation, 32_768));
+    expected.push((false, binary, 32_768));
+    expected.push((true, continuation, 300_000 - 262_144 - 32_768));
+    expected.push((true, text, frames[frames.len() - 2].2)); // complete
+    expected.push((true, close, 2));
+    assert_eq!(frames, expected);
+}
+
 /// Splits a bidirectional binary frame into its transfer id and payload.
 fn transfer(frame: &[u8]) -> (u32, &[u8]) {
     (u32::from_be_bytes(frame[..4].try_into().unwrap()), &frame[4..])

@@ -26,8 +26,8 @@ use crate::upload::channel;
 /// Largest frame a client may send (a bigger one closes the socket with 1009).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Binary messages larger than this go out as fragments of this size: a session queues 32 items,
-/// so a connection holds at most 32 fragments (2 MiB) whatever chunk size its client asked for.
-const FRAGMENT: usize = 64 * 1024;
+/// so a connection holds at most 32 fragments (1 MiB) whatever chunk size its client asked for.
+const FRAGMENT: usize = 32 * 1024;
 /// Upload progress messages, at most one per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
