@@ -234,6 +234,47 @@ fn ureq_get(url: &str) -> String {
 }
 
 #[test]
+fn a_server_whose_output_is_no_longer_read_serves_on_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let repo = Repo::new();
+    let mut child = repo
+        .command(&["serve", "--listen", "127.0.0.1:0", "--auth", "off"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().strip_prefix("listening on ").unwrap().to_owned();
+    // Both readers go away (a log pipe whose reader died): every line logged from now on fails.
+    drop(child.stderr.take());
+    assert!(ureq_get(&format!("{base}/health")).contains("ok"));
+    assert!(ureq_get(&format!("{base}/health")).contains("ok"));
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the server did not stop after SIGTERM once its output was not read");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+}
+
+#[test]
 fn sigterm_stops_the_server_gracefully() {
     let repo = Repo::new();
     let mut server = Server::start(&repo);

@@ -17,10 +17,13 @@ fn init_tracing(format: LogFormat, default_level: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default_level},{WEBRTC_LOGS}")));
     // Colours for a terminal only: a log file or journal gets plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    // A log line that cannot be written (the reader of stderr went away) is lost, not reported on
+    // stderr again: that report panics, in whichever task logged, the SIGTERM handler's included.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colours)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),

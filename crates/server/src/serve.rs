@@ -1,6 +1,7 @@
 //! `ipfs-stream serve`: the HTTP server.
 
 use std::any::Any;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,8 +143,9 @@ pub async fn run(services: Services, config: &Config, monitoring: Monitoring) ->
         handle.stop(true).await;
     });
     for address in addresses {
-        // Tests and scripts read the bound address (the port may be 0 in the options).
-        println!("listening on {scheme}://{address}");
+        // Tests and scripts read the bound address (the port may be 0 in the options); one that
+        // stopped reading does not stop the server (println! would panic).
+        let _ = writeln!(std::io::stdout(), "listening on {scheme}://{address}");
         tracing::info!(%address, "listening");
     }
     let served = server.await;
