@@ -252,6 +252,14 @@ fn a_server_whose_output_is_no_longer_read_serves_on_and_stops_on_sigterm() {
     drop(child.stderr.take());
     assert!(ureq_get(&format!("{base}/health")).contains("ok"));
     assert!(ureq_get(&format!("{base}/health")).contains("ok"));
+    let status =
+        status_after_sigterm(&mut child).expect("the server did not stop after SIGTERM once its output was not read");
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+}
+
+/// Sends SIGTERM and waits up to 30 s for the process to end: its status, or None (then it is
+/// killed).
+fn status_after_sigterm(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -261,42 +269,21 @@ fn a_server_whose_output_is_no_longer_read_serves_on_and_stops_on_sigterm() {
             .success()
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
+    while std::time::Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("the server did not stop after SIGTERM once its output was not read");
+            return Some(status);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(status.success(), "a graceful stop exits 0, got {status}");
+    }
+    let _ = child.kill();
+    None
 }
 
 #[test]
 fn sigterm_stops_the_server_gracefully() {
     let repo = Repo::new();
     let mut server = Server::start(&repo);
-    let pid = server.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = status_after_sigterm(&mut server.child).expect("the server did not stop after SIGTERM");
     assert!(status.success(), "a graceful stop exits 0, got {status}");
 }
 
